@@ -1,0 +1,296 @@
+//! A scriptable cluster for the integration tests.
+//!
+//! As the primary it reads commands from stdin, one JSON object a line, and
+//! prints every event (and every command's answer) on stdout as one JSON
+//! object a line. Its workers are this same program; `FIXTURE_MODE` (set
+//! per fork) picks their behaviour:
+//!
+//! - `serve` (default): listen on each address of `FIXTURE_LISTEN`
+//!   (comma-separated) with axum (`/` answers `worker ID`, `/slow?ms=N`
+//!   answers after N ms), bind `FIXTURE_UDP` and answer datagrams, and
+//!   obey messages (`{"cmd":"exit","code":N}`, `disconnect`, `kill`,
+//!   `{"cmd":"big","len":N}`, anything else is echoed as `{"echo": msg}`).
+//! - `noaccept`: listen on `FIXTURE_LISTEN` but never accept.
+//! - `garbage`: connect, then write bytes that are no frame onto the channel.
+//! - `exit`: exit at once with `FIXTURE_EXIT_CODE`.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::time::Duration;
+
+use herd::{Event, Primary, Role, Settings, Signal, Worker, WorkerHandle};
+use serde_json::{json, Value};
+use tokio::io::AsyncBufReadExt;
+
+fn out(v: Value) {
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(stdout, "{v}");
+    let _ = stdout.flush();
+}
+
+#[tokio::main]
+async fn main() {
+    match herd::role() {
+        Role::Primary => primary().await,
+        Role::Worker => worker().await,
+    }
+}
+
+async fn primary() {
+    let mut settings = Settings::new();
+    if let Ok(p) = std::env::var("FIXTURE_POLICY") {
+        settings = settings.policy(p.parse().expect("FIXTURE_POLICY"));
+    }
+    let primary = Primary::with_settings(settings).expect("primary");
+    let mut events = primary.events();
+    let handles: std::sync::Arc<std::sync::Mutex<HashMap<u32, WorkerHandle>>> = Default::default();
+    let h2 = handles.clone();
+    let p2 = primary.clone();
+    tokio::spawn(async move {
+        while let Some(ev) = events.next().await {
+            let state = ev
+                .worker()
+                .and_then(|id| {
+                    p2.worker(id)
+                        .or_else(|| h2.lock().unwrap().get(&id).cloned())
+                })
+                .map(|w| format!("{:?}", w.state()).to_lowercase());
+            let mut v = json!({ "event": ev.name(), "worker": ev.worker(), "state": state });
+            match &ev {
+                Event::Listening { address, .. } => v["address"] = json!(address),
+                Event::Exit {
+                    status,
+                    exited_after_disconnect,
+                    ..
+                } => {
+                    v["code"] = json!(status.code);
+                    v["signal"] = json!(status.signal.map(|s| s.as_str()));
+                    v["exited_after_disconnect"] = json!(exited_after_disconnect);
+                }
+                Event::Message { message, .. } => {
+                    let body: Value = message.decode().unwrap_or(Value::Null);
+                    // Big messages are summarised to keep lines short.
+                    match body.as_str() {
+                        Some(s) if s.len() > 1024 => {
+                            v["len"] = json!(s.len());
+                            v["ok"] = json!(s.bytes().all(|b| b == b'x'));
+                        }
+                        _ => v["message"] = body,
+                    }
+                }
+                Event::Error { error, .. } => v["error"] = json!(error.to_string()),
+                Event::Setup(s) => {
+                    v["exec"] = json!(s.get_exec().map(|p| p.display().to_string()));
+                    v["silent"] = json!(s.get_silent());
+                }
+                _ => {}
+            }
+            out(v);
+        }
+    });
+    out(json!({ "event": "started", "pid": std::process::id() }));
+
+    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        let Ok(cmd) = serde_json::from_str::<Value>(&line) else {
+            out(json!({ "event": "bad_command", "line": line }));
+            continue;
+        };
+        let id = cmd["worker"].as_u64().unwrap_or(0) as u32;
+        let worker = || handles.lock().unwrap().get(&id).cloned();
+        match cmd["cmd"].as_str().unwrap_or("") {
+            "fork" => {
+                let env: Vec<(String, String)> = cmd["env"]
+                    .as_object()
+                    .map(|m| {
+                        m.iter()
+                            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string()))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                match primary.fork_with_env(env) {
+                    Ok(w) => {
+                        handles.lock().unwrap().insert(w.id(), w.clone());
+                        out(json!({ "event": "forked", "worker": w.id(), "pid": w.pid() }));
+                    }
+                    Err(e) => out(json!({ "event": "fork_error", "error": e.to_string() })),
+                }
+            }
+            "setup" => {
+                let mut s = Settings::new();
+                if let Some(e) = cmd["exec"].as_str() {
+                    s = s.exec(e);
+                }
+                if let Some(a) = cmd["args"].as_array() {
+                    s = s.args(a.iter().map(|x| x.as_str().unwrap_or("").to_string()));
+                }
+                if let Some(b) = cmd["silent"].as_bool() {
+                    s = s.silent(b);
+                }
+                primary.setup(s);
+            }
+            "send" => {
+                let r = match worker() {
+                    Some(w) => w.send(&cmd["msg"]).await.map_err(|e| e.to_string()),
+                    None => Err("no such worker".to_string()),
+                };
+                out(json!({ "event": "sent", "worker": id, "ok": r.is_ok(), "error": r.err() }));
+            }
+            "send_big" => {
+                let len = cmd["len"].as_u64().unwrap_or(0) as usize;
+                let big = "x".repeat(len);
+                let r = match worker() {
+                    Some(w) => w.send(&big).await.map_err(|e| e.to_string()),
+                    None => Err("no such worker".to_string()),
+                };
+                out(json!({ "event": "sent", "worker": id, "ok": r.is_ok(), "error": r.err() }));
+            }
+            "disconnect" => {
+                if let Some(w) = worker() {
+                    w.disconnect();
+                }
+            }
+            "kill" => {
+                let sig: Signal = cmd["signal"]
+                    .as_str()
+                    .unwrap_or("SIGTERM")
+                    .parse()
+                    .expect("signal");
+                if let Some(w) = worker() {
+                    w.kill_with(sig);
+                }
+            }
+            "disconnect_all" => {
+                let p = primary.clone();
+                tokio::spawn(async move {
+                    p.disconnect().await;
+                    out(json!({ "event": "all_disconnected", "workers": p.workers().len() }));
+                });
+            }
+            "workers" => {
+                let ids: Vec<u32> = primary.workers().iter().map(|w| w.id()).collect();
+                out(json!({ "event": "workers", "ids": ids }));
+            }
+            "state" => {
+                let v = match worker() {
+                    Some(w) => json!({
+                        "event": "state", "worker": id,
+                        "state": format!("{:?}", w.state()).to_lowercase(),
+                        "connected": w.is_connected(), "dead": w.is_dead(),
+                        "exited_after_disconnect": w.exited_after_disconnect(),
+                    }),
+                    None => json!({ "event": "state", "worker": id, "state": null }),
+                };
+                out(v);
+            }
+            other => out(json!({ "event": "bad_command", "cmd": other })),
+        }
+    }
+    // stdin closed: keep running until killed.
+    std::future::pending::<()>().await;
+}
+
+async fn worker() {
+    let mode = std::env::var("FIXTURE_MODE").unwrap_or_else(|_| "serve".into());
+    if mode == "exit" {
+        let code = std::env::var("FIXTURE_EXIT_CODE")
+            .ok()
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(1);
+        std::process::exit(code);
+    }
+    let worker = Worker::connect().await.expect("connect");
+    if mode == "garbage" {
+        write_garbage();
+        std::future::pending::<()>().await;
+    }
+    let id = worker.id();
+    let addrs: Vec<String> = std::env::var("FIXTURE_LISTEN")
+        .map(|s| {
+            s.split(',')
+                .filter(|a| !a.is_empty())
+                .map(String::from)
+                .collect()
+        })
+        .unwrap_or_default();
+    for addr in addrs {
+        match worker.listen(&addr).await {
+            Ok(listener) if mode == "noaccept" => {
+                // Keep the listener (and its queue) without ever accepting.
+                std::mem::forget(listener);
+            }
+            Ok(listener) => {
+                let app = axum::Router::new()
+                    .route(
+                        "/",
+                        axum::routing::get(move || async move { format!("worker {id}\n") }),
+                    )
+                    .route(
+                        "/slow",
+                        axum::routing::get(
+                            move |q: axum::extract::Query<HashMap<String, u64>>| async move {
+                                let ms = q.get("ms").copied().unwrap_or(500);
+                                tokio::time::sleep(Duration::from_millis(ms)).await;
+                                format!("slow done by {id}\n")
+                            },
+                        ),
+                    );
+                let w = worker.clone();
+                tokio::spawn(async move {
+                    let _ = axum::serve(listener, app)
+                        .with_graceful_shutdown(w.disconnecting())
+                        .await;
+                });
+            }
+            Err(e) => {
+                let kind = format!("{:?}", e.kind());
+                let _ = worker
+                    .send(&json!({ "listen_error": e.to_string(), "kind": kind, "addr": addr }))
+                    .await;
+            }
+        }
+    }
+    if let Ok(addr) = std::env::var("FIXTURE_UDP") {
+        let sock = worker.bind_udp(&addr).await.expect("bind_udp");
+        tokio::spawn(async move {
+            let mut buf = [0u8; 1500];
+            while let Ok((_, peer)) = sock.recv_from(&mut buf).await {
+                let _ = sock.send_to(format!("worker {id}").as_bytes(), peer).await;
+            }
+        });
+    }
+    while let Some(msg) = worker.recv().await {
+        let v: Value = msg.decode().unwrap_or(Value::Null);
+        if let Some(s) = v.as_str() {
+            let _ = worker
+                .send(&json!({ "len": s.len(), "ok": s.bytes().all(|b| b == b'x') }))
+                .await;
+            continue;
+        }
+        match v["cmd"].as_str() {
+            Some("exit") => std::process::exit(v["code"].as_i64().unwrap_or(0) as i32),
+            Some("disconnect") => worker.disconnect(),
+            Some("kill") => worker.kill().await,
+            Some("big") => {
+                let len = v["len"].as_u64().unwrap_or(0) as usize;
+                worker.send(&"x".repeat(len)).await.expect("send big");
+            }
+            _ => {
+                let _ = worker.send(&json!({ "echo": v })).await;
+            }
+        }
+    }
+}
+
+/// Writes bytes that are no valid frame straight onto the channel.
+fn write_garbage() {
+    let fd: i32 = std::env::var(herd::ENV_CHANNEL_FD)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let junk = b"\xde\xad\xbe\xef this is not a herd frame \xff\xff\xff\xff";
+    // SAFETY: `fd` is the channel socket, open for this process's whole
+    // life; writing to it is the deliberate misbehaviour under test.
+    let n = unsafe { libc::write(fd, junk.as_ptr().cast(), junk.len()) };
+    assert_eq!(n, junk.len() as isize);
+}

@@ -1,0 +1,457 @@
+//! The channel between the primary and one worker: a Unix stream socketpair
+//! carrying length-prefixed frames (see [`wire`] and docs/protocol.md), with
+//! file descriptors attached by SCM_RIGHTS.
+//!
+//! Sending never blocks on the socket: a frame is appended to an [`Outbox`]
+//! under a short lock, and one writer task per channel flushes everything
+//! queued with as few system calls as possible, so a burst of small messages
+//! costs one `write` instead of one each. Senders wait only when more than
+//! [`HIGH_WATER`] bytes are queued (backpressure).
+//!
+//! Receiving ([`Reader`]) validates every header and keeps received
+//! descriptors in arrival order; a frame that claims descriptors that did not
+//! arrive, an oversized frame, or a truncated control message is a protocol
+//! error that ends this channel and nothing else.
+
+pub mod wire;
+
+use std::collections::VecDeque;
+use std::io::{self, IoSlice, IoSliceMut};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::sync::{Arc, Mutex};
+
+use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags};
+use serde::Serialize;
+use tokio::io::Interest;
+use tokio::net::UnixStream;
+use tokio::sync::Notify;
+
+use crate::error::Error;
+use wire::{Control, Header, Kind, HEADER_LEN, MAX_BODY, MAX_FDS};
+
+/// Senders wait while more than this many bytes are queued.
+pub const HIGH_WATER: usize = 8 << 20;
+
+/// A descriptor to send: owned by the frame, or shared with its keeper (the
+/// primary keeps its copy of a handed-off connection until the worker
+/// acknowledges it).
+#[derive(Debug)]
+pub enum SendFd {
+    Owned(OwnedFd),
+    Shared(Arc<OwnedFd>),
+}
+
+impl AsRawFd for SendFd {
+    fn as_raw_fd(&self) -> RawFd {
+        match self {
+            SendFd::Owned(fd) => fd.as_raw_fd(),
+            SendFd::Shared(fd) => fd.as_raw_fd(),
+        }
+    }
+}
+
+#[derive(Default)]
+struct OutState {
+    buf: Vec<u8>,
+    /// Descriptors to attach at a byte offset of `buf` (a frame's start).
+    fds: Vec<(usize, Vec<SendFd>)>,
+    closed: bool,
+}
+
+/// The sending half of a channel; cheap to share.
+pub struct Outbox {
+    state: Mutex<OutState>,
+    wake_writer: Notify,
+    drained: Notify,
+}
+
+impl Outbox {
+    /// Starts the writer task for `stream` and returns the outbox feeding it.
+    pub fn start(stream: Arc<UnixStream>) -> Arc<Outbox> {
+        let outbox = Arc::new(Outbox {
+            state: Mutex::new(OutState::default()),
+            wake_writer: Notify::new(),
+            drained: Notify::new(),
+        });
+        tokio::spawn(writer(stream, outbox.clone()));
+        outbox
+    }
+
+    /// Queues a control frame. Control frames skip backpressure: they are
+    /// small and must not wait behind the application's messages.
+    pub fn control(&self, msg: &Control, fds: Vec<SendFd>) -> Result<(), Error> {
+        let mut st = self.state.lock().unwrap();
+        if st.closed {
+            return Err(Error::ChannelClosed);
+        }
+        push_frame(&mut st, Kind::Control, msg, fds)?;
+        drop(st);
+        self.wake_writer.notify_one();
+        Ok(())
+    }
+
+    /// Queues a user message, waiting while the queue is over [`HIGH_WATER`].
+    pub async fn user<T: Serialize + ?Sized>(&self, msg: &T) -> Result<(), Error> {
+        loop {
+            let drained = self.drained.notified();
+            tokio::pin!(drained);
+            drained.as_mut().enable();
+            {
+                let mut st = self.state.lock().unwrap();
+                if st.closed {
+                    return Err(Error::ChannelClosed);
+                }
+                if st.buf.len() < HIGH_WATER {
+                    push_frame(&mut st, Kind::User, msg, Vec::new())?;
+                    drop(st);
+                    self.wake_writer.notify_one();
+                    return Ok(());
+                }
+            }
+            drained.await;
+        }
+    }
+
+    /// Stops accepting frames; the writer flushes what is queued, then shuts
+    /// the socket's write side so the peer reads end-of-file.
+    pub fn close(&self) {
+        self.state.lock().unwrap().closed = true;
+        self.wake_writer.notify_one();
+        self.drained.notify_waiters();
+    }
+
+    /// Whether `close` was called (or the writer failed).
+    pub fn is_closed(&self) -> bool {
+        self.state.lock().unwrap().closed
+    }
+
+    /// Waits until everything queued has been written (or the channel failed).
+    pub async fn flushed(&self) {
+        loop {
+            let drained = self.drained.notified();
+            tokio::pin!(drained);
+            drained.as_mut().enable();
+            {
+                let st = self.state.lock().unwrap();
+                if st.buf.is_empty() {
+                    return;
+                }
+            }
+            drained.await;
+        }
+    }
+}
+
+fn push_frame<T: Serialize + ?Sized>(
+    st: &mut OutState,
+    kind: Kind,
+    msg: &T,
+    fds: Vec<SendFd>,
+) -> Result<(), Error> {
+    debug_assert!(fds.len() <= MAX_FDS);
+    let start = st.buf.len();
+    st.buf.extend_from_slice(&[0u8; HEADER_LEN]);
+    if let Err(e) = serde_json::to_writer(&mut st.buf, msg) {
+        st.buf.truncate(start);
+        return Err(Error::Codec(e));
+    }
+    let len = st.buf.len() - start - HEADER_LEN;
+    if len > MAX_BODY {
+        st.buf.truncate(start);
+        return Err(Error::TooLarge {
+            size: len,
+            max: MAX_BODY,
+        });
+    }
+    let header = Header {
+        len,
+        kind,
+        nfds: fds.len(),
+    };
+    st.buf[start..start + HEADER_LEN].copy_from_slice(&header.encode());
+    if !fds.is_empty() {
+        st.fds.push((start, fds));
+    }
+    Ok(())
+}
+
+async fn writer(stream: Arc<UnixStream>, outbox: Arc<Outbox>) {
+    let mut buf = Vec::new();
+    let mut fds = Vec::new();
+    loop {
+        let closing = {
+            let mut st = outbox.state.lock().unwrap();
+            std::mem::swap(&mut buf, &mut st.buf);
+            std::mem::swap(&mut fds, &mut st.fds);
+            st.closed
+        };
+        if buf.is_empty() {
+            outbox.drained.notify_waiters();
+            if closing {
+                break;
+            }
+            outbox.wake_writer.notified().await;
+            continue;
+        }
+        if let Err(e) = write_all(&stream, &buf, &mut fds).await {
+            tracing::debug!(error = %e, "channel write failed; closing the channel");
+            let mut st = outbox.state.lock().unwrap();
+            st.closed = true;
+            st.buf.clear();
+            st.fds.clear();
+            drop(st);
+            outbox.drained.notify_waiters();
+            return;
+        }
+        buf.clear();
+        fds.clear();
+        outbox.drained.notify_waiters();
+    }
+    let _ = nix::sys::socket::shutdown(stream.as_raw_fd(), nix::sys::socket::Shutdown::Write);
+}
+
+/// Writes `buf`, attaching each descriptor set to the byte at its offset.
+async fn write_all(
+    stream: &UnixStream,
+    buf: &[u8],
+    fds: &mut [(usize, Vec<SendFd>)],
+) -> io::Result<()> {
+    let mut pos = 0;
+    let mut next_fd = 0;
+    while pos < buf.len() {
+        // Bytes up to the next descriptor boundary go without ancillary data.
+        let (end, attach) = match fds.get(next_fd) {
+            Some((off, _)) if *off == pos => {
+                let end = fds.get(next_fd + 1).map_or(buf.len(), |(o, _)| *o);
+                (end, Some(next_fd))
+            }
+            Some((off, _)) => (*off, None),
+            None => (buf.len(), None),
+        };
+        let n = match attach {
+            Some(i) => {
+                let raw: Vec<RawFd> = fds[i].1.iter().map(|f| f.as_raw_fd()).collect();
+                let n = send_with_fds(stream, &buf[pos..end], &raw).await?;
+                next_fd += 1;
+                n
+            }
+            None => write_some(stream, &buf[pos..end]).await?,
+        };
+        pos += n;
+        // The rest of a partially sent range goes as plain bytes.
+        while pos < end {
+            pos += write_some(stream, &buf[pos..end]).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn write_some(stream: &UnixStream, bytes: &[u8]) -> io::Result<usize> {
+    loop {
+        stream.writable().await?;
+        match stream.try_write(bytes) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => return Ok(n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+async fn send_with_fds(stream: &UnixStream, bytes: &[u8], fds: &[RawFd]) -> io::Result<usize> {
+    let iov = [IoSlice::new(bytes)];
+    let cmsg = [ControlMessage::ScmRights(fds)];
+    loop {
+        stream.writable().await?;
+        let res = stream.try_io(Interest::WRITABLE, || {
+            sendmsg::<()>(
+                stream.as_raw_fd(),
+                &iov,
+                &cmsg,
+                MsgFlags::MSG_NOSIGNAL,
+                None,
+            )
+            .map_err(io::Error::from)
+        });
+        match res {
+            Ok(n) => return Ok(n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// One received frame.
+#[derive(Debug)]
+pub struct Frame {
+    pub kind: Kind,
+    pub body: Vec<u8>,
+    pub fds: Vec<OwnedFd>,
+}
+
+impl Frame {
+    /// Decodes a control frame's body.
+    pub fn control(&self) -> Result<Control, Error> {
+        serde_json::from_slice(&self.body).map_err(|e| {
+            Error::Protocol(format!(
+                "malformed control frame ({e}): {:?}",
+                String::from_utf8_lossy(&self.body[..self.body.len().min(120)])
+            ))
+        })
+    }
+}
+
+/// Received descriptors that no frame claimed yet; more than this is abuse.
+const MAX_UNCLAIMED_FDS: usize = 1024;
+const READ_CHUNK: usize = 256 << 10;
+
+/// The receiving half of a channel.
+pub struct Reader {
+    stream: Arc<UnixStream>,
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    fds: VecDeque<OwnedFd>,
+}
+
+impl Reader {
+    pub fn new(stream: Arc<UnixStream>) -> Reader {
+        Reader {
+            stream,
+            buf: vec![0; READ_CHUNK],
+            start: 0,
+            end: 0,
+            fds: VecDeque::new(),
+        }
+    }
+
+    /// The next frame; `Ok(None)` at a clean end of file between frames.
+    ///
+    /// Cancel safety: not cancel safe only in that a cancelled call may have
+    /// buffered bytes; calling again continues where it left off.
+    pub async fn next(&mut self) -> Result<Option<Frame>, Error> {
+        loop {
+            if let Some(frame) = self.parse()? {
+                return Ok(Some(frame));
+            }
+            if !self.fill().await? {
+                return if self.end == self.start && self.fds.is_empty() {
+                    Ok(None)
+                } else {
+                    Err(Error::Protocol(format!(
+                        "channel closed in the middle of a frame ({} bytes pending)",
+                        self.end - self.start
+                    )))
+                };
+            }
+        }
+    }
+
+    fn parse(&mut self) -> Result<Option<Frame>, Error> {
+        let avail = self.end - self.start;
+        if avail < HEADER_LEN {
+            return Ok(None);
+        }
+        let mut h = [0u8; HEADER_LEN];
+        h.copy_from_slice(&self.buf[self.start..self.start + HEADER_LEN]);
+        let header = Header::decode(&h).map_err(Error::Protocol)?;
+        // Descriptors arrive with a frame's first byte, so they are here now.
+        if self.fds.len() < header.nfds {
+            return Err(Error::Protocol(format!(
+                "frame claims {} descriptors but {} arrived",
+                header.nfds,
+                self.fds.len()
+            )));
+        }
+        let total = HEADER_LEN + header.len;
+        if avail < total {
+            if self.buf.len() - self.start < total {
+                // Make room for the whole frame (bounded by MAX_BODY).
+                self.buf.copy_within(self.start..self.end, 0);
+                self.end -= self.start;
+                self.start = 0;
+                if self.buf.len() < total {
+                    self.buf.resize(total, 0);
+                }
+            }
+            return Ok(None);
+        }
+        let body = self.buf[self.start + HEADER_LEN..self.start + total].to_vec();
+        self.start += total;
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+        let fds = self.fds.drain(..header.nfds).collect();
+        Ok(Some(Frame {
+            kind: header.kind,
+            body,
+            fds,
+        }))
+    }
+
+    /// Reads more bytes; false at end of file.
+    async fn fill(&mut self) -> Result<bool, Error> {
+        if self.buf.len() - self.end < READ_CHUNK / 4 {
+            if self.start > 0 {
+                self.buf.copy_within(self.start..self.end, 0);
+                self.end -= self.start;
+                self.start = 0;
+            }
+            if self.buf.len() - self.end < READ_CHUNK / 4 {
+                let len = self.buf.len();
+                self.buf.resize(len + READ_CHUNK, 0);
+            }
+        }
+        loop {
+            self.stream
+                .readable()
+                .await
+                .map_err(|e| Error::io("channel read", e))?;
+            let fd = self.stream.as_raw_fd();
+            let (buf, end) = (&mut self.buf, self.end);
+            let res = self
+                .stream
+                .try_io(Interest::READABLE, || recv_with_fds(fd, &mut buf[end..]));
+            match res {
+                Ok((0, fds)) if fds.is_empty() => return Ok(false),
+                Ok((n, fds)) => {
+                    self.end += n;
+                    self.fds.extend(fds);
+                    if self.fds.len() > MAX_UNCLAIMED_FDS {
+                        return Err(Error::Protocol(format!(
+                            "peer sent {} descriptors that no frame claims",
+                            self.fds.len()
+                        )));
+                    }
+                    return Ok(true);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) if e.kind() == io::ErrorKind::ConnectionReset => return Ok(false),
+                Err(e) => return Err(Error::io("channel read", e)),
+            }
+        }
+    }
+}
+
+fn recv_with_fds(fd: RawFd, buf: &mut [u8]) -> io::Result<(usize, Vec<OwnedFd>)> {
+    let mut iov = [IoSliceMut::new(buf)];
+    // Linux delivers at most one sendmsg's descriptors per recvmsg, and
+    // SCM_MAX_FD (253) per sendmsg: room for that many never truncates.
+    let mut space = nix::cmsg_space!([RawFd; 253]);
+    let msg = recvmsg::<()>(fd, &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC)
+        .map_err(io::Error::from)?;
+    let mut fds = Vec::new();
+    for c in msg.cmsgs().map_err(io::Error::from)? {
+        if let ControlMessageOwned::ScmRights(raw) = c {
+            fds.extend(crate::sys::own_received_fds(&raw));
+        }
+    }
+    if msg.flags.contains(MsgFlags::MSG_CTRUNC) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "control message truncated: descriptors were lost",
+        ));
+    }
+    Ok((msg.bytes, fds))
+}

@@ -1,0 +1,197 @@
+//! The channel's wire format, version 1. docs/protocol.md is its prose twin:
+//! change both together and bump [`VERSION`] on any incompatible change.
+//!
+//! A frame is an 8-byte header followed by a body:
+//!
+//! | bytes | field    | meaning                                             |
+//! |-------|----------|-----------------------------------------------------|
+//! | 0..4  | `len`    | body length, u32 little-endian, at most [`MAX_BODY`] |
+//! | 4     | `kind`   | 0 = control (herd's own), 1 = user message          |
+//! | 5     | `nfds`   | descriptors sent with this frame, at most [`MAX_FDS`] |
+//! | 6..8  | reserved | zero                                                |
+//!
+//! Bodies are JSON: a user message is any JSON value; a control frame is a
+//! [`Control`] object tagged by `"type"`. Descriptors travel as SCM_RIGHTS
+//! ancillary data on the `sendmsg` that carries the frame's first byte.
+
+use serde::{Deserialize, Serialize};
+
+/// The protocol version a worker announces in its `hello`.
+pub const VERSION: u32 = 1;
+/// Header length in bytes.
+pub const HEADER_LEN: usize = 8;
+/// The largest body a frame may carry (64 MiB).
+pub const MAX_BODY: usize = 64 << 20;
+/// The most descriptors one frame may carry.
+pub const MAX_FDS: usize = 64;
+
+/// What a frame's body is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Kind {
+    /// herd's own control message: a [`Control`] as JSON.
+    Control = 0,
+    /// The application's message: any JSON value.
+    User = 1,
+}
+
+/// A decoded frame header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    pub len: usize,
+    pub kind: Kind,
+    pub nfds: usize,
+}
+
+impl Header {
+    pub fn encode(&self) -> [u8; HEADER_LEN] {
+        let mut h = [0u8; HEADER_LEN];
+        h[..4].copy_from_slice(&(self.len as u32).to_le_bytes());
+        h[4] = self.kind as u8;
+        h[5] = self.nfds as u8;
+        h
+    }
+
+    /// Parses and validates a header: every field is checked, so a peer
+    /// writing garbage is caught at its first frame.
+    pub fn decode(b: &[u8; HEADER_LEN]) -> Result<Header, String> {
+        let len = u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize;
+        let kind = match b[4] {
+            0 => Kind::Control,
+            1 => Kind::User,
+            k => return Err(format!("unknown frame kind {k} (header bytes {b:02x?})")),
+        };
+        let nfds = b[5] as usize;
+        if b[6] != 0 || b[7] != 0 {
+            return Err(format!(
+                "reserved header bytes are not zero (header bytes {b:02x?})"
+            ));
+        }
+        if len > MAX_BODY {
+            return Err(format!(
+                "frame body of {len} bytes exceeds the {MAX_BODY}-byte limit"
+            ));
+        }
+        if nfds > MAX_FDS {
+            return Err(format!(
+                "frame carries {nfds} descriptors, more than the {MAX_FDS} allowed"
+            ));
+        }
+        Ok(Header { len, kind, nfds })
+    }
+}
+
+/// herd's control messages, in both directions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Control {
+    // ---- worker -> primary ----
+    /// First frame of every worker: the worker is online.
+    Hello { version: u32, pid: u32 },
+    /// Ask for a listening socket (or a hand-off stream) for `addr`
+    /// (`tcp:HOST:PORT`, `udp:HOST:PORT` or `unix:/ABSOLUTE/PATH`); `index`
+    /// counts this worker's earlier listens on the same `addr`.
+    Listen {
+        seq: u64,
+        addr: String,
+        index: u32,
+        #[serde(default)]
+        options: ListenOptions,
+    },
+    /// The worker's listener for `handle` is set up and accepting.
+    Listening { handle: u32 },
+    /// The worker closed its listener for `handle`: route nothing more to it,
+    /// and give what it did not accept to another worker.
+    Unlisten { handle: u32 },
+    /// The worker's application took `n` handed-off connections, in order.
+    Accepted { handle: u32, n: u32 },
+    /// `n` handed-off connections were closed (least-connections accounting).
+    Closed { handle: u32, n: u32 },
+    /// The worker is disconnecting (or exiting) on purpose.
+    Disconnecting,
+
+    // ---- primary -> worker ----
+    /// Answer to `Listen`. `mode` is "handoff" (connections arrive in `conns`
+    /// frames) or "socket" (a listening socket is attached to this frame).
+    Listened {
+        seq: u64,
+        handle: u32,
+        mode: ListenMode,
+        address: String,
+        /// Whether the worker should report closed connections.
+        count_closes: bool,
+    },
+    /// Answer to `Listen` when binding failed.
+    ListenFailed {
+        seq: u64,
+        errno: i32,
+        message: String,
+    },
+    /// Accepted connections for `handle`, one descriptor each, attached.
+    Conns { handle: u32 },
+    /// Disconnect gracefully: stop accepting, finish, close the channel, exit.
+    Disconnect,
+}
+
+/// Options of one listen; the first worker to listen on an address sets
+/// them, as in Node.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ListenOptions {
+    /// Accept queue length (default 1024).
+    pub backlog: Option<u32>,
+    /// For `[::]`: refuse IPv4 (default false: dual-stack).
+    pub ipv6_only: Option<bool>,
+    /// For Unix sockets: the file's permission bits (default from umask).
+    pub mode: Option<u32>,
+}
+
+/// How a worker gets its connections for one listen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ListenMode {
+    /// The primary accepts and hands connections over (rr, lc).
+    Handoff,
+    /// The worker accepts on the attached socket (shared, reuseport, udp).
+    Socket,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_round_trips() {
+        let h = Header {
+            len: 1234,
+            kind: Kind::User,
+            nfds: 3,
+        };
+        assert_eq!(Header::decode(&h.encode()).unwrap(), h);
+    }
+
+    #[test]
+    fn header_rejects_garbage() {
+        assert!(Header::decode(b"\xff\xff\xff\xff\x00\x00\x00\x00")
+            .unwrap_err()
+            .contains("exceeds"));
+        assert!(Header::decode(b"\x01\x00\x00\x00\x07\x00\x00\x00")
+            .unwrap_err()
+            .contains("kind 7"));
+        assert!(Header::decode(b"\x01\x00\x00\x00\x00\x00\x01\x00")
+            .unwrap_err()
+            .contains("reserved"));
+        assert!(Header::decode(b"\x01\x00\x00\x00\x00\xff\x00\x00")
+            .unwrap_err()
+            .contains("descriptors"));
+    }
+
+    #[test]
+    fn control_is_tagged_json() {
+        let c = Control::Accepted { handle: 2, n: 5 };
+        let s = serde_json::to_string(&c).unwrap();
+        assert_eq!(s, r#"{"type":"accepted","handle":2,"n":5}"#);
+        assert_eq!(serde_json::from_str::<Control>(&s).unwrap(), c);
+        assert!(serde_json::from_str::<Control>(r#"{"type":"nope"}"#).is_err());
+    }
+}

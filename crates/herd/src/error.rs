@@ -1,0 +1,71 @@
+//! The library's error type.
+
+use std::io;
+use std::path::PathBuf;
+
+/// Everything that can go wrong in herd's library calls.
+///
+/// Bind errors from `listen` are returned as [`std::io::Error`] instead, so
+/// that `err.kind()` is `AddrInUse` or `PermissionDenied` exactly as with a
+/// plain `bind`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The worker program could not be started.
+    #[error("cannot start worker program {}: {source}; check that the path exists and is executable (settings `exec`)", path.display())]
+    Exec {
+        /// The program that was to be executed.
+        path: PathBuf,
+        /// What the operating system said.
+        #[source]
+        source: io::Error,
+    },
+    /// The worker has disconnected or exited; nothing can be sent to it.
+    #[error("worker {id} is gone (disconnected or dead); the message was not sent")]
+    WorkerGone {
+        /// The worker's id.
+        id: u32,
+    },
+    /// The channel to the primary is closed.
+    #[error("the channel to the primary is closed")]
+    ChannelClosed,
+    /// The peer broke the channel protocol (see docs/protocol.md).
+    #[error("protocol error on the channel: {0}")]
+    Protocol(String),
+    /// A message could not be encoded to or decoded from JSON.
+    #[error("message could not be encoded or decoded as JSON: {0}")]
+    Codec(#[from] serde_json::Error),
+    /// A message is larger than a frame may be.
+    #[error("message of {size} bytes is larger than the channel's {max}-byte frame limit")]
+    TooLarge {
+        /// The encoded size.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// This process is not what the call needs (a worker calling a
+    /// primary-only function, or the reverse).
+    #[error("{0}")]
+    Role(String),
+    /// A system call failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What herd was doing.
+        context: String,
+        /// What the operating system said.
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl Error {
+    pub(crate) fn io(context: impl Into<String>, source: impl Into<io::Error>) -> Self {
+        Error::Io {
+            context: context.into(),
+            source: source.into(),
+        }
+    }
+}
+
+/// Shorthand for `Result<T, herd::Error>`.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,97 @@
+//! # herd
+//!
+//! Run a network server on every core and keep it up: Node.js's `cluster`
+//! module for Rust. One executable is both the **primary**, which forks
+//! workers, shares listening ports with them and reports their lives as
+//! [`Event`]s, and the **worker**, which serves. [`role`] says which this
+//! process is; the primary sets `HERD_CHANNEL_FD` for its children.
+//!
+//! ```no_run
+//! use herd::{Event, Primary, Role, Worker};
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     match herd::role() {
+//!         Role::Primary => {
+//!             let primary = Primary::new()?;
+//!             let mut events = primary.events();
+//!             for _ in 0..herd::available_cpus() {
+//!                 primary.fork()?;
+//!             }
+//!             while let Some(event) = events.next().await {
+//!                 if let Event::Listening { worker, address } = event {
+//!                     println!("worker {worker} listening on {address}");
+//!                 }
+//!             }
+//!         }
+//!         Role::Worker => {
+//!             let worker = Worker::connect().await?;
+//!             let listener = worker.listen("127.0.0.1:8080").await?;
+//!             let app = axum::Router::new().route("/", axum::routing::get(|| async { "hello world" }));
+//!             axum::serve(listener, app)
+//!                 .with_graceful_shutdown(worker.disconnecting())
+//!                 .await?;
+//!         }
+//!     }
+//!     Ok(())
+//! }
+//! ```
+//!
+//! The modules, one concept each: [`primary`] (fork, registry, events),
+//! [`worker`] (the worker's side, listeners), `channel` (the wire between
+//! them, documented in docs/protocol.md), [`sched`] (how a port is shared:
+//! `rr`, `lc`, `shared`, `reuseport`).
+
+#![warn(missing_docs)]
+
+pub(crate) mod channel;
+mod error;
+mod logging;
+mod message;
+pub mod primary;
+pub mod sched;
+mod sys;
+pub mod worker;
+
+pub use channel::wire::ListenOptions;
+pub use error::{Error, Result};
+pub use message::Message;
+pub use nix::sys::signal::Signal;
+pub use primary::{Event, Events, ExitStatus, Primary, Settings, WorkerHandle, WorkerState};
+pub use sched::{ListenAddr, Policy};
+pub use worker::{Connection, Hold, Listener, PeerAddr, Worker};
+
+/// The environment variable that carries a worker's id (1, 2, 3...).
+pub const ENV_WORKER_ID: &str = "HERD_WORKER_ID";
+/// The environment variable that carries the channel's descriptor number;
+/// its presence makes a process a worker.
+pub const ENV_CHANNEL_FD: &str = "HERD_CHANNEL_FD";
+
+/// Which side of the cluster this process is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Started by a person or a service manager: forks the workers.
+    Primary,
+    /// Started by a herd primary.
+    Worker,
+}
+
+/// This process's role: [`Role::Worker`] when started by a herd primary
+/// (`HERD_CHANNEL_FD` is set), [`Role::Primary`] otherwise.
+pub fn role() -> Role {
+    if std::env::var_os(ENV_CHANNEL_FD).is_some() {
+        Role::Worker
+    } else {
+        Role::Primary
+    }
+}
+
+/// Whether this process is the primary.
+pub fn is_primary() -> bool {
+    role() == Role::Primary
+}
+
+/// The number of CPUs this process may run on (at least 1).
+pub fn available_cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}

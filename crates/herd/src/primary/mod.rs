@@ -1,0 +1,559 @@
+//! The primary: forks workers, keeps their registry, routes their messages
+//! and reports their lives as [`Event`]s.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), herd::Error> {
+//! let primary = herd::Primary::new()?;
+//! let mut events = primary.events();
+//! for _ in 0..2 {
+//!     primary.fork()?;
+//! }
+//! while let Some(event) = events.next().await {
+//!     println!("{event:?}");
+//! }
+//! # Ok(()) }
+//! ```
+
+mod events;
+mod settings;
+mod worker;
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::fmt;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{mpsc as std_mpsc, Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+use tokio::net::UnixStream;
+use tokio::sync::{watch, Notify};
+
+use crate::channel::wire::{Control, Kind, VERSION};
+use crate::channel::{Frame, Outbox, Reader};
+use crate::message::Message;
+use crate::sched::{Policy, Table};
+use crate::sys::{install_child_setup, ChildSetup};
+use crate::{Error, ENV_CHANNEL_FD, ENV_WORKER_ID};
+use events::Bus;
+pub use events::{Event, Events};
+pub use settings::Settings;
+pub use worker::{WorkerHandle, WorkerState};
+
+/// How a worker's process ended: an exit code or a signal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ExitStatus {
+    /// The exit code, if the process exited.
+    pub code: Option<i32>,
+    /// The signal that ended the process, if one did.
+    pub signal: Option<Signal>,
+}
+
+impl ExitStatus {
+    /// Whether the process exited with code 0.
+    pub fn success(&self) -> bool {
+        self.code == Some(0)
+    }
+}
+
+impl From<std::process::ExitStatus> for ExitStatus {
+    fn from(s: std::process::ExitStatus) -> Self {
+        ExitStatus {
+            code: s.code(),
+            signal: s.signal().and_then(|n| Signal::try_from(n).ok()),
+        }
+    }
+}
+
+impl fmt::Display for ExitStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.code, self.signal) {
+            (Some(c), _) => write!(f, "exit code {c}"),
+            (None, Some(s)) => write!(f, "signal {s}"),
+            (None, None) => write!(f, "unknown status"),
+        }
+    }
+}
+
+/// The primary process of a cluster, as Node's `cluster` object in the
+/// primary. Cheap to clone; all clones are the same cluster.
+#[derive(Clone)]
+pub struct Primary {
+    inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    settings: Mutex<Settings>,
+    policy: OnceLock<Policy>,
+    next_id: AtomicU32,
+    workers: Mutex<BTreeMap<u32, WorkerHandle>>,
+    pub(crate) bus: Bus,
+    pub(crate) table: Table,
+    forker: Forker,
+    registry_changed: Notify,
+    signals_started: AtomicBool,
+}
+
+impl Inner {
+    pub(crate) fn remove(&self, id: u32) {
+        self.workers.lock().unwrap().remove(&id);
+        self.registry_changed.notify_waiters();
+    }
+}
+
+impl Primary {
+    /// Creates the primary with default settings. Call it inside a tokio
+    /// runtime, in the primary process (see [`crate::role`]).
+    ///
+    /// # Errors
+    /// [`Error::Role`] when called in a worker process.
+    pub fn new() -> Result<Primary, Error> {
+        Primary::with_settings(Settings::default())
+    }
+
+    /// Creates the primary with `settings`.
+    pub fn with_settings(settings: Settings) -> Result<Primary, Error> {
+        if crate::role() == crate::Role::Worker {
+            return Err(Error::Role(format!(
+                "Primary::new called in a worker process ({ENV_CHANNEL_FD} is set); use Worker::connect"
+            )));
+        }
+        crate::logging::init();
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
+            Error::Role("Primary::new must be called inside a tokio runtime".into())
+        })?;
+        Ok(Primary {
+            inner: Arc::new(Inner {
+                settings: Mutex::new(settings),
+                policy: OnceLock::new(),
+                next_id: AtomicU32::new(1),
+                workers: Mutex::new(BTreeMap::new()),
+                bus: Bus::default(),
+                table: Table::default(),
+                forker: Forker::start(runtime),
+                registry_changed: Notify::new(),
+                signals_started: AtomicBool::new(false),
+            }),
+        })
+    }
+
+    /// Merges `settings` into those in force and emits [`Event::Setup`], as
+    /// Node's `setupPrimary`.
+    pub fn setup(&self, settings: Settings) {
+        let merged = {
+            let mut s = self.inner.settings.lock().unwrap();
+            s.merge(settings);
+            s.clone()
+        };
+        self.inner.bus.emit(Event::Setup(merged));
+    }
+
+    /// The settings in force.
+    pub fn settings(&self) -> Settings {
+        self.inner.settings.lock().unwrap().clone()
+    }
+
+    /// The scheduling policy: fixed by the first fork.
+    pub fn policy(&self) -> Policy {
+        *self.inner.policy.get_or_init(|| {
+            self.inner
+                .settings
+                .lock()
+                .unwrap()
+                .policy
+                .unwrap_or_else(Policy::from_env)
+        })
+    }
+
+    /// All events of the cluster, from now on.
+    pub fn events(&self) -> Events {
+        self.inner.bus.subscribe(None)
+    }
+
+    /// Starts a worker.
+    pub fn fork(&self) -> Result<WorkerHandle, Error> {
+        self.fork_with_env(std::iter::empty::<(OsString, OsString)>())
+    }
+
+    /// Starts a worker with extra environment variables, as Node's
+    /// `cluster.fork(env)`.
+    ///
+    /// # Errors
+    /// [`Error::Exec`] naming the program when it cannot be started.
+    pub fn fork_with_env<I, K, V>(&self, env: I) -> Result<WorkerHandle, Error>
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<OsString>,
+        V: Into<OsString>,
+    {
+        let _ = self.policy();
+        self.start_signal_handling();
+        let settings = self.settings();
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let exec = match &settings.exec {
+            Some(p) => p.clone(),
+            None => std::env::current_exe()
+                .map_err(|e| Error::io("cannot find the current executable", e))?,
+        };
+        let args: Vec<OsString> = settings
+            .args
+            .clone()
+            .unwrap_or_else(|| std::env::args_os().skip(1).collect());
+
+        let (ours, theirs) = socketpair(
+            AddressFamily::Unix,
+            SockType::Stream,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .map_err(|e| Error::io("socketpair for the worker channel", e))?;
+
+        let mut cmd = std::process::Command::new(&exec);
+        cmd.args(&args)
+            .env(ENV_WORKER_ID, id.to_string())
+            .env(ENV_CHANNEL_FD, theirs.as_raw_fd().to_string());
+        for (k, v) in &settings.env {
+            cmd.env(k, v);
+        }
+        for (k, v) in env {
+            cmd.env(k.into(), v.into());
+        }
+        if let Some(dir) = &settings.cwd {
+            cmd.current_dir(dir);
+        }
+        if let Some(uid) = settings.uid {
+            cmd.uid(uid);
+        }
+        if let Some(gid) = settings.gid {
+            cmd.gid(gid);
+        }
+        if settings.get_silent() {
+            cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        }
+        cmd.stdin(Stdio::null());
+        install_child_setup(
+            &mut cmd,
+            ChildSetup {
+                keep: vec![theirs.as_raw_fd()],
+                moves: Vec::new(),
+                parent_death_kill: true,
+                parent_pid: std::process::id() as i32,
+            },
+        );
+        let mut child = self.inner.forker.spawn(cmd).map_err(|source| Error::Exec {
+            path: exec.clone(),
+            source,
+        })?;
+        drop(theirs);
+        let pid = child.id().unwrap_or(0);
+
+        let stream = unix_stream(ours).map_err(|e| Error::io("worker channel", e))?;
+        let outbox = Outbox::start(stream.clone());
+        let (exit, _) = watch::channel(None);
+        let handle = WorkerHandle {
+            shared: Arc::new(worker::Shared {
+                id,
+                pid,
+                outbox,
+                life: Mutex::new(worker::Life {
+                    state: WorkerState::None,
+                    connected: true,
+                    dead: false,
+                    exited_after_disconnect: false,
+                    disconnect_sent: false,
+                }),
+                primary: Arc::downgrade(&self.inner),
+                exit,
+                stdout: Mutex::new(child.stdout.take()),
+                stderr: Mutex::new(child.stderr.take()),
+            }),
+        };
+        self.inner
+            .workers
+            .lock()
+            .unwrap()
+            .insert(id, handle.clone());
+        tracing::debug!(worker = id, pid, exec = %exec.display(), "forked worker");
+        self.inner.bus.emit(Event::Fork { worker: id });
+        tokio::spawn(supervise(
+            self.inner.clone(),
+            handle.clone(),
+            child,
+            Reader::new(stream),
+        ));
+        Ok(handle)
+    }
+
+    /// The live workers (not yet both disconnected and exited), by id.
+    pub fn workers(&self) -> Vec<WorkerHandle> {
+        self.inner
+            .workers
+            .lock()
+            .unwrap()
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// The live worker with this id.
+    pub fn worker(&self, id: u32) -> Option<WorkerHandle> {
+        self.inner.workers.lock().unwrap().get(&id).cloned()
+    }
+
+    /// Disconnects every worker gracefully and returns once all are gone
+    /// (at once if there are none).
+    pub async fn disconnect(&self) {
+        loop {
+            let changed = self.inner.registry_changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            let workers = self.workers();
+            if workers.is_empty() {
+                return;
+            }
+            for w in &workers {
+                w.disconnect();
+            }
+            changed.await;
+        }
+    }
+
+    /// Kills every worker with `signal` and returns once all are gone.
+    pub async fn kill_all(&self, signal: Signal) {
+        loop {
+            let changed = self.inner.registry_changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            let workers = self.workers();
+            if workers.is_empty() {
+                return;
+            }
+            for w in &workers {
+                w.kill_with(signal);
+            }
+            changed.await;
+        }
+    }
+
+    fn start_signal_handling(&self) {
+        let on = self
+            .inner
+            .settings
+            .lock()
+            .unwrap()
+            .handle_signals
+            .unwrap_or(true);
+        if !on || self.inner.signals_started.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let primary = self.clone();
+        tokio::spawn(async move {
+            use tokio::signal::unix::{signal, SignalKind};
+            let (Ok(mut term), Ok(mut int)) = (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::interrupt()),
+            ) else {
+                tracing::warn!("cannot install SIGTERM/SIGINT handlers");
+                return;
+            };
+            let name = tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = int.recv() => "SIGINT",
+            };
+            tracing::info!("{name}: disconnecting all workers (send it again to kill them)");
+            tokio::select! {
+                _ = primary.disconnect() => {
+                    tracing::info!("all workers gone; exiting");
+                    std::process::exit(0);
+                }
+                _ = async { tokio::select! { _ = term.recv() => (), _ = int.recv() => () } } => {
+                    tracing::warn!("second signal: killing all workers");
+                    let _ = tokio::time::timeout(Duration::from_secs(5), primary.kill_all(Signal::SIGKILL)).await;
+                    std::process::exit(1);
+                }
+            }
+        });
+    }
+}
+
+pub(crate) fn unix_stream(fd: OwnedFd) -> std::io::Result<Arc<UnixStream>> {
+    let std = std::os::unix::net::UnixStream::from(fd);
+    std.set_nonblocking(true)?;
+    Ok(Arc::new(UnixStream::from_std(std)?))
+}
+
+/// Watches one worker: its channel and its process. Emits `Disconnect` and
+/// `Exit` exactly once each, in that order.
+async fn supervise(
+    inner: Arc<Inner>,
+    w: WorkerHandle,
+    mut child: tokio::process::Child,
+    reader: Reader,
+) {
+    let mut read_task = tokio::spawn(read_loop(inner.clone(), w.clone(), reader));
+    let mut read_done = false;
+    let status = tokio::select! {
+        _ = &mut read_task => {
+            read_done = true;
+            w.disconnected(&inner);
+            child.wait().await
+        }
+        s = child.wait() => s,
+    };
+    if !read_done {
+        // The process is gone; its end of the channel closes with it. Let the
+        // reader take what the worker wrote before dying, but do not wait on
+        // a descendant that may have inherited the descriptor.
+        if tokio::time::timeout(Duration::from_secs(1), &mut read_task)
+            .await
+            .is_err()
+        {
+            read_task.abort();
+        }
+        w.disconnected(&inner);
+    }
+    let status = match status {
+        Ok(s) => ExitStatus::from(s),
+        Err(e) => {
+            tracing::warn!(worker = w.id(), error = %e, "cannot wait for worker");
+            ExitStatus::default()
+        }
+    };
+    w.exited(&inner, status);
+}
+
+async fn read_loop(inner: Arc<Inner>, w: WorkerHandle, mut reader: Reader) {
+    let mut online = false;
+    loop {
+        let result = match reader.next().await {
+            Ok(Some(frame)) => on_frame(&inner, &w, &mut online, frame),
+            Ok(None) => return,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = result {
+            let e = match e {
+                Error::Protocol(m) => Error::Protocol(format!("worker {}: {m}", w.id())),
+                e => e,
+            };
+            tracing::warn!(worker = w.id(), error = %e, "dropping worker");
+            inner.bus.emit(Event::Error {
+                worker: w.id(),
+                error: Arc::new(e),
+            });
+            w.signal(Signal::SIGKILL);
+            return;
+        }
+    }
+}
+
+fn on_frame(inner: &Inner, w: &WorkerHandle, online: &mut bool, frame: Frame) -> Result<(), Error> {
+    if frame.kind == Kind::User {
+        if !*online {
+            return Err(Error::Protocol("message before hello".into()));
+        }
+        inner.bus.emit(Event::Message {
+            worker: w.id(),
+            message: Message::new(frame.body),
+        });
+        return Ok(());
+    }
+    let control = frame.control()?;
+    if !*online {
+        return match control {
+            Control::Hello {
+                version: VERSION, ..
+            } => {
+                *online = true;
+                w.online(inner);
+                Ok(())
+            }
+            Control::Hello { version, .. } => Err(Error::Protocol(format!(
+                "worker speaks protocol version {version}, this primary speaks {VERSION}"
+            ))),
+            other => Err(Error::Protocol(format!("expected hello, got {other:?}"))),
+        };
+    }
+    let link = crate::sched::Link {
+        id: w.id(),
+        outbox: w.shared.outbox.clone(),
+    };
+    match control {
+        Control::Listen {
+            seq,
+            addr,
+            index,
+            options,
+        } => {
+            let policy = *inner.policy.get().unwrap_or(&Policy::RoundRobin);
+            let (reply, fds) = inner
+                .table
+                .listen(policy, &link, seq, &addr, index, options);
+            let _ = w.shared.outbox.control(&reply, fds);
+        }
+        Control::Listening { handle } => {
+            if let Some(address) = inner.table.listening(&link, handle) {
+                w.listening(inner, address);
+            }
+        }
+        Control::Unlisten { handle } => inner.table.unlisten(w.id(), handle),
+        Control::Accepted { handle, n } => inner.table.accepted(w.id(), handle, n),
+        Control::Closed { handle, n } => inner.table.closed(w.id(), handle, n),
+        Control::Disconnecting => {
+            w.mark_leaving();
+            inner.table.stop_routing(w.id());
+        }
+        other => {
+            return Err(Error::Protocol(format!(
+                "worker sent a primary-only message: {other:?}"
+            )))
+        }
+    }
+    Ok(())
+}
+
+type SpawnReply = std_mpsc::SyncSender<std::io::Result<tokio::process::Child>>;
+
+/// Forks from one dedicated thread that lives as long as the process, so
+/// that the children's parent-death signal (which fires when the forking
+/// *thread* exits) only fires when the primary itself dies.
+struct Forker {
+    tx: Mutex<std_mpsc::Sender<(std::process::Command, SpawnReply)>>,
+}
+
+impl Forker {
+    fn start(runtime: tokio::runtime::Handle) -> Forker {
+        let (tx, rx) = std_mpsc::channel::<(std::process::Command, SpawnReply)>();
+        std::thread::Builder::new()
+            .name("herd-forker".into())
+            .spawn(move || {
+                let _guard = runtime.enter();
+                for (cmd, reply) in rx {
+                    let _ = reply.send(tokio::process::Command::from(cmd).spawn());
+                }
+                // The primary is gone but the process lives on: park forever,
+                // keeping this thread (the children's parent) alive with it.
+                loop {
+                    std::thread::park();
+                }
+            })
+            .expect("cannot start the herd-forker thread");
+        Forker { tx: Mutex::new(tx) }
+    }
+
+    /// Spawns `cmd` on the forker thread. Blocks the caller for the time of
+    /// fork and exec (well under a millisecond), as Node's `fork` does.
+    fn spawn(&self, cmd: std::process::Command) -> std::io::Result<tokio::process::Child> {
+        let gone = || std::io::Error::other("the herd-forker thread is gone");
+        let (reply, rx) = std_mpsc::sync_channel(1);
+        self.tx
+            .lock()
+            .unwrap()
+            .send((cmd, reply))
+            .map_err(|_| gone())?;
+        rx.recv().map_err(|_| gone())?
+    }
+}

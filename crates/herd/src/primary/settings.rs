@@ -1,0 +1,145 @@
+//! Primary settings, as Node's `cluster.setupPrimary(settings)`.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use crate::sched::Policy;
+
+/// How the primary starts workers and shares ports.
+///
+/// Every field is optional: a `setup` call merges the fields it sets into
+/// the settings already in force, as Node's `setupPrimary` does.
+///
+/// ```
+/// let s = herd::Settings::new().exec("/usr/bin/env").args(["true"]).silent(true);
+/// assert_eq!(s.get_exec().unwrap(), std::path::Path::new("/usr/bin/env"));
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    pub(crate) exec: Option<PathBuf>,
+    pub(crate) args: Option<Vec<OsString>>,
+    pub(crate) cwd: Option<PathBuf>,
+    pub(crate) silent: Option<bool>,
+    pub(crate) uid: Option<u32>,
+    pub(crate) gid: Option<u32>,
+    pub(crate) env: Vec<(OsString, OsString)>,
+    pub(crate) policy: Option<Policy>,
+    pub(crate) handle_signals: Option<bool>,
+}
+
+impl Settings {
+    /// Empty settings: everything at its default.
+    pub fn new() -> Settings {
+        Settings::default()
+    }
+
+    /// The worker program. Default: the current executable.
+    pub fn exec(mut self, path: impl Into<PathBuf>) -> Self {
+        self.exec = Some(path.into());
+        self
+    }
+
+    /// The worker's arguments. Default: the primary's own arguments.
+    pub fn args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
+        self.args = Some(args.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// The worker's working directory. Default: the primary's.
+    pub fn cwd(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.cwd = Some(dir.into());
+        self
+    }
+
+    /// Pipe the worker's stdout and stderr to the primary (see
+    /// [`WorkerHandle::take_stdout`](crate::WorkerHandle::take_stdout))
+    /// instead of sharing the primary's. Default: false.
+    pub fn silent(mut self, silent: bool) -> Self {
+        self.silent = Some(silent);
+        self
+    }
+
+    /// Run workers as this user id.
+    pub fn uid(mut self, uid: u32) -> Self {
+        self.uid = Some(uid);
+        self
+    }
+
+    /// Run workers as this group id.
+    pub fn gid(mut self, gid: u32) -> Self {
+        self.gid = Some(gid);
+        self
+    }
+
+    /// An environment variable for every worker (`fork_with_env` adds more).
+    pub fn env(mut self, key: impl Into<OsString>, value: impl Into<OsString>) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// How workers share ports. Default: `HERD_SCHED_POLICY` if set, else
+    /// round-robin. Fixed once the first worker is forked.
+    pub fn policy(mut self, policy: Policy) -> Self {
+        self.policy = Some(policy);
+        self
+    }
+
+    /// Whether the primary handles SIGTERM and SIGINT by disconnecting all
+    /// workers and exiting (a second signal kills them). Default: true.
+    pub fn handle_signals(mut self, on: bool) -> Self {
+        self.handle_signals = Some(on);
+        self
+    }
+
+    /// The worker program, if set.
+    pub fn get_exec(&self) -> Option<&std::path::Path> {
+        self.exec.as_deref()
+    }
+
+    /// The worker arguments, if set.
+    pub fn get_args(&self) -> Option<&[OsString]> {
+        self.args.as_deref()
+    }
+
+    /// The working directory, if set.
+    pub fn get_cwd(&self) -> Option<&std::path::Path> {
+        self.cwd.as_deref()
+    }
+
+    /// Whether worker output is piped to the primary.
+    pub fn get_silent(&self) -> bool {
+        self.silent.unwrap_or(false)
+    }
+
+    /// The scheduling policy, if set.
+    pub fn get_policy(&self) -> Option<Policy> {
+        self.policy
+    }
+
+    /// Merges `later` into `self`: fields `later` sets win; env accumulates.
+    pub(crate) fn merge(&mut self, later: Settings) {
+        macro_rules! take {
+            ($($f:ident),*) => { $( if later.$f.is_some() { self.$f = later.$f; } )* };
+        }
+        take!(exec, args, cwd, silent, uid, gid, policy, handle_signals);
+        self.env.extend(later.env);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn later_settings_merge_into_earlier() {
+        let mut s = Settings::new().exec("/a").silent(true).env("A", "1");
+        s.merge(Settings::new().exec("/b").env("B", "2"));
+        assert_eq!(s.get_exec().unwrap(), std::path::Path::new("/b"));
+        assert!(s.get_silent());
+        assert_eq!(s.env.len(), 2);
+    }
+}

@@ -1,0 +1,263 @@
+//! The primary's handle on one worker, as Node's `Worker` object.
+
+use std::sync::{Arc, Mutex, Weak};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use serde::Serialize;
+use tokio::process::{ChildStderr, ChildStdout};
+use tokio::sync::watch;
+
+use crate::channel::wire::Control;
+use crate::channel::Outbox;
+use crate::primary::events::{Event, Events};
+use crate::primary::{ExitStatus, Inner};
+use crate::Error;
+
+/// Where a worker is in its life, as Node's `worker.state`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum WorkerState {
+    /// Forked; its runtime has not connected back yet.
+    None,
+    /// Connected back to the primary.
+    Online,
+    /// Listening on at least one address.
+    Listening,
+    /// Its channel is closed.
+    Disconnected,
+    /// Its process has ended.
+    Dead,
+}
+
+pub(crate) struct Life {
+    pub state: WorkerState,
+    pub connected: bool,
+    pub dead: bool,
+    pub exited_after_disconnect: bool,
+    pub disconnect_sent: bool,
+}
+
+pub(crate) struct Shared {
+    pub id: u32,
+    pub pid: u32,
+    pub outbox: Arc<Outbox>,
+    pub life: Mutex<Life>,
+    pub primary: Weak<Inner>,
+    pub exit: watch::Sender<Option<ExitStatus>>,
+    pub stdout: Mutex<Option<ChildStdout>>,
+    pub stderr: Mutex<Option<ChildStderr>>,
+}
+
+/// The primary's handle on a worker: cheap to clone, valid after the worker
+/// is gone (calls then report that it is gone).
+#[derive(Clone)]
+pub struct WorkerHandle {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for WorkerHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkerHandle")
+            .field("id", &self.id())
+            .field("pid", &self.pid())
+            .field("state", &self.state())
+            .finish()
+    }
+}
+
+impl WorkerHandle {
+    /// The worker's id: 1, 2, 3... in fork order, never reused by a primary.
+    pub fn id(&self) -> u32 {
+        self.shared.id
+    }
+
+    /// The worker's process id.
+    pub fn pid(&self) -> u32 {
+        self.shared.pid
+    }
+
+    /// Where the worker is in its life.
+    pub fn state(&self) -> WorkerState {
+        self.shared.life.lock().unwrap().state
+    }
+
+    /// Whether the channel to the worker is open.
+    pub fn is_connected(&self) -> bool {
+        self.shared.life.lock().unwrap().connected
+    }
+
+    /// Whether the worker's process has ended.
+    pub fn is_dead(&self) -> bool {
+        self.shared.life.lock().unwrap().dead
+    }
+
+    /// True once the worker was asked to go (disconnect or kill, from either
+    /// side): an exit that follows is deliberate, not a crash.
+    pub fn exited_after_disconnect(&self) -> bool {
+        self.shared.life.lock().unwrap().exited_after_disconnect
+    }
+
+    /// Sends a message to the worker. Messages arrive in order.
+    ///
+    /// # Errors
+    /// [`Error::WorkerGone`] if the worker has disconnected;
+    /// [`Error::Codec`] or [`Error::TooLarge`] if `msg` cannot be sent.
+    pub async fn send<T: Serialize + ?Sized>(&self, msg: &T) -> Result<(), Error> {
+        if !self.is_connected() {
+            return Err(Error::WorkerGone { id: self.id() });
+        }
+        self.shared.outbox.user(msg).await.map_err(|e| match e {
+            Error::ChannelClosed => Error::WorkerGone { id: self.id() },
+            e => e,
+        })
+    }
+
+    /// This worker's events only.
+    pub fn events(&self) -> Events {
+        match self.shared.primary.upgrade() {
+            Some(p) => p.bus.subscribe(Some(self.id())),
+            None => crate::primary::events::Bus::default().subscribe(Some(self.id())),
+        }
+    }
+
+    /// Asks the worker to disconnect gracefully: it stops accepting, lets
+    /// open connections finish, closes its channel and exits. Returns at
+    /// once; watch for `Exit` or call [`wait`](Self::wait). Repeated calls
+    /// are harmless.
+    pub fn disconnect(&self) {
+        {
+            let mut life = self.shared.life.lock().unwrap();
+            if !life.connected || life.disconnect_sent {
+                return;
+            }
+            life.disconnect_sent = true;
+            life.exited_after_disconnect = true;
+        }
+        tracing::debug!(worker = self.id(), "asking worker to disconnect");
+        if let Some(p) = self.shared.primary.upgrade() {
+            p.table.stop_routing(self.id());
+        }
+        let _ = self.shared.outbox.control(&Control::Disconnect, Vec::new());
+    }
+
+    /// Kills the worker with SIGTERM at once (Node's default signal).
+    pub fn kill(&self) {
+        self.kill_with(Signal::SIGTERM)
+    }
+
+    /// Kills the worker with `signal` at once. Harmless on a dead worker.
+    pub fn kill_with(&self, signal: Signal) {
+        {
+            let mut life = self.shared.life.lock().unwrap();
+            if life.dead {
+                return;
+            }
+            life.exited_after_disconnect = true;
+        }
+        tracing::debug!(worker = self.id(), ?signal, "killing worker");
+        if let Some(p) = self.shared.primary.upgrade() {
+            p.table.stop_routing(self.id());
+        }
+        self.signal(signal);
+    }
+
+    /// Sends `signal` without marking the exit as deliberate.
+    pub(crate) fn signal(&self, signal: Signal) {
+        if !self.is_dead() {
+            let _ = kill(Pid::from_raw(self.shared.pid as i32), signal);
+        }
+    }
+
+    /// Waits until the worker's process has ended and returns how.
+    pub async fn wait(&self) -> ExitStatus {
+        let mut rx = self.shared.exit.subscribe();
+        loop {
+            if let Some(status) = *rx.borrow_and_update() {
+                return status;
+            }
+            if rx.changed().await.is_err() {
+                // The sender lives in `shared`, which we hold: unreachable,
+                // but never hang.
+                return ExitStatus::default();
+            }
+        }
+    }
+
+    /// The worker's stdout, when the settings say `silent` (once).
+    pub fn take_stdout(&self) -> Option<ChildStdout> {
+        self.shared.stdout.lock().unwrap().take()
+    }
+
+    /// The worker's stderr, when the settings say `silent` (once).
+    pub fn take_stderr(&self) -> Option<ChildStderr> {
+        self.shared.stderr.lock().unwrap().take()
+    }
+
+    // ---- lifecycle, driven by the primary's tasks ----
+
+    pub(crate) fn online(&self, p: &Inner) {
+        {
+            let mut life = self.shared.life.lock().unwrap();
+            if life.state == WorkerState::None {
+                life.state = WorkerState::Online;
+            }
+        }
+        tracing::debug!(worker = self.id(), pid = self.pid(), "worker online");
+        p.bus.emit(Event::Online { worker: self.id() });
+    }
+
+    pub(crate) fn listening(&self, p: &Inner, address: String) {
+        {
+            let mut life = self.shared.life.lock().unwrap();
+            if matches!(life.state, WorkerState::None | WorkerState::Online) {
+                life.state = WorkerState::Listening;
+            }
+        }
+        tracing::debug!(worker = self.id(), %address, "worker listening");
+        p.bus.emit(Event::Listening {
+            worker: self.id(),
+            address,
+        });
+    }
+
+    pub(crate) fn mark_leaving(&self) {
+        self.shared.life.lock().unwrap().exited_after_disconnect = true;
+    }
+
+    /// The channel closed: exactly once.
+    pub(crate) fn disconnected(&self, p: &Inner) {
+        {
+            let mut life = self.shared.life.lock().unwrap();
+            if !life.connected {
+                return;
+            }
+            life.connected = false;
+            if !life.dead {
+                life.state = WorkerState::Disconnected;
+            }
+        }
+        self.shared.outbox.close();
+        p.table.remove_worker(self.id());
+        tracing::debug!(worker = self.id(), "worker disconnected");
+        p.bus.emit(Event::Disconnect { worker: self.id() });
+    }
+
+    /// The process ended: exactly once, after `disconnected`.
+    pub(crate) fn exited(&self, p: &Inner, status: ExitStatus) {
+        let deliberate = {
+            let mut life = self.shared.life.lock().unwrap();
+            life.dead = true;
+            life.state = WorkerState::Dead;
+            life.exited_after_disconnect
+        };
+        let _ = self.shared.exit.send(Some(status));
+        tracing::debug!(worker = self.id(), %status, deliberate, "worker exited");
+        p.remove(self.id());
+        p.bus.emit(Event::Exit {
+            worker: self.id(),
+            status,
+            exited_after_disconnect: deliberate,
+        });
+    }
+}

@@ -1,0 +1,539 @@
+//! Sharing listening sockets between workers.
+//!
+//! The primary keeps one [`Table`] entry per distinct listen (address plus
+//! the worker's k-th listen of it, as Node keys its handles). Each entry
+//! holds a policy object behind the small [`Share`] trait (add a worker,
+//! remove one, and whether the last has left), so the primary never cares
+//! which policy it holds:
+//!
+//! | policy | module | who accepts |
+//! |---|---|---|
+//! | [`Policy::RoundRobin`] | [`rr`] + [`handoff`] | the primary, handing each connection to the next ready worker |
+//! | [`Policy::LeastConnections`] | [`lc`] + [`handoff`] | the primary, to the ready worker with the fewest open connections |
+//! | [`Policy::Shared`] | [`shared`] | every worker, on one shared socket |
+//! | [`Policy::ReusePort`] | [`reuseport`] | every worker, on its own SO_REUSEPORT socket |
+//!
+//! UDP is never handed off: it uses `shared` (or `reuseport`).
+
+pub(crate) mod handoff;
+pub(crate) mod lc;
+pub(crate) mod reuseport;
+pub(crate) mod rr;
+pub(crate) mod shared;
+
+use std::collections::{BTreeSet, HashMap};
+use std::fmt;
+use std::io;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+
+use crate::channel::wire::{Control, ListenMode, ListenOptions};
+use crate::channel::{Outbox, SendFd};
+
+/// How workers share a listening port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Policy {
+    /// `rr` (default): the primary accepts and hands connections to ready
+    /// workers in turn. Even by count; herd-aware workers only.
+    RoundRobin,
+    /// `lc`: like `rr`, but to the ready worker with the fewest open
+    /// connections. For long-lived connections.
+    LeastConnections,
+    /// `shared`: all workers accept on one socket (Node's SCHED_NONE).
+    Shared,
+    /// `reuseport`: each worker accepts on its own SO_REUSEPORT socket,
+    /// bound by the primary; the kernel spreads connections by hash.
+    ReusePort,
+}
+
+impl Policy {
+    /// The policy named by `HERD_SCHED_POLICY`, or round-robin. An invalid
+    /// value is logged and ignored.
+    pub fn from_env() -> Policy {
+        match std::env::var("HERD_SCHED_POLICY") {
+            Ok(v) => v.parse().unwrap_or_else(|e| {
+                tracing::warn!("{e}; using rr");
+                Policy::RoundRobin
+            }),
+            Err(_) => Policy::RoundRobin,
+        }
+    }
+
+    /// The short name: `rr`, `lc`, `shared` or `reuseport`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Policy::RoundRobin => "rr",
+            Policy::LeastConnections => "lc",
+            Policy::Shared => "shared",
+            Policy::ReusePort => "reuseport",
+        }
+    }
+}
+
+impl fmt::Display for Policy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Policy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Policy, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "rr" | "round-robin" | "roundrobin" => Ok(Policy::RoundRobin),
+            "lc" | "least-connections" | "leastconn" => Ok(Policy::LeastConnections),
+            "shared" | "none" => Ok(Policy::Shared),
+            "reuseport" | "reuse-port" => Ok(Policy::ReusePort),
+            other => Err(format!(
+                "unknown scheduling policy {other:?}: use rr, lc, shared or reuseport"
+            )),
+        }
+    }
+}
+
+/// A worker, as the policies see it: its id and its channel.
+#[derive(Clone)]
+pub(crate) struct Link {
+    pub id: u32,
+    pub outbox: Arc<Outbox>,
+}
+
+/// The small interface every policy implements.
+pub(crate) trait Share: Send {
+    /// A worker joins; says how it gets connections, with any socket for it.
+    fn add(&mut self, worker: &Link) -> io::Result<(ListenMode, Option<OwnedFd>)>;
+    /// The worker confirmed that it accepts.
+    fn listening(&mut self, _worker: &Link) {}
+    /// Route nothing new to the worker (it is leaving).
+    fn stop(&mut self, _worker: u32) {}
+    /// The worker left this listen (closed it, disconnected or died).
+    fn remove(&mut self, worker: u32);
+    /// The worker's application took `n` handed-off connections.
+    fn accepted(&mut self, _worker: u32, _n: u32) {}
+    /// `n` handed-off connections of the worker closed.
+    fn closed(&mut self, _worker: u32, _n: u32) {}
+    /// Whether workers should report closed connections.
+    fn count_closes(&self) -> bool {
+        false
+    }
+}
+
+/// What to listen on, parsed from the forms `HOST:PORT`, `[V6]:PORT`,
+/// `:PORT`, `tcp:...`, `udp:HOST:PORT` and `unix:PATH`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ListenAddr {
+    /// A TCP address.
+    Tcp(SocketAddr),
+    /// A UDP address.
+    Udp(SocketAddr),
+    /// A Unix domain socket path.
+    Unix(PathBuf),
+}
+
+impl ListenAddr {
+    /// Parses an address. A relative Unix path stays relative; the worker
+    /// makes it absolute against its own working directory.
+    ///
+    /// ```
+    /// use herd::ListenAddr;
+    /// assert_eq!("127.0.0.1:80".parse::<ListenAddr>().unwrap().to_string(), "tcp:127.0.0.1:80");
+    /// assert_eq!(":8080".parse::<ListenAddr>().unwrap().to_string(), "tcp:[::]:8080");
+    /// assert_eq!("udp:0.0.0.0:53".parse::<ListenAddr>().unwrap().to_string(), "udp:0.0.0.0:53");
+    /// assert!("nonsense".parse::<ListenAddr>().is_err());
+    /// ```
+    pub fn parse(s: &str) -> Result<ListenAddr, String> {
+        let bad = |why: &str| {
+            format!("invalid listen address {s:?}: {why} (use HOST:PORT, [V6]:PORT, :PORT, udp:HOST:PORT or unix:PATH)")
+        };
+        if let Some(path) = s.strip_prefix("unix:") {
+            if path.is_empty() {
+                return Err(bad("empty path"));
+            }
+            return Ok(ListenAddr::Unix(PathBuf::from(path)));
+        }
+        let (udp, rest) = match s.strip_prefix("udp:") {
+            Some(r) => (true, r),
+            None => (false, s.strip_prefix("tcp:").unwrap_or(s)),
+        };
+        let rest = if let Some(port) = rest.strip_prefix(':') {
+            format!("[::]:{port}")
+        } else {
+            rest.to_string()
+        };
+        let sa = match rest.parse::<SocketAddr>() {
+            Ok(sa) => sa,
+            Err(_) => {
+                let (_, port) = rest.rsplit_once(':').ok_or_else(|| bad("no port"))?;
+                port.parse::<u16>()
+                    .map_err(|_| bad("port is not a number from 0 to 65535"))?;
+                rest.to_socket_addrs()
+                    .map_err(|e| bad(&format!("cannot resolve host: {e}")))?
+                    .next()
+                    .ok_or_else(|| bad("host resolves to no address"))?
+            }
+        };
+        Ok(if udp {
+            ListenAddr::Udp(sa)
+        } else {
+            ListenAddr::Tcp(sa)
+        })
+    }
+}
+
+impl FromStr for ListenAddr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        ListenAddr::parse(s)
+    }
+}
+
+impl fmt::Display for ListenAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ListenAddr::Tcp(a) => write!(f, "tcp:{a}"),
+            ListenAddr::Udp(a) => write!(f, "udp:{a}"),
+            ListenAddr::Unix(p) => write!(f, "unix:{}", p.display()),
+        }
+    }
+}
+
+/// Creates, binds and (for streams) listens on a socket for `addr`.
+pub(crate) fn bind(
+    addr: &ListenAddr,
+    opts: &ListenOptions,
+    reuse_port: bool,
+) -> io::Result<Socket> {
+    let backlog = opts.backlog.unwrap_or(1024) as i32;
+    match addr {
+        ListenAddr::Tcp(sa) | ListenAddr::Udp(sa) => {
+            let udp = matches!(addr, ListenAddr::Udp(_));
+            let (ty, proto) = if udp {
+                (Type::DGRAM, Protocol::UDP)
+            } else {
+                (Type::STREAM, Protocol::TCP)
+            };
+            let sock = Socket::new(
+                Domain::for_address(*sa),
+                ty.nonblocking().cloexec(),
+                Some(proto),
+            )?;
+            if !udp {
+                sock.set_reuse_address(true)?;
+            }
+            if reuse_port {
+                sock.set_reuse_port(true)?;
+            }
+            if sa.is_ipv6() {
+                sock.set_only_v6(opts.ipv6_only.unwrap_or(false))?;
+            }
+            sock.bind(&SockAddr::from(*sa))?;
+            if !udp {
+                sock.listen(backlog)?;
+            }
+            Ok(sock)
+        }
+        ListenAddr::Unix(path) => {
+            let sock = Socket::new(Domain::UNIX, Type::STREAM.nonblocking().cloexec(), None)?;
+            let sa = SockAddr::unix(path)?;
+            match sock.bind(&sa) {
+                Err(e) if e.kind() == io::ErrorKind::AddrInUse && is_stale_unix_socket(path) => {
+                    tracing::info!(path = %path.display(), "removing stale Unix socket file");
+                    std::fs::remove_file(path)?;
+                    sock.bind(&sa)?;
+                }
+                r => r?,
+            }
+            if let Some(mode) = opts.mode {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+            }
+            sock.listen(backlog)?;
+            Ok(sock)
+        }
+    }
+}
+
+/// A socket file nobody listens on (left by a crash) may be replaced.
+fn is_stale_unix_socket(path: &std::path::Path) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    let is_socket = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket());
+    is_socket
+        && matches!(std::os::unix::net::UnixStream::connect(path),
+            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused)
+}
+
+/// The address a bound socket ended up with, as shown in events.
+fn display_address(addr: &ListenAddr, sock: &Socket) -> String {
+    match addr {
+        ListenAddr::Tcp(_) => sock
+            .local_addr()
+            .ok()
+            .and_then(|a| a.as_socket())
+            .map_or_else(|| addr.to_string(), |a| a.to_string()),
+        ListenAddr::Udp(_) => sock
+            .local_addr()
+            .ok()
+            .and_then(|a| a.as_socket())
+            .map_or_else(|| addr.to_string(), |a| format!("udp:{a}")),
+        ListenAddr::Unix(p) => format!("unix:{}", p.display()),
+    }
+}
+
+struct Entry {
+    key: String,
+    address: String,
+    share: Box<dyn Share>,
+    workers: BTreeSet<u32>,
+    unix_path: Option<PathBuf>,
+}
+
+impl Drop for Entry {
+    fn drop(&mut self) {
+        if let Some(path) = &self.unix_path {
+            let _ = std::fs::remove_file(path);
+        }
+        tracing::debug!(key = %self.key, "last worker left; listener closed");
+    }
+}
+
+#[derive(Default)]
+struct TableInner {
+    next_handle: u32,
+    by_key: HashMap<String, u32>,
+    entries: HashMap<u32, Entry>,
+}
+
+/// The primary's listens, by handle id.
+#[derive(Default)]
+pub(crate) struct Table {
+    inner: Mutex<TableInner>,
+}
+
+impl Table {
+    /// A worker asks to listen. Returns the reply and the descriptors to
+    /// attach to it.
+    pub fn listen(
+        &self,
+        policy: Policy,
+        link: &Link,
+        seq: u64,
+        addr: &str,
+        index: u32,
+        opts: ListenOptions,
+    ) -> (Control, Vec<SendFd>) {
+        let failed = |e: io::Error| {
+            let mut message = format!("cannot listen on {addr}: {e}");
+            if e.kind() == io::ErrorKind::PermissionDenied {
+                message.push_str(" (ports below 1024 need root or CAP_NET_BIND_SERVICE)");
+            } else if e.kind() == io::ErrorKind::AddrInUse {
+                message.push_str(" (another process holds it: stop it or choose another port)");
+            }
+            tracing::debug!(worker = link.id, "{message}");
+            (
+                Control::ListenFailed {
+                    seq,
+                    errno: e.raw_os_error().unwrap_or(libc_einval()),
+                    message,
+                },
+                Vec::new(),
+            )
+        };
+        let parsed = match ListenAddr::parse(addr) {
+            Ok(a) => a,
+            Err(m) => return failed(io::Error::new(io::ErrorKind::InvalidInput, m)),
+        };
+        let key = format!("{parsed}#{index}");
+        let mut t = self.inner.lock().unwrap();
+        let handle = match t.by_key.get(&key) {
+            Some(h) => *h,
+            None => {
+                t.next_handle += 1;
+                let handle = t.next_handle;
+                match create(policy, handle, &parsed, &opts) {
+                    Ok((share, address)) => {
+                        let unix_path = match &parsed {
+                            ListenAddr::Unix(p) => Some(p.clone()),
+                            _ => None,
+                        };
+                        t.by_key.insert(key.clone(), handle);
+                        t.entries.insert(
+                            handle,
+                            Entry {
+                                key,
+                                address,
+                                share,
+                                workers: BTreeSet::new(),
+                                unix_path,
+                            },
+                        );
+                        handle
+                    }
+                    Err(e) => return failed(e),
+                }
+            }
+        };
+        let entry = t.entries.get_mut(&handle).expect("entry exists");
+        match entry.share.add(link) {
+            Ok((mode, fd)) => {
+                entry.workers.insert(link.id);
+                let reply = Control::Listened {
+                    seq,
+                    handle,
+                    mode,
+                    address: entry.address.clone(),
+                    count_closes: entry.share.count_closes(),
+                };
+                (reply, fd.map(SendFd::Owned).into_iter().collect())
+            }
+            Err(e) => {
+                if entry.workers.is_empty() {
+                    let key = entry.key.clone();
+                    t.entries.remove(&handle);
+                    t.by_key.remove(&key);
+                }
+                failed(e)
+            }
+        }
+    }
+
+    /// The worker accepts on `handle`; returns the address for the event.
+    pub fn listening(&self, link: &Link, handle: u32) -> Option<String> {
+        let mut t = self.inner.lock().unwrap();
+        let entry = t.entries.get_mut(&handle)?;
+        if !entry.workers.contains(&link.id) {
+            return None;
+        }
+        entry.share.listening(link);
+        Some(entry.address.clone())
+    }
+
+    pub fn unlisten(&self, worker: u32, handle: u32) {
+        let mut t = self.inner.lock().unwrap();
+        Self::leave(&mut t, worker, handle);
+    }
+
+    pub fn remove_worker(&self, worker: u32) {
+        let mut t = self.inner.lock().unwrap();
+        let handles: Vec<u32> = t
+            .entries
+            .iter()
+            .filter(|(_, e)| e.workers.contains(&worker))
+            .map(|(h, _)| *h)
+            .collect();
+        for h in handles {
+            Self::leave(&mut t, worker, h);
+        }
+    }
+
+    fn leave(t: &mut TableInner, worker: u32, handle: u32) {
+        let Some(entry) = t.entries.get_mut(&handle) else {
+            return;
+        };
+        if !entry.workers.remove(&worker) {
+            return;
+        }
+        entry.share.remove(worker);
+        if entry.workers.is_empty() {
+            if let Some(e) = t.entries.remove(&handle) {
+                t.by_key.remove(&e.key);
+            }
+        }
+    }
+
+    pub fn stop_routing(&self, worker: u32) {
+        let mut t = self.inner.lock().unwrap();
+        for e in t.entries.values_mut() {
+            if e.workers.contains(&worker) {
+                e.share.stop(worker);
+            }
+        }
+    }
+
+    pub fn accepted(&self, worker: u32, handle: u32, n: u32) {
+        if let Some(e) = self.inner.lock().unwrap().entries.get_mut(&handle) {
+            e.share.accepted(worker, n);
+        }
+    }
+
+    pub fn closed(&self, worker: u32, handle: u32, n: u32) {
+        if let Some(e) = self.inner.lock().unwrap().entries.get_mut(&handle) {
+            e.share.closed(worker, n);
+        }
+    }
+}
+
+fn libc_einval() -> i32 {
+    nix::errno::Errno::EINVAL as i32
+}
+
+fn create(
+    policy: Policy,
+    handle: u32,
+    addr: &ListenAddr,
+    opts: &ListenOptions,
+) -> io::Result<(Box<dyn Share>, String)> {
+    let datagram = matches!(addr, ListenAddr::Udp(_));
+    let unix = matches!(addr, ListenAddr::Unix(_));
+    let reuse_port = policy == Policy::ReusePort && !unix;
+    let sock = bind(addr, opts, reuse_port)?;
+    let address = display_address(addr, &sock);
+    let share: Box<dyn Share> = match policy {
+        _ if reuse_port => Box::new(reuseport::ReusePort::new(addr.clone(), *opts, sock)?),
+        Policy::Shared | Policy::ReusePort => Box::new(shared::SharedSocket::new(sock)),
+        _ if datagram => Box::new(shared::SharedSocket::new(sock)),
+        Policy::RoundRobin => Box::new(handoff::Handoff::start(
+            handle,
+            sock,
+            Box::new(rr::RoundRobin::default()),
+            false,
+        )?),
+        Policy::LeastConnections => Box::new(handoff::Handoff::start(
+            handle,
+            sock,
+            Box::new(lc::LeastConnections::default()),
+            true,
+        )?),
+    };
+    Ok((share, address))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policies_parse_by_short_and_long_name() {
+        assert_eq!("rr".parse::<Policy>().unwrap(), Policy::RoundRobin);
+        assert_eq!(
+            "least-connections".parse::<Policy>().unwrap(),
+            Policy::LeastConnections
+        );
+        assert_eq!("NONE".parse::<Policy>().unwrap(), Policy::Shared);
+        assert_eq!("reuseport".parse::<Policy>().unwrap(), Policy::ReusePort);
+        assert!("fastest"
+            .parse::<Policy>()
+            .unwrap_err()
+            .contains("rr, lc, shared or reuseport"));
+    }
+
+    #[test]
+    fn addresses_parse_in_every_form() {
+        assert_eq!(
+            ListenAddr::parse("unix:run/x.sock").unwrap(),
+            ListenAddr::Unix("run/x.sock".into())
+        );
+        assert_eq!(
+            ListenAddr::parse("[::1]:9").unwrap().to_string(),
+            "tcp:[::1]:9"
+        );
+        assert!(ListenAddr::parse("127.0.0.1:99999")
+            .unwrap_err()
+            .contains("0 to 65535"));
+        assert!(ListenAddr::parse("unix:").is_err());
+    }
+}

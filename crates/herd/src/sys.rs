@@ -1,0 +1,114 @@
+//! Every `unsafe` block of the crate lives here, each with a `SAFETY:` note.
+//!
+//! Three things need it: taking ownership of a descriptor number that came
+//! from the environment or from the kernel (SCM_RIGHTS), and running code in a
+//! child between `fork` and `exec`.
+
+use std::io;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+
+use nix::fcntl::{fcntl, FcntlArg, FdFlag};
+
+/// Takes ownership of a descriptor inherited from the parent (named by an
+/// environment variable), after checking that it is open.
+///
+/// The caller must make sure nothing else in the process owns `fd`; herd calls
+/// it once, guarded by a process-wide flag.
+pub(crate) fn take_inherited_fd(fd: RawFd) -> io::Result<OwnedFd> {
+    if fd < 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "negative descriptor",
+        ));
+    }
+    fcntl(fd, FcntlArg::F_GETFD).map_err(io::Error::from)?;
+    // SAFETY: the descriptor is open (F_GETFD succeeded), it was handed to this
+    // process by its parent for herd alone, and the process-wide flag in
+    // `worker::connect` ensures it is wrapped at most once, so no other owner
+    // exists that could close it behind our back.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Takes ownership of descriptors that `recvmsg` just installed in this
+/// process (SCM_RIGHTS).
+pub(crate) fn own_received_fds(fds: &[RawFd]) -> Vec<OwnedFd> {
+    fds.iter()
+        // SAFETY: the kernel installed these descriptors in our table during
+        // the recvmsg call that returned them; nothing else knows their numbers
+        // yet, so each is owned exactly once, here.
+        .map(|&fd| unsafe { OwnedFd::from_raw_fd(fd) })
+        .collect()
+}
+
+/// What a child must do between fork and exec.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct ChildSetup {
+    /// Descriptors to keep open across exec (their CLOEXEC flag is cleared).
+    pub keep: Vec<RawFd>,
+    /// Descriptors to move: `(from, to)`. Every `from` must be above every
+    /// `to` so that no move overwrites a source still to be moved.
+    pub moves: Vec<(RawFd, RawFd)>,
+    /// Kill the child with SIGKILL when the thread that forked it dies. herd
+    /// forks from one thread that lives as long as the primary.
+    pub parent_death_kill: bool,
+    /// The primary's pid: if the child's parent is no longer this pid by the
+    /// time it runs, the primary died during fork and the child exits.
+    pub parent_pid: i32,
+}
+
+/// Installs `setup` to run in the child after fork, before exec.
+pub(crate) fn install_child_setup(cmd: &mut Command, setup: ChildSetup) {
+    let ChildSetup {
+        keep,
+        moves,
+        parent_death_kill,
+        parent_pid,
+    } = setup;
+    let child_fn = move || -> io::Result<()> {
+        // Only async-signal-safe calls below: prctl, getppid, fcntl, dup2 and
+        // _exit. No allocation: the vectors were built before fork.
+        if parent_death_kill {
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+                .map_err(io::Error::from)?;
+            if nix::unistd::getppid().as_raw() != parent_pid {
+                // SAFETY: _exit is async-signal-safe and ends the child at once.
+                unsafe { libc::_exit(1) };
+            }
+        }
+        for &(from, to) in &moves {
+            nix::unistd::dup2(from, to).map_err(io::Error::from)?;
+        }
+        for &fd in &keep {
+            fcntl(fd, FcntlArg::F_SETFD(FdFlag::empty())).map_err(io::Error::from)?;
+        }
+        Ok(())
+    };
+    // SAFETY: the closure runs in the forked child of a multi-threaded parent,
+    // where only async-signal-safe functions may be called. It calls only
+    // prctl, getppid, dup2, fcntl and _exit, touches no lock, and does not
+    // allocate (its captured vectors were built in the parent); errors are
+    // reported through io::Error::from(Errno), which does not allocate.
+    unsafe {
+        cmd.pre_exec(child_fn);
+    }
+}
+
+/// Accepts one connection on a listening socket, non-blocking and
+/// close-on-exec (one `accept4` call).
+pub(crate) fn accept(listener: RawFd) -> io::Result<OwnedFd> {
+    use nix::sys::socket::{accept4, SockFlag};
+    let fd = accept4(listener, SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK)
+        .map_err(io::Error::from)?;
+    // SAFETY: accept4 just created this descriptor and returned its number to
+    // us alone; wrapping it here makes this the one owner.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Registers a listening socket with tokio's reactor.
+pub(crate) fn async_fd(fd: OwnedFd) -> io::Result<tokio::io::unix::AsyncFd<OwnedFd>> {
+    // SAFETY: an OwnedFd is an open descriptor that stays open, and always
+    // returns the same number from as_raw_fd, until the AsyncFd drops it.
+    unsafe { tokio::io::unix::AsyncFd::register(fd) }.map_err(|e| e.into_parts().1)
+}

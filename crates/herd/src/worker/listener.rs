@@ -1,0 +1,437 @@
+//! A worker's listener: connections handed over by the primary (`rr`,
+//! `lc`) or accepted on a socket the primary bound (`shared`, `reuseport`),
+//! behind one type that works with `axum::serve`.
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::OwnedFd;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
+use tokio::sync::{mpsc, Notify};
+
+use super::{Busy, Hold};
+use crate::channel::wire::Control;
+use crate::channel::Outbox;
+use crate::sched::ListenAddr;
+
+/// State shared between a listener and the worker (which closes it on
+/// disconnect).
+pub(crate) struct ListenerShared {
+    handle: u32,
+    outbox: Arc<Outbox>,
+    count_closes: bool,
+    closed: Mutex<bool>,
+    closed_notify: Notify,
+}
+
+impl ListenerShared {
+    pub fn new(handle: u32, outbox: Arc<Outbox>, count_closes: bool) -> ListenerShared {
+        ListenerShared {
+            handle,
+            outbox,
+            count_closes,
+            closed: Mutex::new(false),
+            closed_notify: Notify::new(),
+        }
+    }
+
+    /// Stops accepting and tells the primary, so that connections handed to
+    /// us but not taken go to another worker.
+    pub fn close(&self) {
+        let mut closed = self.closed.lock().unwrap();
+        if *closed {
+            return;
+        }
+        *closed = true;
+        let _ = self.outbox.control(
+            &Control::Unlisten {
+                handle: self.handle,
+            },
+            Vec::new(),
+        );
+        drop(closed);
+        self.closed_notify.notify_waiters();
+    }
+
+    fn is_closed(&self) -> bool {
+        *self.closed.lock().unwrap()
+    }
+
+    async fn wait_closed(&self) {
+        loop {
+            let n = self.closed_notify.notified();
+            tokio::pin!(n);
+            n.as_mut().enable();
+            if self.is_closed() {
+                return;
+            }
+            n.await;
+        }
+    }
+}
+
+enum Source {
+    Handoff {
+        rx: mpsc::UnboundedReceiver<OwnedFd>,
+        unix: bool,
+    },
+    Tcp(TcpListener),
+    Unix(UnixListener),
+    Closed,
+}
+
+/// A listening socket shared with the other workers of the cluster.
+///
+/// Yields [`Connection`]s. Works with `axum::serve(listener, app)` as is
+/// (feature `axum`, on by default); with hyper, accept and serve each
+/// connection yourself:
+///
+/// ```no_run
+/// # async fn demo(worker: herd::Worker) -> std::io::Result<()> {
+/// let mut listener = worker.listen("127.0.0.1:0").await?;
+/// loop {
+///     let (conn, peer) = listener.accept().await?;
+///     tokio::spawn(async move {
+///         // hyper::server::conn::http1::Builder::new()
+///         //     .serve_connection(hyper_util::rt::TokioIo::new(conn), service)
+///         let _ = (conn, peer);
+///     });
+/// }
+/// # }
+/// ```
+///
+/// After the worker begins to disconnect, `accept` never returns again.
+pub struct Listener {
+    shared: Arc<ListenerShared>,
+    source: Source,
+    address: String,
+    busy: Arc<Busy>,
+}
+
+impl fmt::Debug for Listener {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Listener")
+            .field("address", &self.address)
+            .finish()
+    }
+}
+
+impl Listener {
+    pub(crate) fn handoff(
+        shared: Arc<ListenerShared>,
+        rx: mpsc::UnboundedReceiver<OwnedFd>,
+        addr: &ListenAddr,
+        address: String,
+        busy: Arc<Busy>,
+    ) -> Listener {
+        let unix = matches!(addr, ListenAddr::Unix(_));
+        Listener {
+            shared,
+            source: Source::Handoff { rx, unix },
+            address,
+            busy,
+        }
+    }
+
+    pub(crate) fn socket(
+        shared: Arc<ListenerShared>,
+        fd: OwnedFd,
+        addr: &ListenAddr,
+        address: String,
+        busy: Arc<Busy>,
+    ) -> io::Result<Listener> {
+        let source = match addr {
+            ListenAddr::Unix(_) => {
+                let l = std::os::unix::net::UnixListener::from(fd);
+                l.set_nonblocking(true)?;
+                Source::Unix(UnixListener::from_std(l)?)
+            }
+            _ => {
+                let l = std::net::TcpListener::from(fd);
+                l.set_nonblocking(true)?;
+                Source::Tcp(TcpListener::from_std(l)?)
+            }
+        };
+        Ok(Listener {
+            shared,
+            source,
+            address,
+            busy,
+        })
+    }
+
+    /// The address every worker shares: `127.0.0.1:8080`, `[::]:80`,
+    /// `unix:/run/app.sock`. With port 0, the port the primary got.
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    /// The TCP address, if this is a TCP listener.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.address.parse().ok()
+    }
+
+    /// Stops accepting (as the worker's disconnect does).
+    pub fn close(&mut self) {
+        self.shared.close();
+        self.source = Source::Closed;
+    }
+
+    /// The next connection. Cancel safe.
+    ///
+    /// # Errors
+    /// What `accept(2)` says on a shared socket (EMFILE...). Hand-off
+    /// listeners do not fail.
+    pub async fn accept(&mut self) -> io::Result<(Connection, PeerAddr)> {
+        loop {
+            if self.shared.is_closed() {
+                self.source = Source::Closed;
+            }
+            let shared = self.shared.clone();
+            let got = tokio::select! {
+                biased;
+                _ = shared.wait_closed() => None,
+                got = accept_from(&mut self.source, &shared) => Some(got),
+            };
+            match got {
+                None | Some(Ok(None)) => {
+                    self.source = Source::Closed;
+                    std::future::pending::<()>().await;
+                }
+                Some(Ok(Some((io, peer)))) => {
+                    let conn = Connection {
+                        io,
+                        _guard: ConnGuard {
+                            _hold: Hold::new(self.busy.clone()),
+                            closes: self.shared.count_closes.then(|| self.shared.clone()),
+                        },
+                    };
+                    return Ok((conn, peer));
+                }
+                Some(Err(e)) => return Err(e),
+            }
+        }
+    }
+}
+
+/// One accept; `Ok(None)` when the listener is closed for good.
+async fn accept_from(
+    source: &mut Source,
+    shared: &ListenerShared,
+) -> io::Result<Option<(Io, PeerAddr)>> {
+    match source {
+        Source::Closed => Ok(None),
+        Source::Tcp(l) => {
+            let (s, a) = l.accept().await?;
+            Ok(Some((Io::Tcp(s), PeerAddr::Tcp(a))))
+        }
+        Source::Unix(l) => {
+            let (s, _) = l.accept().await?;
+            Ok(Some((Io::Unix(s), PeerAddr::Unix)))
+        }
+        Source::Handoff { rx, unix } => loop {
+            let Some(fd) = rx.recv().await else {
+                return Ok(None);
+            };
+            {
+                // Acknowledge under the lock that `close` takes, so the
+                // primary reads either our ack or our unlisten first, never
+                // re-routes a connection we took, never loses one we did not.
+                let closed = shared.closed.lock().unwrap();
+                if *closed {
+                    return Ok(None);
+                }
+                let _ = shared.outbox.control(
+                    &Control::Accepted {
+                        handle: shared.handle,
+                        n: 1,
+                    },
+                    Vec::new(),
+                );
+            }
+            let made = if *unix {
+                let s = std::os::unix::net::UnixStream::from(fd);
+                UnixStream::from_std(s).map(|s| (Io::Unix(s), PeerAddr::Unix))
+            } else {
+                let s = std::net::TcpStream::from(fd);
+                let peer = s.peer_addr();
+                TcpStream::from_std(s).map(|s| {
+                    let peer = peer.map_or(PeerAddr::Unknown, PeerAddr::Tcp);
+                    (Io::Tcp(s), peer)
+                })
+            };
+            match made {
+                Ok(pair) => return Ok(Some(pair)),
+                Err(e) => {
+                    tracing::debug!(error = %e, "dropping a handed-off connection that cannot be used")
+                }
+            }
+        },
+    }
+}
+
+/// The remote address of a [`Connection`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerAddr {
+    /// A TCP peer.
+    Tcp(SocketAddr),
+    /// A Unix domain socket peer (usually unnamed).
+    Unix,
+    /// The peer had already gone when the connection was taken.
+    Unknown,
+}
+
+impl fmt::Display for PeerAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PeerAddr::Tcp(a) => write!(f, "{a}"),
+            PeerAddr::Unix => f.write_str("unix"),
+            PeerAddr::Unknown => f.write_str("unknown"),
+        }
+    }
+}
+
+enum Io {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+struct ConnGuard {
+    _hold: Hold,
+    closes: Option<Arc<ListenerShared>>,
+}
+
+impl Drop for ConnGuard {
+    fn drop(&mut self) {
+        if let Some(s) = &self.closes {
+            let _ = s.outbox.control(
+                &Control::Closed {
+                    handle: s.handle,
+                    n: 1,
+                },
+                Vec::new(),
+            );
+        }
+    }
+}
+
+/// An accepted connection: a TCP or Unix stream that keeps a disconnecting
+/// worker alive until it is dropped.
+pub struct Connection {
+    io: Io,
+    _guard: ConnGuard,
+}
+
+impl fmt::Debug for Connection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.io {
+            Io::Tcp(s) => f.debug_tuple("Connection").field(s).finish(),
+            Io::Unix(s) => f.debug_tuple("Connection").field(s).finish(),
+        }
+    }
+}
+
+impl Connection {
+    /// The TCP stream, if this is one.
+    pub fn as_tcp(&self) -> Option<&TcpStream> {
+        match &self.io {
+            Io::Tcp(s) => Some(s),
+            Io::Unix(_) => None,
+        }
+    }
+
+    /// The Unix stream, if this is one.
+    pub fn as_unix(&self) -> Option<&UnixStream> {
+        match &self.io {
+            Io::Unix(s) => Some(s),
+            Io::Tcp(_) => None,
+        }
+    }
+}
+
+macro_rules! delegate {
+    ($self:ident, $s:ident => $e:expr) => {
+        match &mut $self.get_mut().io {
+            Io::Tcp($s) => $e,
+            Io::Unix($s) => $e,
+        }
+    };
+}
+
+impl AsyncRead for Connection {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        delegate!(self, s => Pin::new(s).poll_read(cx, buf))
+    }
+}
+
+impl AsyncWrite for Connection {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        delegate!(self, s => Pin::new(s).poll_write(cx, buf))
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        delegate!(self, s => Pin::new(s).poll_flush(cx))
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        delegate!(self, s => Pin::new(s).poll_shutdown(cx))
+    }
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        delegate!(self, s => Pin::new(s).poll_write_vectored(cx, bufs))
+    }
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+}
+
+#[cfg(feature = "axum")]
+impl axum::serve::Listener for Listener {
+    type Io = Connection;
+    type Addr = PeerAddr;
+
+    async fn accept(&mut self) -> (Connection, PeerAddr) {
+        let mut backoff = Duration::from_millis(5);
+        loop {
+            match Listener::accept(self).await {
+                Ok(pair) => return pair,
+                Err(e) if is_connection_error(&e) => continue,
+                Err(e) => {
+                    // EMFILE and friends: retrying at once would spin.
+                    tracing::warn!(error = %e, "accept failed; retrying in {backoff:?}");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                }
+            }
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<PeerAddr> {
+        Ok(Listener::local_addr(self).map_or(PeerAddr::Unix, PeerAddr::Tcp))
+    }
+}
+
+#[cfg(feature = "axum")]
+fn is_connection_error(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+    )
+}

@@ -1,0 +1,481 @@
+//! The worker side: a worker process's own end of the cluster, as Node's
+//! `cluster.worker` inside a worker.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let worker = herd::Worker::connect().await?;
+//! let listener = worker.listen("127.0.0.1:8080").await?;
+//! worker.send(&format!("worker {} listening", worker.id())).await?;
+//! # #[cfg(feature = "axum")]
+//! axum::serve(listener, axum::Router::new()).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! Graceful disconnect (asked by the primary or by [`Worker::disconnect`]):
+//! every listener stops accepting (connections handed to this worker but not
+//! taken go to another worker), open connections and [`Hold`]s are waited
+//! for, the channel is flushed and closed, and the process exits with code 0.
+//! If the primary goes away, the worker exits at once.
+
+mod listener;
+
+use std::collections::HashMap;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot, watch, Notify};
+
+use crate::channel::wire::{Control, Kind, ListenOptions, VERSION};
+use crate::channel::{Frame, Outbox, Reader};
+use crate::message::Message;
+use crate::sched::ListenAddr;
+use crate::{Error, ENV_CHANNEL_FD, ENV_WORKER_ID};
+use listener::ListenerShared;
+pub use listener::{Connection, Listener, PeerAddr};
+
+/// A worker process's link to its primary. Cheap to clone; every clone is
+/// the same link.
+#[derive(Clone)]
+pub struct Worker {
+    inner: Arc<Inner>,
+}
+
+type Reply = (Control, Vec<OwnedFd>);
+
+struct Inner {
+    id: u32,
+    outbox: Arc<Outbox>,
+    next_seq: AtomicU64,
+    pending: Mutex<HashMap<u64, oneshot::Sender<Reply>>>,
+    messages: tokio::sync::Mutex<mpsc::UnboundedReceiver<Message>>,
+    /// Hand-off queues, by handle.
+    handoffs: Mutex<HashMap<u32, mpsc::UnboundedSender<OwnedFd>>>,
+    listeners: Mutex<Vec<Arc<ListenerShared>>>,
+    listen_counts: Mutex<HashMap<String, u32>>,
+    disconnecting: watch::Sender<bool>,
+    busy: Arc<Busy>,
+}
+
+static WORKER: OnceLock<Worker> = OnceLock::new();
+static CONNECTING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+impl Worker {
+    /// Connects to the primary (once per process; later calls return the
+    /// same link) and announces the worker online.
+    ///
+    /// # Errors
+    /// [`Error::Role`] when this process was not started by a herd primary.
+    pub async fn connect() -> Result<Worker, Error> {
+        let _guard = CONNECTING.lock().await;
+        if let Some(w) = WORKER.get() {
+            return Ok(w.clone());
+        }
+        crate::logging::init();
+        let fd_text = std::env::var(ENV_CHANNEL_FD).map_err(|_| {
+            Error::Role(format!("not a herd worker: {ENV_CHANNEL_FD} is not set (start this program from a herd primary)"))
+        })?;
+        let id: u32 = std::env::var(ENV_WORKER_ID)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| {
+                Error::Role(format!(
+                    "not a herd worker: {ENV_WORKER_ID} is missing or not a number"
+                ))
+            })?;
+        let raw: i32 = fd_text.parse().map_err(|_| {
+            Error::Role(format!(
+                "{ENV_CHANNEL_FD}={fd_text:?} is not a descriptor number"
+            ))
+        })?;
+        let fd = crate::sys::take_inherited_fd(raw).map_err(|e| {
+            Error::io(
+                format!("{ENV_CHANNEL_FD}={raw} is not an open descriptor"),
+                e,
+            )
+        })?;
+        // Our children must not inherit the channel.
+        nix::fcntl::fcntl(
+            fd.as_raw_fd(),
+            nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+        )
+        .map_err(|e| Error::io("channel descriptor", e))?;
+        let stream =
+            crate::primary::unix_stream(fd).map_err(|e| Error::io("channel descriptor", e))?;
+        let outbox = Outbox::start(stream.clone());
+        let (msg_tx, msg_rx) = mpsc::unbounded_channel();
+        let worker = Worker {
+            inner: Arc::new(Inner {
+                id,
+                outbox,
+                next_seq: AtomicU64::new(1),
+                pending: Mutex::new(HashMap::new()),
+                messages: tokio::sync::Mutex::new(msg_rx),
+                handoffs: Mutex::new(HashMap::new()),
+                listeners: Mutex::new(Vec::new()),
+                listen_counts: Mutex::new(HashMap::new()),
+                disconnecting: watch::channel(false).0,
+                busy: Arc::new(Busy::default()),
+            }),
+        };
+        worker.inner.outbox.control(
+            &Control::Hello {
+                version: VERSION,
+                pid: std::process::id(),
+            },
+            Vec::new(),
+        )?;
+        tokio::spawn(read_loop(worker.clone(), Reader::new(stream), msg_tx));
+        let _ = WORKER.set(worker.clone());
+        tracing::debug!(worker = id, "connected to the primary");
+        Ok(worker)
+    }
+
+    /// This worker's id, as the primary numbered it.
+    pub fn id(&self) -> u32 {
+        self.inner.id
+    }
+
+    /// Sends a message to the primary. Messages arrive in order.
+    pub async fn send<T: Serialize + ?Sized>(&self, msg: &T) -> Result<(), Error> {
+        self.inner.outbox.user(msg).await
+    }
+
+    /// The next message from the primary; `None` once the channel is closed.
+    /// Cancel safe.
+    pub async fn recv(&self) -> Option<Message> {
+        self.inner.messages.lock().await.recv().await
+    }
+
+    /// Listens on `addr` (`HOST:PORT`, `[V6]:PORT`, `:PORT`, `unix:PATH`),
+    /// sharing the socket with the other workers as the primary's policy
+    /// says. The returned [`Listener`] works with `axum::serve` unchanged.
+    ///
+    /// # Errors
+    /// The bind error, with its [`io::ErrorKind`] (`AddrInUse`,
+    /// `PermissionDenied`...) and a message naming the address.
+    pub async fn listen(&self, addr: &str) -> io::Result<Listener> {
+        self.listen_with(addr, ListenOptions::default()).await
+    }
+
+    /// [`listen`](Self::listen) with options (backlog, IPv6-only, Unix
+    /// socket permissions).
+    pub async fn listen_with(&self, addr: &str, options: ListenOptions) -> io::Result<Listener> {
+        let parsed = self.resolve(addr)?;
+        if matches!(parsed, ListenAddr::Udp(_)) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{addr} is a UDP address: use bind_udp"),
+            ));
+        }
+        let (handle, mode, address, count_closes, fds) =
+            self.request_socket(&parsed, options).await?;
+        let shared = Arc::new(ListenerShared::new(
+            handle,
+            self.inner.outbox.clone(),
+            count_closes,
+        ));
+        let listener = match mode {
+            crate::channel::wire::ListenMode::Handoff => {
+                let (tx, rx) = mpsc::unbounded_channel();
+                self.inner.handoffs.lock().unwrap().insert(handle, tx);
+                Listener::handoff(
+                    shared.clone(),
+                    rx,
+                    &parsed,
+                    address,
+                    self.inner.busy.clone(),
+                )
+            }
+            crate::channel::wire::ListenMode::Socket => {
+                let fd = fds.into_iter().next().ok_or_else(|| {
+                    io::Error::other("the primary sent no socket with its answer")
+                })?;
+                Listener::socket(
+                    shared.clone(),
+                    fd,
+                    &parsed,
+                    address,
+                    self.inner.busy.clone(),
+                )?
+            }
+        };
+        self.inner.listeners.lock().unwrap().push(shared.clone());
+        if *self.inner.disconnecting.borrow() {
+            shared.close();
+        } else {
+            self.inner
+                .outbox
+                .control(&Control::Listening { handle }, Vec::new())
+                .map_err(io::Error::other)?;
+        }
+        Ok(listener)
+    }
+
+    /// Binds a UDP socket shared with the other workers (never round-robin:
+    /// all workers receive on one socket, or on reuseport sockets).
+    pub async fn bind_udp(&self, addr: &str) -> io::Result<tokio::net::UdpSocket> {
+        let spec = if addr.starts_with("udp:") {
+            addr.to_string()
+        } else {
+            format!("udp:{addr}")
+        };
+        let parsed = self.resolve(&spec)?;
+        let (handle, _, _, _, fds) = self
+            .request_socket(&parsed, ListenOptions::default())
+            .await?;
+        let fd = fds
+            .into_iter()
+            .next()
+            .ok_or_else(|| io::Error::other("the primary sent no socket with its answer"))?;
+        let sock = std::net::UdpSocket::from(fd);
+        sock.set_nonblocking(true)?;
+        let _ = self
+            .inner
+            .outbox
+            .control(&Control::Listening { handle }, Vec::new());
+        tokio::net::UdpSocket::from_std(sock)
+    }
+
+    fn resolve(&self, addr: &str) -> io::Result<ListenAddr> {
+        let parsed =
+            ListenAddr::parse(addr).map_err(|m| io::Error::new(io::ErrorKind::InvalidInput, m))?;
+        Ok(match parsed {
+            ListenAddr::Unix(p) if p.is_relative() => {
+                ListenAddr::Unix(std::env::current_dir()?.join(p))
+            }
+            other => other,
+        })
+    }
+
+    async fn request_socket(
+        &self,
+        addr: &ListenAddr,
+        options: ListenOptions,
+    ) -> io::Result<(
+        u32,
+        crate::channel::wire::ListenMode,
+        String,
+        bool,
+        Vec<OwnedFd>,
+    )> {
+        let key = addr.to_string();
+        let index = {
+            let mut counts = self.inner.listen_counts.lock().unwrap();
+            let c = counts.entry(key.clone()).or_insert(0);
+            *c += 1;
+            *c - 1
+        };
+        let seq = self.inner.next_seq.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        self.inner.pending.lock().unwrap().insert(seq, tx);
+        let sent = self.inner.outbox.control(
+            &Control::Listen {
+                seq,
+                addr: key.clone(),
+                index,
+                options,
+            },
+            Vec::new(),
+        );
+        if let Err(e) = sent {
+            self.inner.pending.lock().unwrap().remove(&seq);
+            return Err(io::Error::other(e));
+        }
+        let (reply, fds) = rx
+            .await
+            .map_err(|_| io::Error::other(Error::ChannelClosed))?;
+        match reply {
+            Control::Listened {
+                handle,
+                mode,
+                address,
+                count_closes,
+                ..
+            } => Ok((handle, mode, address, count_closes, fds)),
+            Control::ListenFailed { errno, message, .. } => {
+                // A failed listen does not count: a retry gets the same index.
+                if let Some(c) = self.inner.listen_counts.lock().unwrap().get_mut(&key) {
+                    *c -= 1;
+                }
+                let kind = io::Error::from_raw_os_error(errno).kind();
+                Err(io::Error::new(kind, message))
+            }
+            other => Err(io::Error::other(format!(
+                "unexpected answer to listen: {other:?}"
+            ))),
+        }
+    }
+
+    /// Disconnects gracefully: stop accepting, let open connections finish,
+    /// close the channel, exit with code 0. Returns at once; repeated calls
+    /// are harmless.
+    pub fn disconnect(&self) {
+        self.begin_disconnect(true);
+    }
+
+    /// Exits at once (code 0), telling the primary the exit is deliberate.
+    pub async fn kill(&self) -> ! {
+        let _ = self
+            .inner
+            .outbox
+            .control(&Control::Disconnecting, Vec::new());
+        self.inner.outbox.close();
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.inner.outbox.flushed()).await;
+        std::process::exit(0)
+    }
+
+    /// Resolves when a graceful disconnect begins, from either side: hand it
+    /// to your server's graceful shutdown, e.g.
+    /// `axum::serve(l, app).with_graceful_shutdown(worker.disconnecting())`.
+    pub fn disconnecting(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut rx = self.inner.disconnecting.subscribe();
+        async move {
+            let _ = rx.wait_for(|d| *d).await;
+        }
+    }
+
+    /// Whether a graceful disconnect has begun.
+    pub fn is_disconnecting(&self) -> bool {
+        *self.inner.disconnecting.borrow()
+    }
+
+    /// Keeps the process alive through a graceful disconnect until the
+    /// returned guard is dropped (for work that is not a connection).
+    pub fn hold(&self) -> Hold {
+        Hold::new(self.inner.busy.clone())
+    }
+
+    fn begin_disconnect(&self, self_initiated: bool) {
+        if self.inner.disconnecting.send_replace(true) {
+            return;
+        }
+        tracing::debug!(worker = self.id(), self_initiated, "disconnecting");
+        if self_initiated {
+            let _ = self
+                .inner
+                .outbox
+                .control(&Control::Disconnecting, Vec::new());
+        }
+        for l in self.inner.listeners.lock().unwrap().iter() {
+            l.close();
+        }
+        self.inner.handoffs.lock().unwrap().clear();
+        let inner = self.inner.clone();
+        tokio::spawn(async move {
+            inner.busy.idle().await;
+            inner.outbox.close();
+            let _ = tokio::time::timeout(Duration::from_secs(5), inner.outbox.flushed()).await;
+            tracing::debug!(worker = inner.id, "disconnected; exiting");
+            std::process::exit(0);
+        });
+    }
+}
+
+async fn read_loop(worker: Worker, mut reader: Reader, messages: mpsc::UnboundedSender<Message>) {
+    loop {
+        match reader.next().await {
+            Ok(Some(frame)) => {
+                if let Err(e) = on_frame(&worker, &messages, frame) {
+                    tracing::error!(error = %e, "bad frame from the primary; exiting");
+                    std::process::exit(1);
+                }
+            }
+            Ok(None) | Err(_) => {
+                // The primary is gone (or broke the channel): a worker never
+                // outlives its primary.
+                tracing::debug!(
+                    worker = worker.id(),
+                    "channel to the primary closed; exiting"
+                );
+                std::process::exit(0);
+            }
+        }
+    }
+}
+
+fn on_frame(
+    worker: &Worker,
+    messages: &mpsc::UnboundedSender<Message>,
+    frame: Frame,
+) -> Result<(), Error> {
+    if frame.kind == Kind::User {
+        let _ = messages.send(Message::new(frame.body));
+        return Ok(());
+    }
+    let control = frame.control()?;
+    match control {
+        Control::Listened { seq, .. } | Control::ListenFailed { seq, .. } => {
+            if let Some(tx) = worker.inner.pending.lock().unwrap().remove(&seq) {
+                let _ = tx.send((control, frame.fds));
+            }
+        }
+        Control::Conns { handle } => {
+            // A closed listener drops them; the primary re-routes them when
+            // it reads our `unlisten`.
+            if let Some(tx) = worker.inner.handoffs.lock().unwrap().get(&handle) {
+                for fd in frame.fds {
+                    let _ = tx.send(fd);
+                }
+            }
+        }
+        Control::Disconnect => worker.begin_disconnect(false),
+        other => {
+            return Err(Error::Protocol(format!(
+                "primary sent a worker-only message: {other:?}"
+            )))
+        }
+    }
+    Ok(())
+}
+
+/// Counts what keeps a disconnecting worker alive: open connections and
+/// [`Hold`]s.
+#[derive(Default)]
+pub(crate) struct Busy {
+    count: AtomicUsize,
+    idle: Notify,
+}
+
+impl Busy {
+    async fn idle(&self) {
+        loop {
+            let n = self.idle.notified();
+            tokio::pin!(n);
+            n.as_mut().enable();
+            if self.count.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            n.await;
+        }
+    }
+}
+
+/// Keeps a disconnecting worker alive until dropped; see [`Worker::hold`].
+pub struct Hold {
+    busy: Arc<Busy>,
+}
+
+impl Hold {
+    pub(crate) fn new(busy: Arc<Busy>) -> Hold {
+        busy.count.fetch_add(1, Ordering::SeqCst);
+        Hold { busy }
+    }
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        if self.busy.count.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.busy.idle.notify_waiters();
+        }
+    }
+}
+
+impl std::fmt::Debug for Hold {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Hold")
+    }
+}
