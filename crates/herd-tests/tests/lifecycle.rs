@@ -5,35 +5,83 @@ mod common;
 use common::*;
 use serde_json::json;
 
+/// Life order: the states a worker passes through, in rank order.
+const ORDER: [&str; 6] = [
+    "none",
+    "online",
+    "listening",
+    "ready",
+    "disconnected",
+    "dead",
+];
+
+fn rank(state: &serde_json::Value) -> usize {
+    ORDER
+        .iter()
+        .position(|s| state == s)
+        .unwrap_or_else(|| panic!("unknown state {state}"))
+}
+
 #[test]
 fn events_come_in_order_fork_online_listening_exit_with_states() {
     let mut c = Cluster::start(&[]);
     let id = c.fork(&[("FIXTURE_LISTEN", "127.0.0.1:0")]);
-    let fork = c.expect_event("fork", id);
-    assert_eq!(fork["state"], "none");
-    let online = c.expect_event("online", id);
-    assert_eq!(online["state"], "online");
-    let listening = c.expect_event("listening", id);
-    assert_eq!(listening["state"], "listening");
-    assert!(listening["address"]
-        .as_str()
-        .unwrap()
-        .starts_with("127.0.0.1:"));
+    // The state printed with an event is read when the event is handled, so
+    // the worker may already be further on: never behind.
+    for (event, state) in [
+        ("fork", "none"),
+        ("online", "online"),
+        ("listening", "listening"),
+        ("ready", "ready"),
+    ] {
+        let v = c.expect_event(event, id);
+        assert!(rank(&v["state"]) >= rank(&json!(state)), "{v}");
+    }
+    c.cmd(json!({"cmd": "state", "worker": id}));
+    let v = c.expect(|v| v["event"] == "state");
+    assert_eq!(v["state"], "ready");
+    assert_eq!(v["connected"], true);
     c.cmd(json!({"cmd": "send", "worker": id, "msg": {"cmd": "exit", "code": 0}}));
     c.expect_event("disconnect", id);
     let exit = c.expect_event("exit", id);
     assert_eq!(exit["state"], "dead");
     assert_eq!(exit["code"], 0);
+    c.cmd(json!({"cmd": "state", "worker": id}));
+    let v = c.expect(|v| v["event"] == "state");
+    assert_eq!(
+        (
+            v["state"].as_str(),
+            v["dead"].as_bool(),
+            v["connected"].as_bool()
+        ),
+        (Some("dead"), Some(true), Some(false))
+    );
     let names: Vec<String> = c
         .events_of(id)
         .iter()
         .filter(|v| {
-            ["fork", "online", "listening", "disconnect", "exit"]
+            ["fork", "online", "listening", "ready", "disconnect", "exit"]
                 .contains(&v["event"].as_str().unwrap_or(""))
         })
         .map(|v| v["event"].as_str().unwrap().to_string())
         .collect();
-    assert_eq!(names, ["fork", "online", "listening", "disconnect", "exit"]);
+    assert_eq!(
+        names,
+        ["fork", "online", "listening", "ready", "disconnect", "exit"]
+    );
+}
+
+#[test]
+fn a_worker_that_does_not_listen_stays_online() {
+    let mut c = Cluster::start(&[]);
+    let id = c.fork(&[]);
+    c.expect_event("online", id);
+    // A message round trip proves the worker is up and past its start.
+    c.cmd(json!({"cmd": "send", "worker": id, "msg": "ping"}));
+    c.expect(|v| v["event"] == "message" && v["worker"] == id);
+    c.cmd(json!({"cmd": "state", "worker": id}));
+    let v = c.expect(|v| v["event"] == "state");
+    assert_eq!(v["state"], "online");
 }
 
 #[test]

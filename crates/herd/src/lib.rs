@@ -53,11 +53,13 @@ pub mod sched;
 mod sys;
 pub mod worker;
 
-pub use channel::wire::ListenOptions;
+pub use channel::wire::{Heartbeat, ListenOptions};
 pub use error::{Error, Result};
 pub use message::Message;
 pub use nix::sys::signal::Signal;
-pub use primary::{Event, Events, ExitStatus, Primary, Settings, WorkerHandle, WorkerState};
+pub use primary::{
+    Event, Events, ExitStatus, Primary, Readiness, Settings, WorkerHandle, WorkerState,
+};
 pub use sched::{ListenAddr, Policy};
 pub use worker::{Connection, Hold, Listener, PeerAddr, Worker};
 
@@ -66,6 +68,10 @@ pub const ENV_WORKER_ID: &str = "HERD_WORKER_ID";
 /// The environment variable that carries the channel's descriptor number;
 /// its presence makes a process a worker.
 pub const ENV_CHANNEL_FD: &str = "HERD_CHANNEL_FD";
+
+/// The environment variable that carries the heartbeat interval in
+/// milliseconds.
+pub const ENV_HEARTBEAT_MS: &str = "HERD_HEARTBEAT_MS";
 
 /// Which side of the cluster this process is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -109,6 +109,10 @@ pub enum Control {
     Closed { handle: u32, n: u32 },
     /// The worker is disconnecting (or exiting) on purpose.
     Disconnecting,
+    /// The worker finished its warm-up (explicit readiness).
+    Ready,
+    /// The worker is alive: sent every heartbeat interval.
+    Heartbeat(Heartbeat),
 
     // ---- primary -> worker ----
     /// Answer to `Listen`. `mode` is "handoff" (connections arrive in `conns`
@@ -144,6 +148,18 @@ pub struct ListenOptions {
     pub ipv6_only: Option<bool>,
     /// For Unix sockets: the file's permission bits (default from umask).
     pub mode: Option<u32>,
+}
+
+/// What a worker reports at each heartbeat.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Heartbeat {
+    /// Connections open now.
+    pub open: u64,
+    /// Connections accepted since the worker started.
+    pub handled: u64,
+    /// Fields the application adds.
+    pub app: serde_json::Map<String, serde_json::Value>,
 }
 
 /// How a worker gets its connections for one listen.

@@ -26,6 +26,9 @@ pub enum Event {
     /// The worker listens on `address` (`127.0.0.1:8080`, `[::]:80`,
     /// `unix:/run/app.sock`, `udp:0.0.0.0:53`).
     Listening { worker: u32, address: String },
+    /// The worker finished its warm-up (by default: its first listen) and
+    /// gets connections.
+    Ready { worker: u32 },
     /// The worker's channel closed.
     Disconnect { worker: u32 },
     /// The worker's process ended.
@@ -54,6 +57,7 @@ impl Event {
             Event::Fork { worker }
             | Event::Online { worker }
             | Event::Listening { worker, .. }
+            | Event::Ready { worker }
             | Event::Disconnect { worker }
             | Event::Exit { worker, .. }
             | Event::Message { worker, .. }
@@ -68,6 +72,7 @@ impl Event {
             Event::Fork { .. } => "fork",
             Event::Online { .. } => "online",
             Event::Listening { .. } => "listening",
+            Event::Ready { .. } => "ready",
             Event::Disconnect { .. } => "disconnect",
             Event::Exit { .. } => "exit",
             Event::Message { .. } => "message",

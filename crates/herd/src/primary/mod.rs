@@ -38,10 +38,10 @@ use crate::channel::{Frame, Outbox, Reader};
 use crate::message::Message;
 use crate::sched::{Policy, Table};
 use crate::sys::{install_child_setup, ChildSetup};
-use crate::{Error, ENV_CHANNEL_FD, ENV_WORKER_ID};
+use crate::{Error, ENV_CHANNEL_FD, ENV_HEARTBEAT_MS, ENV_WORKER_ID};
 use events::Bus;
 pub use events::{Event, Events};
-pub use settings::Settings;
+pub use settings::{Readiness, Settings};
 pub use worker::{WorkerHandle, WorkerState};
 
 /// How a worker's process ended: an exit code or a signal.
@@ -215,7 +215,11 @@ impl Primary {
         let mut cmd = std::process::Command::new(&exec);
         cmd.args(&args)
             .env(ENV_WORKER_ID, id.to_string())
-            .env(ENV_CHANNEL_FD, theirs.as_raw_fd().to_string());
+            .env(ENV_CHANNEL_FD, theirs.as_raw_fd().to_string())
+            .env(
+                ENV_HEARTBEAT_MS,
+                settings.get_heartbeat().as_millis().to_string(),
+            );
         for (k, v) in &settings.env {
             cmd.env(k, v);
         }
@@ -265,11 +269,14 @@ impl Primary {
                     dead: false,
                     exited_after_disconnect: false,
                     disconnect_sent: false,
+                    ready: false,
                 }),
                 primary: Arc::downgrade(&self.inner),
                 exit,
                 stdout: Mutex::new(child.stdout.take()),
                 stderr: Mutex::new(child.stderr.take()),
+                started: std::time::Instant::now(),
+                beat: Mutex::new(None),
             }),
         };
         self.inner
@@ -497,8 +504,17 @@ fn on_frame(inner: &Inner, w: &WorkerHandle, online: &mut bool, frame: Frame) ->
         Control::Listening { handle } => {
             if let Some(address) = inner.table.listening(&link, handle) {
                 w.listening(inner, address);
+                if inner.settings.lock().unwrap().get_readiness() == Readiness::Listening {
+                    w.ready(inner);
+                }
             }
         }
+        Control::Ready => {
+            if inner.settings.lock().unwrap().get_readiness() == Readiness::Explicit {
+                w.ready(inner);
+            }
+        }
+        Control::Heartbeat(beat) => w.heartbeat(beat),
         Control::Unlisten { handle } => inner.table.unlisten(w.id(), handle),
         Control::Accepted { handle, n } => inner.table.accepted(w.id(), handle, n),
         Control::Closed { handle, n } => inner.table.closed(w.id(), handle, n),

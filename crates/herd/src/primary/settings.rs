@@ -25,6 +25,19 @@ pub struct Settings {
     pub(crate) env: Vec<(OsString, OsString)>,
     pub(crate) policy: Option<Policy>,
     pub(crate) handle_signals: Option<bool>,
+    pub(crate) readiness: Option<Readiness>,
+    pub(crate) heartbeat: Option<std::time::Duration>,
+}
+
+/// When a worker counts as ready (past its warm-up).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Readiness {
+    /// As soon as it listens (default).
+    #[default]
+    Listening,
+    /// When it calls [`Worker::ready`](crate::Worker::ready), as cluster2's
+    /// warm-up.
+    Explicit,
 }
 
 impl Settings {
@@ -95,6 +108,28 @@ impl Settings {
         self
     }
 
+    /// When workers count as ready. Default: [`Readiness::Listening`].
+    pub fn readiness(mut self, readiness: Readiness) -> Self {
+        self.readiness = Some(readiness);
+        self
+    }
+
+    /// How often workers report a heartbeat. Default: 1 s.
+    pub fn heartbeat(mut self, every: std::time::Duration) -> Self {
+        self.heartbeat = Some(every);
+        self
+    }
+
+    /// The heartbeat interval in force.
+    pub fn get_heartbeat(&self) -> std::time::Duration {
+        self.heartbeat.unwrap_or(std::time::Duration::from_secs(1))
+    }
+
+    /// The readiness rule in force.
+    pub fn get_readiness(&self) -> Readiness {
+        self.readiness.unwrap_or_default()
+    }
+
     /// The worker program, if set.
     pub fn get_exec(&self) -> Option<&std::path::Path> {
         self.exec.as_deref()
@@ -125,7 +160,18 @@ impl Settings {
         macro_rules! take {
             ($($f:ident),*) => { $( if later.$f.is_some() { self.$f = later.$f; } )* };
         }
-        take!(exec, args, cwd, silent, uid, gid, policy, handle_signals);
+        take!(
+            exec,
+            args,
+            cwd,
+            silent,
+            uid,
+            gid,
+            policy,
+            handle_signals,
+            readiness,
+            heartbeat
+        );
         self.env.extend(later.env);
     }
 }

@@ -1,6 +1,7 @@
 //! The primary's handle on one worker, as Node's `Worker` object.
 
 use std::sync::{Arc, Mutex, Weak};
+use std::time::Instant;
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -8,7 +9,7 @@ use serde::Serialize;
 use tokio::process::{ChildStderr, ChildStdout};
 use tokio::sync::watch;
 
-use crate::channel::wire::Control;
+use crate::channel::wire::{Control, Heartbeat};
 use crate::channel::Outbox;
 use crate::primary::events::{Event, Events};
 use crate::primary::{ExitStatus, Inner};
@@ -24,6 +25,8 @@ pub enum WorkerState {
     Online,
     /// Listening on at least one address.
     Listening,
+    /// Past its warm-up: connections are routed to it.
+    Ready,
     /// Its channel is closed.
     Disconnected,
     /// Its process has ended.
@@ -36,6 +39,7 @@ pub(crate) struct Life {
     pub dead: bool,
     pub exited_after_disconnect: bool,
     pub disconnect_sent: bool,
+    pub ready: bool,
 }
 
 pub(crate) struct Shared {
@@ -47,6 +51,8 @@ pub(crate) struct Shared {
     pub exit: watch::Sender<Option<ExitStatus>>,
     pub stdout: Mutex<Option<ChildStdout>>,
     pub stderr: Mutex<Option<ChildStderr>>,
+    pub started: Instant,
+    pub beat: Mutex<Option<(Instant, Heartbeat)>>,
 }
 
 /// The primary's handle on a worker: cheap to clone, valid after the worker
@@ -219,6 +225,40 @@ impl WorkerHandle {
             worker: self.id(),
             address,
         });
+    }
+
+    /// The worker finished its warm-up: exactly once.
+    pub(crate) fn ready(&self, p: &Inner) {
+        {
+            let mut life = self.shared.life.lock().unwrap();
+            if life.ready || !life.connected {
+                return;
+            }
+            life.ready = true;
+            life.state = WorkerState::Ready;
+        }
+        p.table.set_ready(self.id());
+        tracing::debug!(worker = self.id(), "worker ready");
+        p.bus.emit(Event::Ready { worker: self.id() });
+    }
+
+    /// The worker's last heartbeat and when it came, if any came.
+    pub fn last_heartbeat(&self) -> Option<(Instant, Heartbeat)> {
+        self.shared.beat.lock().unwrap().clone()
+    }
+
+    /// When the worker was forked.
+    pub fn started(&self) -> Instant {
+        self.shared.started
+    }
+
+    pub(crate) fn heartbeat(&self, beat: Heartbeat) {
+        *self.shared.beat.lock().unwrap() = Some((Instant::now(), beat));
+    }
+
+    /// Whether the worker has finished its warm-up.
+    pub fn is_ready(&self) -> bool {
+        self.shared.life.lock().unwrap().ready
     }
 
     pub(crate) fn mark_leaving(&self) {

@@ -121,6 +121,9 @@ pub(crate) trait Share: Send {
     fn count_closes(&self) -> bool {
         false
     }
+    /// `successor` replaces `predecessor` (before `add` of the successor):
+    /// policies whose sockets carry queues (reuseport) hand them on.
+    fn inherit(&mut self, _successor: u32, _predecessor: u32) {}
 }
 
 /// What to listen on, parsed from the forms `HOST:PORT`, `[V6]:PORT`,
@@ -289,6 +292,8 @@ struct Entry {
     address: String,
     share: Box<dyn Share>,
     workers: BTreeSet<u32>,
+    /// Workers that confirmed they accept (routed to once also ready).
+    listening: BTreeSet<u32>,
     unix_path: Option<PathBuf>,
 }
 
@@ -306,6 +311,11 @@ struct TableInner {
     next_handle: u32,
     by_key: HashMap<String, u32>,
     entries: HashMap<u32, Entry>,
+    /// Workers past their warm-up: only they are routed to.
+    ready: BTreeSet<u32>,
+    links: HashMap<u32, Link>,
+    /// successor -> predecessor, for replacements in progress.
+    successor_of: HashMap<u32, u32>,
 }
 
 /// The primary's listens, by handle id.
@@ -368,6 +378,7 @@ impl Table {
                                 address,
                                 share,
                                 workers: BTreeSet::new(),
+                                listening: BTreeSet::new(),
                                 unix_path,
                             },
                         );
@@ -377,7 +388,12 @@ impl Table {
                 }
             }
         };
+        let predecessor = t.successor_of.get(&link.id).copied();
+        t.links.insert(link.id, link.clone());
         let entry = t.entries.get_mut(&handle).expect("entry exists");
+        if let Some(pred) = predecessor.filter(|p| entry.workers.contains(p)) {
+            entry.share.inherit(link.id, pred);
+        }
         match entry.share.add(link) {
             Ok((mode, fd)) => {
                 entry.workers.insert(link.id);
@@ -402,14 +418,44 @@ impl Table {
     }
 
     /// The worker accepts on `handle`; returns the address for the event.
+    /// Connections are routed to it once it is also ready.
     pub fn listening(&self, link: &Link, handle: u32) -> Option<String> {
         let mut t = self.inner.lock().unwrap();
+        let ready = t.ready.contains(&link.id);
         let entry = t.entries.get_mut(&handle)?;
         if !entry.workers.contains(&link.id) {
             return None;
         }
-        entry.share.listening(link);
+        entry.listening.insert(link.id);
+        if ready {
+            entry.share.listening(link);
+        }
         Some(entry.address.clone())
+    }
+
+    /// The worker finished its warm-up: route to it wherever it listens.
+    pub fn set_ready(&self, worker: u32) {
+        let mut t = self.inner.lock().unwrap();
+        if !t.ready.insert(worker) {
+            return;
+        }
+        let Some(link) = t.links.get(&worker).cloned() else {
+            return;
+        };
+        for e in t.entries.values_mut() {
+            if e.listening.contains(&worker) {
+                e.share.listening(&link);
+            }
+        }
+    }
+
+    /// The next worker forked with `successor` replaces `predecessor`.
+    pub fn set_successor(&self, successor: u32, predecessor: u32) {
+        self.inner
+            .lock()
+            .unwrap()
+            .successor_of
+            .insert(successor, predecessor);
     }
 
     pub fn unlisten(&self, worker: u32, handle: u32) {
@@ -419,6 +465,10 @@ impl Table {
 
     pub fn remove_worker(&self, worker: u32) {
         let mut t = self.inner.lock().unwrap();
+        t.ready.remove(&worker);
+        t.links.remove(&worker);
+        t.successor_of.remove(&worker);
+        t.successor_of.retain(|_, p| *p != worker);
         let handles: Vec<u32> = t
             .entries
             .iter()
@@ -437,6 +487,7 @@ impl Table {
         if !entry.workers.remove(&worker) {
             return;
         }
+        entry.listening.remove(&worker);
         entry.share.remove(worker);
         if entry.workers.is_empty() {
             if let Some(e) = t.entries.remove(&handle) {

@@ -30,6 +30,8 @@ pub(crate) struct ReusePort {
     /// The first socket, bound before any worker asks (it fixes port 0).
     first: Option<OwnedFd>,
     by_worker: HashMap<u32, OwnedFd>,
+    /// predecessor -> successor that took over its socket.
+    handed_on: HashMap<u32, u32>,
     spares: Arc<Mutex<Vec<(Instant, OwnedFd)>>>,
 }
 
@@ -46,6 +48,7 @@ impl ReusePort {
             opts,
             first: Some(first.into()),
             by_worker: HashMap::new(),
+            handed_on: HashMap::new(),
             spares: Arc::new(Mutex::new(Vec::new())),
         })
     }

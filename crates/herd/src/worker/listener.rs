@@ -205,6 +205,9 @@ impl Listener {
                     std::future::pending::<()>().await;
                 }
                 Some(Ok(Some((io, peer)))) => {
+                    self.busy
+                        .handled
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     let conn = Connection {
                         io,
                         _guard: ConnGuard {

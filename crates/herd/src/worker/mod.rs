@@ -58,6 +58,7 @@ struct Inner {
     listen_counts: Mutex<HashMap<String, u32>>,
     disconnecting: watch::Sender<bool>,
     busy: Arc<Busy>,
+    status: Mutex<serde_json::Map<String, serde_json::Value>>,
 }
 
 static WORKER: OnceLock<Worker> = OnceLock::new();
@@ -119,6 +120,7 @@ impl Worker {
                 listen_counts: Mutex::new(HashMap::new()),
                 disconnecting: watch::channel(false).0,
                 busy: Arc::new(Busy::default()),
+                status: Mutex::new(serde_json::Map::new()),
             }),
         };
         worker.inner.outbox.control(
@@ -129,6 +131,12 @@ impl Worker {
             Vec::new(),
         )?;
         tokio::spawn(read_loop(worker.clone(), Reader::new(stream), msg_tx));
+        let every = std::env::var(crate::ENV_HEARTBEAT_MS)
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+            .filter(|ms| *ms > 0)
+            .map_or(Duration::from_secs(1), Duration::from_millis);
+        tokio::spawn(heartbeats(worker.clone(), every));
         let _ = WORKER.set(worker.clone());
         tracing::debug!(worker = id, "connected to the primary");
         Ok(worker)
@@ -310,6 +318,13 @@ impl Worker {
         }
     }
 
+    /// Says the warm-up is done. With `Readiness::Explicit` in the primary's
+    /// settings, connections are routed to this worker only after this call
+    /// (cluster2's warmUp). Harmless otherwise, and when repeated.
+    pub fn ready(&self) {
+        let _ = self.inner.outbox.control(&Control::Ready, Vec::new());
+    }
+
     /// Disconnects gracefully: stop accepting, let open connections finish,
     /// close the channel, exit with code 0. Returns at once; repeated calls
     /// are harmless.
@@ -349,6 +364,14 @@ impl Worker {
         Hold::new(self.inner.busy.clone())
     }
 
+    /// Sets a field the worker reports with each heartbeat (shown by the
+    /// primary's status).
+    pub fn set_status(&self, key: &str, value: impl Serialize) {
+        if let Ok(v) = serde_json::to_value(value) {
+            self.inner.status.lock().unwrap().insert(key.to_string(), v);
+        }
+    }
+
     fn begin_disconnect(&self, self_initiated: bool) {
         if self.inner.disconnecting.send_replace(true) {
             return;
@@ -372,6 +395,30 @@ impl Worker {
             tracing::debug!(worker = inner.id, "disconnected; exiting");
             std::process::exit(0);
         });
+    }
+}
+
+/// Reports liveness and load at each interval. It runs on the worker's
+/// runtime, so a worker whose runtime is blocked stops beating, and the
+/// primary's nanny notices.
+async fn heartbeats(worker: Worker, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let beat = crate::channel::wire::Heartbeat {
+            open: worker.inner.busy.count.load(Ordering::Relaxed) as u64,
+            handled: worker.inner.busy.handled.load(Ordering::Relaxed),
+            app: worker.inner.status.lock().unwrap().clone(),
+        };
+        if worker
+            .inner
+            .outbox
+            .control(&Control::Heartbeat(beat), Vec::new())
+            .is_err()
+        {
+            return;
+        }
     }
 }
 
@@ -437,6 +484,8 @@ fn on_frame(
 #[derive(Default)]
 pub(crate) struct Busy {
     count: AtomicUsize,
+    /// Connections accepted since start.
+    pub(crate) handled: AtomicU64,
     idle: Notify,
 }
 
