@@ -50,6 +50,7 @@ mod logging;
 mod message;
 pub mod primary;
 pub mod sched;
+pub mod supervise;
 mod sys;
 pub mod worker;
 
@@ -61,6 +62,7 @@ pub use primary::{
     Event, Events, ExitStatus, Primary, Readiness, Settings, WorkerHandle, WorkerState,
 };
 pub use sched::{ListenAddr, Policy};
+pub use supervise::{ReloadPhase, Restart, Supervision, EXIT_CANNOT_BOOT};
 pub use worker::{Connection, Hold, Listener, PeerAddr, Worker};
 
 /// The environment variable that carries a worker's id (1, 2, 3...).

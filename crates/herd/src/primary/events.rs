@@ -41,6 +41,17 @@ pub enum Event {
     },
     /// The worker sent a message.
     Message { worker: u32, message: Message },
+    /// The supervisor gave up on a worker slot (crash loop, cannot boot).
+    Critical {
+        /// The slot (0-based) left down.
+        slot: usize,
+        /// Why, with the exit statuses seen.
+        reason: String,
+    },
+    /// A rolling restart's progress.
+    Reload(crate::supervise::ReloadPhase),
+    /// The supervisor is replacing a worker (age, requests, memory).
+    Recycle { worker: u32, reason: String },
     /// Something went wrong with a worker (a protocol violation, a failed
     /// system call); the primary carries on.
     Error {
@@ -53,7 +64,7 @@ impl Event {
     /// The worker this event is about, if any.
     pub fn worker(&self) -> Option<u32> {
         match self {
-            Event::Setup(_) => None,
+            Event::Setup(_) | Event::Critical { .. } | Event::Reload(_) => None,
             Event::Fork { worker }
             | Event::Online { worker }
             | Event::Listening { worker, .. }
@@ -61,6 +72,7 @@ impl Event {
             | Event::Disconnect { worker }
             | Event::Exit { worker, .. }
             | Event::Message { worker, .. }
+            | Event::Recycle { worker, .. }
             | Event::Error { worker, .. } => Some(*worker),
         }
     }
@@ -77,6 +89,9 @@ impl Event {
             Event::Exit { .. } => "exit",
             Event::Message { .. } => "message",
             Event::Error { .. } => "error",
+            Event::Critical { .. } => "critical",
+            Event::Reload(_) => "reload",
+            Event::Recycle { .. } => "recycle",
         }
     }
 }

@@ -83,7 +83,7 @@ impl fmt::Display for ExitStatus {
 /// primary. Cheap to clone; all clones are the same cluster.
 #[derive(Clone)]
 pub struct Primary {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
 pub(crate) struct Inner {
@@ -96,6 +96,10 @@ pub(crate) struct Inner {
     forker: Forker,
     registry_changed: Notify,
     signals_started: AtomicBool,
+    /// The supervisor's command queue, once `supervise` runs.
+    pub(crate) control: OnceLock<tokio::sync::mpsc::UnboundedSender<crate::supervise::Command>>,
+    /// The program path at start: a reload execs what is on disk there now.
+    default_exec: Option<std::path::PathBuf>,
 }
 
 impl Inner {
@@ -137,6 +141,8 @@ impl Primary {
                 forker: Forker::start(runtime),
                 registry_changed: Notify::new(),
                 signals_started: AtomicBool::new(false),
+                control: OnceLock::new(),
+                default_exec: std::env::current_exe().ok(),
             }),
         })
     }
@@ -190,14 +196,33 @@ impl Primary {
         K: Into<OsString>,
         V: Into<OsString>,
     {
+        self.fork_inner(env, None)
+    }
+
+    /// Starts a worker that will replace `old`: with the `reuseport` policy
+    /// it takes over `old`'s sockets, so connections queued there are served
+    /// across the replacement. Disconnect `old` once the successor is ready.
+    pub fn fork_successor(&self, old: &WorkerHandle) -> Result<WorkerHandle, Error> {
+        self.fork_inner(std::iter::empty::<(OsString, OsString)>(), Some(old.id()))
+    }
+
+    fn fork_inner<I, K, V>(&self, env: I, predecessor: Option<u32>) -> Result<WorkerHandle, Error>
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<OsString>,
+        V: Into<OsString>,
+    {
         let _ = self.policy();
         self.start_signal_handling();
         let settings = self.settings();
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
-        let exec = match &settings.exec {
-            Some(p) => p.clone(),
-            None => std::env::current_exe()
-                .map_err(|e| Error::io("cannot find the current executable", e))?,
+        let exec = match (&settings.exec, &self.inner.default_exec) {
+            (Some(p), _) | (None, Some(p)) => p.clone(),
+            (None, None) => {
+                return Err(Error::Role(
+                    "cannot find the current executable: set `exec` in the settings".into(),
+                ))
+            }
         };
         let args: Vec<OsString> = settings
             .args
@@ -279,6 +304,10 @@ impl Primary {
                 beat: Mutex::new(None),
             }),
         };
+        if let Some(old) = predecessor {
+            // Registered before the successor can ask to listen.
+            self.inner.table.set_successor(id, old);
+        }
         self.inner
             .workers
             .lock()
@@ -347,13 +376,15 @@ impl Primary {
     }
 
     fn start_signal_handling(&self) {
+        // Under `supervise`, the supervisor owns the signals.
         let on = self
             .inner
             .settings
             .lock()
             .unwrap()
             .handle_signals
-            .unwrap_or(true);
+            .unwrap_or(true)
+            && self.inner.control.get().is_none();
         if !on || self.inner.signals_started.swap(true, Ordering::SeqCst) {
             return;
         }

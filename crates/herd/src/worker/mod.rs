@@ -62,6 +62,11 @@ struct Inner {
 }
 
 static WORKER: OnceLock<Worker> = OnceLock::new();
+
+/// How long [`Worker::serve`] lets idle keep-alive connections linger after a
+/// disconnect begins, so that clients still using them get one last answer
+/// with `Connection: close` instead of a reset.
+pub const LINGER: Duration = Duration::from_secs(1);
 static CONNECTING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 impl Worker {
@@ -186,18 +191,19 @@ impl Worker {
             self.inner.outbox.clone(),
             count_closes,
         ));
+        // Connections handed over by the primary: all of them in `Handoff`
+        // mode; in `Socket` mode those the primary accepted on a departed
+        // worker's reuseport socket.
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.inner.handoffs.lock().unwrap().insert(handle, tx);
         let listener = match mode {
-            crate::channel::wire::ListenMode::Handoff => {
-                let (tx, rx) = mpsc::unbounded_channel();
-                self.inner.handoffs.lock().unwrap().insert(handle, tx);
-                Listener::handoff(
-                    shared.clone(),
-                    rx,
-                    &parsed,
-                    address,
-                    self.inner.busy.clone(),
-                )
-            }
+            crate::channel::wire::ListenMode::Handoff => Listener::handoff(
+                shared.clone(),
+                rx,
+                &parsed,
+                address,
+                self.inner.busy.clone(),
+            ),
             crate::channel::wire::ListenMode::Socket => {
                 let fd = fds.into_iter().next().ok_or_else(|| {
                     io::Error::other("the primary sent no socket with its answer")
@@ -205,6 +211,7 @@ impl Worker {
                 Listener::socket(
                     shared.clone(),
                     fd,
+                    rx,
                     &parsed,
                     address,
                     self.inner.busy.clone(),
@@ -356,6 +363,40 @@ impl Worker {
     /// Whether a graceful disconnect has begun.
     pub fn is_disconnecting(&self) -> bool {
         *self.inner.disconnecting.borrow()
+    }
+
+    /// Serves `app` on `listener` with axum until the worker disconnects,
+    /// without the keep-alive race that drops requests on a reload.
+    ///
+    /// A plain `with_graceful_shutdown` closes idle keep-alive connections
+    /// at once, and a client that sent its next request at that moment sees
+    /// a reset. Here, once the disconnect begins every response carries
+    /// `Connection: close` (so busy clients move to another worker after the
+    /// request they are making), and only connections still idle after
+    /// [`LINGER`] are closed.
+    #[cfg(feature = "axum")]
+    pub async fn serve(&self, listener: Listener, app: axum::Router) -> io::Result<()> {
+        use axum::http::{header, HeaderValue};
+        let w = self.clone();
+        let app = app.layer(axum::middleware::map_response(
+            move |mut res: axum::response::Response| {
+                let closing = w.is_disconnecting();
+                async move {
+                    if closing {
+                        res.headers_mut()
+                            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                    }
+                    res
+                }
+            },
+        ));
+        let disconnecting = self.disconnecting();
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                disconnecting.await;
+                tokio::time::sleep(LINGER).await;
+            })
+            .await
     }
 
     /// Keeps the process alive through a graceful disconnect until the
