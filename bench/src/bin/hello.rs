@@ -1,1 +1,297 @@
-fn main() {}
+//! The benchmarks' clustered HTTP hello-world: herd's side of
+//! `bench/node/cluster_hello.js`, answering every request with `hello world`.
+//!
+//! ```text
+//! hello [ADDR] [--workers N] [--plain]
+//! ```
+//!
+//! - `ADDR`: where to listen (default `127.0.0.1:0`: a free port, shared by
+//!   every worker as Node's `listen(0)` is).
+//! - `--workers N` (or `HERD_WORKERS=N`): how many workers (default: one per
+//!   CPU). The policy comes from `HERD_SCHED_POLICY=rr|lc|shared|reuseport`.
+//! - `--plain`: no herd at all. One process serves the same axum app on a
+//!   tokio `TcpListener`, with the same runtime as a herd worker: the
+//!   baseline of the keep-alive benchmark.
+//!
+//! Once every worker listens, the primary prints one line, which scripts wait
+//! for instead of sleeping:
+//!
+//! ```text
+//! ready port=PORT workers=N policy=POLICY pid=PID
+//! ```
+//!
+//! Each worker counts the connections it accepted. On SIGUSR2, or a line
+//! `counts` on its standard input, the primary asks every worker (a herd
+//! message) and prints one line with the answers, by worker id:
+//!
+//! ```text
+//! {"counts":{"1":5012,"2":4988}}
+//! ```
+//!
+//! A line `reset` on standard input sets every count back to zero.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::serve::ListenerExt;
+use axum::{routing::get, Router};
+use herd::{Event, Primary, Role, Worker};
+use serde::{Deserialize, Serialize};
+use tokio::io::AsyncBufReadExt;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::mpsc;
+
+/// The primary's question to a worker.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case")]
+enum Ask {
+    /// Report your accepted-connection count, quoting `req`.
+    Counts { req: u64 },
+    /// Set your count back to zero.
+    Reset,
+}
+
+/// A worker's answer to [`Ask::Counts`].
+#[derive(Debug, Serialize, Deserialize)]
+struct Count {
+    req: u64,
+    conns: u64,
+}
+
+/// What the operator asked for, by signal or on standard input.
+#[derive(Debug, Clone, Copy)]
+enum Command {
+    Counts,
+    Reset,
+}
+
+/// How long the primary waits for every worker's count.
+const COUNT_TIMEOUT: Duration = Duration::from_secs(5);
+
+struct Args {
+    addr: String,
+    workers: usize,
+    plain: bool,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut addr = None;
+    let mut workers = std::env::var("HERD_WORKERS").ok();
+    let mut plain = false;
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--plain" => plain = true,
+            "--workers" => workers = Some(args.next().ok_or("--workers needs a number")?),
+            s if s.starts_with('-') => return Err(format!("unknown option {s}")),
+            s if addr.is_none() => addr = Some(s.to_string()),
+            s => return Err(format!("unexpected argument {s}")),
+        }
+    }
+    let workers = match workers {
+        Some(w) => w
+            .parse::<usize>()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| format!("worker count {w:?} is not a positive number"))?,
+        None => herd::available_cpus(),
+    };
+    Ok(Args {
+        addr: addr.unwrap_or_else(|| "127.0.0.1:0".into()),
+        workers,
+        plain,
+    })
+}
+
+fn app() -> Router {
+    Router::new().route("/", get(|| async { "hello world" }))
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args = parse_args().unwrap_or_else(|e| {
+        eprintln!("hello: {e}\nusage: hello [ADDR] [--workers N] [--plain]");
+        std::process::exit(2)
+    });
+    if args.plain {
+        return plain(&args.addr).await;
+    }
+    match herd::role() {
+        Role::Primary => primary(args.workers).await,
+        Role::Worker => worker(&args.addr).await,
+    }
+}
+
+/// Forks the workers, prints `ready` once all listen, answers count requests.
+async fn primary(workers: usize) -> Result<(), Box<dyn std::error::Error>> {
+    let primary = Primary::new()?;
+    let mut events = primary.events();
+    for _ in 0..workers {
+        primary.fork()?;
+    }
+    let mut commands = commands()?;
+    let mut listening = 0;
+    let mut next_req = 0;
+    // The count request being answered: its id and the answers so far.
+    let mut asking: Option<(u64, BTreeMap<u32, u64>)> = None;
+    let deadline = tokio::time::sleep(Duration::MAX);
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            event = events.next() => match event {
+                Some(Event::Listening { address, .. }) => {
+                    listening += 1;
+                    if listening == workers {
+                        let port = address.rsplit(':').next().unwrap_or("?");
+                        println!(
+                            "ready port={port} workers={workers} policy={} pid={}",
+                            primary.policy(),
+                            std::process::id()
+                        );
+                    }
+                }
+                Some(Event::Message { worker, message }) => {
+                    let Ok(count) = message.decode::<Count>() else { continue };
+                    if let Some((req, answers)) = &mut asking {
+                        if count.req == *req {
+                            answers.insert(worker, count.conns);
+                        }
+                        if answers.len() == primary.workers().len() {
+                            print_counts(answers);
+                            asking = None;
+                        }
+                    }
+                }
+                Some(Event::Exit { worker, status, exited_after_disconnect: false }) => {
+                    eprintln!("hello: worker {worker} died ({status}); stopping");
+                    primary.kill_all(herd::Signal::SIGKILL).await;
+                    std::process::exit(1);
+                }
+                Some(_) => {}
+                None => return Ok(()),
+            },
+            Some(cmd) = commands.recv() => {
+                let ask = match cmd {
+                    Command::Counts => {
+                        next_req += 1;
+                        asking = Some((next_req, BTreeMap::new()));
+                        deadline.as_mut().reset(tokio::time::Instant::now() + COUNT_TIMEOUT);
+                        Ask::Counts { req: next_req }
+                    }
+                    Command::Reset => Ask::Reset,
+                };
+                for w in primary.workers() {
+                    if let Err(e) = w.send(&ask).await {
+                        eprintln!("hello: cannot ask worker {}: {e}", w.id());
+                    }
+                }
+            }
+            () = &mut deadline, if asking.is_some() => {
+                let (_, answers) = asking.take().expect("asking");
+                eprintln!("hello: only {} of {} workers answered", answers.len(), primary.workers().len());
+                print_counts(&answers);
+            }
+        }
+    }
+}
+
+fn print_counts(answers: &BTreeMap<u32, u64>) {
+    let counts: BTreeMap<String, u64> = answers.iter().map(|(w, n)| (w.to_string(), *n)).collect();
+    println!("{}", serde_json::json!({ "counts": counts }));
+}
+
+/// SIGUSR2 and `counts` lines ask for the counts; `reset` lines reset them.
+fn commands() -> io::Result<mpsc::UnboundedReceiver<Command>> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let mut usr2 = signal(SignalKind::user_defined2())?;
+    let on_signal = tx.clone();
+    tokio::spawn(async move {
+        while usr2.recv().await.is_some() {
+            if on_signal.send(Command::Counts).is_err() {
+                return;
+            }
+        }
+    });
+    tokio::spawn(async move {
+        let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            let cmd = match line.trim() {
+                "counts" => Command::Counts,
+                "reset" => Command::Reset,
+                "" => continue,
+                other => {
+                    eprintln!("hello: unknown command {other:?} (use counts or reset)");
+                    continue;
+                }
+            };
+            if tx.send(cmd).is_err() {
+                return;
+            }
+        }
+    });
+    Ok(rx)
+}
+
+/// Serves the app on the cluster's shared port, counting connections, and
+/// answers the primary's questions about the count.
+async fn worker(addr: &str) -> Result<(), Box<dyn std::error::Error>> {
+    let worker = Worker::connect().await?;
+    let listener = worker.listen(addr).await?;
+    let conns = Arc::new(AtomicU64::new(0));
+    let counted = conns.clone();
+    let listener = listener.tap_io(move |conn| {
+        counted.fetch_add(1, Ordering::Relaxed);
+        if let Some(tcp) = conn.as_tcp() {
+            let _ = tcp.set_nodelay(true);
+        }
+    });
+    let link = worker.clone();
+    tokio::spawn(async move {
+        while let Some(msg) = link.recv().await {
+            match msg.decode::<Ask>() {
+                Ok(Ask::Counts { req }) => {
+                    let conns = conns.load(Ordering::Relaxed);
+                    let _ = link.send(&Count { req, conns }).await;
+                }
+                Ok(Ask::Reset) => conns.store(0, Ordering::Relaxed),
+                Err(e) => eprintln!("hello: worker {}: bad message: {e}", link.id()),
+            }
+        }
+    });
+    axum::serve(listener, app())
+        .with_graceful_shutdown(worker.disconnecting())
+        .await?;
+    Ok(())
+}
+
+/// The same app and runtime without herd: one process, a tokio listener.
+async fn plain(addr: &str) -> Result<(), Box<dyn std::error::Error>> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let port = listener.local_addr()?.port();
+    let conns = Arc::new(AtomicU64::new(0));
+    let counted = conns.clone();
+    let listener = listener.tap_io(move |tcp| {
+        counted.fetch_add(1, Ordering::Relaxed);
+        let _ = tcp.set_nodelay(true);
+    });
+    let mut commands = commands()?;
+    tokio::spawn(async move {
+        while let Some(cmd) = commands.recv().await {
+            match cmd {
+                Command::Counts => {
+                    print_counts(&BTreeMap::from([(0, conns.load(Ordering::Relaxed))]))
+                }
+                Command::Reset => conns.store(0, Ordering::Relaxed),
+            }
+        }
+    });
+    println!(
+        "ready port={port} workers=1 policy=plain pid={}",
+        std::process::id()
+    );
+    axum::serve(listener, app()).await?;
+    Ok(())
+}

@@ -9,7 +9,15 @@
 //!   (comma-separated) with axum (`/` answers `worker ID`, `/slow?ms=N`
 //!   answers after N ms), bind `FIXTURE_UDP` and answer datagrams, and
 //!   obey messages (`{"cmd":"exit","code":N}`, `disconnect`, `kill`,
-//!   `{"cmd":"big","len":N}`, anything else is echoed as `{"echo": msg}`).
+//!   `{"cmd":"big","len":N}`, `{"cmd":"say","msg":M}` sends M as is,
+//!   `{"cmd":"count","n":N}` sends `{"seq":0}`..`{"seq":N-1}`,
+//!   `{"cmd":"env","names":[..]}` answers `{"id","env":{name:value|null},"args"}`,
+//!   anything else is echoed as `{"echo": msg}`). `/slow?ms=N&notify=1`
+//!   first sends `{"slow_started": N}`. With `FIXTURE_ANNOUNCE_DISCONNECT=1`
+//!   the worker sends `{"disconnecting": ID}` when its disconnect begins.
+//!   `{"cmd":"listen","addr":A}` listens on A and serves it as above.
+//!   `FIXTURE_LISTEN_OPTIONS` (JSON: `backlog`, `ipv6_only`, `mode`) are
+//!   the options of every listen.
 //! - `noaccept`: listen on `FIXTURE_LISTEN` but never accept.
 //! - `garbage`: connect, then write bytes that are no frame onto the channel.
 //! - `exit`: exit at once with `FIXTURE_EXIT_CODE`.
@@ -41,6 +49,12 @@ async fn primary() {
     if let Ok(p) = std::env::var("FIXTURE_POLICY") {
         settings = settings.policy(p.parse().expect("FIXTURE_POLICY"));
     }
+    if let Some(ms) = std::env::var("FIXTURE_HEARTBEAT_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        settings = settings.heartbeat(Duration::from_millis(ms));
+    }
     let primary = Primary::with_settings(settings).expect("primary");
     let mut events = primary.events();
     let handles: std::sync::Arc<std::sync::Mutex<HashMap<u32, WorkerHandle>>> = Default::default();
@@ -56,6 +70,9 @@ async fn primary() {
                 })
                 .map(|w| format!("{:?}", w.state()).to_lowercase());
             let mut v = json!({ "event": ev.name(), "worker": ev.worker(), "state": state });
+            if let Some(w) = ev.worker().and_then(|id| p2.worker(id)) {
+                v["pid"] = json!(w.pid());
+            }
             match &ev {
                 Event::Listening { address, .. } => v["address"] = json!(address),
                 Event::Exit {
@@ -79,9 +96,38 @@ async fn primary() {
                     }
                 }
                 Event::Error { error, .. } => v["error"] = json!(error.to_string()),
+                Event::Critical { slot, reason } => {
+                    v["slot"] = json!(slot);
+                    v["reason"] = json!(reason);
+                }
+                Event::Recycle { reason, .. } => v["reason"] = json!(reason),
+                Event::Reload(phase) => match phase {
+                    herd::ReloadPhase::Started { workers } => {
+                        v["phase"] = json!("started");
+                        v["workers"] = json!(workers);
+                    }
+                    herd::ReloadPhase::Replaced { old, new } => {
+                        v["phase"] = json!("replaced");
+                        v["old"] = json!(old);
+                        v["new"] = json!(new);
+                    }
+                    herd::ReloadPhase::Finished { replaced, took } => {
+                        v["phase"] = json!("finished");
+                        v["replaced"] = json!(replaced);
+                        v["ms"] = json!(took.as_millis() as u64);
+                    }
+                    herd::ReloadPhase::Aborted { reason } => {
+                        v["phase"] = json!("aborted");
+                        v["reason"] = json!(reason);
+                    }
+                    _ => {}
+                },
                 Event::Setup(s) => {
                     v["exec"] = json!(s.get_exec().map(|p| p.display().to_string()));
                     v["silent"] = json!(s.get_silent());
+                    v["args"] = json!(s
+                        .get_args()
+                        .map(|a| a.iter().map(|x| x.to_string_lossy()).collect::<Vec<_>>()));
                 }
                 _ => {}
             }
@@ -89,6 +135,14 @@ async fn primary() {
         }
     });
     out(json!({ "event": "started", "pid": std::process::id() }));
+    if let Some(cfg) = supervision_from_env() {
+        let p = primary.clone();
+        tokio::spawn(async move {
+            let code = p.supervise(cfg).await;
+            out(json!({ "event": "supervise_done", "code": code }));
+            std::process::exit(code);
+        });
+    }
 
     let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
     while let Ok(Some(line)) = lines.next_line().await {
@@ -97,7 +151,11 @@ async fn primary() {
             continue;
         };
         let id = cmd["worker"].as_u64().unwrap_or(0) as u32;
-        let worker = || handles.lock().unwrap().get(&id).cloned();
+        let worker = || {
+            primary
+                .worker(id)
+                .or_else(|| handles.lock().unwrap().get(&id).cloned())
+        };
         match cmd["cmd"].as_str().unwrap_or("") {
             "fork" => {
                 let env: Vec<(String, String)> = cmd["env"]
@@ -116,6 +174,21 @@ async fn primary() {
                     Err(e) => out(json!({ "event": "fork_error", "error": e.to_string() })),
                 }
             }
+            "fork_successor" => {
+                // Replaces `worker` (the successor inherits the primary's
+                // environment, not a per-fork one).
+                let r = match worker() {
+                    Some(old) => primary.fork_successor(&old).map_err(|e| e.to_string()),
+                    None => Err("no such worker".to_string()),
+                };
+                match r {
+                    Ok(w) => {
+                        handles.lock().unwrap().insert(w.id(), w.clone());
+                        out(json!({ "event": "forked", "worker": w.id(), "pid": w.pid() }));
+                    }
+                    Err(e) => out(json!({ "event": "fork_error", "error": e })),
+                }
+            }
             "setup" => {
                 let mut s = Settings::new();
                 if let Some(e) = cmd["exec"].as_str() {
@@ -126,6 +199,11 @@ async fn primary() {
                 }
                 if let Some(b) = cmd["silent"].as_bool() {
                     s = s.silent(b);
+                }
+                if let Some(env) = cmd["env"].as_object() {
+                    for (k, v) in env {
+                        s = s.env(k, v.as_str().unwrap_or(""));
+                    }
                 }
                 primary.setup(s);
             }
@@ -160,6 +238,9 @@ async fn primary() {
                     w.kill_with(sig);
                 }
             }
+            "reload" => primary.reload(),
+            "scale" => primary.scale(cmd["workers"].as_u64().unwrap_or(1) as usize),
+            "shutdown" => primary.shutdown(),
             "disconnect_all" => {
                 let p = primary.clone();
                 tokio::spawn(async move {
@@ -205,6 +286,17 @@ async fn worker() {
         std::future::pending::<()>().await;
     }
     let id = worker.id();
+    if std::env::var("FIXTURE_ANNOUNCE_DISCONNECT").as_deref() == Ok("1") {
+        let w = worker.clone();
+        // Held until the announcement is queued, so that it goes out before
+        // the channel closes.
+        let hold = worker.hold();
+        tokio::spawn(async move {
+            w.disconnecting().await;
+            let _ = w.send(&json!({ "disconnecting": id })).await;
+            drop(hold);
+        });
+    }
     let addrs: Vec<String> = std::env::var("FIXTURE_LISTEN")
         .map(|s| {
             s.split(',')
@@ -214,41 +306,7 @@ async fn worker() {
         })
         .unwrap_or_default();
     for addr in addrs {
-        match worker.listen(&addr).await {
-            Ok(listener) if mode == "noaccept" => {
-                // Keep the listener (and its queue) without ever accepting.
-                std::mem::forget(listener);
-            }
-            Ok(listener) => {
-                let app = axum::Router::new()
-                    .route(
-                        "/",
-                        axum::routing::get(move || async move { format!("worker {id}\n") }),
-                    )
-                    .route(
-                        "/slow",
-                        axum::routing::get(
-                            move |q: axum::extract::Query<HashMap<String, u64>>| async move {
-                                let ms = q.get("ms").copied().unwrap_or(500);
-                                tokio::time::sleep(Duration::from_millis(ms)).await;
-                                format!("slow done by {id}\n")
-                            },
-                        ),
-                    );
-                let w = worker.clone();
-                tokio::spawn(async move {
-                    let _ = axum::serve(listener, app)
-                        .with_graceful_shutdown(w.disconnecting())
-                        .await;
-                });
-            }
-            Err(e) => {
-                let kind = format!("{:?}", e.kind());
-                let _ = worker
-                    .send(&json!({ "listen_error": e.to_string(), "kind": kind, "addr": addr }))
-                    .await;
-            }
-        }
+        listen_and_serve(&worker, &mode, &addr).await;
     }
     if let Ok(addr) = std::env::var("FIXTURE_UDP") {
         let sock = worker.bind_udp(&addr).await.expect("bind_udp");
@@ -271,6 +329,39 @@ async fn worker() {
             Some("exit") => std::process::exit(v["code"].as_i64().unwrap_or(0) as i32),
             Some("disconnect") => worker.disconnect(),
             Some("kill") => worker.kill().await,
+            Some("listen") => {
+                listen_and_serve(&worker, &mode, v["addr"].as_str().unwrap_or("")).await;
+            }
+            Some("spin") => {
+                // Block every runtime thread: the worker's heartbeat stops.
+                for _ in 0..64 {
+                    tokio::spawn(async {
+                        #[allow(clippy::empty_loop)]
+                        loop {}
+                    });
+                }
+            }
+            Some("say") => {
+                let _ = worker.send(&v["msg"]).await;
+            }
+            Some("count") => {
+                for seq in 0..v["n"].as_u64().unwrap_or(0) {
+                    worker.send(&json!({ "seq": seq })).await.expect("send seq");
+                }
+            }
+            Some("env") => {
+                let env: serde_json::Map<String, Value> = v["names"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|n| n.as_str())
+                    .map(|n| (n.to_string(), json!(std::env::var(n).ok())))
+                    .collect();
+                let args: Vec<String> = std::env::args().skip(1).collect();
+                let _ = worker
+                    .send(&json!({ "id": id, "env": env, "args": args }))
+                    .await;
+            }
             Some("big") => {
                 let len = v["len"].as_u64().unwrap_or(0) as usize;
                 worker.send(&"x".repeat(len)).await.expect("send big");
@@ -278,6 +369,56 @@ async fn worker() {
             _ => {
                 let _ = worker.send(&json!({ "echo": v })).await;
             }
+        }
+    }
+}
+
+/// Listens on `addr` and serves the fixture's app on it (or, in `noaccept`
+/// mode, never accepts); a listen error is sent as
+/// `{"listen_error", "kind", "addr"}`.
+async fn listen_and_serve(worker: &Worker, mode: &str, addr: &str) {
+    let id = worker.id();
+    let options: herd::ListenOptions = std::env::var("FIXTURE_LISTEN_OPTIONS")
+        .map(|o| serde_json::from_str(&o).expect("FIXTURE_LISTEN_OPTIONS"))
+        .unwrap_or_default();
+    match worker.listen_with(addr, options).await {
+        Ok(listener) if mode == "noaccept" => {
+            // Keep the listener (and its queue) without ever accepting.
+            std::mem::forget(listener);
+        }
+        Ok(listener) => {
+            let app = axum::Router::new()
+                .route(
+                    "/",
+                    axum::routing::get(move || async move { format!("worker {id}\n") }),
+                )
+                .route(
+                    "/slow",
+                    axum::routing::get({
+                        let sw = worker.clone();
+                        move |q: axum::extract::Query<HashMap<String, u64>>| {
+                            let sw = sw.clone();
+                            async move {
+                                let ms = q.get("ms").copied().unwrap_or(500);
+                                if q.get("notify") == Some(&1) {
+                                    let _ = sw.send(&json!({ "slow_started": ms })).await;
+                                }
+                                tokio::time::sleep(Duration::from_millis(ms)).await;
+                                format!("slow done by {id}\n")
+                            }
+                        }
+                    }),
+                );
+            let w = worker.clone();
+            tokio::spawn(async move {
+                let _ = w.serve(listener, app).await;
+            });
+        }
+        Err(e) => {
+            let kind = format!("{:?}", e.kind());
+            let _ = worker
+                .send(&json!({ "listen_error": e.to_string(), "kind": kind, "addr": addr }))
+                .await;
         }
     }
 }
@@ -293,4 +434,39 @@ fn write_garbage() {
     // life; writing to it is the deliberate misbehaviour under test.
     let n = unsafe { libc::write(fd, junk.as_ptr().cast(), junk.len()) };
     assert_eq!(n, junk.len() as isize);
+}
+
+/// `FIXTURE_SUPERVISE=N` runs the primary under `supervise` with N workers;
+/// `FIXTURE_SUP_*` variables (milliseconds or counts) override defaults.
+fn supervision_from_env() -> Option<herd::Supervision> {
+    let n: usize = std::env::var("FIXTURE_SUPERVISE").ok()?.parse().ok()?;
+    let var = |k: &str| {
+        std::env::var(format!("FIXTURE_SUP_{k}"))
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+    };
+    let ms = Duration::from_millis;
+    let mut cfg = herd::Supervision::new(n);
+    if let Some(v) = var("GRACE_MS") {
+        cfg.grace = ms(v);
+    }
+    if let Some(v) = var("HEARTBEAT_TIMEOUT_MS") {
+        cfg.heartbeat_timeout = Some(ms(v));
+    }
+    if let Some(v) = var("BOOT_TIMEOUT_MS") {
+        cfg.boot_timeout = ms(v);
+    }
+    if let Some(v) = var("CRASH_LIMIT") {
+        cfg.crash_limit = v as usize;
+    }
+    if let Some(v) = var("BACKOFF_MS") {
+        cfg.backoff = ms(v);
+    }
+    if let Some(v) = var("MAX_REQUESTS") {
+        cfg.max_requests = Some(v);
+    }
+    if let Some(v) = var("JITTER") {
+        cfg.max_requests_jitter = v;
+    }
+    Some(cfg)
 }

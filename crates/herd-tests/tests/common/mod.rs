@@ -7,12 +7,68 @@
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
 /// How long any single expected event may take before the test fails.
 pub const TIMEOUT: Duration = Duration::from_secs(15);
+
+/// How to start a fixture primary, for [`Cluster::start_with`]; plain
+/// [`Cluster::start`] takes only extra environment variables.
+#[derive(Debug, Default, Clone)]
+pub struct Options {
+    env: Vec<(String, String)>,
+    env_remove: Vec<String>,
+    capture_stderr: bool,
+    user: Option<(u32, u32)>,
+    cwd: Option<std::path::PathBuf>,
+}
+
+impl Options {
+    pub fn new() -> Options {
+        Options::default()
+    }
+
+    /// Sets an environment variable for the primary (its workers inherit it).
+    pub fn env(mut self, key: &str, value: &str) -> Options {
+        self.env.push((key.to_string(), value.to_string()));
+        self
+    }
+
+    /// Removes an environment variable the test process may have.
+    pub fn env_remove(mut self, key: &str) -> Options {
+        self.env_remove.push(key.to_string());
+        self
+    }
+
+    /// Pipes the primary's stderr (which its workers share) to the test:
+    /// see [`Cluster::stderr_lines`] and [`Cluster::wait_stderr`].
+    pub fn capture_stderr(mut self) -> Options {
+        self.capture_stderr = true;
+        self
+    }
+
+    /// Runs the primary (and so its workers) as this user and group, e.g.
+    /// 65534 (nobody) to meet the errors an unprivileged server meets.
+    pub fn user(mut self, uid: u32, gid: u32) -> Options {
+        self.user = Some((uid, gid));
+        self
+    }
+
+    /// The primary's working directory (its workers inherit it).
+    pub fn cwd(mut self, dir: impl Into<std::path::PathBuf>) -> Options {
+        self.cwd = Some(dir.into());
+        self
+    }
+}
+
+/// A captured stderr: the lines so far, and the thread that reads them.
+struct Stderr {
+    lines: Arc<Mutex<Vec<String>>>,
+    reader: std::thread::JoinHandle<()>,
+}
 
 pub struct Cluster {
     child: Child,
@@ -24,21 +80,53 @@ pub struct Cluster {
     backlog: Vec<Value>,
     pub pid: u32,
     worker_pids: Vec<u32>,
+    /// Lines of stderr, when captured.
+    stderr: Option<Stderr>,
 }
 
 impl Cluster {
     /// Starts a fixture primary with extra environment variables.
     pub fn start(env: &[(&str, &str)]) -> Cluster {
+        let options = env.iter().fold(Options::new(), |o, (k, v)| o.env(k, v));
+        Cluster::start_with(options)
+    }
+
+    /// Starts a fixture primary as `options` say.
+    pub fn start_with(options: Options) -> Cluster {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_fixture"));
         cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .env_remove("HERD_CHANNEL_FD");
-        for (k, v) in env {
+        for k in &options.env_remove {
+            cmd.env_remove(k);
+        }
+        for (k, v) in &options.env {
             cmd.env(k, v);
+        }
+        if options.capture_stderr {
+            cmd.stderr(Stdio::piped());
+        }
+        if let Some((uid, gid)) = options.user {
+            use std::os::unix::process::CommandExt;
+            cmd.uid(uid).gid(gid);
+        }
+        if let Some(dir) = &options.cwd {
+            cmd.current_dir(dir);
         }
         let mut child = cmd.spawn().expect("start fixture primary");
         let stdin = child.stdin.take().unwrap();
         let stdout = child.stdout.take().unwrap();
+        let stderr = child.stderr.take().map(|pipe| {
+            let lines = Arc::new(Mutex::new(Vec::new()));
+            let sink = lines.clone();
+            let reader = std::thread::spawn(move || {
+                for line in BufReader::new(pipe).lines() {
+                    let Ok(line) = line else { break };
+                    sink.lock().unwrap().push(line);
+                }
+            });
+            Stderr { lines, reader }
+        });
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
@@ -62,6 +150,7 @@ impl Cluster {
             backlog: Vec::new(),
             pid,
             worker_pids: Vec::new(),
+            stderr,
         };
         c.expect(|v| v["event"] == "started");
         c
@@ -87,7 +176,11 @@ impl Cluster {
         let v = self
             .seen
             .iter()
-            .find(|v| v["event"] == "forked" && v["worker"] == id)
+            .find(|v| {
+                (v["event"] == "forked" || v["event"] == "fork")
+                    && v["worker"] == id
+                    && v["pid"].is_u64()
+            })
             .expect("worker was forked");
         v["pid"].as_u64().unwrap() as u32
     }
@@ -115,6 +208,11 @@ impl Cluster {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.rx.recv_timeout(left) {
                 Ok(v) => {
+                    if v["event"] == "fork" {
+                        if let Some(pid) = v["pid"].as_u64() {
+                            self.worker_pids.push(pid as u32);
+                        }
+                    }
                     self.seen.push(v.clone());
                     if pred(&v) {
                         return Some(v);
@@ -162,6 +260,30 @@ impl Cluster {
             std::thread::sleep(Duration::from_millis(10));
         }
         None
+    }
+
+    /// The stderr lines received so far (needs [`Options::capture_stderr`]).
+    pub fn stderr_lines(&self) -> Vec<String> {
+        let stderr = self.stderr.as_ref().expect("stderr is not captured");
+        stderr.lines.lock().unwrap().clone()
+    }
+
+    /// Waits until some stderr line matches `pred`; returns it, or `None`
+    /// after `timeout`.
+    /// Waits until stderr is closed by every process that had it (the
+    /// primary and its workers) and read to its end; false after `timeout`.
+    pub fn wait_stderr_end(&self, timeout: Duration) -> bool {
+        let stderr = self.stderr.as_ref().expect("stderr is not captured");
+        wait_until(timeout, || stderr.reader.is_finished())
+    }
+
+    pub fn wait_stderr(&self, timeout: Duration, pred: impl Fn(&str) -> bool) -> Option<String> {
+        let mut found = None;
+        wait_until(timeout, || {
+            found = self.stderr_lines().into_iter().find(|l| pred(l));
+            found.is_some()
+        });
+        found
     }
 
     pub fn signal_primary(&self, sig: nix::sys::signal::Signal) {
@@ -219,6 +341,345 @@ pub fn http_get(addr: &str, path: &str) -> std::io::Result<String> {
     write!(
         s,
         "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut resp = String::new();
+    s.read_to_string(&mut resp)?;
+    let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((&resp, ""));
+    if !head.starts_with("HTTP/1.1 200") {
+        return Err(std::io::Error::other(format!("bad response: {head}")));
+    }
+    Ok(body.to_string())
+}
+
+// ---- Port sharing: policies, listeners, clients ----
+
+/// The scheduling policies, as `FIXTURE_POLICY` names them.
+pub const POLICIES: [&str; 4] = ["rr", "lc", "shared", "reuseport"];
+
+/// `per_policy!(scenario: rr, lc, shared, reuseport);` makes a module
+/// `scenario` holding one test per policy named, each calling
+/// `scenario("rr")` and so on, so a failure names its policy.
+#[allow(unused_macros)]
+macro_rules! per_policy {
+    ($scenario:ident: $($policy:ident),+ $(,)?) => {
+        mod $scenario {
+            $(
+                #[test]
+                fn $policy() {
+                    super::$scenario(stringify!($policy));
+                }
+            )+
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use per_policy;
+
+impl Cluster {
+    /// Starts a fixture primary with `FIXTURE_POLICY=policy`.
+    pub fn with_policy(policy: &str) -> Cluster {
+        Cluster::start(&[("FIXTURE_POLICY", policy)])
+    }
+
+    /// Waits for worker `id`'s next `listening` event; returns its address.
+    pub fn address_of(&mut self, id: u32) -> String {
+        let v = self.expect_event("listening", id);
+        v["address"].as_str().expect("address").to_string()
+    }
+
+    /// Forks a worker with `env`, waits until it is routed to (its
+    /// `listening` and `ready` events) and returns its id and address.
+    pub fn fork_serving(&mut self, env: &[(&str, &str)]) -> (u32, String) {
+        let id = self.fork(env);
+        let address = self.address_of(id);
+        self.expect_event("ready", id);
+        (id, address)
+    }
+
+    /// Forks `n` workers serving HTTP on `listen`, each routed to, and
+    /// returns their ids and the address they share.
+    pub fn serve(&mut self, n: usize, listen: &str) -> (Vec<u32>, String) {
+        let mut ids = Vec::new();
+        let mut shared: Option<String> = None;
+        for _ in 0..n {
+            let (id, address) = self.fork_serving(&[("FIXTURE_LISTEN", listen)]);
+            if let Some(a) = &shared {
+                assert_eq!(a, &address, "workers got different addresses");
+            }
+            shared = Some(address);
+            ids.push(id);
+        }
+        (ids, shared.expect("n > 0"))
+    }
+}
+
+/// The worker id in a fixture body `worker N`.
+pub fn worker_of(body: &str) -> u32 {
+    body.trim()
+        .strip_prefix("worker ")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("not a `worker N` body: {body:?}"))
+}
+
+/// How many sockets process `pid` holds open.
+pub fn socket_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| {
+            d.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+                .filter(|l| l.to_string_lossy().starts_with("socket:"))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// Whether the tests run as root (some need to drop privileges).
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// An HTTP/1.1 client that keeps one connection open across requests.
+pub struct KeepAlive<S> {
+    stream: BufReader<S>,
+}
+
+impl KeepAlive<std::net::TcpStream> {
+    pub fn connect(addr: &str) -> std::io::Result<Self> {
+        let s = std::net::TcpStream::connect(addr)?;
+        s.set_read_timeout(Some(TIMEOUT))?;
+        Ok(KeepAlive {
+            stream: BufReader::new(s),
+        })
+    }
+}
+
+impl KeepAlive<std::os::unix::net::UnixStream> {
+    pub fn connect_unix(path: &std::path::Path) -> std::io::Result<Self> {
+        let s = std::os::unix::net::UnixStream::connect(path)?;
+        s.set_read_timeout(Some(TIMEOUT))?;
+        Ok(KeepAlive {
+            stream: BufReader::new(s),
+        })
+    }
+}
+
+impl<S: std::io::Read + std::io::Write> KeepAlive<S> {
+    /// Sends `GET path` on the connection and reads one response; returns
+    /// the body of a 200, an error for anything else.
+    pub fn get(&mut self, path: &str) -> std::io::Result<String> {
+        use std::io::Read;
+        let s = self.stream.get_mut();
+        write!(s, "GET {path} HTTP/1.1\r\nHost: test\r\n\r\n")?;
+        s.flush()?;
+        let mut status = String::new();
+        if self.stream.read_line(&mut status)? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        let mut len = 0usize;
+        loop {
+            let mut line = String::new();
+            if self.stream.read_line(&mut line)? == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            let line = line.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = line.split_once(':') {
+                if k.eq_ignore_ascii_case("content-length") {
+                    len = v.trim().parse().map_err(std::io::Error::other)?;
+                }
+            }
+        }
+        let mut body = vec![0; len];
+        self.stream.read_exact(&mut body)?;
+        if !status.starts_with("HTTP/1.1 200") {
+            return Err(std::io::Error::other(format!("bad response: {status}")));
+        }
+        String::from_utf8(body).map_err(std::io::Error::other)
+    }
+}
+
+/// Requests sent, each on its own connection, whose responses are awaited
+/// on threads: for connections that must wait (queued for a worker that
+/// does not accept) and be answered later.
+pub struct Waiting {
+    /// How many have connected and sent their request.
+    pub sent: Arc<std::sync::atomic::AtomicUsize>,
+    /// How many have their response (or an error).
+    pub done: Arc<std::sync::atomic::AtomicUsize>,
+    threads: Vec<std::thread::JoinHandle<std::io::Result<String>>>,
+}
+
+impl Waiting {
+    /// Starts `n` `GET path` requests to `addr`, each on a new connection.
+    pub fn start(addr: &str, path: &str, n: usize) -> Waiting {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let sent = Arc::new(AtomicUsize::new(0));
+        let done = Arc::new(AtomicUsize::new(0));
+        let threads = (0..n)
+            .map(|_| {
+                let (addr, path) = (addr.to_string(), path.to_string());
+                let (sent, done) = (sent.clone(), done.clone());
+                std::thread::spawn(move || {
+                    use std::io::Read;
+                    let result = (|| {
+                        let mut s = std::net::TcpStream::connect(&addr)?;
+                        s.set_read_timeout(Some(TIMEOUT))?;
+                        write!(
+                            s,
+                            "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
+                        )?;
+                        sent.fetch_add(1, Ordering::SeqCst);
+                        let mut resp = String::new();
+                        s.read_to_string(&mut resp)?;
+                        match resp.split_once("\r\n\r\n") {
+                            Some((head, body)) if head.starts_with("HTTP/1.1 200") => {
+                                Ok(body.to_string())
+                            }
+                            _ => Err(std::io::Error::other(format!("bad response: {resp:?}"))),
+                        }
+                    })();
+                    done.fetch_add(1, Ordering::SeqCst);
+                    result
+                })
+            })
+            .collect();
+        Waiting {
+            sent,
+            done,
+            threads,
+        }
+    }
+
+    /// Waits until every request is sent (its connection established).
+    pub fn wait_sent(&self) {
+        let n = self.threads.len();
+        assert!(
+            wait_until(TIMEOUT, || self
+                .sent
+                .load(std::sync::atomic::Ordering::SeqCst)
+                == n),
+            "not all {n} clients connected"
+        );
+    }
+
+    pub fn done(&self) -> usize {
+        self.done.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Every response, in request order.
+    pub fn finish(self) -> Vec<std::io::Result<String>> {
+        self.threads
+            .into_iter()
+            .map(|t| t.join().unwrap())
+            .collect()
+    }
+}
+
+/// A flood of HTTP requests, each on a new connection, from a few threads,
+/// until stopped; records who answered and every failure.
+pub struct Flood {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    served: Arc<Mutex<std::collections::BTreeMap<u32, usize>>>,
+    errors: Arc<Mutex<Vec<String>>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Flood {
+    pub fn start(addr: &str, clients: usize) -> Flood {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let served = Arc::new(Mutex::new(std::collections::BTreeMap::new()));
+        let errors = Arc::new(Mutex::new(Vec::new()));
+        let threads = (0..clients)
+            .map(|_| {
+                let addr = addr.to_string();
+                let (stop, served, errors) = (stop.clone(), served.clone(), errors.clone());
+                std::thread::spawn(move || {
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        match http_get(&addr, "/") {
+                            Ok(body) => {
+                                *served.lock().unwrap().entry(worker_of(&body)).or_insert(0) += 1
+                            }
+                            Err(e) => errors.lock().unwrap().push(e.to_string()),
+                        }
+                    }
+                })
+            })
+            .collect();
+        Flood {
+            stop,
+            served,
+            errors,
+            threads,
+        }
+    }
+
+    /// Requests answered so far, in all.
+    pub fn total(&self) -> usize {
+        self.served.lock().unwrap().values().sum()
+    }
+
+    /// Requests worker `id` answered so far.
+    pub fn served_by(&self, id: u32) -> usize {
+        self.served.lock().unwrap().get(&id).copied().unwrap_or(0)
+    }
+
+    /// Waits until `n` more requests than now are answered.
+    pub fn wait_more(&self, n: usize) {
+        let target = self.total() + n;
+        assert!(
+            wait_until(TIMEOUT, || self.total() >= target
+                || !self.errors.lock().unwrap().is_empty()),
+            "the flood stalled at {} answers",
+            self.total()
+        );
+    }
+
+    /// Stops the flood; returns the answers by worker and the failures.
+    pub fn stop(self) -> (std::collections::BTreeMap<u32, usize>, Vec<String>) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for t in self.threads {
+            t.join().unwrap();
+        }
+        let served = self.served.lock().unwrap().clone();
+        let errors = self.errors.lock().unwrap().clone();
+        (served, errors)
+    }
+}
+
+/// A fresh directory under the system's temporary directory, removed (with
+/// what it holds) on drop.
+pub struct TempDir(pub std::path::PathBuf);
+
+impl TempDir {
+    pub fn new() -> TempDir {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("herd-test-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("create a temporary directory");
+        TempDir(dir)
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A plain HTTP/1.1 GET over a Unix socket, with `Connection: close`.
+pub fn unix_http_get(path: &std::path::Path, uri: &str) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut s = std::os::unix::net::UnixStream::connect(path)?;
+    s.set_read_timeout(Some(TIMEOUT))?;
+    write!(
+        s,
+        "GET {uri} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
     )?;
     let mut resp = String::new();
     s.read_to_string(&mut resp)?;

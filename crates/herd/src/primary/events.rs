@@ -20,27 +20,51 @@ pub enum Event {
     /// `setup` was called; carries the merged settings.
     Setup(Settings),
     /// A worker process was started.
-    Fork { worker: u32 },
+    Fork {
+        /// The worker's id.
+        worker: u32,
+    },
     /// The worker's runtime connected back to the primary.
-    Online { worker: u32 },
+    Online {
+        /// The worker's id.
+        worker: u32,
+    },
     /// The worker listens on `address` (`127.0.0.1:8080`, `[::]:80`,
     /// `unix:/run/app.sock`, `udp:0.0.0.0:53`).
-    Listening { worker: u32, address: String },
+    Listening {
+        /// The worker's id.
+        worker: u32,
+        /// The shared address.
+        address: String,
+    },
     /// The worker finished its warm-up (by default: its first listen) and
     /// gets connections.
-    Ready { worker: u32 },
+    Ready {
+        /// The worker's id.
+        worker: u32,
+    },
     /// The worker's channel closed.
-    Disconnect { worker: u32 },
+    Disconnect {
+        /// The worker's id.
+        worker: u32,
+    },
     /// The worker's process ended.
     Exit {
+        /// The worker's id.
         worker: u32,
+        /// The exit code or signal.
         status: ExitStatus,
         /// True when the exit was asked for (disconnect, kill), false for a
         /// crash.
         exited_after_disconnect: bool,
     },
     /// The worker sent a message.
-    Message { worker: u32, message: Message },
+    Message {
+        /// The sender's id.
+        worker: u32,
+        /// The message; decode it with [`Message::decode`].
+        message: Message,
+    },
     /// The supervisor gave up on a worker slot (crash loop, cannot boot).
     Critical {
         /// The slot (0-based) left down.
@@ -51,11 +75,18 @@ pub enum Event {
     /// A rolling restart's progress.
     Reload(crate::supervise::ReloadPhase),
     /// The supervisor is replacing a worker (age, requests, memory).
-    Recycle { worker: u32, reason: String },
+    Recycle {
+        /// The worker being replaced.
+        worker: u32,
+        /// Why (age, connections handled, memory).
+        reason: String,
+    },
     /// Something went wrong with a worker (a protocol violation, a failed
     /// system call); the primary carries on.
     Error {
+        /// The worker's id.
         worker: u32,
+        /// What went wrong.
         error: Arc<crate::Error>,
     },
 }

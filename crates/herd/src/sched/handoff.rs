@@ -12,8 +12,11 @@
 //! - While no worker has room (none ready yet, or all saturated), the task
 //!   stops accepting and connections wait in the kernel's queue.
 //! - EMFILE/ENFILE back off instead of spinning.
+//! - One hand-off may accept on several sockets (each with its own accept
+//!   task, added and stopped one by one): `reuseport` uses that to serve
+//!   departed workers' sockets through the workers still here.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::{Arc, Mutex};
@@ -112,32 +115,58 @@ impl State {
 pub(crate) struct Handoff {
     state: Arc<Mutex<State>>,
     room: Arc<Notify>,
-    task: JoinHandle<()>,
+    /// One accept task per socket, by the id `add_socket` gave.
+    tasks: HashMap<u64, JoinHandle<()>>,
+    next_task: u64,
     count_closes: bool,
 }
 
 impl Handoff {
+    /// A hand-off accepting on `socket`.
     pub fn start(
         handle: u32,
         socket: Socket,
         pick: Box<dyn Pick>,
         count_closes: bool,
     ) -> io::Result<Handoff> {
-        let listener = crate::sys::async_fd(OwnedFd::from(socket))?;
-        let state = Arc::new(Mutex::new(State {
-            handle,
-            pick,
-            slots: Vec::new(),
-            pending: VecDeque::new(),
-        }));
-        let room = Arc::new(Notify::new());
-        let task = tokio::spawn(accept_loop(listener, state.clone(), room.clone()));
-        Ok(Handoff {
-            state,
-            room,
-            task,
+        let mut h = Handoff::new(handle, pick, count_closes);
+        h.add_socket(socket)?;
+        Ok(h)
+    }
+
+    /// A hand-off with no socket yet (see [`add_socket`](Self::add_socket)).
+    pub fn new(handle: u32, pick: Box<dyn Pick>, count_closes: bool) -> Handoff {
+        Handoff {
+            state: Arc::new(Mutex::new(State {
+                handle,
+                pick,
+                slots: Vec::new(),
+                pending: VecDeque::new(),
+            })),
+            room: Arc::new(Notify::new()),
+            tasks: HashMap::new(),
+            next_task: 0,
             count_closes,
-        })
+        }
+    }
+
+    /// Accepts on `socket` too; returns an id for
+    /// [`stop_socket`](Self::stop_socket).
+    pub fn add_socket(&mut self, socket: Socket) -> io::Result<u64> {
+        let listener = crate::sys::async_fd(OwnedFd::from(socket))?;
+        let task = tokio::spawn(accept_loop(listener, self.state.clone(), self.room.clone()));
+        self.next_task += 1;
+        self.tasks.insert(self.next_task, task);
+        Ok(self.next_task)
+    }
+
+    /// Stops accepting on a socket and closes this hand-off's copy of it.
+    /// Connections already accepted from it are still delivered: the task
+    /// only stops at an await point, where it holds none of them.
+    pub fn stop_socket(&mut self, id: u64) {
+        if let Some(task) = self.tasks.remove(&id) {
+            task.abort();
+        }
     }
 
     fn changed(&self, mut st: std::sync::MutexGuard<'_, State>) {
@@ -145,14 +174,18 @@ impl Handoff {
         let room = st.has_room();
         drop(st);
         if room {
-            self.room.notify_one();
+            // Every accept task waits on this (each enables its `Notified`
+            // before checking for room, so none misses a wake-up).
+            self.room.notify_waiters();
         }
     }
 }
 
 impl Drop for Handoff {
     fn drop(&mut self) {
-        self.task.abort();
+        for task in self.tasks.values() {
+            task.abort();
+        }
     }
 }
 

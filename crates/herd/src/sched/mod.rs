@@ -534,7 +534,12 @@ fn create(
     let sock = bind(addr, opts, reuse_port)?;
     let address = display_address(addr, &sock);
     let share: Box<dyn Share> = match policy {
-        _ if reuse_port => Box::new(reuseport::ReusePort::new(addr.clone(), *opts, sock)?),
+        _ if reuse_port => Box::new(reuseport::ReusePort::new(
+            handle,
+            addr.clone(),
+            *opts,
+            sock,
+        )?),
         Policy::Shared | Policy::ReusePort => Box::new(shared::SharedSocket::new(sock)),
         _ if datagram => Box::new(shared::SharedSocket::new(sock)),
         Policy::RoundRobin => Box::new(handoff::Handoff::start(

@@ -3,26 +3,48 @@
 //! sockets by a hash of the connection's addresses.
 //!
 //! The kernel resets the connections queued on a reuseport socket when its
-//! last descriptor closes. So the primary keeps a copy of every socket it
-//! gives out: when a worker leaves, its socket (and the connections queued on
-//! it) is kept as a spare and given to the next worker that listens, so a
-//! replaced worker's queue is served by its successor. A spare that no worker
-//! takes within [`SPARE_GRACE`] is closed, so that a cluster that shrank does
-//! not leave a socket taking connections that nobody accepts.
+//! last descriptor closes, and keeps sending new connections to a socket for
+//! as long as it is open. So the primary keeps a copy of every socket it
+//! gives out, and a departed worker's socket is never closed while other
+//! workers remain:
+//!
+//! - A successor registered for it (`Primary::fork_successor`) is given the
+//!   very same socket, so the two share it while they overlap.
+//! - Otherwise the socket becomes a spare, given to the next worker that
+//!   listens. Until one does, the primary accepts on the spare itself and
+//!   hands what it accepts to the workers still here, as `rr` does (the
+//!   workers' listeners take hand-offs in every mode). So whichever order a
+//!   replacement comes in (successor first, as a supervisor does, or after
+//!   its predecessor left), and when the cluster shrinks, no connection is
+//!   reset. After a rolling restart in successor-first order one such socket
+//!   remains, served through the primary until the next worker takes it.
+//!
+//! UDP sockets cannot be handed off: a spare UDP socket waits
+//! [`SPARE_GRACE`] for a successor, then is closed.
 
 use std::collections::HashMap;
 use std::io;
 use std::os::fd::OwnedFd;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use socket2::Socket;
 
+use super::handoff::Handoff;
+use super::rr::RoundRobin;
 use super::{bind, Link, ListenAddr, Share};
 use crate::channel::wire::{ListenMode, ListenOptions};
 
-/// How long a departed worker's socket waits for a successor.
+/// How long a departed worker's UDP socket waits for a successor.
 pub const SPARE_GRACE: Duration = Duration::from_secs(5);
+
+/// A departed worker's socket, waiting for the next worker.
+struct Spare {
+    serial: u64,
+    fd: OwnedFd,
+    /// The primary's accept task on it, while it serves it by hand-off.
+    drain: Option<u64>,
+}
 
 pub(crate) struct ReusePort {
     addr: ListenAddr,
@@ -32,11 +54,19 @@ pub(crate) struct ReusePort {
     by_worker: HashMap<u32, OwnedFd>,
     /// predecessor -> successor that took over its socket.
     handed_on: HashMap<u32, u32>,
-    spares: Arc<Mutex<Vec<(Instant, OwnedFd)>>>,
+    spares: Arc<Mutex<Vec<Spare>>>,
+    next_serial: u64,
+    /// Accepts on spares and hands the connections to the workers.
+    drain: Handoff,
 }
 
 impl ReusePort {
-    pub fn new(addr: ListenAddr, opts: ListenOptions, first: Socket) -> io::Result<ReusePort> {
+    pub fn new(
+        handle: u32,
+        addr: ListenAddr,
+        opts: ListenOptions,
+        first: Socket,
+    ) -> io::Result<ReusePort> {
         // Later sockets bind the port the first one got (listen(0) shares).
         let addr = match (&addr, first.local_addr()?.as_socket()) {
             (ListenAddr::Tcp(_), Some(sa)) => ListenAddr::Tcp(sa),
@@ -50,6 +80,8 @@ impl ReusePort {
             by_worker: HashMap::new(),
             handed_on: HashMap::new(),
             spares: Arc::new(Mutex::new(Vec::new())),
+            next_serial: 0,
+            drain: Handoff::new(handle, Box::new(RoundRobin::default()), false),
         })
     }
 
@@ -59,30 +91,50 @@ impl ReusePort {
         }
         let mut spares = self.spares.lock().unwrap();
         if !spares.is_empty() {
-            return Ok(spares.remove(0).1);
+            let spare = spares.remove(0);
+            drop(spares);
+            if let Some(task) = spare.drain {
+                self.drain.stop_socket(task);
+            }
+            return Ok(spare.fd);
         }
         drop(spares);
         Ok(bind(&self.addr, &self.opts, true)?.into())
     }
-}
 
-impl Share for ReusePort {
-    fn add(&mut self, worker: &Link) -> io::Result<(ListenMode, Option<OwnedFd>)> {
-        let sock = match self.by_worker.remove(&worker.id) {
-            Some(s) => s,
-            None => self.next_socket()?,
-        };
-        let copy = sock.try_clone()?;
-        self.by_worker.insert(worker.id, sock);
-        Ok((ListenMode::Socket, Some(copy)))
+    /// The predecessor whose socket `worker` takes over, if it is still here.
+    fn predecessor_of(&self, worker: u32) -> Option<u32> {
+        self.handed_on
+            .iter()
+            .find(|(p, s)| **s == worker && self.by_worker.contains_key(p))
+            .map(|(p, _)| *p)
     }
 
-    fn remove(&mut self, worker: u32) {
-        let Some(sock) = self.by_worker.remove(&worker) else {
-            return;
+    /// Keeps a departed worker's socket for the next worker, serving it
+    /// meanwhile (TCP) or for at most [`SPARE_GRACE`] (UDP).
+    fn keep_spare(&mut self, fd: OwnedFd) {
+        self.next_serial += 1;
+        let serial = self.next_serial;
+        let drain = match self.addr {
+            ListenAddr::Tcp(_) => match fd
+                .try_clone()
+                .and_then(|copy| self.drain.add_socket(Socket::from(copy)))
+            {
+                Ok(task) => Some(task),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot serve a departed worker's socket");
+                    None
+                }
+            },
+            _ => None,
         };
-        let left = Instant::now();
-        self.spares.lock().unwrap().push((left, sock));
+        self.spares
+            .lock()
+            .unwrap()
+            .push(Spare { serial, fd, drain });
+        if drain.is_some() {
+            return;
+        }
         let spares = Arc::downgrade(&self.spares);
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             rt.spawn(async move {
@@ -90,7 +142,7 @@ impl Share for ReusePort {
                 if let Some(spares) = spares.upgrade() {
                     let mut s = spares.lock().unwrap();
                     let before = s.len();
-                    s.retain(|(t, _)| *t != left);
+                    s.retain(|sp| sp.serial != serial);
                     if s.len() < before {
                         tracing::info!(
                             "closing a reuseport socket no worker took over in {SPARE_GRACE:?}"
@@ -99,5 +151,65 @@ impl Share for ReusePort {
                 }
             });
         }
+    }
+}
+
+impl Share for ReusePort {
+    fn add(&mut self, worker: &Link) -> io::Result<(ListenMode, Option<OwnedFd>)> {
+        let sock = match self.by_worker.remove(&worker.id) {
+            Some(s) => s,
+            None => match self.predecessor_of(worker.id) {
+                Some(pred) => self.by_worker[&pred].try_clone()?,
+                None => self.next_socket()?,
+            },
+        };
+        let copy = sock.try_clone()?;
+        self.by_worker.insert(worker.id, sock);
+        self.drain.add(worker)?;
+        Ok((ListenMode::Socket, Some(copy)))
+    }
+
+    fn listening(&mut self, worker: &Link) {
+        self.drain.listening(worker);
+    }
+
+    fn stop(&mut self, worker: u32) {
+        self.drain.stop(worker);
+    }
+
+    fn accepted(&mut self, worker: u32, n: u32) {
+        self.drain.accepted(worker, n);
+    }
+
+    fn inherit(&mut self, successor: u32, predecessor: u32) {
+        self.handed_on.insert(predecessor, successor);
+    }
+
+    fn remove(&mut self, worker: u32) {
+        // What was handed to it and not taken goes to another worker.
+        self.drain.remove(worker);
+        let Some(sock) = self.by_worker.remove(&worker) else {
+            return;
+        };
+        // A socket shared by a predecessor and its successor lives on in
+        // whichever of the two is still here.
+        let successor = self.handed_on.remove(&worker);
+        let predecessor = self
+            .handed_on
+            .iter()
+            .find(|(_, s)| **s == worker)
+            .map(|(p, _)| *p);
+        if let Some(p) = predecessor {
+            self.handed_on.remove(&p);
+        }
+        let shared = successor
+            .into_iter()
+            .chain(predecessor)
+            .any(|w| self.by_worker.contains_key(&w));
+        // With no worker left the listen itself closes.
+        if shared || self.by_worker.is_empty() {
+            return;
+        }
+        self.keep_spare(sock);
     }
 }

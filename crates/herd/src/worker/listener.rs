@@ -76,13 +76,18 @@ impl ListenerShared {
     }
 }
 
+/// Connections the primary hands over.
+type Handed = mpsc::UnboundedReceiver<OwnedFd>;
+
 enum Source {
     Handoff {
-        rx: mpsc::UnboundedReceiver<OwnedFd>,
+        rx: Handed,
         unix: bool,
     },
-    Tcp(TcpListener),
-    Unix(UnixListener),
+    /// A socket of our own, plus what the primary accepted for us on a
+    /// departed worker's socket (`reuseport`).
+    Tcp(TcpListener, Handed),
+    Unix(UnixListener, Handed),
     Closed,
 }
 
@@ -142,6 +147,7 @@ impl Listener {
     pub(crate) fn socket(
         shared: Arc<ListenerShared>,
         fd: OwnedFd,
+        handed: Handed,
         addr: &ListenAddr,
         address: String,
         busy: Arc<Busy>,
@@ -150,12 +156,12 @@ impl Listener {
             ListenAddr::Unix(_) => {
                 let l = std::os::unix::net::UnixListener::from(fd);
                 l.set_nonblocking(true)?;
-                Source::Unix(UnixListener::from_std(l)?)
+                Source::Unix(UnixListener::from_std(l)?, handed)
             }
             _ => {
                 let l = std::net::TcpListener::from(fd);
                 l.set_nonblocking(true)?;
-                Source::Tcp(TcpListener::from_std(l)?)
+                Source::Tcp(TcpListener::from_std(l)?, handed)
             }
         };
         Ok(Listener {
@@ -230,52 +236,67 @@ async fn accept_from(
 ) -> io::Result<Option<(Io, PeerAddr)>> {
     match source {
         Source::Closed => Ok(None),
-        Source::Tcp(l) => {
-            let (s, a) = l.accept().await?;
-            Ok(Some((Io::Tcp(s), PeerAddr::Tcp(a))))
-        }
-        Source::Unix(l) => {
-            let (s, _) = l.accept().await?;
-            Ok(Some((Io::Unix(s), PeerAddr::Unix)))
-        }
-        Source::Handoff { rx, unix } => loop {
-            let Some(fd) = rx.recv().await else {
-                return Ok(None);
-            };
-            {
-                // Acknowledge under the lock that `close` takes, so the
-                // primary reads either our ack or our unlisten first, never
-                // re-routes a connection we took, never loses one we did not.
-                let closed = shared.closed.lock().unwrap();
-                if *closed {
-                    return Ok(None);
-                }
-                let _ = shared.outbox.control(
-                    &Control::Accepted {
-                        handle: shared.handle,
-                        n: 1,
-                    },
-                    Vec::new(),
-                );
+        // A closed hand-off channel disables its branch: the socket goes on.
+        Source::Tcp(l, handed) => tokio::select! {
+            r = l.accept() => {
+                let (s, a) = r?;
+                Ok(Some((Io::Tcp(s), PeerAddr::Tcp(a))))
             }
-            let made = if *unix {
-                let s = std::os::unix::net::UnixStream::from(fd);
-                UnixStream::from_std(s).map(|s| (Io::Unix(s), PeerAddr::Unix))
-            } else {
-                let s = std::net::TcpStream::from(fd);
-                let peer = s.peer_addr();
-                TcpStream::from_std(s).map(|s| {
-                    let peer = peer.map_or(PeerAddr::Unknown, PeerAddr::Tcp);
-                    (Io::Tcp(s), peer)
-                })
-            };
-            match made {
-                Ok(pair) => return Ok(Some(pair)),
-                Err(e) => {
-                    tracing::debug!(error = %e, "dropping a handed-off connection that cannot be used")
-                }
-            }
+            Some(pair) = next_handed(handed, false, shared) => Ok(Some(pair)),
         },
+        Source::Unix(l, handed) => tokio::select! {
+            r = l.accept() => {
+                let (s, _) = r?;
+                Ok(Some((Io::Unix(s), PeerAddr::Unix)))
+            }
+            Some(pair) = next_handed(handed, true, shared) => Ok(Some(pair)),
+        },
+        Source::Handoff { rx, unix } => Ok(next_handed(rx, *unix, shared).await),
+    }
+}
+
+/// The next connection the primary handed over, acknowledged; `None` when
+/// the channel or the listener is closed. Cancel safe.
+async fn next_handed(
+    rx: &mut Handed,
+    unix: bool,
+    shared: &ListenerShared,
+) -> Option<(Io, PeerAddr)> {
+    loop {
+        let fd = rx.recv().await?;
+        {
+            // Acknowledge under the lock that `close` takes, so the
+            // primary reads either our ack or our unlisten first, never
+            // re-routes a connection we took, never loses one we did not.
+            let closed = shared.closed.lock().unwrap();
+            if *closed {
+                return None;
+            }
+            let _ = shared.outbox.control(
+                &Control::Accepted {
+                    handle: shared.handle,
+                    n: 1,
+                },
+                Vec::new(),
+            );
+        }
+        let made = if unix {
+            let s = std::os::unix::net::UnixStream::from(fd);
+            UnixStream::from_std(s).map(|s| (Io::Unix(s), PeerAddr::Unix))
+        } else {
+            let s = std::net::TcpStream::from(fd);
+            let peer = s.peer_addr();
+            TcpStream::from_std(s).map(|s| {
+                let peer = peer.map_or(PeerAddr::Unknown, PeerAddr::Tcp);
+                (Io::Tcp(s), peer)
+            })
+        };
+        match made {
+            Ok(pair) => return Some(pair),
+            Err(e) => {
+                tracing::debug!(error = %e, "dropping a handed-off connection that cannot be used")
+            }
+        }
     }
 }
 

@@ -1,0 +1,100 @@
+//! `reuseport`: each worker accepts on its own SO_REUSEPORT socket. The
+//! kernel resets what is queued on such a socket when it closes, so a
+//! departed worker's socket is never closed while workers remain: a
+//! successor takes it over, and until one does the primary serves it.
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use common::*;
+use serde_json::json;
+
+/// The sockets process `pid` holds, by inode.
+fn socket_inodes(pid: u32) -> BTreeSet<String> {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .map(|l| l.to_string_lossy().into_owned())
+        .filter(|l| l.starts_with("socket:"))
+        .collect()
+}
+
+#[test]
+fn reuseport_a_worker_replaced_after_it_left_under_a_flood_resets_none() {
+    let mut c = Cluster::with_policy("reuseport");
+    let (ids, addr) = c.serve(2, "127.0.0.1:0");
+    let old = ids[0];
+    let old_sockets = socket_inodes(c.worker_pid(old));
+    let flood = Flood::start(&addr, 4);
+    flood.wait_more(100);
+
+    // The old worker leaves first; connections keep arriving on its socket
+    // while its replacement starts.
+    c.cmd(json!({"cmd": "disconnect", "worker": old}));
+    c.expect_event("exit", old);
+    let (new, _) = c.fork_serving(&[("FIXTURE_LISTEN", "127.0.0.1:0")]);
+    flood.wait_more(300);
+    let new_sockets = socket_inodes(c.worker_pid(new));
+    let (served, errors) = flood.stop();
+    assert!(errors.is_empty(), "{} failed: {errors:?}", errors.len());
+    assert!(served.get(&new).is_some_and(|n| *n > 0), "{served:?}");
+    // It took over its predecessor's socket.
+    assert!(
+        !old_sockets.is_disjoint(&new_sockets),
+        "{old_sockets:?} {new_sockets:?}"
+    );
+}
+
+#[test]
+fn reuseport_a_successor_shares_its_predecessors_socket_and_none_is_reset() {
+    let mut c = Cluster::start(&[
+        ("FIXTURE_POLICY", "reuseport"),
+        ("FIXTURE_LISTEN", "127.0.0.1:0"),
+    ]);
+    let (ids, addr) = c.serve(2, "127.0.0.1:0");
+    let (old, other) = (ids[0], ids[1]);
+    let flood = Flood::start(&addr, 4);
+    flood.wait_more(100);
+
+    c.cmd(json!({"cmd": "fork_successor", "worker": old}));
+    let v = c.expect(|v| v["event"] == "forked" || v["event"] == "fork_error");
+    let successor = v["worker"].as_u64().expect("forked") as u32;
+    c.address_of(successor);
+    c.expect_event("ready", successor);
+    let (old_sockets, new_sockets, other_sockets) = (
+        socket_inodes(c.worker_pid(old)),
+        socket_inodes(c.worker_pid(successor)),
+        socket_inodes(c.worker_pid(other)),
+    );
+    // The successor accepts on its predecessor's socket, not on one of its
+    // own, so the old one's queue is never orphaned...
+    assert!(!old_sockets.is_disjoint(&new_sockets));
+    assert!(new_sockets.is_disjoint(&other_sockets));
+
+    // ...and the predecessor can go at once.
+    c.cmd(json!({"cmd": "disconnect", "worker": old}));
+    c.expect_event("exit", old);
+    flood.wait_more(300);
+    let (served, errors) = flood.stop();
+    assert!(errors.is_empty(), "{} failed: {errors:?}", errors.len());
+    assert!(served.get(&successor).is_some_and(|n| *n > 0), "{served:?}");
+}
+
+#[test]
+fn reuseport_a_cluster_that_shrinks_under_a_flood_resets_none() {
+    let mut c = Cluster::with_policy("reuseport");
+    let (ids, addr) = c.serve(3, "127.0.0.1:0");
+    let flood = Flood::start(&addr, 4);
+    flood.wait_more(100);
+
+    // No successor: the departed worker's socket still takes its share of
+    // new connections, which the primary hands to the two left.
+    c.cmd(json!({"cmd": "disconnect", "worker": ids[0]}));
+    c.expect_event("exit", ids[0]);
+    let after = flood.total();
+    flood.wait_more(500);
+    let (served, errors) = flood.stop();
+    assert!(errors.is_empty(), "{} failed: {errors:?}", errors.len());
+    assert!(served.values().sum::<usize>() >= after + 500, "{served:?}");
+}

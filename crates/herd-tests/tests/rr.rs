@@ -1,0 +1,37 @@
+//! `rr`: the primary accepts and hands connections to the workers in turn.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::*;
+
+#[test]
+fn rr_spreads_1000_connections_over_4_workers_within_5_percent_of_the_mean() {
+    let mut c = Cluster::with_policy("rr");
+    let (ids, addr) = c.serve(4, "127.0.0.1:0");
+
+    // Four clients, a new connection per request.
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            let addr = addr.clone();
+            std::thread::spawn(move || {
+                (0..250)
+                    .map(|_| http_get(&addr, "/").map(|b| worker_of(&b)))
+                    .collect::<std::io::Result<Vec<u32>>>()
+            })
+        })
+        .collect();
+    let mut counts: BTreeMap<u32, usize> = ids.iter().map(|id| (*id, 0)).collect();
+    for client in clients {
+        for id in client.join().unwrap().expect("every request is answered") {
+            *counts.get_mut(&id).expect("answered by a worker of ours") += 1;
+        }
+    }
+    assert_eq!(counts.values().sum::<usize>(), 1000);
+    let mean = 1000.0 / 4.0;
+    for (id, n) in &counts {
+        let off = (*n as f64 - mean).abs() / mean;
+        assert!(off <= 0.05, "worker {id} got {n}, mean {mean}: {counts:?}");
+    }
+}

@@ -1,0 +1,165 @@
+//! A clustered hello world: one worker per CPU answering `hello world` on
+//! 127.0.0.1:8080, kept up by herd's supervisor.
+//!
+//! ```text
+//! cargo run --release --example hello [ADDRESS]
+//! curl http://127.0.0.1:8080/
+//! ```
+//!
+//! - `ADDRESS`: where to listen (default `127.0.0.1:8080`; `127.0.0.1:0`
+//!   picks a free port, `unix:/tmp/hello.sock` a Unix socket).
+//! - `HERD_WORKERS`: how many workers (default: one per CPU).
+//! - `HERD_SCHED_POLICY`: `rr` (default), `lc`, `shared` or `reuseport`.
+//! - `HERD_LOG=debug`: the library's own log, as `NODE_DEBUG=cluster`.
+//!
+//! The primary prints each worker's life. A crashed worker is respawned;
+//! SIGHUP replaces every worker one at a time without dropping a request;
+//! Ctrl-C (SIGINT) or SIGTERM disconnects them gracefully and exits.
+
+use herd::{Event, Primary, Role, Supervision, Worker};
+
+const DEFAULT_ADDRESS: &str = "127.0.0.1:8080";
+
+#[tokio::main]
+async fn main() {
+    // The workers run this same program with the same arguments.
+    let address = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| DEFAULT_ADDRESS.to_string());
+    match herd::role() {
+        Role::Primary => primary(&address).await,
+        Role::Worker => worker(&address).await,
+    }
+}
+
+async fn primary(address: &str) {
+    let workers = match std::env::var("HERD_WORKERS") {
+        Ok(n) => match n.parse::<usize>() {
+            Ok(n) if n > 0 => n,
+            _ => {
+                eprintln!("hello: HERD_WORKERS={n:?} is not a positive number");
+                std::process::exit(2);
+            }
+        },
+        Err(_) => herd::available_cpus(),
+    };
+    let primary = match Primary::new() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("hello: {e}");
+            std::process::exit(1);
+        }
+    };
+    println!(
+        "hello: primary {} starting {workers} worker(s) on {address}, policy {}",
+        std::process::id(),
+        primary.policy()
+    );
+
+    let mut events = primary.events();
+    let mut supervisor = tokio::spawn({
+        let primary = primary.clone();
+        async move { primary.supervise(Supervision::new(workers)).await }
+    });
+    let mut log = Log {
+        workers,
+        ..Log::default()
+    };
+    loop {
+        tokio::select! {
+            Some(event) = events.next() => log.print(&event),
+            code = &mut supervisor => {
+                // The last events (the last exits) may still be queued.
+                while let Some(event) = events.try_next() {
+                    log.print(&event);
+                }
+                let code = code.unwrap_or(1);
+                println!("hello: all workers gone; exiting with code {code}");
+                std::process::exit(code);
+            }
+        }
+    }
+}
+
+/// Prints the cluster's life, one line per event.
+#[derive(Default)]
+struct Log {
+    workers: usize,
+    announced: bool,
+    critical: usize,
+}
+
+impl Log {
+    fn print(&mut self, event: &Event) {
+        match event {
+            Event::Fork { worker } => println!("worker {worker}: forked"),
+            Event::Online { worker } => println!("worker {worker}: online"),
+            Event::Listening { worker, address } => {
+                println!("worker {worker}: listening on {address}");
+                if !self.announced {
+                    self.announced = true;
+                    let try_it = match address.strip_prefix("unix:") {
+                        Some(path) => format!("curl --unix-socket {path} http://hello/"),
+                        None => format!("curl http://{address}/"),
+                    };
+                    println!("hello: listening on {address}; try `{try_it}`");
+                }
+            }
+            Event::Ready { worker } => println!("worker {worker}: ready"),
+            Event::Disconnect { worker } => println!("worker {worker}: disconnected"),
+            Event::Exit {
+                worker,
+                status,
+                exited_after_disconnect,
+            } => {
+                let how = if *exited_after_disconnect {
+                    "as asked"
+                } else {
+                    "unexpectedly"
+                };
+                println!("worker {worker}: exited {how} ({status})");
+            }
+            Event::Error { worker, error } => println!("worker {worker}: error: {error}"),
+            Event::Critical { slot, reason } => {
+                println!("hello: worker slot {slot} left down: {reason}");
+                self.critical += 1;
+                if self.critical == self.workers {
+                    eprintln!("hello: no worker can start; giving up");
+                    std::process::exit(1);
+                }
+            }
+            Event::Reload(phase) => println!("hello: reload: {phase:?}"),
+            Event::Recycle { worker, reason } => println!("worker {worker}: recycled ({reason})"),
+            _ => {}
+        }
+    }
+}
+
+async fn worker(address: &str) {
+    let worker = match Worker::connect().await {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("hello worker: {e}");
+            std::process::exit(1);
+        }
+    };
+    let listener = match worker.listen(address).await {
+        Ok(l) => l,
+        Err(e) => {
+            // EADDRINUSE, EACCES...: respawning would not help.
+            eprintln!("hello worker {}: {e}", worker.id());
+            std::process::exit(herd::EXIT_CANNOT_BOOT);
+        }
+    };
+    let app = axum::Router::new().route("/", axum::routing::get(|| async { "hello world" }));
+    // `axum::serve(listener, app).with_graceful_shutdown(worker.disconnecting())`
+    // works too; `Worker::serve` is that, plus `Connection: close` on the
+    // answers given while disconnecting, so that no keep-alive client is
+    // reset by a reload.
+    if let Err(e) = worker.serve(listener, app).await {
+        eprintln!("hello worker {}: {e}", worker.id());
+        std::process::exit(1);
+    }
+    // Disconnecting: herd exits the process once the last connection closed.
+    std::future::pending::<()>().await;
+}
