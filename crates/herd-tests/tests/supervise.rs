@@ -11,17 +11,21 @@ use common::*;
 use serde_json::json;
 
 fn supervised(n: usize, extra: &[(&str, &str)]) -> (Cluster, String) {
-    let n = n.to_string();
+    let count = n.to_string();
     let mut env = vec![
-        ("FIXTURE_SUPERVISE", n.as_str()),
+        ("FIXTURE_SUPERVISE", count.as_str()),
         ("FIXTURE_LISTEN", "127.0.0.1:0"),
     ];
     env.extend_from_slice(extra);
     let mut c = Cluster::start(&env);
     let v = c.expect(|v| v["event"] == "listening");
     let addr = v["address"].as_str().unwrap().to_string();
-    for _ in 1..n.parse::<usize>().unwrap() {
-        c.expect(|v| v["event"] == "ready");
+    // Every worker ready, each one counted once: only then do they all
+    // share the port (a lone listener that exits would close it).
+    let mut ready = std::collections::BTreeSet::new();
+    while ready.len() < n {
+        let v = c.expect(|v| v["event"] == "ready");
+        ready.insert(v["worker"].as_u64().unwrap());
     }
     (c, addr)
 }

@@ -446,6 +446,7 @@ impl KeepAlive<std::net::TcpStream> {
     pub fn connect(addr: &str) -> std::io::Result<Self> {
         let s = std::net::TcpStream::connect(addr)?;
         s.set_read_timeout(Some(TIMEOUT))?;
+        s.set_nodelay(true)?;
         Ok(KeepAlive {
             stream: BufReader::new(s),
         })
@@ -467,9 +468,9 @@ impl<S: std::io::Read + std::io::Write> KeepAlive<S> {
     /// the body of a 200, an error for anything else.
     pub fn get(&mut self, path: &str) -> std::io::Result<String> {
         use std::io::Read;
-        let s = self.stream.get_mut();
-        write!(s, "GET {path} HTTP/1.1\r\nHost: test\r\n\r\n")?;
-        s.flush()?;
+        // One write: a request split over segments waits on delayed ACKs.
+        let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n");
+        self.stream.get_mut().write_all(request.as_bytes())?;
         let mut status = String::new();
         if self.stream.read_line(&mut status)? == 0 {
             return Err(std::io::ErrorKind::UnexpectedEof.into());
