@@ -5,19 +5,26 @@
 
 mod common;
 
-use std::collections::BTreeSet;
-
 use common::*;
 use serde_json::json;
 
-/// The sockets process `pid` holds, by inode.
-fn socket_inodes(pid: u32) -> BTreeSet<String> {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .unwrap()
-        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
-        .map(|l| l.to_string_lossy().into_owned())
-        .filter(|l| l.starts_with("socket:"))
-        .collect()
+#[test]
+fn reuseport_each_worker_accepts_on_its_own_socket() {
+    let mut c = Cluster::with_policy("reuseport");
+    let (ids, addr) = c.serve(3, "127.0.0.1:0");
+    let port: u16 = addr.rsplit_once(':').unwrap().1.parse().unwrap();
+    let listening = listening_sockets(port);
+    assert_eq!(listening.len(), 3, "{listening:?}");
+    let mut held = std::collections::BTreeSet::new();
+    for id in &ids {
+        let mine: Vec<_> = socket_inodes(c.worker_pid(*id))
+            .intersection(&listening)
+            .cloned()
+            .collect();
+        assert_eq!(mine.len(), 1, "worker {id}: {mine:?}");
+        held.insert(mine[0].clone());
+    }
+    assert_eq!(held, listening);
 }
 
 #[test]
@@ -37,7 +44,12 @@ fn reuseport_a_worker_replaced_after_it_left_under_a_flood_resets_none() {
     flood.wait_more(300);
     let new_sockets = socket_inodes(c.worker_pid(new));
     let (served, errors) = flood.stop();
-    assert!(errors.is_empty(), "{} failed: {errors:?}", errors.len());
+    assert!(
+        errors.is_empty(),
+        "{} failed: {errors:?}\n{}",
+        errors.len(),
+        c.dump()
+    );
     assert!(served.get(&new).is_some_and(|n| *n > 0), "{served:?}");
     // It took over its predecessor's socket.
     assert!(
@@ -77,7 +89,12 @@ fn reuseport_a_successor_shares_its_predecessors_socket_and_none_is_reset() {
     c.expect_event("exit", old);
     flood.wait_more(300);
     let (served, errors) = flood.stop();
-    assert!(errors.is_empty(), "{} failed: {errors:?}", errors.len());
+    assert!(
+        errors.is_empty(),
+        "{} failed: {errors:?}\n{}",
+        errors.len(),
+        c.dump()
+    );
     assert!(served.get(&successor).is_some_and(|n| *n > 0), "{served:?}");
 }
 
@@ -95,6 +112,11 @@ fn reuseport_a_cluster_that_shrinks_under_a_flood_resets_none() {
     let after = flood.total();
     flood.wait_more(500);
     let (served, errors) = flood.stop();
-    assert!(errors.is_empty(), "{} failed: {errors:?}", errors.len());
+    assert!(
+        errors.is_empty(),
+        "{} failed: {errors:?}\n{}",
+        errors.len(),
+        c.dump()
+    );
     assert!(served.values().sum::<usize>() >= after + 500, "{served:?}");
 }

@@ -35,3 +35,17 @@ fn rr_spreads_1000_connections_over_4_workers_within_5_percent_of_the_mean() {
         assert!(off <= 0.05, "worker {id} got {n}, mean {mean}: {counts:?}");
     }
 }
+
+#[test]
+fn rr_workers_hold_no_listening_socket_the_primary_accepts() {
+    let mut c = Cluster::with_policy("rr");
+    let (ids, addr) = c.serve(2, "127.0.0.1:0");
+    let port: u16 = addr.rsplit_once(':').unwrap().1.parse().unwrap();
+    let listening = listening_sockets(port);
+    assert_eq!(listening.len(), 1, "{listening:?}");
+    assert!(socket_inodes(c.pid).is_superset(&listening));
+    for id in &ids {
+        assert!(socket_inodes(c.worker_pid(*id)).is_disjoint(&listening));
+    }
+    assert!(ids.contains(&worker_of(&http_get(&addr, "/").unwrap())));
+}

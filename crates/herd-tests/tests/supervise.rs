@@ -165,7 +165,6 @@ fn twenty_rolling_reloads_under_load_drop_nothing_rr() {
 }
 
 #[test]
-#[ignore = "intermittent: about 1 run in 4 sees one connection reset during a reuseport reload; under investigation in issue 4"]
 fn twenty_rolling_reloads_under_load_drop_nothing_reuseport() {
     zero_loss_reloads("reuseport");
 }

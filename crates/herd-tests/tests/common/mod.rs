@@ -690,3 +690,31 @@ pub fn unix_http_get(path: &std::path::Path, uri: &str) -> std::io::Result<Strin
     }
     Ok(body.to_string())
 }
+
+/// The sockets process `pid` holds, as `socket:[INODE]`.
+pub fn socket_inodes(pid: u32) -> std::collections::BTreeSet<String> {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| {
+            d.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+                .map(|l| l.to_string_lossy().into_owned())
+                .filter(|l| l.starts_with("socket:"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The TCP sockets listening on 127.0.0.1:`port`, as `socket:[INODE]`
+/// (from /proc/net/tcp).
+pub fn listening_sockets(port: u16) -> std::collections::BTreeSet<String> {
+    let local = format!("0100007F:{port:04X}");
+    std::fs::read_to_string("/proc/net/tcp")
+        .unwrap()
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            // sl local rem st tx:rx tr:when retrnsmt uid timeout inode
+            (f.len() > 9 && f[1] == local && f[3] == "0A").then(|| format!("socket:[{}]", f[9]))
+        })
+        .collect()
+}

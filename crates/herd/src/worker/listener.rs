@@ -15,7 +15,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::sync::{mpsc, Notify};
 
-use super::{Busy, Hold};
+use super::{Accepting, Busy, Hold};
 use crate::channel::wire::Control;
 use crate::channel::Outbox;
 use crate::sched::ListenAddr;
@@ -200,6 +200,10 @@ impl Listener {
                 self.source = Source::Closed;
             }
             let shared = self.shared.clone();
+            // A connection the kernel (or the primary) just gave us is not
+            // yet a `Connection` keeping the worker alive: a disconnect on
+            // another thread must wait for it, or the exit resets it.
+            let accepting = Accepting::new(self.busy.clone());
             let got = tokio::select! {
                 biased;
                 _ = shared.wait_closed() => None,
@@ -208,6 +212,7 @@ impl Listener {
             match got {
                 None | Some(Ok(None)) => {
                     self.source = Source::Closed;
+                    drop(accepting);
                     std::future::pending::<()>().await;
                 }
                 Some(Ok(Some((io, peer)))) => {
@@ -221,6 +226,7 @@ impl Listener {
                             closes: self.shared.count_closes.then(|| self.shared.clone()),
                         },
                     };
+                    drop(accepting);
                     return Ok((conn, peer));
                 }
                 Some(Err(e)) => return Err(e),

@@ -525,6 +525,8 @@ fn on_frame(
 #[derive(Default)]
 pub(crate) struct Busy {
     count: AtomicUsize,
+    /// Accepts under way (see [`Accepting`]).
+    accepting: AtomicUsize,
     /// Connections accepted since start.
     pub(crate) handled: AtomicU64,
     idle: Notify,
@@ -536,10 +538,34 @@ impl Busy {
             let n = self.idle.notified();
             tokio::pin!(n);
             n.as_mut().enable();
-            if self.count.load(Ordering::SeqCst) == 0 {
+            if self.count.load(Ordering::SeqCst) == 0 && self.accepting.load(Ordering::SeqCst) == 0
+            {
                 return;
             }
             n.await;
+        }
+    }
+}
+
+/// An accept under way: from before a connection can come out of the
+/// socket (or the hand-off queue) until it is wrapped in a `Connection`
+/// with its [`Hold`]. A disconnect waits for it as for a connection; it is
+/// not counted as one (the heartbeat's `open`).
+pub(crate) struct Accepting {
+    busy: Arc<Busy>,
+}
+
+impl Accepting {
+    pub(crate) fn new(busy: Arc<Busy>) -> Accepting {
+        busy.accepting.fetch_add(1, Ordering::SeqCst);
+        Accepting { busy }
+    }
+}
+
+impl Drop for Accepting {
+    fn drop(&mut self) {
+        if self.busy.accepting.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.busy.idle.notify_waiters();
         }
     }
 }
