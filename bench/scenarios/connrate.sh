@@ -7,9 +7,13 @@
 # the measured run, divided by the connections served).
 #
 #   bench/run.sh connrate
-#   env: WORKERS (2), DURATION seconds per run (5), CONNS (32), ROUNDS (3),
+#   env: WORKERS (2), DURATION seconds per run (5), CONNS (32), ROUNDS (5),
 #        WARMUP seconds (1)
-# Configurations run interleaved, ROUNDS times; the table shows the median.
+# Configurations run interleaved, ROUNDS times, in an order rotated every
+# round (so that none always runs first or after the same neighbour); the
+# table shows the medians. The overhead ratios (rr/shared, rr/none) are the
+# medians of the ratios measured within each round: on a shared machine
+# whose speed drifts between rounds, a paired ratio is the steadier figure.
 set -euo pipefail
 . "$(dirname "$0")/lib/http.sh"
 ensure_wrk
@@ -17,15 +21,19 @@ ensure_wrk
 WORKERS=${WORKERS:-2}
 DURATION=${DURATION:-5}
 CONNS=${CONNS:-32}
-ROUNDS=${ROUNDS:-3}
+ROUNDS=${ROUNDS:-5}
 WARMUP=${WARMUP:-1}
 CONFIGS=(herd-rr herd-lc herd-shared herd-reuseport node-rr node-none)
 
 declare -A RPS US ERRS
+PAIR_HERD=() PAIR_NODE=()
 machine_note
 echo "# $WORKERS workers, wrk -t1 -c$CONNS -d${DURATION}s -H 'Connection: close', $ROUNDS rounds (median)"
+n_cfg=${#CONFIGS[@]}
 for ((round = 1; round <= ROUNDS; round++)); do
-  for cfg in "${CONFIGS[@]}"; do
+  declare -A THIS=()
+  for ((k = 0; k < n_cfg; k++)); do
+    cfg=${CONFIGS[$(((k + round - 1) % n_cfg))]}
     case $cfg in
       herd-*) herd_server "$cfg" "${cfg#herd-}" "$WORKERS" ;;
       node-*) node_server "$cfg" "${cfg#node-}" "$WORKERS" ;;
@@ -39,8 +47,13 @@ for ((round = 1; round <= ROUNDS; round++)); do
     RPS[$cfg]="${RPS[$cfg]:-} $WRK_RPS"
     US[$cfg]="${US[$cfg]:-} $us" # tenths of a microsecond
     ERRS[$cfg]=$((${ERRS[$cfg]:-0} + WRK_ERRORS))
+    THIS[$cfg]=$WRK_RPS
     echo "# round $round $cfg: $WRK_RPS req/s, $WRK_REQUESTS conns, primary $(ratio "$us" 10 1) us/conn, $WRK_ERRORS errors" >&2
   done
+  # Ratios within the round, in thousandths.
+  PAIR_HERD+=("$(awk -v a="${THIS[herd-rr]}" -v b="${THIS[herd-shared]}" 'BEGIN { printf "%.0f", a * 1000 / b }')")
+  PAIR_NODE+=("$(awk -v a="${THIS[node-rr]}" -v b="${THIS[node-none]}" 'BEGIN { printf "%.0f", a * 1000 / b }')")
+  echo "# round $round ratios: herd-rr/shared $(ratio "${PAIR_HERD[-1]}" 1000) node-rr/none $(ratio "${PAIR_NODE[-1]}" 1000)" >&2
 done
 
 printf '%-16s %10s %22s %8s  %s\n' config "req/s" "primary CPU us/conn" errors "rounds (req/s)"
@@ -53,6 +66,7 @@ for cfg in "${CONFIGS[@]}"; do
   printf '%-16s %10s %22s %8s  %s\n' "$cfg" "$rps" "$us" "${ERRS[$cfg]}" "${RPS[$cfg]# }"
 done
 
-echo "connrate-overhead: herd-rr/shared $(ratio "$med_herd_rr" "$med_herd_shared") node-rr/none $(ratio "$med_node_rr" "$med_node_none")"
+echo "connrate-overhead-of-medians: herd-rr/shared $(ratio "$med_herd_rr" "$med_herd_shared") node-rr/none $(ratio "$med_node_rr" "$med_node_none")"
+echo "connrate-overhead: herd-rr/shared $(ratio "$(median "${PAIR_HERD[@]}")" 1000) node-rr/none $(ratio "$(median "${PAIR_NODE[@]}")" 1000)"
 echo "primary-us-per-conn: herd $us_herd_rr node $us_node_rr"
 echo "connrate: herd $med_herd_rr node $med_node_rr ratio $(ratio "$med_herd_rr" "$med_node_rr")"
