@@ -335,9 +335,14 @@ pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
 
 /// A plain HTTP/1.1 GET with `Connection: close`; returns the body.
 pub fn http_get(addr: &str, path: &str) -> std::io::Result<String> {
-    use std::io::Read;
-    let mut s = std::net::TcpStream::connect(addr)?;
+    let s = std::net::TcpStream::connect(addr)?;
     s.set_read_timeout(Some(TIMEOUT))?;
+    get_over(s, path)
+}
+
+/// Sends a GET with `Connection: close` on `s` and returns the body of a
+/// 200 answer.
+fn get_over(mut s: impl std::io::Read + std::io::Write, path: &str) -> std::io::Result<String> {
     write!(
         s,
         "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
@@ -675,20 +680,9 @@ impl Drop for TempDir {
 
 /// A plain HTTP/1.1 GET over a Unix socket, with `Connection: close`.
 pub fn unix_http_get(path: &std::path::Path, uri: &str) -> std::io::Result<String> {
-    use std::io::Read;
-    let mut s = std::os::unix::net::UnixStream::connect(path)?;
+    let s = std::os::unix::net::UnixStream::connect(path)?;
     s.set_read_timeout(Some(TIMEOUT))?;
-    write!(
-        s,
-        "GET {uri} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut resp = String::new();
-    s.read_to_string(&mut resp)?;
-    let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((&resp, ""));
-    if !head.starts_with("HTTP/1.1 200") {
-        return Err(std::io::Error::other(format!("bad response: {head}")));
-    }
-    Ok(body.to_string())
+    get_over(s, uri)
 }
 
 /// The sockets process `pid` holds, as `socket:[INODE]`.

@@ -343,23 +343,17 @@ impl Primary {
     /// Disconnects every worker gracefully and returns once all are gone
     /// (at once if there are none).
     pub async fn disconnect(&self) {
-        loop {
-            let changed = self.inner.registry_changed.notified();
-            tokio::pin!(changed);
-            changed.as_mut().enable();
-            let workers = self.workers();
-            if workers.is_empty() {
-                return;
-            }
-            for w in &workers {
-                w.disconnect();
-            }
-            changed.await;
-        }
+        self.until_all_gone(WorkerHandle::disconnect).await
     }
 
     /// Kills every worker with `signal` and returns once all are gone.
     pub async fn kill_all(&self, signal: Signal) {
+        self.until_all_gone(|w| w.kill_with(signal)).await
+    }
+
+    /// Applies `act` to every live worker (again to any forked meanwhile)
+    /// until the registry is empty.
+    async fn until_all_gone(&self, act: impl Fn(&WorkerHandle)) {
         loop {
             let changed = self.inner.registry_changed.notified();
             tokio::pin!(changed);
@@ -368,9 +362,7 @@ impl Primary {
             if workers.is_empty() {
                 return;
             }
-            for w in &workers {
-                w.kill_with(signal);
-            }
+            workers.iter().for_each(&act);
             changed.await;
         }
     }
