@@ -192,7 +192,10 @@ struct Active {
 #[derive(Default)]
 struct Slot {
     worker: Option<WorkerHandle>,
-    failures: VecDeque<(Instant, ExitStatus)>,
+    /// Deaths before ready within the crash window: when, and how.
+    failures: VecDeque<(Instant, String)>,
+    /// The current worker was killed for not being ready in time.
+    boot_timed_out: bool,
     backoff: Option<Duration>,
     respawn_at: Option<Instant>,
     broken: bool,
@@ -301,8 +304,12 @@ impl Sup {
         let mut tick = tokio::time::interval(Duration::from_millis(100));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            // A respawn is due at its own time, not at the next tick: the
+            // backoff delays are what they say.
+            let respawn = self.next_respawn();
             tokio::select! {
                 Some(ev) = events.next() => self.on_event(ev),
+                _ = tokio::time::sleep_until(respawn.unwrap_or_else(far_future).into()), if respawn.is_some() => self.on_tick(),
                 Some(c) = commands.recv() => match c {
                     Command::Reload => self.start_reload(),
                     Command::Scale(n) => self.scale(n),
@@ -337,6 +344,15 @@ impl Sup {
         }
     }
 
+    /// The earliest pending respawn.
+    fn next_respawn(&self) -> Option<Instant> {
+        self.slots
+            .values()
+            .filter(|s| s.worker.is_none() && !s.broken)
+            .filter_map(|s| s.respawn_at)
+            .min()
+    }
+
     fn spawn(&mut self, slot: usize) {
         if self.shutting_down {
             return;
@@ -347,6 +363,7 @@ impl Sup {
                 let s = self.slots.entry(slot).or_default();
                 s.worker = Some(w);
                 s.respawn_at = None;
+                s.boot_timed_out = false;
                 s.recycle_after = recycle;
             }
             Err(e) => {
@@ -431,10 +448,22 @@ impl Sup {
     fn on_slot_exit(&mut self, slot: usize, worker: u32, status: ExitStatus, deliberate: bool) {
         let s = self.slots.get_mut(&slot).unwrap();
         let was_ready = s.worker.as_ref().is_some_and(|w| w.is_ready());
+        let how = if s.boot_timed_out {
+            format!("not ready within {:?}", self.cfg.boot_timeout)
+        } else {
+            status.to_string()
+        };
         s.worker = None;
         s.queued = false;
         self.jobs.retain(|j| j.slot != slot);
         if self.shutting_down {
+            return;
+        }
+        if self.active.iter().any(|a| a.slot == slot) {
+            // Its successor is on the way and takes the slot once ready (or
+            // the slot is respawned if it fails): respawning now as well
+            // would leave one worker outside every slot, never stopped.
+            tracing::info!(worker, slot, %status, "worker died while being replaced");
             return;
         }
         let respawn = match self.cfg.restart {
@@ -463,7 +492,7 @@ impl Sup {
             s.backoff = None;
             Duration::ZERO
         } else {
-            s.failures.push_back((now, status));
+            s.failures.push_back((now, how));
             while s
                 .failures
                 .front()
@@ -472,7 +501,7 @@ impl Sup {
                 s.failures.pop_front();
             }
             if s.failures.len() >= limit {
-                let seen: Vec<String> = s.failures.iter().map(|(_, st)| st.to_string()).collect();
+                let seen: Vec<&str> = s.failures.iter().map(|(_, how)| how.as_str()).collect();
                 let reason = format!(
                     "slot {slot}: worker died {} times in {window:?} without becoming ready ({}); not respawning",
                     seen.len(),
@@ -516,9 +545,10 @@ impl Sup {
             self.failed_replacement(a, reason);
         }
         // Respawned workers that never become ready count as failures.
-        for s in self.slots.values() {
+        for s in self.slots.values_mut() {
             if let Some(w) = &s.worker {
                 if !w.is_ready() && now.duration_since(w.started()) > self.cfg.boot_timeout {
+                    s.boot_timed_out = true;
                     tracing::warn!(
                         worker = w.id(),
                         "not ready within {:?}; killing it",
@@ -673,7 +703,11 @@ impl Sup {
     /// The successor is ready: it takes the slot, the predecessor leaves.
     fn promote(&mut self, a: Active) {
         let old = self.primary.worker(a.old);
-        let s = self.slots.entry(a.slot).or_default();
+        let Some(s) = self.slots.get_mut(&a.slot) else {
+            // The slot was scaled away meanwhile.
+            a.new.disconnect();
+            return;
+        };
         s.worker = Some(a.new.clone());
         s.queued = false;
         s.failures.clear();
@@ -706,8 +740,14 @@ impl Sup {
 
     fn failed_replacement(&mut self, a: Active, reason: String) {
         tracing::warn!("{reason}; the old worker keeps serving");
+        let backoff = self.cfg.backoff;
         if let Some(s) = self.slots.get_mut(&a.slot) {
             s.queued = false;
+            if s.worker.is_none() && !s.broken && s.respawn_at.is_none() && !self.shutting_down {
+                // The old worker died while its successor booted: the slot
+                // is empty, start it afresh.
+                s.respawn_at = Some(Instant::now() + s.backoff.unwrap_or(backoff));
+            }
         }
         if a.why == Why::Reload {
             self.abort_reload(reason);
@@ -780,17 +820,38 @@ impl Sup {
             }
         } else {
             while self.slots.len() > n {
-                let (slot, s) = self.slots.pop_last().unwrap();
+                // Empty slots (tripped, or waiting to respawn) go first, then
+                // the newest.
+                let slot = self
+                    .slots
+                    .iter()
+                    .rev()
+                    .find(|(_, s)| s.worker.is_none())
+                    .or_else(|| self.slots.iter().next_back())
+                    .map(|(k, _)| *k)
+                    .unwrap();
+                let s = self.slots.remove(&slot).unwrap();
                 self.jobs.retain(|j| j.slot != slot);
+                // A successor on its way to this slot has nowhere to go.
+                for a in self.active.iter().filter(|a| a.slot == slot) {
+                    a.new.kill_with(Signal::SIGKILL);
+                }
+                self.active.retain(|a| a.slot != slot);
                 if let Some(w) = s.worker {
                     self.retiring
                         .insert(w.id(), Instant::now() + self.cfg.grace);
                     w.disconnect();
                 }
             }
+            self.next_jobs();
         }
         self.cfg.workers = n;
     }
+}
+
+/// A time no respawn waits for.
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(86_400)
 }
 
 /// Resident memory of a process, from /proc.
