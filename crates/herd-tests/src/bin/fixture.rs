@@ -18,9 +18,23 @@
 //!   `{"cmd":"listen","addr":A}` listens on A and serves it as above.
 //!   `FIXTURE_LISTEN_OPTIONS` (JSON: `backlog`, `ipv6_only`, `mode`) are
 //!   the options of every listen.
+//!   Once it listens, a worker says it is ready (`Worker::ready`) unless
+//!   `FIXTURE_WARMUP=manual`: then it waits for `{"cmd":"ready"}`.
+//!   `{"cmd":"status","key":K,"value":V}` sets a heartbeat field,
+//!   `{"cmd":"alloc","mb":N}` allocates and touches N MiB (answers
+//!   `{"allocated": N}`). `FIXTURE_BUILD` is the worker's "build", which `/`
+//!   reports as `worker ID build B` when set.
 //! - `noaccept`: listen on `FIXTURE_LISTEN` but never accept.
 //! - `garbage`: connect, then write bytes that are no frame onto the channel.
 //! - `exit`: exit at once with `FIXTURE_EXIT_CODE`.
+//!
+//! The primary: `FIXTURE_POLICY`, `FIXTURE_HEARTBEAT_MS`,
+//! `FIXTURE_READINESS=explicit` (workers are ready when they say so) set
+//! its settings; `FIXTURE_SUPERVISE=N` runs it under `supervise` (see
+//! [`supervision_from_env`]). Every line it prints carries `t_ms`, the
+//! milliseconds since it started. `{"cmd":"heartbeat","worker":ID}` answers
+//! `{"event":"heartbeat","worker":ID,"beat":{"open","handled","app"}|null,
+//! "age_ms"}` from `WorkerHandle::last_heartbeat`.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -30,7 +44,14 @@ use herd::{Event, Primary, Role, Settings, Signal, Worker, WorkerHandle};
 use serde_json::{json, Value};
 use tokio::io::AsyncBufReadExt;
 
-fn out(v: Value) {
+/// When the process started, for the `t_ms` of each line.
+static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+
+fn out(mut v: Value) {
+    let start = *START.get_or_init(std::time::Instant::now);
+    if let Some(m) = v.as_object_mut() {
+        m.insert("t_ms".into(), json!(start.elapsed().as_millis() as u64));
+    }
     let mut stdout = std::io::stdout().lock();
     let _ = writeln!(stdout, "{v}");
     let _ = stdout.flush();
@@ -45,7 +66,11 @@ async fn main() {
 }
 
 async fn primary() {
+    START.get_or_init(std::time::Instant::now);
     let mut settings = Settings::new();
+    if std::env::var("FIXTURE_READINESS").as_deref() == Ok("explicit") {
+        settings = settings.readiness(herd::Readiness::Explicit);
+    }
     if let Ok(p) = std::env::var("FIXTURE_POLICY") {
         settings = settings.policy(p.parse().expect("FIXTURE_POLICY"));
     }
@@ -248,6 +273,17 @@ async fn primary() {
                     out(json!({ "event": "all_disconnected", "workers": p.workers().len() }));
                 });
             }
+            "heartbeat" => {
+                let v = match worker().and_then(|w| w.last_heartbeat()) {
+                    Some((at, beat)) => json!({
+                        "event": "heartbeat", "worker": id,
+                        "beat": { "open": beat.open, "handled": beat.handled, "app": beat.app },
+                        "age_ms": at.elapsed().as_millis() as u64,
+                    }),
+                    None => json!({ "event": "heartbeat", "worker": id, "beat": null }),
+                };
+                out(v);
+            }
             "workers" => {
                 let ids: Vec<u32> = primary.workers().iter().map(|w| w.id()).collect();
                 out(json!({ "event": "workers", "ids": ids }));
@@ -308,6 +344,9 @@ async fn worker() {
     for addr in addrs {
         listen_and_serve(&worker, &mode, &addr).await;
     }
+    if std::env::var("FIXTURE_WARMUP").as_deref() != Ok("manual") {
+        worker.ready();
+    }
     if let Ok(addr) = std::env::var("FIXTURE_UDP") {
         let sock = worker.bind_udp(&addr).await.expect("bind_udp");
         tokio::spawn(async move {
@@ -340,6 +379,17 @@ async fn worker() {
                         loop {}
                     });
                 }
+            }
+            Some("ready") => worker.ready(),
+            Some("status") => {
+                worker.set_status(v["key"].as_str().unwrap_or(""), &v["value"]);
+            }
+            Some("alloc") => {
+                let mb = v["mb"].as_u64().unwrap_or(0) as usize;
+                // Touch every page so that it counts as resident; keep it.
+                let block = vec![1u8; mb << 20];
+                std::mem::forget(std::hint::black_box(block));
+                let _ = worker.send(&json!({ "allocated": mb })).await;
             }
             Some("say") => {
                 let _ = worker.send(&v["msg"]).await;
@@ -378,6 +428,10 @@ async fn worker() {
 /// `{"listen_error", "kind", "addr"}`.
 async fn listen_and_serve(worker: &Worker, mode: &str, addr: &str) {
     let id = worker.id();
+    let me = match std::env::var("FIXTURE_BUILD") {
+        Ok(b) => format!("worker {id} build {b}\n"),
+        Err(_) => format!("worker {id}\n"),
+    };
     let options: herd::ListenOptions = std::env::var("FIXTURE_LISTEN_OPTIONS")
         .map(|o| serde_json::from_str(&o).expect("FIXTURE_LISTEN_OPTIONS"))
         .unwrap_or_default();
@@ -390,7 +444,10 @@ async fn listen_and_serve(worker: &Worker, mode: &str, addr: &str) {
             let app = axum::Router::new()
                 .route(
                     "/",
-                    axum::routing::get(move || async move { format!("worker {id}\n") }),
+                    axum::routing::get(move || {
+                        let me = me.clone();
+                        async move { me }
+                    }),
                 )
                 .route(
                     "/slow",
@@ -437,7 +494,11 @@ fn write_garbage() {
 }
 
 /// `FIXTURE_SUPERVISE=N` runs the primary under `supervise` with N workers;
-/// `FIXTURE_SUP_*` variables (milliseconds or counts) override defaults.
+/// `FIXTURE_SUP_*` variables (milliseconds, counts or bytes) override
+/// defaults: `GRACE_MS`, `HEARTBEAT_TIMEOUT_MS`, `BOOT_TIMEOUT_MS`,
+/// `CRASH_LIMIT`, `CRASH_WINDOW_MS`, `BACKOFF_MS`, `BACKOFF_MAX_MS`,
+/// `MAX_REQUESTS`, `JITTER`, `MAX_AGE_MS`, `MAX_MEMORY` (bytes), `SURGE`,
+/// and `RESTART` (always, on-failure, never).
 fn supervision_from_env() -> Option<herd::Supervision> {
     let n: usize = std::env::var("FIXTURE_SUPERVISE").ok()?.parse().ok()?;
     let var = |k: &str| {
@@ -467,6 +528,24 @@ fn supervision_from_env() -> Option<herd::Supervision> {
     }
     if let Some(v) = var("JITTER") {
         cfg.max_requests_jitter = v;
+    }
+    if let Some(v) = var("CRASH_WINDOW_MS") {
+        cfg.crash_window = ms(v);
+    }
+    if let Some(v) = var("BACKOFF_MAX_MS") {
+        cfg.backoff_max = ms(v);
+    }
+    if let Some(v) = var("MAX_AGE_MS") {
+        cfg.max_age = Some(ms(v));
+    }
+    if let Some(v) = var("MAX_MEMORY") {
+        cfg.max_memory = Some(v);
+    }
+    if let Some(v) = var("SURGE") {
+        cfg.surge = v as usize;
+    }
+    if let Ok(r) = std::env::var("FIXTURE_SUP_RESTART") {
+        cfg.restart = r.parse().expect("FIXTURE_SUP_RESTART");
     }
     Some(cfg)
 }

@@ -24,6 +24,7 @@ pub struct Options {
     capture_stderr: bool,
     user: Option<(u32, u32)>,
     cwd: Option<std::path::PathBuf>,
+    program: Option<std::path::PathBuf>,
 }
 
 impl Options {
@@ -54,6 +55,13 @@ impl Options {
     /// 65534 (nobody) to meet the errors an unprivileged server meets.
     pub fn user(mut self, uid: u32, gid: u32) -> Options {
         self.user = Some((uid, gid));
+        self
+    }
+
+    /// Runs this program as the primary instead of the fixture (a copy of
+    /// the fixture, or a script that execs it).
+    pub fn program(mut self, path: impl Into<std::path::PathBuf>) -> Options {
+        self.program = Some(path.into());
         self
     }
 
@@ -93,7 +101,11 @@ impl Cluster {
 
     /// Starts a fixture primary as `options` say.
     pub fn start_with(options: Options) -> Cluster {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_fixture"));
+        let program = options
+            .program
+            .clone()
+            .unwrap_or_else(|| env!("CARGO_BIN_EXE_fixture").into());
+        let mut cmd = Command::new(program);
         cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .env_remove("HERD_CHANNEL_FD");
@@ -113,7 +125,18 @@ impl Cluster {
         if let Some(dir) = &options.cwd {
             cmd.current_dir(dir);
         }
-        let mut child = cmd.spawn().expect("start fixture primary");
+        // A program just written may still be open for writing in a child
+        // that another thread forked at that moment (ETXTBSY): try again.
+        let mut tries = 0;
+        let mut child = loop {
+            match cmd.spawn() {
+                Err(e) if e.raw_os_error() == Some(libc_etxtbsy()) && tries < 50 => {
+                    tries += 1;
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                r => break r.expect("start fixture primary"),
+            }
+        };
         let stdin = child.stdin.take().unwrap();
         let stdout = child.stdout.take().unwrap();
         let stderr = child.stderr.take().map(|pipe| {
@@ -302,6 +325,11 @@ impl Drop for Cluster {
             );
         }
     }
+}
+
+/// ETXTBSY ("text file busy").
+fn libc_etxtbsy() -> i32 {
+    nix::errno::Errno::ETXTBSY as i32
 }
 
 /// Whether a process with this pid exists (and is not a zombie).
