@@ -47,6 +47,24 @@ pub enum Error {
     /// primary-only function, or the reverse).
     #[error("{0}")]
     Role(String),
+    /// A socket could not be bound for foreign workers.
+    #[error("cannot listen on {address}: {source}{}", listen_hint(source))]
+    Listen {
+        /// The address asked for.
+        address: String,
+        /// What the operating system said.
+        #[source]
+        source: io::Error,
+    },
+    /// The worker is a foreign program: it has no channel to send on.
+    #[error("worker {id} is a foreign program: it has no channel for messages")]
+    NoChannel {
+        /// The worker's id.
+        id: u32,
+    },
+    /// The settings ask for something this kind of worker cannot do.
+    #[error("{0}")]
+    Unsupported(String),
     /// A system call failed.
     #[error("{context}: {source}")]
     Io {
@@ -56,6 +74,19 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+}
+
+fn listen_hint(e: &io::Error) -> &'static str {
+    match e.kind() {
+        io::ErrorKind::AddrInUse => {
+            "; another process holds it: stop that process or choose another port"
+        }
+        io::ErrorKind::PermissionDenied => {
+            "; ports below 1024 need root or CAP_NET_BIND_SERVICE (e.g. `setcap cap_net_bind_service=+ep` on the binary), or use a port from 1024 up"
+        }
+        io::ErrorKind::AddrNotAvailable => "; that address is not one of this machine's",
+        _ => "",
+    }
 }
 
 impl Error {

@@ -40,18 +40,22 @@
 //! The modules, one concept each: [`primary`] (fork, registry, events),
 //! [`worker`] (the worker's side, listeners), `channel` (the wire between
 //! them, documented in docs/protocol.md), [`sched`] (how a port is shared:
-//! `rr`, `lc`, `shared`, `reuseport`).
+//! `rr`, `lc`, `shared`, `reuseport`), [`supervise`] (restart policy),
+//! [`foreign`] (any program as a worker, by systemd's conventions) and
+//! [`systemd`] (those conventions, for the primary itself too).
 
 #![warn(missing_docs)]
 
 pub(crate) mod channel;
 mod error;
+pub mod foreign;
 mod logging;
 mod message;
 pub mod primary;
 pub mod sched;
 pub mod supervise;
 mod sys;
+pub mod systemd;
 pub mod worker;
 
 pub use channel::wire::{Heartbeat, ListenOptions};
@@ -60,6 +64,7 @@ pub use message::Message;
 pub use nix::sys::signal::Signal;
 pub use primary::{
     Event, Events, ExitStatus, Primary, Readiness, Settings, WorkerHandle, WorkerState,
+    WorkerStatus,
 };
 pub use sched::{ListenAddr, Policy};
 pub use supervise::{ReloadPhase, Restart, Supervision, EXIT_CANNOT_BOOT};

@@ -1,8 +1,9 @@
 //! Every `unsafe` block of the crate lives here, each with a `SAFETY:` note.
 //!
-//! Three things need it: taking ownership of a descriptor number that came
-//! from the environment or from the kernel (SCM_RIGHTS), and running code in a
-//! child between `fork` and `exec`.
+//! Four things need it: taking ownership of a descriptor number that came
+//! from the environment (HERD_CHANNEL_FD, systemd's LISTEN_FDS) or from the
+//! kernel (SCM_RIGHTS, accept, fcntl's dup), and running code in a child
+//! between `fork` and `exec`.
 
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
@@ -15,7 +16,8 @@ use nix::fcntl::{fcntl, FcntlArg, FdFlag};
 /// environment variable), after checking that it is open.
 ///
 /// The caller must make sure nothing else in the process owns `fd`; herd calls
-/// it once, guarded by a process-wide flag.
+/// it once per descriptor, guarded by a process-wide flag (`worker::connect`
+/// for the channel, `systemd::listen_fds` for sockets from systemd).
 pub(crate) fn take_inherited_fd(fd: RawFd) -> io::Result<OwnedFd> {
     if fd < 0 {
         return Err(io::Error::new(
@@ -25,10 +27,25 @@ pub(crate) fn take_inherited_fd(fd: RawFd) -> io::Result<OwnedFd> {
     }
     fcntl(fd, FcntlArg::F_GETFD).map_err(io::Error::from)?;
     // SAFETY: the descriptor is open (F_GETFD succeeded), it was handed to this
-    // process by its parent for herd alone, and the process-wide flag in
-    // `worker::connect` ensures it is wrapped at most once, so no other owner
-    // exists that could close it behind our back.
+    // process by its parent for herd alone, and the process-wide flags in
+    // `worker::connect` and `systemd::listen_fds` ensure it is wrapped at most
+    // once, so no other owner exists that could close it behind our back.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Duplicates `fd` to a new close-on-exec descriptor numbered `min` or
+/// above (fcntl F_DUPFD_CLOEXEC).
+pub(crate) fn dup_above(fd: std::os::fd::BorrowedFd<'_>, min: RawFd) -> io::Result<OwnedFd> {
+    use std::os::fd::AsRawFd;
+    let new = fcntl(fd.as_raw_fd(), FcntlArg::F_DUPFD_CLOEXEC(min)).map_err(io::Error::from)?;
+    // SAFETY: fcntl just created this descriptor and returned its number to
+    // us alone; wrapping it here makes this the one owner.
+    Ok(unsafe { OwnedFd::from_raw_fd(new) })
+}
+
+/// Whether descriptor number `fd` is open in this process.
+pub(crate) fn fd_is_open(fd: RawFd) -> bool {
+    fcntl(fd, FcntlArg::F_GETFD).is_ok()
 }
 
 /// Takes ownership of descriptors that `recvmsg` just installed in this

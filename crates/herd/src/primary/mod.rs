@@ -15,6 +15,7 @@
 //! ```
 
 mod events;
+mod foreign;
 mod settings;
 mod worker;
 
@@ -42,7 +43,7 @@ use crate::{Error, ENV_CHANNEL_FD, ENV_HEARTBEAT_MS, ENV_WORKER_ID};
 use events::Bus;
 pub use events::{Event, Events};
 pub use settings::{Readiness, Settings};
-pub use worker::{WorkerHandle, WorkerState};
+pub use worker::{WorkerHandle, WorkerState, WorkerStatus};
 
 /// How a worker's process ended: an exit code or a signal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -100,6 +101,10 @@ pub(crate) struct Inner {
     pub(crate) control: OnceLock<tokio::sync::mpsc::UnboundedSender<crate::supervise::Command>>,
     /// The program path at start: a reload execs what is on disk there now.
     default_exec: Option<std::path::PathBuf>,
+    /// Foreign workers' sockets and notification directory, once bound.
+    foreign: Mutex<Option<Arc<foreign::State>>>,
+    /// Workers started per slot (for `restarts`).
+    slot_starts: Mutex<Vec<u32>>,
 }
 
 impl Inner {
@@ -143,6 +148,8 @@ impl Primary {
                 signals_started: AtomicBool::new(false),
                 control: OnceLock::new(),
                 default_exec: std::env::current_exe().ok(),
+                foreign: Mutex::new(None),
+                slot_starts: Mutex::new(Vec::new()),
             }),
         })
     }
@@ -215,6 +222,13 @@ impl Primary {
         let _ = self.policy();
         self.start_signal_handling();
         let settings = self.settings();
+        if let Some(spec) = settings.foreign.clone() {
+            let env = env.into_iter().map(|(k, v)| (k.into(), v.into())).collect();
+            // Bound before the id is taken, so a bind error wastes none.
+            self.foreign_state(&spec)?;
+            let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+            return self.fork_foreign(id, &spec, env, predecessor);
+        }
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let exec = match (&settings.exec, &self.inner.default_exec) {
             (Some(p), _) | (None, Some(p)) => p.clone(),
@@ -282,6 +296,45 @@ impl Primary {
 
         let stream = unix_stream(ours).map_err(|e| Error::io("worker channel", e))?;
         let outbox = Outbox::start(stream.clone());
+        let handle = self.register(id, pid, outbox, &mut child, None, predecessor);
+        tracing::debug!(worker = id, pid, exec = %exec.display(), "forked worker");
+        self.inner.bus.emit(Event::Fork { worker: id });
+        tokio::spawn(supervise(
+            self.inner.clone(),
+            handle.clone(),
+            child,
+            Reader::new(stream),
+        ));
+        Ok(handle)
+    }
+
+    /// Builds a worker's handle and enters it in the registry (the
+    /// successor link first, before the worker can ask to listen).
+    fn register(
+        &self,
+        id: u32,
+        pid: u32,
+        outbox: Arc<Outbox>,
+        child: &mut tokio::process::Child,
+        foreign: Option<Signal>,
+        predecessor: Option<u32>,
+    ) -> WorkerHandle {
+        let mut workers = self.inner.workers.lock().unwrap();
+        let slot = match predecessor.and_then(|p| workers.get(&p)) {
+            Some(old) => old.slot(),
+            None => {
+                let used: std::collections::BTreeSet<usize> =
+                    workers.values().map(|w| w.slot()).collect();
+                (0..).find(|s| !used.contains(s)).unwrap_or(0)
+            }
+        };
+        {
+            let mut starts = self.inner.slot_starts.lock().unwrap();
+            if starts.len() <= slot {
+                starts.resize(slot + 1, 0);
+            }
+            starts[slot] += 1;
+        }
         let (exit, _) = watch::channel(None);
         let handle = WorkerHandle {
             shared: Arc::new(worker::Shared {
@@ -302,26 +355,114 @@ impl Primary {
                 stderr: Mutex::new(child.stderr.take()),
                 started: std::time::Instant::now(),
                 beat: Mutex::new(None),
+                foreign,
+                slot,
+                status_text: Mutex::new(None),
             }),
         };
         if let Some(old) = predecessor {
             // Registered before the successor can ask to listen.
             self.inner.table.set_successor(id, old);
         }
-        self.inner
-            .workers
+        workers.insert(id, handle.clone());
+        handle
+    }
+
+    /// Binds the sockets of the foreign worker spec in the settings (see
+    /// [`crate::foreign`]) now, rather than at the first fork, so that a
+    /// bad address, a port in use or a missing permission is reported
+    /// before any worker starts. Returns what was bound, in descriptor
+    /// order; later calls return the same.
+    ///
+    /// # Errors
+    /// [`Error::Listen`] naming the address (with a hint for EADDRINUSE and
+    /// EACCES), [`Error::Unsupported`] for the `rr` and `lc` policies,
+    /// [`Error::Role`] when the settings have no foreign spec.
+    pub fn bind_foreign(&self) -> Result<Vec<crate::foreign::Bound>, Error> {
+        let spec = self.settings().foreign.ok_or_else(|| {
+            Error::Role("bind_foreign needs a foreign worker spec in the settings".into())
+        })?;
+        Ok(self.foreign_state(&spec)?.bound.clone())
+    }
+
+    fn foreign_state(&self, spec: &crate::foreign::Foreign) -> Result<Arc<foreign::State>, Error> {
+        let mut slot = self.inner.foreign.lock().unwrap();
+        if let Some(s) = slot.as_ref() {
+            return Ok(s.clone());
+        }
+        let state = Arc::new(foreign::prepare(&self.inner, self.policy(), spec)?);
+        *slot = Some(state.clone());
+        Ok(state)
+    }
+
+    /// Removes the files herd made for foreign workers (their notification
+    /// sockets). Call it when the cluster is done.
+    pub fn remove_foreign_files(&self) {
+        if let Some(s) = self.inner.foreign.lock().unwrap().as_ref() {
+            s.remove_files();
+        }
+    }
+
+    /// A snapshot of every live worker, by id: state, memory, connections,
+    /// restarts, what it reports. Reads /proc for memory (and for a foreign
+    /// worker's connections).
+    pub fn status(&self) -> Vec<WorkerStatus> {
+        let ports = self
+            .inner
+            .foreign
             .lock()
             .unwrap()
-            .insert(id, handle.clone());
-        tracing::debug!(worker = id, pid, exec = %exec.display(), "forked worker");
-        self.inner.bus.emit(Event::Fork { worker: id });
-        tokio::spawn(supervise(
-            self.inner.clone(),
-            handle.clone(),
-            child,
-            Reader::new(stream),
-        ));
-        Ok(handle)
+            .as_ref()
+            .map(|s| s.ports.clone())
+            .unwrap_or_default();
+        let starts = self.inner.slot_starts.lock().unwrap().clone();
+        let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+            .ok()
+            .flatten()
+            .unwrap_or(4096) as u64;
+        self.workers()
+            .into_iter()
+            .map(|w| {
+                let beat = w.last_heartbeat();
+                let rss = std::fs::read_to_string(format!("/proc/{}/statm", w.pid()))
+                    .ok()
+                    .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+                    .map(|pages| pages * page);
+                let (connections, handled, status) = if w.is_foreign() {
+                    let handled = beat.as_ref().map(|(_, b)| b.handled).filter(|h| *h > 0);
+                    (
+                        foreign::count_connections(w.pid(), &ports),
+                        handled,
+                        w.shared.status_text.lock().unwrap().clone(),
+                    )
+                } else {
+                    match &beat {
+                        Some((_, b)) => (
+                            Some(b.open),
+                            Some(b.handled),
+                            (!b.app.is_empty())
+                                .then(|| serde_json::Value::Object(b.app.clone()).to_string()),
+                        ),
+                        None => (None, None, None),
+                    }
+                };
+                WorkerStatus {
+                    id: w.id(),
+                    pid: w.pid(),
+                    slot: w.slot(),
+                    state: w.state().name().to_string(),
+                    leaving: w.exited_after_disconnect(),
+                    foreign: w.is_foreign(),
+                    uptime_secs: w.started().elapsed().as_secs_f64(),
+                    restarts: starts.get(w.slot()).copied().unwrap_or(1).saturating_sub(1),
+                    rss_bytes: rss,
+                    connections,
+                    handled,
+                    heartbeat_age_secs: beat.map(|(t, _)| t.elapsed().as_secs_f64()),
+                    status,
+                }
+            })
+            .collect()
     }
 
     /// The live workers (not yet both disconnected and exited), by id.
@@ -510,6 +651,7 @@ fn on_frame(inner: &Inner, w: &WorkerHandle, online: &mut bool, frame: Frame) ->
     let link = crate::sched::Link {
         id: w.id(),
         outbox: w.shared.outbox.clone(),
+        handoff: true,
     };
     match control {
         Control::Listen {

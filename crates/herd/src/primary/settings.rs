@@ -27,6 +27,7 @@ pub struct Settings {
     pub(crate) handle_signals: Option<bool>,
     pub(crate) readiness: Option<Readiness>,
     pub(crate) heartbeat: Option<std::time::Duration>,
+    pub(crate) foreign: Option<std::sync::Arc<crate::foreign::Foreign>>,
 }
 
 /// When a worker counts as ready (past its warm-up).
@@ -120,6 +121,19 @@ impl Settings {
         self
     }
 
+    /// Run a foreign program as the workers, instead of `exec` speaking
+    /// herd's channel (see [`crate::foreign`]). Needs the `shared` or
+    /// `reuseport` policy.
+    pub fn foreign(mut self, spec: crate::foreign::Foreign) -> Self {
+        self.foreign = Some(std::sync::Arc::new(spec));
+        self
+    }
+
+    /// The foreign worker spec, if set.
+    pub fn get_foreign(&self) -> Option<&crate::foreign::Foreign> {
+        self.foreign.as_deref()
+    }
+
     /// The heartbeat interval in force.
     pub fn get_heartbeat(&self) -> std::time::Duration {
         self.heartbeat.unwrap_or(std::time::Duration::from_secs(1))
@@ -170,7 +184,8 @@ impl Settings {
             policy,
             handle_signals,
             readiness,
-            heartbeat
+            heartbeat,
+            foreign
         );
         self.env.extend(later.env);
     }

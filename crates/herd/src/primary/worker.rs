@@ -53,6 +53,13 @@ pub(crate) struct Shared {
     pub stderr: Mutex<Option<ChildStderr>>,
     pub started: Instant,
     pub beat: Mutex<Option<(Instant, Heartbeat)>>,
+    /// For a foreign worker (no channel): the signal that asks it to stop.
+    pub foreign: Option<Signal>,
+    /// The worker's place in the cluster: a successor takes its
+    /// predecessor's, a new worker the lowest free one.
+    pub slot: usize,
+    /// The last `STATUS=` a foreign worker sent.
+    pub status_text: Mutex<Option<String>>,
 }
 
 /// The primary's handle on a worker: cheap to clone, valid after the worker
@@ -110,6 +117,9 @@ impl WorkerHandle {
     /// [`Error::WorkerGone`] if the worker has disconnected;
     /// [`Error::Codec`] or [`Error::TooLarge`] if `msg` cannot be sent.
     pub async fn send<T: Serialize + ?Sized>(&self, msg: &T) -> Result<(), Error> {
+        if self.is_foreign() {
+            return Err(Error::NoChannel { id: self.id() });
+        }
         if !self.is_connected() {
             return Err(Error::WorkerGone { id: self.id() });
         }
@@ -130,7 +140,7 @@ impl WorkerHandle {
     /// Asks the worker to disconnect gracefully: it stops accepting, lets
     /// open connections finish, closes its channel and exits. Returns at
     /// once; watch for `Exit` or call [`wait`](Self::wait). Repeated calls
-    /// are harmless.
+    /// are harmless. A foreign worker is sent its stop signal (SIGTERM).
     pub fn disconnect(&self) {
         {
             let mut life = self.shared.life.lock().unwrap();
@@ -144,7 +154,23 @@ impl WorkerHandle {
         if let Some(p) = self.shared.primary.upgrade() {
             p.table.stop_routing(self.id());
         }
-        let _ = self.shared.outbox.control(&Control::Disconnect, Vec::new());
+        match self.shared.foreign {
+            Some(stop) => self.signal(stop),
+            None => {
+                let _ = self.shared.outbox.control(&Control::Disconnect, Vec::new());
+            }
+        }
+    }
+
+    /// Whether the worker is a foreign program (see [`crate::foreign`]).
+    pub fn is_foreign(&self) -> bool {
+        self.shared.foreign.is_some()
+    }
+
+    /// The worker's slot: 0, 1, 2... A successor has its predecessor's
+    /// slot; any other new worker the lowest slot no live worker has.
+    pub fn slot(&self) -> usize {
+        self.shared.slot
     }
 
     /// Kills the worker with SIGTERM at once (Node's default signal).
@@ -256,6 +282,30 @@ impl WorkerHandle {
         *self.shared.beat.lock().unwrap() = Some((Instant::now(), beat));
     }
 
+    /// A foreign worker's heartbeat: the time moves, the contents stay.
+    pub(crate) fn touch(&self) {
+        let mut b = self.shared.beat.lock().unwrap();
+        let beat = b.take().map(|(_, h)| h).unwrap_or_default();
+        *b = Some((Instant::now(), beat));
+    }
+
+    /// A foreign worker's count of handled connections (`HERD_HANDLED=`).
+    pub(crate) fn set_handled(&self, handled: u64) {
+        let mut b = self.shared.beat.lock().unwrap();
+        match b.as_mut() {
+            Some((_, h)) => h.handled = handled,
+            None => {
+                *b = Some((
+                    self.shared.started,
+                    Heartbeat {
+                        handled,
+                        ..Heartbeat::default()
+                    },
+                ))
+            }
+        }
+    }
+
     /// Whether the worker has finished its warm-up.
     pub fn is_ready(&self) -> bool {
         self.shared.life.lock().unwrap().ready
@@ -299,5 +349,55 @@ impl WorkerHandle {
             status,
             exited_after_disconnect: deliberate,
         });
+    }
+}
+
+/// One worker as [`Primary::status`](crate::Primary::status) shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct WorkerStatus {
+    /// The worker's id.
+    pub id: u32,
+    /// Its process id.
+    pub pid: u32,
+    /// Its slot (see [`WorkerHandle::slot`]).
+    pub slot: usize,
+    /// `none`, `online`, `listening`, `ready`, `disconnected` or `dead`.
+    pub state: String,
+    /// Asked to go (disconnecting, killed, being replaced).
+    pub leaving: bool,
+    /// A foreign program rather than a herd-aware worker.
+    pub foreign: bool,
+    /// Seconds since it was started.
+    pub uptime_secs: f64,
+    /// Workers started in this slot before this one (respawns and
+    /// replacements).
+    pub restarts: u32,
+    /// Resident memory in bytes, from /proc.
+    pub rss_bytes: Option<u64>,
+    /// Open connections: reported by a herd-aware worker; counted from
+    /// /proc for a foreign one (TCP only).
+    pub connections: Option<u64>,
+    /// Connections handled since start, when reported.
+    pub handled: Option<u64>,
+    /// Seconds since the last heartbeat (`WATCHDOG=1` for a foreign worker).
+    pub heartbeat_age_secs: Option<f64>,
+    /// What the worker says of itself: `STATUS=` for a foreign worker, its
+    /// heartbeat's application fields for a herd-aware one.
+    pub status: Option<String>,
+}
+
+impl WorkerState {
+    /// The lowercase name: `none`, `online`, `listening`, `ready`,
+    /// `disconnected`, `dead`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            WorkerState::None => "none",
+            WorkerState::Online => "online",
+            WorkerState::Listening => "listening",
+            WorkerState::Ready => "ready",
+            WorkerState::Disconnected => "disconnected",
+            WorkerState::Dead => "dead",
+        }
     }
 }

@@ -101,6 +101,9 @@ impl FromStr for Policy {
 pub(crate) struct Link {
     pub id: u32,
     pub outbox: Arc<Outbox>,
+    /// Whether the worker can take handed-off connections: false for a
+    /// foreign worker (no channel), which only accepts on its own sockets.
+    pub handoff: bool,
 }
 
 /// The small interface every policy implements.
@@ -295,6 +298,8 @@ struct Entry {
     /// Workers that confirmed they accept (routed to once also ready).
     listening: BTreeSet<u32>,
     unix_path: Option<PathBuf>,
+    /// Made by [`Table::preset`]: stays open when its last worker leaves.
+    pinned: bool,
 }
 
 impl Drop for Entry {
@@ -364,7 +369,7 @@ impl Table {
             None => {
                 t.next_handle += 1;
                 let handle = t.next_handle;
-                match create(policy, handle, &parsed, &opts) {
+                match create(policy, handle, &parsed, &opts, None) {
                     Ok((share, address)) => {
                         let unix_path = match &parsed {
                             ListenAddr::Unix(p) => Some(p.clone()),
@@ -380,6 +385,7 @@ impl Table {
                                 workers: BTreeSet::new(),
                                 listening: BTreeSet::new(),
                                 unix_path,
+                                pinned: false,
                             },
                         );
                         handle
@@ -458,6 +464,57 @@ impl Table {
             .insert(successor, predecessor);
     }
 
+    /// Binds `addr` now (or adopts `socket`, already bound and listening)
+    /// for workers that are handed their sockets at start (foreign
+    /// workers). The entry stays open for the primary's life, so a port
+    /// chosen by the kernel (port 0) stays the same through respawns.
+    /// Returns the handle and the address as bound.
+    pub fn preset(
+        &self,
+        policy: Policy,
+        addr: &ListenAddr,
+        opts: ListenOptions,
+        socket: Option<Socket>,
+    ) -> io::Result<(u32, String)> {
+        let mut t = self.inner.lock().unwrap();
+        t.next_handle += 1;
+        let handle = t.next_handle;
+        let (share, address) = create(policy, handle, addr, &opts, socket)?;
+        let key = format!("{addr}#preset{handle}");
+        t.by_key.insert(key.clone(), handle);
+        t.entries.insert(
+            handle,
+            Entry {
+                key,
+                address: address.clone(),
+                share,
+                workers: BTreeSet::new(),
+                listening: BTreeSet::new(),
+                unix_path: None,
+                pinned: true,
+            },
+        );
+        Ok((handle, address))
+    }
+
+    /// Adds a worker that cannot take hand-offs to a preset entry and
+    /// returns the socket it accepts on (a successor gets its predecessor's
+    /// under `reuseport`).
+    pub fn attach(&self, handle: u32, link: &Link) -> io::Result<OwnedFd> {
+        let mut t = self.inner.lock().unwrap();
+        let predecessor = t.successor_of.get(&link.id).copied();
+        let entry = t
+            .entries
+            .get_mut(&handle)
+            .ok_or_else(|| io::Error::other(format!("no listen with handle {handle}")))?;
+        if let Some(pred) = predecessor.filter(|p| entry.workers.contains(p)) {
+            entry.share.inherit(link.id, pred);
+        }
+        let (_, fd) = entry.share.add(link)?;
+        entry.workers.insert(link.id);
+        fd.ok_or_else(|| io::Error::other("this policy gives workers no socket of their own"))
+    }
+
     pub fn unlisten(&self, worker: u32, handle: u32) {
         let mut t = self.inner.lock().unwrap();
         Self::leave(&mut t, worker, handle);
@@ -489,7 +546,7 @@ impl Table {
         }
         entry.listening.remove(&worker);
         entry.share.remove(worker);
-        if entry.workers.is_empty() {
+        if entry.workers.is_empty() && !entry.pinned {
             if let Some(e) = t.entries.remove(&handle) {
                 t.by_key.remove(&e.key);
             }
@@ -527,11 +584,15 @@ fn create(
     handle: u32,
     addr: &ListenAddr,
     opts: &ListenOptions,
+    socket: Option<Socket>,
 ) -> io::Result<(Box<dyn Share>, String)> {
     let datagram = matches!(addr, ListenAddr::Udp(_));
     let unix = matches!(addr, ListenAddr::Unix(_));
     let reuse_port = policy == Policy::ReusePort && !unix;
-    let sock = bind(addr, opts, reuse_port)?;
+    let sock = match socket {
+        Some(s) => s,
+        None => bind(addr, opts, reuse_port)?,
+    };
     let address = display_address(addr, &sock);
     let share: Box<dyn Share> = match policy {
         _ if reuse_port => Box::new(reuseport::ReusePort::new(

@@ -21,8 +21,15 @@
 //!
 //! UDP sockets cannot be handed off: a spare UDP socket waits
 //! [`SPARE_GRACE`] for a successor, then is closed.
+//!
+//! Nor can connections be handed to a foreign worker (one without a
+//! channel, see `crate::foreign`). When one leaves on purpose (scale down,
+//! shutdown) without a successor, its socket is closed at once, so the
+//! kernel stops sending new connections there (those already queued on it
+//! are reset, as when any reuseport server closes a listener); when one
+//! crashes, its socket waits [`SPARE_GRACE`] for the respawn, as UDP's do.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::os::fd::OwnedFd;
 use std::sync::{Arc, Mutex};
@@ -58,6 +65,10 @@ pub(crate) struct ReusePort {
     next_serial: u64,
     /// Accepts on spares and hands the connections to the workers.
     drain: Handoff,
+    /// Workers that cannot take hand-offs (foreign workers).
+    no_handoff: HashSet<u32>,
+    /// Workers told to stop (leaving on purpose).
+    stopped: HashSet<u32>,
 }
 
 impl ReusePort {
@@ -82,6 +93,8 @@ impl ReusePort {
             spares: Arc::new(Mutex::new(Vec::new())),
             next_serial: 0,
             drain: Handoff::new(handle, Box::new(RoundRobin::default()), false),
+            no_handoff: HashSet::new(),
+            stopped: HashSet::new(),
         })
     }
 
@@ -111,12 +124,13 @@ impl ReusePort {
     }
 
     /// Keeps a departed worker's socket for the next worker, serving it
-    /// meanwhile (TCP) or for at most [`SPARE_GRACE`] (UDP).
-    fn keep_spare(&mut self, fd: OwnedFd) {
+    /// meanwhile (TCP, unless `timed`) or for at most [`SPARE_GRACE`] (UDP,
+    /// or `timed`).
+    fn keep_spare(&mut self, fd: OwnedFd, timed: bool) {
         self.next_serial += 1;
         let serial = self.next_serial;
         let drain = match self.addr {
-            ListenAddr::Tcp(_) => match fd
+            ListenAddr::Tcp(_) if !timed => match fd
                 .try_clone()
                 .and_then(|copy| self.drain.add_socket(Socket::from(copy)))
             {
@@ -165,7 +179,11 @@ impl Share for ReusePort {
         };
         let copy = sock.try_clone()?;
         self.by_worker.insert(worker.id, sock);
-        self.drain.add(worker)?;
+        if worker.handoff {
+            self.drain.add(worker)?;
+        } else {
+            self.no_handoff.insert(worker.id);
+        }
         Ok((ListenMode::Socket, Some(copy)))
     }
 
@@ -174,6 +192,7 @@ impl Share for ReusePort {
     }
 
     fn stop(&mut self, worker: u32) {
+        self.stopped.insert(worker);
         self.drain.stop(worker);
     }
 
@@ -188,6 +207,8 @@ impl Share for ReusePort {
     fn remove(&mut self, worker: u32) {
         // What was handed to it and not taken goes to another worker.
         self.drain.remove(worker);
+        let foreign = self.no_handoff.remove(&worker);
+        let stopped = self.stopped.remove(&worker);
         let Some(sock) = self.by_worker.remove(&worker) else {
             return;
         };
@@ -210,6 +231,10 @@ impl Share for ReusePort {
         if shared || self.by_worker.is_empty() {
             return;
         }
-        self.keep_spare(sock);
+        if foreign && stopped {
+            // Left on purpose, nobody to take it: close it now.
+            return;
+        }
+        self.keep_spare(sock, foreign);
     }
 }

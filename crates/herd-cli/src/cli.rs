@@ -1,0 +1,223 @@
+//! The command line, as clap sees it. Every `run` option is optional here:
+//! a flag wins over its `HERD_*` environment variable (clap reads both),
+//! which wins over the `--config` file, which wins over the defaults (see
+//! `config.rs`).
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Run any program (Node, Python, Go, Rust...) as a cluster of workers that
+/// share its listening sockets, supervised: respawned when they crash,
+/// replaced one at a time on reload, recycled by age, requests or memory.
+///
+/// Workers get their sockets the way systemd passes them (LISTEN_FDS,
+/// descriptors from 3) and may report readiness and liveness by sd_notify
+/// (READY=1, WATCHDOG=1, STATUS=) on their own NOTIFY_SOCKET.
+#[derive(Debug, Parser)]
+#[command(name = "herd", version, propagate_version = true)]
+#[command(after_help = "Examples:
+  herd run -w 2 -l 127.0.0.1:8080 -- node server.js
+  herd run -w 4 -l web=:8080 --ready notify -- python3 app.py
+  herd ctl status
+  herd ctl reload
+
+Exit codes: 0 success; 1 failure (the cluster could not start, a reload
+was aborted, workers had to be killed at shutdown); 2 bad usage; 3 no herd
+is running under that name (herd ctl).")]
+pub struct Cli {
+    /// How herd writes its own messages and (with --output prefix) the
+    /// workers' lines: text, or one JSON object per line.
+    #[arg(long, global = true, value_enum, env = "HERD_LOG_FORMAT")]
+    pub log_format: Option<LogFormat>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run PROGRAM as a cluster: herd binds the sockets, starts the workers
+    /// and keeps them up until it gets SIGTERM or SIGINT (graceful stop).
+    /// SIGHUP replaces every worker one at a time, the new one first;
+    /// SIGTTIN and SIGTTOU add or remove a worker.
+    #[command(
+        after_help = "Addresses (-l): HOST:PORT, [V6]:PORT, :PORT (all interfaces), unix:PATH,
+udp:HOST:PORT, each optionally NAME=ADDR. Port 0 picks a free port: herd
+prints `listening on ADDRESS (fd N, name NAME)` for each socket. Workers get
+them at descriptors 3, 4... in that order, with LISTEN_FDS, LISTEN_PID (the
+worker's own pid), LISTEN_FDNAMES and HERD_WORKER_ID. Under systemd socket
+activation herd serves the sockets it is given instead (matched to -l by
+name, else by order; without -l all of them).
+
+Durations: 500ms, 30s, 2m, 1h. Sizes: 512M, 2G (bytes without a unit).
+
+Config file (TOML), keys as the long options with underscores:
+  workers = 4
+  listen = [\"web=:8080\"]
+  sched = \"reuseport\"
+  ready = \"notify\"
+  grace = \"30s\"
+  command = [\"node\", \"server.js\"]
+  [env]
+  NODE_ENV = \"production\"
+
+rr and lc hand each connection to a worker over herd's channel: only
+programs built with the herd Rust library speak it. For any other program
+use shared (one socket, the kernel wakes a worker) or reuseport (one socket
+per worker, the kernel spreads connections evenly by hash)."
+    )]
+    Run(Box<RunArgs>),
+    /// Talk to a running herd through its control socket.
+    Ctl(CtlArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Output {
+    /// Each line of a worker's stdout and stderr, prefixed with its id.
+    Prefix,
+    /// Workers write to herd's stdout and stderr directly.
+    Raw,
+    /// Worker output is discarded.
+    Silent,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// Number of workers [default: one per CPU].
+    #[arg(short, long, value_name = "N", env = "HERD_WORKERS")]
+    pub workers: Option<usize>,
+
+    /// Address to listen on, repeatable: HOST:PORT, [V6]:PORT, :PORT,
+    /// unix:PATH, udp:HOST:PORT, optionally NAME=ADDR.
+    #[arg(
+        short,
+        long,
+        value_name = "[NAME=]ADDR",
+        env = "HERD_LISTEN",
+        value_delimiter = ','
+    )]
+    pub listen: Vec<String>,
+
+    /// How workers share a port: shared or reuseport (rr and lc need
+    /// herd-aware workers) [default: reuseport].
+    #[arg(long, value_name = "POLICY", env = "HERD_SCHED_POLICY")]
+    pub sched: Option<String>,
+
+    /// When a worker counts as ready: notify (it sends READY=1), listening
+    /// (as soon as it runs: its sockets already queue connections) or
+    /// delay:DURATION [default: listening].
+    #[arg(long, value_name = "RULE", env = "HERD_READY")]
+    pub ready: Option<String>,
+
+    /// How long a worker asked to stop (SIGTERM) may take before it is
+    /// killed [default: 30s].
+    #[arg(long, value_name = "DURATION", env = "HERD_GRACE")]
+    pub grace: Option<String>,
+
+    /// When to restart a worker that exited: always, on-failure or never
+    /// [default: on-failure].
+    #[arg(long, value_name = "POLICY", env = "HERD_RESTART")]
+    pub restart: Option<String>,
+
+    /// First delay before respawning a crashed worker; doubles at each
+    /// crash up to 10s [default: 100ms].
+    #[arg(long, value_name = "DURATION", env = "HERD_BACKOFF")]
+    pub backoff: Option<String>,
+
+    /// Crashes before ready, within a minute, after which a worker slot is
+    /// left down [default: 5].
+    #[arg(long, value_name = "N", env = "HERD_CRASH_LIMIT")]
+    pub crash_limit: Option<usize>,
+
+    /// How long a new worker may take to become ready [default: 30s].
+    #[arg(long, value_name = "DURATION", env = "HERD_BOOT_TIMEOUT")]
+    pub boot_timeout: Option<String>,
+
+    /// Replace workers older than this.
+    #[arg(long, value_name = "DURATION", env = "HERD_MAX_AGE")]
+    pub max_age: Option<String>,
+
+    /// Replace a worker after it handled this many connections (as it
+    /// reports them with HERD_HANDLED=N on its NOTIFY_SOCKET).
+    #[arg(long, value_name = "N", env = "HERD_MAX_REQUESTS")]
+    pub max_requests: Option<u64>,
+
+    /// Replace a worker whose resident memory exceeds this.
+    #[arg(long, value_name = "SIZE", env = "HERD_MAX_MEMORY")]
+    pub max_memory: Option<String>,
+
+    /// Expect WATCHDOG=1 from each worker at least this often (sets its
+    /// WATCHDOG_USEC); a worker that stops sending it is replaced. Off by
+    /// default.
+    #[arg(long, value_name = "DURATION", env = "HERD_HEARTBEAT_TIMEOUT")]
+    pub heartbeat_timeout: Option<String>,
+
+    /// Discard the workers' output (same as --output silent).
+    #[arg(long, env = "HERD_SILENT")]
+    pub silent: bool,
+
+    /// Worker output: prefix (each line with its worker id), raw or silent
+    /// [default: prefix].
+    #[arg(long, value_enum, env = "HERD_OUTPUT")]
+    pub output: Option<Output>,
+
+    /// This cluster's name: its control socket is NAME.sock in the runtime
+    /// directory ($HERD_RUNTIME_DIR, else $XDG_RUNTIME_DIR/herd, else
+    /// /tmp/herd-UID) [default: herd].
+    #[arg(long, env = "HERD_NAME")]
+    pub name: Option<String>,
+
+    /// A TOML file with any of these options (flags and HERD_* variables
+    /// win over it).
+    #[arg(long, value_name = "FILE", env = "HERD_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// The program to run and its arguments, after `--`.
+    #[arg(last = true, value_name = "PROGRAM [ARGS]...")]
+    pub command: Vec<OsString>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CtlArgs {
+    /// The cluster's name (as given to herd run --name) [default: herd].
+    #[arg(long, env = "HERD_NAME", global = true)]
+    pub name: Option<String>,
+
+    /// The control socket's path, instead of finding it by name.
+    #[arg(long, value_name = "PATH", global = true)]
+    pub socket: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub action: CtlAction,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum CtlAction {
+    /// A table of the workers: id, pid, state, uptime, memory,
+    /// connections, restarts, status.
+    Status {
+        /// Print the status as JSON instead.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Replace every worker, one at a time, the new one first; waits until
+    /// done.
+    Reload,
+    /// Set the number of workers; waits until they are all ready.
+    Scale {
+        /// The number of workers wanted.
+        #[arg(value_name = "N")]
+        workers: usize,
+    },
+    /// Stop the cluster gracefully; waits until herd has exited.
+    Stop,
+}

@@ -1,0 +1,335 @@
+//! Resolving `herd run`'s settings: flags, then `HERD_*` variables (both
+//! read by clap), then the `--config` TOML file, then the defaults; and
+//! checking every value, so that bad input is one clear line before
+//! anything starts.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use herd::foreign::{parse_duration, ForeignReady};
+use herd::{ListenAddr, Policy, Restart};
+use serde::Deserialize;
+
+use crate::cli::{Output, RunArgs};
+
+/// The `--config` file: the long options with underscores.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct File {
+    pub workers: Option<usize>,
+    pub listen: Option<Vec<String>>,
+    pub sched: Option<String>,
+    pub ready: Option<String>,
+    pub grace: Option<String>,
+    pub restart: Option<String>,
+    pub backoff: Option<String>,
+    pub crash_limit: Option<usize>,
+    pub boot_timeout: Option<String>,
+    pub max_age: Option<String>,
+    pub max_requests: Option<u64>,
+    pub max_memory: Option<String>,
+    pub heartbeat_timeout: Option<String>,
+    pub silent: Option<bool>,
+    pub output: Option<Output>,
+    pub name: Option<String>,
+    pub log_format: Option<String>,
+    /// The program and its arguments.
+    pub command: Option<Vec<String>>,
+    /// Extra environment variables for the workers.
+    pub env: Option<BTreeMap<String, String>>,
+}
+
+impl File {
+    pub fn load(path: &Path) -> Result<File> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        toml::from_str(&text).map_err(|e| {
+            // toml's message spans several lines (a snippet); keep the gist.
+            let msg = e.message().trim().to_string();
+            let at = e
+                .span()
+                .map(|s| {
+                    let line = text[..s.start.min(text.len())].matches('\n').count() + 1;
+                    format!(" (line {line})")
+                })
+                .unwrap_or_default();
+            anyhow!("config file {}{at}: {msg}", path.display())
+        })
+    }
+}
+
+/// One socket to listen on.
+#[derive(Debug, Clone)]
+pub struct Listen {
+    pub name: Option<String>,
+    pub addr: ListenAddr,
+    /// As written, for messages.
+    pub text: String,
+}
+
+/// Everything `herd run` needs, checked.
+#[derive(Debug)]
+pub struct Run {
+    pub workers: usize,
+    pub listens: Vec<Listen>,
+    pub policy: Policy,
+    pub ready: ForeignReady,
+    pub grace: Duration,
+    pub restart: Restart,
+    pub backoff: Option<Duration>,
+    pub crash_limit: Option<usize>,
+    pub boot_timeout: Option<Duration>,
+    pub max_age: Option<Duration>,
+    pub max_requests: Option<u64>,
+    pub max_memory: Option<u64>,
+    pub heartbeat_timeout: Option<Duration>,
+    pub output: Output,
+    pub name: String,
+    pub program: PathBuf,
+    pub args: Vec<OsString>,
+    pub env: Vec<(String, String)>,
+}
+
+fn duration(what: &str, v: &str) -> Result<Duration> {
+    parse_duration(v).map_err(|e| anyhow!("--{what}: {e}"))
+}
+
+/// Parses a size: bytes, or a number with K, M, G (powers of 1024).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("invalid size {s:?}: use e.g. 512M or 2G"))?;
+    let mult = match unit.trim().to_ascii_uppercase().as_str() {
+        "" | "B" => 1,
+        "K" | "KB" | "KIB" => 1 << 10,
+        "M" | "MB" | "MIB" => 1 << 20,
+        "G" | "GB" | "GIB" => 1 << 30,
+        u => {
+            return Err(format!(
+                "invalid size {s:?}: unknown unit {u:?} (use K, M or G)"
+            ))
+        }
+    };
+    Ok(n * mult)
+}
+
+/// Parses `[NAME=]ADDR`.
+pub fn parse_listen(s: &str) -> Result<Listen> {
+    let (name, addr) = match s.split_once('=') {
+        Some((n, a)) if !n.contains(':') && !n.contains('/') => (Some(n.to_string()), a),
+        _ => (None, s),
+    };
+    if let Some(n) = &name {
+        if n.is_empty()
+            || !n
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
+        {
+            bail!("invalid socket name {n:?} in -l {s:?}: use letters, digits, '_', '-' or '.'");
+        }
+    }
+    let addr = ListenAddr::parse(addr).map_err(|e| anyhow!("{e}"))?;
+    Ok(Listen {
+        name,
+        addr,
+        text: s.to_string(),
+    })
+}
+
+/// Finds `program` as exec would: a path if it has a slash, else in PATH.
+pub fn find_program(program: &OsString) -> Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let p = PathBuf::from(program);
+    let runnable = |p: &Path| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if p.to_string_lossy().contains('/') {
+        if !p.exists() {
+            bail!("program {} does not exist", p.display());
+        }
+        if !runnable(&p) {
+            bail!(
+                "program {} is not an executable file (chmod +x it, or run it through its interpreter)",
+                p.display()
+            );
+        }
+        return Ok(p);
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    for dir in std::env::split_paths(&path) {
+        let candidate = dir.join(&p);
+        if runnable(&candidate) {
+            return Ok(p);
+        }
+    }
+    bail!(
+        "program {:?} not found in PATH (install it, or give its full path)",
+        p.to_string_lossy()
+    )
+}
+
+impl Run {
+    pub fn resolve(args: RunArgs) -> Result<Run> {
+        let file = match &args.config {
+            Some(p) => File::load(p)?,
+            None => File::default(),
+        };
+        let workers = args
+            .workers
+            .or(file.workers)
+            .unwrap_or_else(herd::available_cpus);
+        if workers == 0 {
+            bail!("--workers must be at least 1");
+        }
+        let listen_texts = if !args.listen.is_empty() {
+            args.listen.clone()
+        } else {
+            file.listen.clone().unwrap_or_default()
+        };
+        let listens = listen_texts
+            .iter()
+            .filter(|s| !s.trim().is_empty())
+            .map(|s| parse_listen(s.trim()))
+            .collect::<Result<Vec<_>>>()?;
+        let policy: Policy = match args.sched.as_deref().or(file.sched.as_deref()) {
+            Some(s) => s.parse().map_err(|e: String| anyhow!("--sched: {e}"))?,
+            None => Policy::ReusePort,
+        };
+        if matches!(policy, Policy::RoundRobin | Policy::LeastConnections) {
+            bail!(
+                "--sched {policy} needs herd-aware workers (programs built with the herd Rust library, which run their own primary); for any other program use --sched shared or --sched reuseport"
+            );
+        }
+        let ready = match args.ready.as_deref().or(file.ready.as_deref()) {
+            Some(s) => s.parse().map_err(|e: String| anyhow!("--ready: {e}"))?,
+            None => ForeignReady::Listening,
+        };
+        let opt_dur =
+            |what: &str, a: &Option<String>, f: &Option<String>| -> Result<Option<Duration>> {
+                a.as_deref()
+                    .or(f.as_deref())
+                    .map(|v| duration(what, v))
+                    .transpose()
+            };
+        let grace = opt_dur("grace", &args.grace, &file.grace)?.unwrap_or(Duration::from_secs(30));
+        let restart = match args.restart.as_deref().or(file.restart.as_deref()) {
+            Some(s) => s.parse().map_err(|e: String| anyhow!("--restart: {e}"))?,
+            None => Restart::OnFailure,
+        };
+        let backoff = opt_dur("backoff", &args.backoff, &file.backoff)?;
+        let boot_timeout = opt_dur("boot-timeout", &args.boot_timeout, &file.boot_timeout)?;
+        let max_age = opt_dur("max-age", &args.max_age, &file.max_age)?;
+        let heartbeat_timeout = opt_dur(
+            "heartbeat-timeout",
+            &args.heartbeat_timeout,
+            &file.heartbeat_timeout,
+        )?;
+        let max_memory = args
+            .max_memory
+            .as_deref()
+            .or(file.max_memory.as_deref())
+            .map(|s| parse_size(s).map_err(|e| anyhow!("--max-memory: {e}")))
+            .transpose()?;
+        let output = if args.silent {
+            Output::Silent
+        } else if let Some(o) = args.output {
+            o
+        } else if file.silent == Some(true) {
+            Output::Silent
+        } else {
+            file.output.unwrap_or(Output::Prefix)
+        };
+        let name = args
+            .name
+            .clone()
+            .or(file.name.clone())
+            .unwrap_or_else(|| "herd".to_string());
+        if name.is_empty()
+            || name.len() > 64
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
+            || name.starts_with('.')
+        {
+            bail!("--name {name:?}: use 1 to 64 letters, digits, '_', '-' or '.'");
+        }
+        let mut command = args.command.clone();
+        if command.is_empty() {
+            command = file
+                .command
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .map(OsString::from)
+                .collect();
+        }
+        if command.is_empty() {
+            bail!(
+                "no program to run: put it after --, e.g. herd run -w 2 -l :8080 -- node server.js"
+            );
+        }
+        let program = find_program(&command[0])?;
+        Ok(Run {
+            workers,
+            listens,
+            policy,
+            ready,
+            grace,
+            restart,
+            backoff,
+            crash_limit: args.crash_limit.or(file.crash_limit),
+            boot_timeout,
+            max_age,
+            max_requests: args.max_requests.or(file.max_requests),
+            max_memory,
+            heartbeat_timeout,
+            output,
+            name,
+            program,
+            args: command[1..].to_vec(),
+            env: file.env.unwrap_or_default().into_iter().collect(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listens_parse_with_and_without_names() {
+        let l = parse_listen("web=127.0.0.1:80").unwrap();
+        assert_eq!(l.name.as_deref(), Some("web"));
+        assert_eq!(l.addr.to_string(), "tcp:127.0.0.1:80");
+        let l = parse_listen("[::1]:9").unwrap();
+        assert!(l.name.is_none());
+        let l = parse_listen("unix:/tmp/a=b.sock").unwrap();
+        assert!(l.name.is_none());
+        assert!(parse_listen("nope").is_err());
+    }
+
+    #[test]
+    fn sizes_parse() {
+        assert_eq!(parse_size("512M").unwrap(), 512 << 20);
+        assert_eq!(parse_size("2g").unwrap(), 2 << 30);
+        assert_eq!(parse_size("100").unwrap(), 100);
+        assert!(parse_size("lots").is_err());
+    }
+
+    #[test]
+    fn config_files_reject_unknown_keys() {
+        let dir = std::env::temp_dir().join(format!("herd-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("bad.toml");
+        std::fs::write(&p, "workers = 2\nwrokers = 3\n").unwrap();
+        let e = File::load(&p).unwrap_err().to_string();
+        assert!(e.contains("wrokers") && e.contains("line 2"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,450 @@
+//! `herd ctl`: the control socket, both ends.
+//!
+//! The socket is `NAME.sock` in herd's per-user runtime directory (mode
+//! 0700), created with mode 0600 (bound under a temporary name, chmod'ed,
+//! then renamed into place, so it is never reachable with looser bits), and
+//! the server also checks each peer's uid (SO_PEERCRED): only the same user
+//! (or root) is served.
+//!
+//! The protocol is one JSON request line (`{"cmd":"status"}`,
+//! `{"cmd":"reload"}`, `{"cmd":"scale","workers":3}`, `{"cmd":"stop"}`)
+//! and one JSON reply line `{"ok":true,"message":"...","status":{...}}`.
+//! After `stop` the server keeps the connection open until herd exits, so
+//! the client knows when it is gone.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use herd::{Event, WorkerStatus};
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+
+use crate::cli::{CtlAction, CtlArgs};
+use crate::run::Shared;
+
+/// Exit code: no herd runs under that name.
+pub const EXIT_NOT_RUNNING: i32 = 3;
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "lowercase")]
+pub enum Request {
+    Status,
+    Reload,
+    Scale { workers: usize },
+    Stop,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Reply {
+    pub ok: bool,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<Status>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Listening {
+    pub name: String,
+    pub address: String,
+    pub fd: i32,
+}
+
+/// The cluster as `herd ctl status` shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Status {
+    pub name: String,
+    pub pid: u32,
+    pub policy: String,
+    pub ready_rule: String,
+    pub wanted: usize,
+    pub ready: usize,
+    pub reloading: bool,
+    pub stopping: bool,
+    pub uptime_secs: f64,
+    pub listening: Vec<Listening>,
+    pub workers: Vec<WorkerStatusOut>,
+}
+
+/// [`herd::WorkerStatus`] as it travels (the library type is not
+/// deserializable, on purpose: it is a snapshot, not an input).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WorkerStatusOut {
+    pub id: u32,
+    pub pid: u32,
+    pub slot: usize,
+    pub state: String,
+    pub leaving: bool,
+    pub uptime_secs: f64,
+    pub restarts: u32,
+    pub rss_bytes: Option<u64>,
+    pub connections: Option<u64>,
+    pub handled: Option<u64>,
+    pub heartbeat_age_secs: Option<f64>,
+    pub status: Option<String>,
+}
+
+impl From<WorkerStatus> for WorkerStatusOut {
+    fn from(w: WorkerStatus) -> Self {
+        WorkerStatusOut {
+            id: w.id,
+            pid: w.pid,
+            slot: w.slot,
+            state: w.state,
+            leaving: w.leaving,
+            uptime_secs: w.uptime_secs,
+            restarts: w.restarts,
+            rss_bytes: w.rss_bytes,
+            connections: w.connections,
+            handled: w.handled,
+            heartbeat_age_secs: w.heartbeat_age_secs,
+            status: w.status,
+        }
+    }
+}
+
+/// The control socket's path for `name`.
+pub fn socket_path(runtime_dir: &Path, name: &str) -> PathBuf {
+    runtime_dir.join(format!("{name}.sock"))
+}
+
+/// Fails if a herd already answers on `path`; removes a stale file.
+pub fn check_free(path: &Path, name: &str) -> Result<()> {
+    match std::os::unix::net::UnixStream::connect(path) {
+        Ok(_) => bail!(
+            "a herd named {name:?} is already running (control socket {}); stop it with `herd ctl --name {name} stop`, or give this one another --name",
+            path.display()
+        ),
+        Err(_) => {
+            let _ = std::fs::remove_file(path);
+            Ok(())
+        }
+    }
+}
+
+/// Binds the control socket with mode 0600.
+pub fn bind(path: &Path) -> Result<UnixListener> {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = path.with_extension(format!("sock.{}", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    let listener = UnixListener::bind(&tmp)
+        .with_context(|| format!("cannot create the control socket {}", tmp.display()))?;
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("chmod 0600 {}", tmp.display()))?;
+    std::fs::rename(&tmp, path)
+        .with_context(|| format!("cannot create the control socket {}", path.display()))?;
+    Ok(listener)
+}
+
+/// Serves the control socket until herd exits.
+pub async fn serve(listener: UnixListener, shared: Arc<Shared>) {
+    let me = nix::unistd::getuid().as_raw();
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        match stream.peer_cred() {
+            Ok(c) if c.uid() == me || c.uid() == 0 => {}
+            other => {
+                tracing::warn!(
+                    "control socket: refused a connection from uid {:?}",
+                    other.ok().map(|c| c.uid())
+                );
+                continue;
+            }
+        }
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            if let Err(e) = handle(stream, shared).await {
+                tracing::debug!("control connection: {e:#}");
+            }
+        });
+    }
+}
+
+async fn handle(stream: UnixStream, shared: Arc<Shared>) -> Result<()> {
+    let (r, mut w) = stream.into_split();
+    let mut line = String::new();
+    BufReader::new(r).read_line(&mut line).await?;
+    let reply = match serde_json::from_str::<Request>(&line) {
+        Err(e) => Reply {
+            ok: false,
+            message: format!("bad request: {e}"),
+            status: None,
+        },
+        Ok(Request::Status) => Reply {
+            ok: true,
+            message: String::new(),
+            status: Some(shared.status()),
+        },
+        Ok(Request::Reload) => reload(&shared).await,
+        Ok(Request::Scale { workers }) => scale(&shared, workers).await,
+        Ok(Request::Stop) => {
+            let n = shared.primary.workers().len();
+            shared.stop("herd ctl stop");
+            let mut text = serde_json::to_string(&Reply {
+                ok: true,
+                message: format!(
+                    "stopping {n} worker{} (grace {:?})",
+                    if n == 1 { "" } else { "s" },
+                    shared.grace
+                ),
+                status: None,
+            })?;
+            text.push('\n');
+            w.write_all(text.as_bytes()).await?;
+            // Held open until herd exits: the client waits for that.
+            std::future::pending::<()>().await;
+            unreachable!()
+        }
+    };
+    let mut text = serde_json::to_string(&reply)?;
+    text.push('\n');
+    w.write_all(text.as_bytes()).await?;
+    w.shutdown().await?;
+    Ok(())
+}
+
+async fn reload(shared: &Shared) -> Reply {
+    let fail = |m: String| Reply {
+        ok: false,
+        message: m,
+        status: None,
+    };
+    if shared.stopping.load(Ordering::SeqCst) {
+        return fail("herd is stopping".into());
+    }
+    if shared.reloading.load(Ordering::SeqCst) {
+        return fail("a reload is already in progress; wait for it to finish".into());
+    }
+    let mut events = shared.primary.events();
+    shared.primary.reload();
+    while let Some(ev) = events.next().await {
+        if let Event::Reload(phase) = ev {
+            match phase {
+                herd::ReloadPhase::Finished { replaced, took } => {
+                    return Reply {
+                        ok: true,
+                        message: format!(
+                            "reloaded: {replaced} worker{} replaced in {:.1}s",
+                            if replaced == 1 { "" } else { "s" },
+                            took.as_secs_f64()
+                        ),
+                        status: None,
+                    }
+                }
+                herd::ReloadPhase::Aborted { reason } => {
+                    return fail(format!(
+                        "reload aborted: {reason}; the old workers keep serving"
+                    ))
+                }
+                _ => {}
+            }
+        }
+    }
+    fail("herd is shutting down".into())
+}
+
+async fn scale(shared: &Shared, n: usize) -> Reply {
+    if n == 0 {
+        return Reply {
+            ok: false,
+            message: "cannot scale to 0 workers: use herd ctl stop".into(),
+            status: None,
+        };
+    }
+    if shared.stopping.load(Ordering::SeqCst) {
+        return Reply {
+            ok: false,
+            message: "herd is stopping".into(),
+            status: None,
+        };
+    }
+    let before = shared.wanted.swap(n, Ordering::SeqCst);
+    shared.primary.scale(n);
+    let limit = shared.boot_timeout + shared.grace + Duration::from_secs(5);
+    let start = Instant::now();
+    loop {
+        let workers = shared.primary.workers();
+        let staying: Vec<_> = workers
+            .iter()
+            .filter(|w| !w.exited_after_disconnect())
+            .collect();
+        let ready = staying.iter().filter(|w| w.is_ready()).count();
+        if staying.len() == n && ready == n && workers.len() == n {
+            return Reply {
+                ok: true,
+                message: format!("scaled from {before} to {n} workers ({ready} ready)"),
+                status: None,
+            };
+        }
+        if start.elapsed() > limit {
+            return Reply {
+                ok: false,
+                message: format!(
+                    "scale to {n}: {ready} of {n} workers ready, {} running, after {:.0}s",
+                    workers.len(),
+                    limit.as_secs_f64()
+                ),
+                status: None,
+            };
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+// ---- the client ----
+
+fn human_duration(secs: f64) -> String {
+    let s = secs as u64;
+    match s {
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m{}s", s / 60, s % 60),
+        3600..=86_399 => format!("{}h{}m", s / 3600, (s % 3600) / 60),
+        _ => format!("{}d{}h", s / 86_400, (s % 86_400) / 3600),
+    }
+}
+
+fn human_bytes(b: u64) -> String {
+    let b = b as f64;
+    if b >= (1u64 << 30) as f64 {
+        format!("{:.1}G", b / (1u64 << 30) as f64)
+    } else if b >= (1u64 << 20) as f64 {
+        format!("{:.1}M", b / (1u64 << 20) as f64)
+    } else {
+        format!("{:.0}K", b / 1024.0)
+    }
+}
+
+/// The status as a table.
+pub fn table(s: &Status) -> String {
+    let mut out = format!(
+        "herd {:?} (pid {}): {} of {} workers ready, policy {}, ready when {}{}{}\n",
+        s.name,
+        s.pid,
+        s.ready,
+        s.wanted,
+        s.policy,
+        s.ready_rule,
+        if s.reloading { ", reloading" } else { "" },
+        if s.stopping { ", stopping" } else { "" },
+    );
+    for l in &s.listening {
+        out.push_str(&format!(
+            "listening on {} (fd {}, name {})\n",
+            l.address, l.fd, l.name
+        ));
+    }
+    let mut rows = vec![[
+        "ID".to_string(),
+        "PID".into(),
+        "STATE".into(),
+        "UPTIME".into(),
+        "RSS".into(),
+        "CONNS".into(),
+        "RESTARTS".into(),
+        "STATUS".into(),
+    ]];
+    for w in &s.workers {
+        rows.push([
+            w.id.to_string(),
+            w.pid.to_string(),
+            if w.leaving && w.state != "dead" {
+                "leaving".to_string()
+            } else {
+                w.state.clone()
+            },
+            human_duration(w.uptime_secs),
+            w.rss_bytes.map_or("-".into(), human_bytes),
+            w.connections.map_or("-".into(), |c| c.to_string()),
+            w.restarts.to_string(),
+            w.status.clone().unwrap_or_else(|| "-".into()),
+        ]);
+    }
+    let widths: Vec<usize> = (0..8)
+        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+        .collect();
+    for r in rows {
+        let mut line = String::new();
+        for (i, cell) in r.iter().enumerate() {
+            if i == 7 {
+                line.push_str(cell);
+            } else {
+                line.push_str(&format!("{cell:<w$}  ", w = widths[i]));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// `herd ctl ...`: returns the exit code.
+pub fn client(args: CtlArgs) -> Result<i32> {
+    let name = args.name.clone().unwrap_or_else(|| "herd".to_string());
+    let path = match &args.socket {
+        Some(p) => p.clone(),
+        None => socket_path(&herd::foreign::runtime_dir()?, &name),
+    };
+    let mut stream = match std::os::unix::net::UnixStream::connect(&path) {
+        Ok(s) => s,
+        Err(e) => {
+            let why = match e.kind() {
+                std::io::ErrorKind::NotFound => "no control socket".to_string(),
+                std::io::ErrorKind::ConnectionRefused => "stale control socket".to_string(),
+                _ => e.to_string(),
+            };
+            eprintln!(
+                "herd: no herd named {name:?} is running ({why} at {}); start one with herd run, or give --name/--socket",
+                path.display()
+            );
+            return Ok(EXIT_NOT_RUNNING);
+        }
+    };
+    let req = match &args.action {
+        CtlAction::Status { .. } => Request::Status,
+        CtlAction::Reload => Request::Reload,
+        CtlAction::Scale { workers } => Request::Scale { workers: *workers },
+        CtlAction::Stop => Request::Stop,
+    };
+    use std::io::{BufRead, Write};
+    let mut text = serde_json::to_string(&req)?;
+    text.push('\n');
+    stream.write_all(text.as_bytes())?;
+    let mut reader = std::io::BufReader::new(stream);
+    let mut line = String::new();
+    reader.read_line(&mut line)?;
+    if line.trim().is_empty() {
+        eprintln!(
+            "herd: the herd at {} closed the connection without answering",
+            path.display()
+        );
+        return Ok(1);
+    }
+    let reply: Reply = serde_json::from_str(&line).context("unreadable answer from herd")?;
+    if !reply.ok {
+        eprintln!("herd: {}", reply.message);
+        return Ok(1);
+    }
+    match (&args.action, &reply.status) {
+        (CtlAction::Status { json: true }, Some(s)) => {
+            println!("{}", serde_json::to_string_pretty(s)?)
+        }
+        (CtlAction::Status { .. }, Some(s)) => print!("{}", table(s)),
+        (CtlAction::Stop, _) => {
+            println!("{}", reply.message);
+            // herd closes the connection when it exits.
+            let mut rest = String::new();
+            while reader.read_line(&mut rest).map(|n| n > 0).unwrap_or(false) {
+                rest.clear();
+            }
+            println!("stopped");
+        }
+        _ => println!("{}", reply.message),
+    }
+    Ok(0)
+}

@@ -1,0 +1,108 @@
+//! `herd`: run any program as a cluster of workers sharing its ports, and
+//! control it. See `herd --help`, README.md and the `herd::foreign` module.
+
+#![forbid(unsafe_code)]
+
+mod cli;
+mod config;
+mod ctl;
+mod output;
+mod run;
+
+use clap::error::{ContextKind, ContextValue, ErrorKind};
+use clap::Parser;
+
+use cli::{Cli, Command, LogFormat};
+
+/// One line for a usage error: what is wrong and where to look.
+fn usage_error(e: &clap::Error) -> String {
+    let ctx = |k| match e.get(k) {
+        Some(ContextValue::String(s)) => Some(s.clone()),
+        Some(ContextValue::Strings(v)) => v.first().cloned(),
+        _ => None,
+    };
+    let arg = ctx(ContextKind::InvalidArg).unwrap_or_default();
+    let value = ctx(ContextKind::InvalidValue).unwrap_or_default();
+    match e.kind() {
+        ErrorKind::UnknownArgument => {
+            let suggestion = ctx(ContextKind::SuggestedArg)
+                .map(|s| format!(" (did you mean {s}?)"))
+                .unwrap_or_default();
+            if arg.starts_with('-') {
+                format!("unknown option {arg}{suggestion}; see herd run --help")
+            } else {
+                format!(
+                    "unexpected argument {arg:?}: put the program after --, e.g. herd run -- node server.js"
+                )
+            }
+        }
+        ErrorKind::InvalidSubcommand => {
+            format!("unknown command {arg:?}: use herd run or herd ctl (see herd --help)")
+        }
+        ErrorKind::InvalidValue | ErrorKind::ValueValidation => {
+            let why = e.source().map(|s| format!(": {s}")).unwrap_or_default();
+            format!("invalid value {value:?} for {arg}{why}; see herd --help")
+        }
+        _ => {
+            let text = e.render().to_string();
+            let first = text.lines().next().unwrap_or("bad usage").trim();
+            format!("{}; see herd --help", first.trim_start_matches("error: "))
+        }
+    }
+}
+
+use std::error::Error as _;
+
+fn main() {
+    // A worker's trampoline execs the worker program here and never returns.
+    herd::foreign::trampoline();
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => match e.kind() {
+            ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => e.exit(),
+            ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand | ErrorKind::MissingSubcommand => {
+                let _ = e.print();
+                std::process::exit(2);
+            }
+            _ => {
+                eprintln!("herd: {}", usage_error(&e));
+                std::process::exit(2);
+            }
+        },
+    };
+    // The config file's log_format counts too (below flags and HERD_*).
+    let from_file = match &cli.command {
+        Command::Run(a) => a
+            .config
+            .as_deref()
+            .and_then(|p| config::File::load(p).ok())
+            .and_then(|f| f.log_format)
+            .and_then(|f| match f.as_str() {
+                "json" => Some(LogFormat::Json),
+                "text" => Some(LogFormat::Text),
+                _ => None,
+            }),
+        Command::Ctl(_) => None,
+    };
+    let format = cli.log_format.or(from_file).unwrap_or(LogFormat::Text);
+    let code = match cli.command {
+        Command::Run(args) => {
+            output::init_logging(format);
+            run::run(*args, format)
+        }
+        Command::Ctl(args) => ctl::client(args),
+    };
+    match code {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            match format {
+                LogFormat::Json => eprintln!(
+                    "{}",
+                    serde_json::json!({"level": "ERROR", "message": format!("{e:#}")})
+                ),
+                LogFormat::Text => eprintln!("herd: {e:#}"),
+            }
+            std::process::exit(1);
+        }
+    }
+}

@@ -1,0 +1,189 @@
+//! herd's own messages and the workers' output.
+//!
+//! herd logs through `tracing`: in text, one line `herd: message` per event
+//! (`herd: warning: ...` for warnings); in JSON, one object per line. The
+//! workers' lines (with `--output prefix`) are read from their pipes whole
+//! and written with one `write` each under a lock, so lines of different
+//! workers never interleave mid-line: `[w3] GET / 200` in text,
+//! `{"ts":...,"worker":3,"pid":1234,"stream":"stdout","line":"GET / 200"}`
+//! in JSON. A line longer than 64 KiB is cut into pieces of that size.
+
+use std::fmt;
+use std::io::Write;
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tracing::{Event, Subscriber};
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::EnvFilter;
+
+use crate::cli::LogFormat;
+
+const MAX_LINE: usize = 64 * 1024;
+
+/// Serialises writes to herd's stdout and stderr.
+static STDOUT: Mutex<()> = Mutex::new(());
+static STDERR: Mutex<()> = Mutex::new(());
+
+/// `herd: message`, as a person reads it.
+struct Plain;
+
+impl<S, N> FormatEvent<S, N> for Plain
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut w: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        write!(w, "herd: ")?;
+        match *event.metadata().level() {
+            tracing::Level::ERROR => write!(w, "error: ")?,
+            tracing::Level::WARN => write!(w, "warning: ")?,
+            tracing::Level::DEBUG | tracing::Level::TRACE => write!(w, "debug: ")?,
+            tracing::Level::INFO => {}
+        }
+        ctx.field_format().format_fields(w.by_ref(), event)?;
+        writeln!(w)
+    }
+}
+
+/// A writer that takes the stderr lock for each line.
+struct LockedStderr;
+
+impl Write for LockedStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let _g = STDERR.lock().unwrap();
+        std::io::stderr().write_all(buf)?;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
+/// Installs herd's logger: info and up, or as `HERD_LOG` says (`debug`
+/// shows the library's view of every worker's life).
+pub fn init_logging(format: LogFormat) {
+    let filter = match std::env::var("HERD_LOG") {
+        Ok(v) if !v.is_empty() => EnvFilter::new(format!("herd={v},herd_cli={v}")),
+        _ => EnvFilter::new("herd=info,herd_cli=info"),
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(|| LockedStderr)
+        .with_ansi(false);
+    let _ = match format {
+        LogFormat::Text => builder.event_format(Plain).try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .try_init(),
+    };
+}
+
+/// Which of herd's streams a worker line goes to.
+#[derive(Debug, Clone, Copy)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+impl Stream {
+    fn name(self) -> &'static str {
+        match self {
+            Stream::Stdout => "stdout",
+            Stream::Stderr => "stderr",
+        }
+    }
+}
+
+fn now_secs() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// Writes one worker line, whole.
+fn emit(format: LogFormat, worker: u32, pid: u32, stream: Stream, line: &[u8]) {
+    let text = String::from_utf8_lossy(line);
+    let text = text.strip_suffix('\r').unwrap_or(&text);
+    let out = match format {
+        LogFormat::Text => format!("[w{worker}] {text}\n"),
+        LogFormat::Json => {
+            let v = serde_json::json!({
+                "ts": (now_secs() * 1000.0).round() / 1000.0,
+                "worker": worker,
+                "pid": pid,
+                "stream": stream.name(),
+                "line": text,
+            });
+            format!("{v}\n")
+        }
+    };
+    let r = match stream {
+        Stream::Stdout => {
+            let _g = STDOUT.lock().unwrap();
+            let mut o = std::io::stdout().lock();
+            o.write_all(out.as_bytes()).and_then(|_| o.flush())
+        }
+        Stream::Stderr => {
+            let _g = STDERR.lock().unwrap();
+            std::io::stderr().write_all(out.as_bytes())
+        }
+    };
+    // herd's own stdout closed: nothing better to do than drop the line.
+    let _ = r;
+}
+
+/// Copies a worker's stream to herd's, line by line; `format` None
+/// discards it.
+pub async fn pump<R: AsyncRead + Unpin>(
+    reader: R,
+    format: Option<LogFormat>,
+    worker: u32,
+    pid: u32,
+    stream: Stream,
+) {
+    let mut reader = BufReader::with_capacity(MAX_LINE, reader);
+    let mut line: Vec<u8> = Vec::new();
+    while let Ok(buf) = reader.fill_buf().await {
+        if buf.is_empty() {
+            break;
+        }
+        let n = buf.len();
+        match buf.iter().position(|&b| b == b'\n') {
+            Some(i) => {
+                line.extend_from_slice(&buf[..i]);
+                reader.consume(i + 1);
+                if let Some(f) = format {
+                    emit(f, worker, pid, stream, &line);
+                }
+                line.clear();
+            }
+            None => {
+                line.extend_from_slice(buf);
+                reader.consume(n);
+                if line.len() >= MAX_LINE {
+                    if let Some(f) = format {
+                        emit(f, worker, pid, stream, &line);
+                    }
+                    line.clear();
+                }
+            }
+        }
+    }
+    if !line.is_empty() {
+        if let Some(f) = format {
+            emit(f, worker, pid, stream, &line);
+        }
+    }
+}

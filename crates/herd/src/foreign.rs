@@ -1,0 +1,377 @@
+//! Foreign workers: any program (Node, Python, Go...) run as a worker
+//! without knowing herd, by the conventions such programs already speak.
+//!
+//! - **Sockets** by systemd's socket activation: the primary binds every
+//!   listen itself (`shared`: one socket for all; `reuseport`: one per
+//!   worker, a successor taking over its predecessor's) and starts the
+//!   worker with them at descriptors 3, 4... and `LISTEN_FDS`,
+//!   `LISTEN_FDNAMES`, and `LISTEN_PID` equal to the worker's own pid. A
+//!   Node server takes its socket with `server.listen({ fd: 3 })`, a Python
+//!   one with `socket.socket(fileno=3)`.
+//! - **Readiness and liveness** by sd_notify: each worker gets its own
+//!   `NOTIFY_SOCKET` (a datagram socket the primary binds in a per-user
+//!   runtime directory). `READY=1` makes it ready (with
+//!   [`ForeignReady::Notify`]), `WATCHDOG=1` is its heartbeat (with
+//!   [`Foreign::watchdog`], which also sets `WATCHDOG_USEC`), `STATUS=` shows
+//!   in [`Primary::status`](crate::Primary::status), `STOPPING=1` marks its
+//!   exit as deliberate, `WATCHDOG=trigger` kills it (SIGABRT, as systemd).
+//!   `HERD_HANDLED=N` (herd's own field) reports the connections it has
+//!   handled, for recycling by count.
+//! - **Life**: a foreign worker has no channel. It is online and listening
+//!   as soon as it is started (its sockets are already listening then, so
+//!   connections queue for it from the first instant), ready as
+//!   [`ForeignReady`] says, and its disconnect is [`Foreign::stop_signal`]
+//!   (SIGTERM) followed, past the supervisor's grace period, by SIGKILL.
+//!   `HERD_WORKER_ID` carries its id.
+//!
+//! `LISTEN_PID` must be the worker's own pid, which is only known after
+//! fork, and setting the environment between fork and exec is not safe in
+//! a threaded primary. So the primary starts a **trampoline**, its own
+//! executable by default, as `EXE __exec PROGRAM ARGS...`: the trampoline
+//! (single-threaded, before anything else runs) sets `LISTEN_PID` to its pid
+//! and execs the program, which keeps that pid. A program using foreign
+//! workers calls [`trampoline`] first thing in `main`.
+//!
+//! `rr` and `lc` need herd-aware workers (the primary hands them each
+//! connection over the channel): use `shared` or `reuseport` here.
+//!
+//! ```no_run
+//! use herd::foreign::{Foreign, ForeignReady};
+//! use herd::{Policy, Primary, Settings, Supervision};
+//!
+//! fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     herd::foreign::trampoline(); // returns unless started as a trampoline
+//!     let rt = tokio::runtime::Runtime::new()?;
+//!     rt.block_on(async {
+//!         let node = Foreign::new("node", ["server.js"])
+//!             .listen(Some("web"), "127.0.0.1:8080".parse()?)
+//!             .ready(ForeignReady::Notify);
+//!         let primary = Primary::with_settings(
+//!             Settings::new().policy(Policy::ReusePort).foreign(node),
+//!         )?;
+//!         for b in primary.bind_foreign()? {
+//!             println!("listening on {} (fd {})", b.address, b.fd);
+//!         }
+//!         std::process::exit(primary.supervise(Supervision::new(2)).await)
+//!     })
+//! }
+//! ```
+
+use std::ffi::{OsStr, OsString};
+use std::fmt;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+
+use crate::{Error, ListenAddr, ListenOptions, EXIT_CANNOT_BOOT};
+
+/// The argument that makes an executable a trampoline (see [`trampoline`]).
+pub const TRAMPOLINE_ARG: &str = "__exec";
+/// Set by the primary for the trampoline only.
+pub(crate) const ENV_TRAMPOLINE: &str = "HERD_TRAMPOLINE";
+
+/// When a foreign worker counts as ready.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ForeignReady {
+    /// When it sends `READY=1` on its `NOTIFY_SOCKET`.
+    Notify,
+    /// As soon as it runs with its sockets in place (default): the sockets
+    /// are listening from that instant, so connections wait in their queue
+    /// until the program accepts them, never refused. This is systemd's
+    /// `Type=simple` with socket activation.
+    #[default]
+    Listening,
+    /// This long after it started, if it is still running.
+    Delay(Duration),
+}
+
+impl FromStr for ForeignReady {
+    type Err = String;
+    /// `notify`, `listening` or `delay:DURATION` (`500ms`, `2s`, `1m`).
+    ///
+    /// ```
+    /// use herd::foreign::ForeignReady;
+    /// use std::time::Duration;
+    /// assert_eq!("delay:2s".parse::<ForeignReady>().unwrap(), ForeignReady::Delay(Duration::from_secs(2)));
+    /// assert!("soon".parse::<ForeignReady>().is_err());
+    /// ```
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "notify" => Ok(ForeignReady::Notify),
+            "listening" => Ok(ForeignReady::Listening),
+            other => match other.strip_prefix("delay:") {
+                Some(d) => parse_duration(d).map(ForeignReady::Delay),
+                None => Err(format!(
+                    "unknown readiness {other:?}: use notify, listening or delay:DURATION (e.g. delay:2s)"
+                )),
+            },
+        }
+    }
+}
+
+impl fmt::Display for ForeignReady {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ForeignReady::Notify => f.write_str("notify"),
+            ForeignReady::Listening => f.write_str("listening"),
+            ForeignReady::Delay(d) => write!(f, "delay:{}ms", d.as_millis()),
+        }
+    }
+}
+
+/// Parses a duration: a number with a unit `ms`, `s`, `m` or `h` (`s` if
+/// none), e.g. `250ms`, `30s`, `1.5s`, `2m`.
+///
+/// ```
+/// use std::time::Duration;
+/// assert_eq!(herd::foreign::parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
+/// assert_eq!(herd::foreign::parse_duration("250ms").unwrap(), Duration::from_millis(250));
+/// assert!(herd::foreign::parse_duration("fast").is_err());
+/// ```
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("invalid duration {s:?}: use e.g. 500ms, 30s, 2m or 1h"))?;
+    let secs = match unit.trim() {
+        "ms" => n / 1000.0,
+        "" | "s" => n,
+        "m" | "min" => n * 60.0,
+        "h" => n * 3600.0,
+        u => {
+            return Err(format!(
+                "invalid duration {s:?}: unknown unit {u:?} (use ms, s, m or h)"
+            ))
+        }
+    };
+    if !secs.is_finite() || secs < 0.0 {
+        return Err(format!("invalid duration {s:?}"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// One socket a foreign worker gets.
+#[derive(Debug, Clone)]
+pub(crate) struct ForeignListen {
+    pub name: Option<String>,
+    pub addr: Option<ListenAddr>,
+    /// Already bound and listening (e.g. from systemd), adopted as is.
+    pub socket: Option<Arc<OwnedFd>>,
+    pub options: ListenOptions,
+}
+
+/// How to run a foreign worker: the program, its sockets and how it tells
+/// readiness. Put it in the settings with
+/// [`Settings::foreign`](crate::Settings::foreign); then `fork`, the
+/// supervisor, reloads and recycling work as with herd-aware workers.
+#[derive(Debug, Clone)]
+pub struct Foreign {
+    pub(crate) program: OsString,
+    pub(crate) args: Vec<OsString>,
+    pub(crate) listens: Vec<ForeignListen>,
+    pub(crate) ready: ForeignReady,
+    pub(crate) watchdog: Option<Duration>,
+    pub(crate) stop_signal: Signal,
+    pub(crate) trampoline: Option<PathBuf>,
+    pub(crate) runtime_dir: Option<PathBuf>,
+}
+
+impl Foreign {
+    /// Runs `program` (looked up in `PATH` if it has no slash) with `args`.
+    pub fn new<P, I, S>(program: P, args: I) -> Foreign
+    where
+        P: Into<OsString>,
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
+        Foreign {
+            program: program.into(),
+            args: args.into_iter().map(Into::into).collect(),
+            listens: Vec::new(),
+            ready: ForeignReady::default(),
+            watchdog: None,
+            stop_signal: Signal::SIGTERM,
+            trampoline: None,
+            runtime_dir: None,
+        }
+    }
+
+    /// Adds a socket to bind: the k-th call gives descriptor 3+k, named
+    /// `name` in `LISTEN_FDNAMES` (`unknown` if none).
+    pub fn listen(mut self, name: Option<&str>, addr: ListenAddr) -> Self {
+        self.listens.push(ForeignListen {
+            name: name.map(str::to_string),
+            addr: Some(addr),
+            socket: None,
+            options: ListenOptions::default(),
+        });
+        self
+    }
+
+    /// Adds a socket that is already bound and listening (one that systemd
+    /// passed to the primary, see [`crate::systemd::listen_fds`]). Under
+    /// `reuseport` it must have SO_REUSEPORT set (systemd: `ReusePort=yes`)
+    /// so that the primary can bind one more per worker.
+    pub fn listen_socket(mut self, name: Option<&str>, socket: OwnedFd) -> Self {
+        self.listens.push(ForeignListen {
+            name: name.map(str::to_string),
+            addr: None,
+            socket: Some(Arc::new(socket)),
+            options: ListenOptions::default(),
+        });
+        self
+    }
+
+    /// When a worker counts as ready. Default: [`ForeignReady::Listening`].
+    pub fn ready(mut self, ready: ForeignReady) -> Self {
+        self.ready = ready;
+        self
+    }
+
+    /// Expect `WATCHDOG=1` at least this often: sets `WATCHDOG_USEC` (and
+    /// `WATCHDOG_PID`) for the worker, and only its `WATCHDOG=1` then count
+    /// as heartbeats (set the supervisor's `heartbeat_timeout` to the same).
+    /// Without it (default) a foreign worker counts as alive while its
+    /// process runs.
+    pub fn watchdog(mut self, timeout: Option<Duration>) -> Self {
+        self.watchdog = timeout;
+        self
+    }
+
+    /// The signal that asks a worker to stop gracefully. Default: SIGTERM.
+    pub fn stop_signal(mut self, signal: Signal) -> Self {
+        self.stop_signal = signal;
+        self
+    }
+
+    /// The executable to start as `EXE __exec PROGRAM ARGS...` (see
+    /// [`trampoline`]). Default: the current executable.
+    pub fn trampoline(mut self, exe: impl Into<PathBuf>) -> Self {
+        self.trampoline = Some(exe.into());
+        self
+    }
+
+    /// Where the workers' notification sockets go. Default:
+    /// [`runtime_dir`].
+    pub fn runtime_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.runtime_dir = Some(dir.into());
+        self
+    }
+
+    /// The program.
+    pub fn program(&self) -> &OsStr {
+        &self.program
+    }
+
+    /// The readiness rule.
+    pub fn get_ready(&self) -> ForeignReady {
+        self.ready
+    }
+}
+
+/// A socket the primary bound (or adopted) for foreign workers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bound {
+    /// Its name in `LISTEN_FDNAMES`.
+    pub name: String,
+    /// The address as bound: `127.0.0.1:41234` (the real port when 0 was
+    /// asked), `[::]:80`, `udp:0.0.0.0:53`, `unix:/run/app.sock`.
+    pub address: String,
+    /// The descriptor number the workers get it at (3, 4...).
+    pub fd: i32,
+    /// Whether it was passed in (systemd) rather than bound by herd.
+    pub inherited: bool,
+}
+
+/// If this process was started as a foreign worker's trampoline (`EXE
+/// __exec PROGRAM ARGS...` by a herd primary), sets `LISTEN_PID` (and
+/// `WATCHDOG_PID` when `WATCHDOG_USEC` is set) to this process's pid and
+/// execs the program, keeping the pid; never returns then. Otherwise
+/// returns at once. Call it first in `main`, before any thread starts.
+///
+/// If the program cannot be executed the trampoline prints why and exits
+/// with [`EXIT_CANNOT_BOOT`], which stops the supervisor from respawning.
+pub fn trampoline() {
+    let mut args = std::env::args_os().skip(1);
+    if args.next().as_deref() != Some(OsStr::new(TRAMPOLINE_ARG))
+        || std::env::var_os(ENV_TRAMPOLINE).is_none()
+    {
+        return;
+    }
+    use std::os::unix::process::CommandExt;
+    // Single-threaded here: the environment may be changed.
+    std::env::remove_var(ENV_TRAMPOLINE);
+    let pid = std::process::id().to_string();
+    std::env::set_var("LISTEN_PID", &pid);
+    if std::env::var_os("WATCHDOG_USEC").is_some() {
+        std::env::set_var("WATCHDOG_PID", &pid);
+    }
+    let Some(program) = args.next() else {
+        eprintln!("herd: trampoline started without a program");
+        std::process::exit(EXIT_CANNOT_BOOT);
+    };
+    let err = std::process::Command::new(&program).args(args).exec();
+    eprintln!("herd: cannot run {}: {err}", Path::new(&program).display());
+    std::process::exit(EXIT_CANNOT_BOOT);
+}
+
+/// The per-user directory for herd's sockets (workers' notification
+/// sockets, the CLI's control socket): `$HERD_RUNTIME_DIR` if set, else
+/// `$XDG_RUNTIME_DIR/herd`, else `/tmp/herd-UID`. Created with mode 0700
+/// if missing; refused if another user owns it or others may enter it.
+///
+/// # Errors
+/// [`Error::Io`] naming the directory when it cannot be created or is not
+/// private to this user.
+pub fn runtime_dir() -> Result<PathBuf, Error> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    let uid = nix::unistd::getuid().as_raw();
+    let dir = match (
+        std::env::var_os("HERD_RUNTIME_DIR"),
+        std::env::var_os("XDG_RUNTIME_DIR"),
+    ) {
+        (Some(d), _) if !d.is_empty() => PathBuf::from(d),
+        (_, Some(x)) if !x.is_empty() => PathBuf::from(x).join("herd"),
+        _ => PathBuf::from(format!("/tmp/herd-{uid}")),
+    };
+    match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => {
+            return Err(Error::io(
+                format!("cannot create herd's runtime directory {}", dir.display()),
+                e,
+            ))
+        }
+    }
+    let meta = std::fs::symlink_metadata(&dir)
+        .map_err(|e| Error::io(format!("runtime directory {}", dir.display()), e))?;
+    let private = |why: &str| {
+        Error::io(
+            format!("runtime directory {}", dir.display()),
+            std::io::Error::new(std::io::ErrorKind::PermissionDenied, why.to_string()),
+        )
+    };
+    if !meta.is_dir() {
+        return Err(private("not a directory"));
+    }
+    if meta.uid() != uid {
+        return Err(private(&format!(
+            "owned by uid {}, not by you (uid {uid}); set HERD_RUNTIME_DIR to a directory of yours",
+            meta.uid()
+        )));
+    }
+    if meta.mode() & 0o077 != 0 {
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| Error::io(format!("chmod 0700 {}", dir.display()), e))?;
+    }
+    Ok(dir)
+}

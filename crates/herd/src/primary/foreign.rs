@@ -1,0 +1,444 @@
+//! The primary's side of foreign workers (see [`crate::foreign`]): binding
+//! their sockets once, starting each worker through the trampoline with its
+//! sockets at descriptors 3.., and reading its sd_notify datagrams.
+
+use std::ffi::OsString;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use socket2::Socket;
+use tokio::net::UnixDatagram;
+
+use super::{Event, ExitStatus, Inner, WorkerHandle};
+use crate::foreign::{Bound, Foreign, ForeignReady, ENV_TRAMPOLINE, TRAMPOLINE_ARG};
+use crate::sched::{Link, ListenAddr, Policy};
+use crate::sys::{install_child_setup, ChildSetup};
+use crate::{Error, ENV_CHANNEL_FD, ENV_HEARTBEAT_MS, ENV_WORKER_ID};
+
+/// What `bind_foreign` set up, shared by every foreign worker.
+pub(crate) struct State {
+    /// (table handle, name), in descriptor order.
+    listens: Vec<(u32, String)>,
+    pub bound: Vec<Bound>,
+    pub notify_dir: PathBuf,
+    /// TCP ports, for counting a worker's connections.
+    pub ports: Vec<u16>,
+    /// Descriptors 3..3+n held open in the primary, so that nothing the
+    /// spawn creates (std's exec-error pipe) gets a number a socket is
+    /// moved to in the child.
+    _reserved: Vec<std::fs::File>,
+}
+
+impl State {
+    pub fn remove_files(&self) {
+        let _ = std::fs::remove_dir_all(&self.notify_dir);
+    }
+}
+
+/// The address a passed-in socket is bound to.
+fn addr_of(sock: &Socket) -> std::io::Result<ListenAddr> {
+    let local = sock.local_addr()?;
+    let ty = sock.r#type()?;
+    if let Some(sa) = local.as_socket() {
+        return Ok(if ty == socket2::Type::DGRAM {
+            ListenAddr::Udp(sa)
+        } else {
+            ListenAddr::Tcp(sa)
+        });
+    }
+    match local.as_pathname() {
+        Some(p) => Ok(ListenAddr::Unix(p.to_path_buf())),
+        None => Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "a passed socket is neither TCP, UDP nor a Unix socket with a path",
+        )),
+    }
+}
+
+pub(crate) fn prepare(inner: &Inner, policy: Policy, spec: &Foreign) -> Result<State, Error> {
+    if matches!(policy, Policy::RoundRobin | Policy::LeastConnections) {
+        return Err(Error::Unsupported(format!(
+            "the {policy} policy hands each connection to a worker over herd's channel, which a foreign program does not speak; use the shared or reuseport policy (or build the program with the herd library)"
+        )));
+    }
+    let n = spec.listens.len();
+    let mut listens = Vec::with_capacity(n);
+    let mut bound = Vec::with_capacity(n);
+    let mut ports = Vec::new();
+    for (i, l) in spec.listens.iter().enumerate() {
+        let (addr, socket) = match (&l.addr, &l.socket) {
+            (_, Some(fd)) => {
+                let copy = fd
+                    .try_clone()
+                    .map_err(|e| Error::io("duplicate a passed socket", e))?;
+                let sock = Socket::from(copy);
+                let addr = addr_of(&sock).map_err(|e| Error::io("passed socket", e))?;
+                if policy == Policy::ReusePort
+                    && !matches!(addr, ListenAddr::Unix(_))
+                    && !sock.reuse_port().unwrap_or(false)
+                {
+                    return Err(Error::Unsupported(format!(
+                        "the passed socket for {addr} does not have SO_REUSEPORT, which the reuseport policy needs to bind one per worker: set ReusePort=yes in the systemd socket unit, or use the shared policy"
+                    )));
+                }
+                (addr, Some(sock))
+            }
+            (Some(a), None) => (a.clone(), None),
+            (None, None) => unreachable!("a listen has an address or a socket"),
+        };
+        let inherited = socket.is_some();
+        let (handle, address) = inner
+            .table
+            .preset(policy, &addr, l.options, socket)
+            .map_err(|source| Error::Listen {
+                address: addr.to_string().trim_start_matches("tcp:").to_string(),
+                source,
+            })?;
+        if let Ok(sa) = address.parse::<std::net::SocketAddr>() {
+            ports.push(sa.port());
+        }
+        let name = l.name.clone().unwrap_or_else(|| "unknown".to_string());
+        listens.push((handle, name.clone()));
+        bound.push(Bound {
+            name,
+            address,
+            fd: 3 + i as i32,
+            inherited,
+        });
+    }
+    let mut reserved = Vec::new();
+    for fd in 3..3 + n as i32 {
+        while !crate::sys::fd_is_open(fd) {
+            // open() takes the lowest free number: this fills every hole
+            // up to `fd` (close-on-exec, as std opens files).
+            reserved.push(
+                std::fs::File::open("/dev/null")
+                    .map_err(|e| Error::io("open /dev/null to reserve descriptors", e))?,
+            );
+        }
+    }
+    let base = match &spec.runtime_dir {
+        Some(d) => d.clone(),
+        None => crate::foreign::runtime_dir()?,
+    };
+    let notify_dir = base.join(format!("notify-{}", std::process::id()));
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        let _ = std::fs::remove_dir_all(&notify_dir);
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .recursive(true)
+            .create(&notify_dir)
+            .map_err(|e| Error::io(format!("create {}", notify_dir.display()), e))?;
+    }
+    Ok(State {
+        listens,
+        bound,
+        notify_dir,
+        ports,
+        _reserved: reserved,
+    })
+}
+
+/// A closed outbox: a foreign worker has no channel, but the policies and
+/// the handle want one; every send on it fails as on a closed channel.
+fn detached_outbox() -> Result<Arc<crate::channel::Outbox>, Error> {
+    use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+    let (ours, _theirs) = socketpair(
+        AddressFamily::Unix,
+        SockType::Stream,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .map_err(|e| Error::io("socketpair", e))?;
+    let stream = super::unix_stream(ours).map_err(|e| Error::io("socketpair", e))?;
+    let outbox = crate::channel::Outbox::start(stream);
+    outbox.close();
+    Ok(outbox)
+}
+
+impl super::Primary {
+    /// Starts one foreign worker (the foreign half of `fork_inner`).
+    pub(super) fn fork_foreign(
+        &self,
+        id: u32,
+        spec: &Foreign,
+        extra_env: Vec<(OsString, OsString)>,
+        predecessor: Option<u32>,
+    ) -> Result<WorkerHandle, Error> {
+        let state = self.foreign_state(spec)?;
+        let settings = self.settings();
+        let inner = &self.inner;
+        let outbox = detached_outbox()?;
+        let link = Link {
+            id,
+            outbox: outbox.clone(),
+            handoff: false,
+        };
+        if let Some(old) = predecessor {
+            inner.table.set_successor(id, old);
+        }
+        let n = state.listens.len() as i32;
+        let mut high: Vec<OwnedFd> = Vec::new();
+        for (handle, _) in &state.listens {
+            let r = inner.table.attach(*handle, &link).and_then(|fd| {
+                // Above every target number, so no move overwrites a source.
+                crate::sys::dup_above(fd.as_fd(), 3 + n)
+            });
+            match r {
+                Ok(fd) => high.push(fd),
+                Err(e) => {
+                    inner.table.remove_worker(id);
+                    return Err(Error::io("give a socket to a foreign worker", e));
+                }
+            }
+        }
+        let moves: Vec<(i32, i32)> = high
+            .iter()
+            .enumerate()
+            .map(|(i, fd)| (fd.as_raw_fd(), 3 + i as i32))
+            .collect();
+
+        let notify_path = state.notify_dir.join(id.to_string());
+        let _ = std::fs::remove_file(&notify_path);
+        let notify = UnixDatagram::bind(&notify_path).map_err(|e| {
+            inner.table.remove_worker(id);
+            Error::io(format!("bind {}", notify_path.display()), e)
+        })?;
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(&notify_path, std::fs::Permissions::from_mode(0o600));
+        }
+
+        let exe = match (&spec.trampoline, &inner.default_exec) {
+            (Some(p), _) | (None, Some(p)) => p.clone(),
+            (None, None) => {
+                inner.table.remove_worker(id);
+                return Err(Error::Role(
+                    "cannot find the current executable to use as the trampoline: set Foreign::trampoline".into(),
+                ));
+            }
+        };
+        let mut cmd = std::process::Command::new(&exe);
+        cmd.arg(TRAMPOLINE_ARG).arg(&spec.program).args(&spec.args);
+        for (k, v) in &settings.env {
+            cmd.env(k, v);
+        }
+        for (k, v) in extra_env {
+            cmd.env(k, v);
+        }
+        cmd.env(ENV_TRAMPOLINE, "1")
+            .env(ENV_WORKER_ID, id.to_string())
+            .env("NOTIFY_SOCKET", &notify_path)
+            .env_remove(ENV_CHANNEL_FD)
+            .env_remove(ENV_HEARTBEAT_MS)
+            .env_remove("LISTEN_PID")
+            .env_remove("WATCHDOG_PID");
+        if n > 0 {
+            let names: Vec<&str> = state.listens.iter().map(|(_, n)| n.as_str()).collect();
+            cmd.env("LISTEN_FDS", n.to_string())
+                .env("LISTEN_FDNAMES", names.join(":"));
+        } else {
+            cmd.env_remove("LISTEN_FDS").env_remove("LISTEN_FDNAMES");
+        }
+        match spec.watchdog {
+            Some(d) => cmd.env("WATCHDOG_USEC", d.as_micros().to_string()),
+            None => cmd.env_remove("WATCHDOG_USEC"),
+        };
+        if let Some(dir) = &settings.cwd {
+            cmd.current_dir(dir);
+        }
+        {
+            use std::os::unix::process::CommandExt;
+            if let Some(uid) = settings.uid {
+                cmd.uid(uid);
+            }
+            if let Some(gid) = settings.gid {
+                cmd.gid(gid);
+            }
+        }
+        if settings.get_silent() {
+            cmd.stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped());
+        }
+        cmd.stdin(std::process::Stdio::null());
+        install_child_setup(
+            &mut cmd,
+            ChildSetup {
+                keep: Vec::new(),
+                moves,
+                parent_death_kill: true,
+                parent_pid: std::process::id() as i32,
+            },
+        );
+        let mut child = match inner.forker.spawn(cmd) {
+            Ok(c) => c,
+            Err(source) => {
+                inner.table.remove_worker(id);
+                let _ = std::fs::remove_file(&notify_path);
+                return Err(Error::Exec { path: exe, source });
+            }
+        };
+        drop(high);
+        let pid = child.id().unwrap_or(0);
+        let handle = self.register(
+            id,
+            pid,
+            outbox,
+            &mut child,
+            Some(spec.stop_signal),
+            predecessor,
+        );
+        tracing::debug!(worker = id, pid, program = ?spec.program, "started foreign worker");
+        inner.bus.emit(Event::Fork { worker: id });
+        handle.online(inner);
+        for b in &state.bound {
+            handle.listening(inner, b.address.clone());
+        }
+        match spec.ready {
+            ForeignReady::Listening => handle.ready(inner),
+            ForeignReady::Delay(d) => {
+                let (inner, w) = (inner.clone(), handle.clone());
+                tokio::spawn(async move {
+                    tokio::time::sleep(d).await;
+                    if !w.is_dead() {
+                        w.ready(&inner);
+                    }
+                });
+            }
+            ForeignReady::Notify => {}
+        }
+        tokio::spawn(watch(
+            inner.clone(),
+            handle.clone(),
+            child,
+            notify,
+            notify_path,
+            spec.ready,
+            spec.watchdog.is_some(),
+            settings.get_heartbeat(),
+        ));
+        Ok(handle)
+    }
+}
+
+/// Watches one foreign worker: its notifications and its process.
+#[allow(clippy::too_many_arguments)]
+async fn watch(
+    inner: Arc<Inner>,
+    w: WorkerHandle,
+    mut child: tokio::process::Child,
+    notify: UnixDatagram,
+    notify_path: PathBuf,
+    ready: ForeignReady,
+    watchdog: bool,
+    every: Duration,
+) {
+    let mut buf = vec![0u8; 4096];
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let status = loop {
+        tokio::select! {
+            s = child.wait() => break s,
+            r = notify.recv(&mut buf) => {
+                if let Ok(n) = r {
+                    on_notify(&inner, &w, &buf[..n], ready, watchdog);
+                }
+            }
+            // Without a watchdog, a running process counts as alive.
+            _ = tick.tick(), if !watchdog => w.touch(),
+        }
+    };
+    // What it said just before it went (STOPPING=1).
+    while let Ok(n) = notify.try_recv(&mut buf) {
+        on_notify(&inner, &w, &buf[..n], ready, watchdog);
+    }
+    drop(notify);
+    let _ = std::fs::remove_file(&notify_path);
+    let status = match status {
+        Ok(s) => ExitStatus::from(s),
+        Err(e) => {
+            tracing::warn!(worker = w.id(), error = %e, "cannot wait for worker");
+            ExitStatus::default()
+        }
+    };
+    w.disconnected(&inner);
+    w.exited(&inner, status);
+}
+
+fn on_notify(inner: &Inner, w: &WorkerHandle, msg: &[u8], ready: ForeignReady, watchdog: bool) {
+    let msg = String::from_utf8_lossy(msg);
+    for (key, value) in crate::systemd::parse_notify(&msg) {
+        match (key, value) {
+            ("READY", "1") => {
+                if ready == ForeignReady::Notify {
+                    w.ready(inner);
+                }
+            }
+            ("STATUS", s) => *w.shared.status_text.lock().unwrap() = Some(s.to_string()),
+            ("WATCHDOG", "1") => {
+                if watchdog {
+                    w.touch();
+                }
+            }
+            ("WATCHDOG", "trigger") => {
+                tracing::warn!(worker = w.id(), "WATCHDOG=trigger: killing it (SIGABRT)");
+                w.signal(Signal::SIGABRT);
+            }
+            ("STOPPING", "1") => w.mark_leaving(),
+            ("HERD_HANDLED", n) => {
+                if let Ok(n) = n.trim().parse() {
+                    w.set_handled(n);
+                }
+            }
+            (k, v) => tracing::debug!(worker = w.id(), "notification {k}={v} ignored"),
+        }
+    }
+}
+
+/// Open TCP connections of `pid` on one of `ports` (ESTABLISHED and
+/// closing states), from /proc.
+pub(crate) fn count_connections(pid: u32, ports: &[u16]) -> Option<u64> {
+    if ports.is_empty() {
+        return None;
+    }
+    let mut inodes = std::collections::HashSet::new();
+    for entry in std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.flatten() {
+        if let Ok(target) = std::fs::read_link(entry.path()) {
+            let t = target.to_string_lossy();
+            if let Some(ino) = t.strip_prefix("socket:[").and_then(|r| r.strip_suffix(']')) {
+                if let Ok(ino) = ino.parse::<u64>() {
+                    inodes.insert(ino);
+                }
+            }
+        }
+    }
+    let mut count = 0;
+    for table in ["tcp", "tcp6"] {
+        let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() < 10 {
+                continue;
+            }
+            // 0A is LISTEN: not a connection.
+            if f[3] == "0A" {
+                continue;
+            }
+            let port = f[1]
+                .rsplit_once(':')
+                .and_then(|(_, p)| u16::from_str_radix(p, 16).ok());
+            let ino = f[9].parse::<u64>().ok();
+            if port.is_some_and(|p| ports.contains(&p)) && ino.is_some_and(|i| inodes.contains(&i))
+            {
+                count += 1;
+            }
+        }
+    }
+    Some(count)
+}
