@@ -79,10 +79,16 @@ pub(crate) const ENV_TRAMPOLINE: &str = "HERD_TRAMPOLINE";
 pub enum ForeignReady {
     /// When it sends `READY=1` on its `NOTIFY_SOCKET`.
     Notify,
-    /// As soon as it runs with its sockets in place (default): the sockets
-    /// are listening from that instant, so connections wait in their queue
-    /// until the program accepts them, never refused. This is systemd's
-    /// `Type=simple` with socket activation.
+    /// When it waits for connections on one of its sockets (default), as
+    /// /proc shows it: a thread blocked in `accept` on one, or one in its
+    /// epoll set (Node, Go, tokio, asyncio...), or, for servers that wait
+    /// with `poll`/`select` (Python's socketserver), a thread in `poll` or
+    /// `select` while the process holds one: a heuristic, since the fds a
+    /// poll waits on are not visible; a program that waits in `poll` on
+    /// something else during its warm-up should use [`Notify`](Self::Notify).
+    /// A worker with no sockets is ready once it has run for a second. Until it is
+    /// ready, connections wait in the socket's queue (never refused), and
+    /// a rolling restart keeps its predecessor serving.
     #[default]
     Listening,
     /// This long after it started, if it is still running.

@@ -18,6 +18,10 @@ use crate::sched::{Link, ListenAddr, Policy};
 use crate::sys::{install_child_setup, ChildSetup};
 use crate::{Error, ENV_CHANNEL_FD, ENV_HEARTBEAT_MS, ENV_WORKER_ID};
 
+/// When a foreign worker without sockets counts as ready under
+/// [`ForeignReady::Listening`].
+pub(crate) const NO_SOCKETS_READY: Duration = Duration::from_secs(1);
+
 /// What `bind_foreign` set up, shared by every foreign worker.
 pub(crate) struct State {
     /// (table handle, name), in descriptor order.
@@ -196,6 +200,11 @@ impl super::Primary {
                 }
             }
         }
+        let inodes: Vec<u64> = high
+            .iter()
+            .filter_map(|fd| nix::sys::stat::fstat(fd.as_raw_fd()).ok())
+            .map(|st| st.st_ino)
+            .collect();
         let moves: Vec<(i32, i32)> = high
             .iter()
             .enumerate()
@@ -298,8 +307,30 @@ impl super::Primary {
         for b in &state.bound {
             handle.listening(inner, b.address.clone());
         }
-        match spec.ready {
-            ForeignReady::Listening => handle.ready(inner),
+        // Nothing to listen on: ready once it has run for a second, so that
+        // a program that exits at once counts as a crash, not a success.
+        let ready = match spec.ready {
+            ForeignReady::Listening if inodes.is_empty() => ForeignReady::Delay(NO_SOCKETS_READY),
+            r => r,
+        };
+        match ready {
+            ForeignReady::Listening => {
+                let (inner, w) = (inner.clone(), handle.clone());
+                tokio::spawn(async move {
+                    let mut tick = tokio::time::interval(Duration::from_millis(20));
+                    while !w.is_dead() && !w.exited_after_disconnect() {
+                        tick.tick().await;
+                        let (pid, inodes) = (w.pid(), inodes.clone());
+                        let seen = tokio::task::spawn_blocking(move || accepting(pid, &inodes))
+                            .await
+                            .unwrap_or(false);
+                        if seen {
+                            w.ready(&inner);
+                            return;
+                        }
+                    }
+                });
+            }
             ForeignReady::Delay(d) => {
                 let (inner, w) = (inner.clone(), handle.clone());
                 tokio::spawn(async move {
@@ -399,44 +430,145 @@ fn on_notify(inner: &Inner, w: &WorkerHandle, msg: &[u8], ready: ForeignReady, w
     }
 }
 
-/// Open TCP connections of `pid` on one of `ports` (ESTABLISHED and
-/// closing states), from /proc.
-pub(crate) fn count_connections(pid: u32, ports: &[u16]) -> Option<u64> {
-    if ports.is_empty() {
-        return None;
+/// Whether process `pid` waits for connections on one of the sockets
+/// `inodes`, as /proc shows it: one of its threads is blocked in
+/// `accept` on one, or one is in one of its epoll sets, or a thread is
+/// blocked in `poll`/`select` while it holds one (the fds a poll waits on
+/// are not visible: a heuristic, for select/poll servers such as Python's
+/// socketserver).
+pub(crate) fn accepting(pid: u32, inodes: &[u64]) -> bool {
+    let ours = |fd: &str| -> bool {
+        std::fs::read_link(format!("/proc/{pid}/fd/{fd}"))
+            .ok()
+            .and_then(|t| {
+                let t = t.to_string_lossy().into_owned();
+                t.strip_prefix("socket:[")?
+                    .strip_suffix(']')?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .is_some_and(|i| inodes.contains(&i))
+    };
+    let mut polling = false;
+    if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+        for t in tasks.flatten() {
+            let Ok(sc) = std::fs::read_to_string(t.path().join("syscall")) else {
+                continue;
+            };
+            let mut f = sc.split_whitespace();
+            let Some(nr) = f.next().and_then(|n| n.parse::<i64>().ok()) else {
+                continue;
+            };
+            let arg0 = f
+                .next()
+                .and_then(|a| i64::from_str_radix(a.trim_start_matches("0x"), 16).ok());
+            if ACCEPT.contains(&nr) {
+                if let Some(fd) = arg0 {
+                    if ours(&fd.to_string()) {
+                        return true;
+                    }
+                }
+            }
+            if POLL.contains(&nr) {
+                polling = true;
+            }
+        }
     }
-    let mut inodes = std::collections::HashSet::new();
-    for entry in std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.flatten() {
-        if let Ok(target) = std::fs::read_link(entry.path()) {
-            let t = target.to_string_lossy();
-            if let Some(ino) = t.strip_prefix("socket:[").and_then(|r| r.strip_suffix(']')) {
-                if let Ok(ino) = ino.parse::<u64>() {
-                    inodes.insert(ino);
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    let mut holds = false;
+    for fd in fds.flatten() {
+        let name = fd.file_name().to_string_lossy().into_owned();
+        let Ok(target) = std::fs::read_link(fd.path()) else {
+            continue;
+        };
+        let target = target.to_string_lossy();
+        if target == "anon_inode:[eventpoll]" {
+            let Ok(info) = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{name}")) else {
+                continue;
+            };
+            for line in info.lines() {
+                if let Some(rest) = line.strip_prefix("tfd:") {
+                    if let Some(tfd) = rest.split_whitespace().next() {
+                        if ours(tfd) {
+                            return true;
+                        }
+                    }
+                }
+            }
+        } else if !holds && ours(&name) {
+            holds = true;
+        }
+    }
+    polling && holds
+}
+
+#[cfg(target_arch = "x86_64")]
+const ACCEPT: [i64; 2] = [libc::SYS_accept, libc::SYS_accept4];
+#[cfg(not(target_arch = "x86_64"))]
+const ACCEPT: [i64; 1] = [libc::SYS_accept4];
+#[cfg(target_arch = "x86_64")]
+const POLL: [i64; 4] = [
+    libc::SYS_poll,
+    libc::SYS_select,
+    libc::SYS_ppoll,
+    libc::SYS_pselect6,
+];
+#[cfg(not(target_arch = "x86_64"))]
+const POLL: [i64; 2] = [libc::SYS_ppoll, libc::SYS_pselect6];
+
+/// The socket inodes of this network namespace's TCP connections on one
+/// of `ports` (any state but LISTEN and TIME_WAIT), from /proc: one pass
+/// for all workers, as the table may be long on a busy machine.
+pub(crate) fn connection_inodes(ports: &[u16]) -> std::collections::HashSet<u64> {
+    let mut out = std::collections::HashSet::new();
+    if ports.is_empty() {
+        return out;
+    }
+    for table in ["tcp", "tcp6"] {
+        let Ok(text) = std::fs::read_to_string(format!("/proc/self/net/{table}")) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let mut f = line.split_whitespace();
+            let (Some(local), Some(state)) = (f.nth(1), f.nth(1)) else {
+                continue;
+            };
+            // 0A is LISTEN, 06 TIME_WAIT (no process holds those).
+            if state == "0A" || state == "06" {
+                continue;
+            }
+            let port = local
+                .rsplit_once(':')
+                .and_then(|(_, p)| u16::from_str_radix(p, 16).ok());
+            if !port.is_some_and(|p| ports.contains(&p)) {
+                continue;
+            }
+            if let Some(ino) = f.nth(5).and_then(|i| i.parse::<u64>().ok()) {
+                if ino != 0 {
+                    out.insert(ino);
                 }
             }
         }
     }
+    out
+}
+
+/// How many of `inodes` process `pid` holds open.
+pub(crate) fn count_connections(pid: u32, inodes: &std::collections::HashSet<u64>) -> Option<u64> {
     let mut count = 0;
-    for table in ["tcp", "tcp6"] {
-        let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")) else {
-            continue;
-        };
-        for line in text.lines().skip(1) {
-            let f: Vec<&str> = line.split_whitespace().collect();
-            if f.len() < 10 {
-                continue;
-            }
-            // 0A is LISTEN: not a connection.
-            if f[3] == "0A" {
-                continue;
-            }
-            let port = f[1]
-                .rsplit_once(':')
-                .and_then(|(_, p)| u16::from_str_radix(p, 16).ok());
-            let ino = f[9].parse::<u64>().ok();
-            if port.is_some_and(|p| ports.contains(&p)) && ino.is_some_and(|i| inodes.contains(&i))
+    for entry in std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.flatten() {
+        if let Ok(target) = std::fs::read_link(entry.path()) {
+            let t = target.to_string_lossy();
+            if let Some(ino) = t
+                .strip_prefix("socket:[")
+                .and_then(|r| r.strip_suffix(']'))
+                .and_then(|i| i.parse::<u64>().ok())
             {
-                count += 1;
+                if inodes.contains(&ino) {
+                    count += 1;
+                }
             }
         }
     }

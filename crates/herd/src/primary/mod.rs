@@ -404,8 +404,9 @@ impl Primary {
     }
 
     /// A snapshot of every live worker, by id: state, memory, connections,
-    /// restarts, what it reports. Reads /proc for memory (and for a foreign
-    /// worker's connections).
+    /// restarts, what it reports. Reads /proc for memory (and for foreign
+    /// workers' connections, the TCP table: on a busy machine that takes a
+    /// while, so call it from a blocking-friendly context).
     pub fn status(&self) -> Vec<WorkerStatus> {
         let ports = self
             .inner
@@ -416,11 +417,17 @@ impl Primary {
             .map(|s| s.ports.clone())
             .unwrap_or_default();
         let starts = self.inner.slot_starts.lock().unwrap().clone();
+        let workers = self.workers();
+        let inodes = if workers.iter().any(|w| w.is_foreign()) && !ports.is_empty() {
+            Some(foreign::connection_inodes(&ports))
+        } else {
+            None
+        };
         let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
             .ok()
             .flatten()
             .unwrap_or(4096) as u64;
-        self.workers()
+        workers
             .into_iter()
             .map(|w| {
                 let beat = w.last_heartbeat();
@@ -431,7 +438,9 @@ impl Primary {
                 let (connections, handled, status) = if w.is_foreign() {
                     let handled = beat.as_ref().map(|(_, b)| b.handled).filter(|h| *h > 0);
                     (
-                        foreign::count_connections(w.pid(), &ports),
+                        inodes
+                            .as_ref()
+                            .and_then(|i| foreign::count_connections(w.pid(), i)),
                         handled,
                         w.shared.status_text.lock().unwrap().clone(),
                     )
