@@ -108,13 +108,15 @@ pub struct RunArgs {
     pub listen: Vec<String>,
 
     /// How workers share a port: shared or reuseport (rr and lc need
-    /// herd-aware workers) [default: reuseport].
+    /// herd-aware workers) [default: reuseport; shared for sockets from
+    /// systemd without ReusePort=yes].
     #[arg(long, value_name = "POLICY", env = "HERD_SCHED_POLICY")]
     pub sched: Option<String>,
 
     /// When a worker counts as ready: notify (it sends READY=1), listening
-    /// (as soon as it runs: its sockets already queue connections) or
-    /// delay:DURATION [default: listening].
+    /// (it waits for connections on its socket, as /proc shows: in accept,
+    /// epoll, or poll/select) or delay:DURATION after it started [default:
+    /// listening].
     #[arg(long, value_name = "RULE", env = "HERD_READY")]
     pub ready: Option<String>,
 

@@ -76,6 +76,8 @@ pub struct Run {
     pub workers: usize,
     pub listens: Vec<Listen>,
     pub policy: Policy,
+    /// Whether the policy was asked for (not the default).
+    pub policy_explicit: bool,
     pub ready: ForeignReady,
     pub grace: Duration,
     pub restart: Restart,
@@ -197,6 +199,7 @@ impl Run {
             .filter(|s| !s.trim().is_empty())
             .map(|s| parse_listen(s.trim()))
             .collect::<Result<Vec<_>>>()?;
+        let policy_explicit = args.sched.is_some() || file.sched.is_some();
         let policy: Policy = match args.sched.as_deref().or(file.sched.as_deref()) {
             Some(s) => s.parse().map_err(|e: String| anyhow!("--sched: {e}"))?,
             None => Policy::ReusePort,
@@ -279,6 +282,7 @@ impl Run {
             workers,
             listens,
             policy,
+            policy_explicit,
             ready,
             grace,
             restart,

@@ -176,11 +176,15 @@ async fn handle(stream: UnixStream, shared: Arc<Shared>) -> Result<()> {
             message: format!("bad request: {e}"),
             status: None,
         },
-        Ok(Request::Status) => Reply {
-            ok: true,
-            message: String::new(),
-            status: Some(shared.status()),
-        },
+        Ok(Request::Status) => {
+            let s = shared.clone();
+            let status = tokio::task::spawn_blocking(move || s.status()).await?;
+            Reply {
+                ok: true,
+                message: String::new(),
+                status: Some(status),
+            }
+        }
         Ok(Request::Reload) => reload(&shared).await,
         Ok(Request::Scale { workers }) => scale(&shared, workers).await,
         Ok(Request::Stop) => {

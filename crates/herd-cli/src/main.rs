@@ -53,6 +53,18 @@ fn usage_error(e: &clap::Error) -> String {
 
 use std::error::Error as _;
 
+/// Bad input in the options or the config file: exit code 2.
+#[derive(Debug)]
+pub struct Usage(pub String);
+
+impl std::fmt::Display for Usage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Usage {}
+
 fn main() {
     // A worker's trampoline execs the worker program here and never returns.
     herd::foreign::trampoline();
@@ -102,7 +114,7 @@ fn main() {
                 ),
                 LogFormat::Text => eprintln!("herd: {e:#}"),
             }
-            std::process::exit(1);
+            std::process::exit(if e.is::<Usage>() { 2 } else { 1 });
         }
     }
 }

@@ -46,6 +46,7 @@ impl Shared {
     }
 
     pub fn status(&self) -> ctl::Status {
+        let workers = self.primary.status().into_iter().map(Into::into).collect();
         ctl::Status {
             name: self.name.clone(),
             pid: std::process::id(),
@@ -65,7 +66,7 @@ impl Shared {
                     fd: b.fd,
                 })
                 .collect(),
-            workers: self.primary.status().into_iter().map(Into::into).collect(),
+            workers,
         }
     }
 
@@ -158,7 +159,8 @@ fn match_sockets(
 
 /// `herd run`: returns the exit code.
 pub fn run(args: RunArgs, format: LogFormat) -> Result<i32> {
-    let cfg = Run::resolve(args)?;
+    let mut cfg =
+        Run::resolve(args).map_err(|e| anyhow::Error::new(crate::Usage(format!("{e:#}"))))?;
     // Taken, and removed from the environment, while single-threaded: the
     // workers get their own values of these.
     let passed = herd::systemd::listen_fds()
@@ -176,6 +178,20 @@ pub fn run(args: RunArgs, format: LogFormat) -> Result<i32> {
         std::env::remove_var(k);
     }
     let sources = match_sockets(&cfg.listens, passed)?;
+    if cfg.policy == herd::Policy::ReusePort && !cfg.policy_explicit {
+        // The default policy, with a passed socket that cannot take
+        // siblings: serve it shared rather than fail.
+        use nix::sys::socket::{getsockopt, sockopt};
+        let lacking = sources.iter().any(|(_, s)| {
+            matches!(s, Source::Passed(fd) if !getsockopt(fd, sockopt::ReusePort).unwrap_or(false))
+        });
+        if lacking {
+            tracing::info!(
+                "a socket from systemd has no SO_REUSEPORT (ReusePort=yes): using the shared policy"
+            );
+            cfg.policy = herd::Policy::Shared;
+        }
+    }
     let runtime_dir = herd::foreign::runtime_dir()?;
     let ctl_path = ctl::socket_path(&runtime_dir, &cfg.name);
     ctl::check_free(&ctl_path, &cfg.name)?;
@@ -399,8 +415,13 @@ async fn events(shared: Arc<Shared>, mut events: herd::Events, output: Option<Op
             },
             _ => {}
         }
-        if matches!(ev, Event::Ready { .. } | Event::Exit { .. }) {
+        if matches!(ev, Event::Ready { .. }) {
             broken.lock().unwrap().clear();
+        }
+        if matches!(
+            ev,
+            Event::Fork { .. } | Event::Ready { .. } | Event::Exit { .. }
+        ) {
             let ready = shared.ready_count();
             let wanted = shared.wanted.load(Ordering::SeqCst);
             let now_ready = ready >= wanted;
