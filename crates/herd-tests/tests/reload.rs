@@ -138,3 +138,24 @@ fn a_reload_starts_the_new_executable_put_on_disk_at_the_same_path() {
     // The primary itself still runs build a (nothing restarted it).
     assert!(alive(c.pid));
 }
+
+#[test]
+fn a_shutdown_during_a_reload_aborts_the_reload_and_still_exits_cleanly() {
+    let (mut c, addr) = supervised(2, &[("FIXTURE_READINESS", "explicit")]);
+    let load = Load::start(&addr);
+    // The successor listens but waits to be told it is ready: the reload
+    // is under way when the shutdown comes.
+    c.cmd(json!({"cmd": "setup", "env": {"FIXTURE_WARMUP": "manual"}}));
+    c.cmd(json!({"cmd": "reload"}));
+    c.expect_event("listening", 3);
+    load.wait_more(20);
+    let (ok, failed, errors) = load.finish();
+    c.signal_primary(Signal::SIGTERM);
+    let v = c.expect(|v| v["event"] == "reload" && v["phase"] != "started");
+    assert_eq!(v["phase"], "aborted", "{v}");
+    assert_eq!(v["reason"], "shutting down", "{v}");
+    let done = c.expect(|v| v["event"] == "supervise_done");
+    assert_eq!(done["code"], 0, "{}", c.dump());
+    assert!(c.wait_exit(TIMEOUT).is_some());
+    assert_eq!(failed, 0, "{failed} of {} failed: {errors:?}", ok + failed);
+}

@@ -324,6 +324,14 @@ impl Sup {
             }
         }
         self.shutting_down = true;
+        if self.reload.take().is_some() {
+            self.primary
+                .inner
+                .bus
+                .emit(Event::Reload(ReloadPhase::Aborted {
+                    reason: "shutting down".into(),
+                }));
+        }
         let grace = self.cfg.grace;
         tracing::info!("disconnecting all workers (grace {grace:?}; signal again to kill now)");
         let primary = self.primary.clone();
