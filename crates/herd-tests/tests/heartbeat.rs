@@ -56,3 +56,27 @@ fn the_applications_status_fields_reach_the_primarys_last_heartbeat() {
         {"cmd": "status", "key": "queue", "value": {"depth": 0}}}));
     heartbeat_until(&mut c, id, |v| v["beat"]["app"]["queue"]["depth"] == 0);
 }
+
+#[test]
+fn a_heartbeat_reports_the_workers_uptime_memory_and_cpu_time() {
+    let mut c = Cluster::start(&[("FIXTURE_HEARTBEAT_MS", "50")]);
+    let (id, _addr) = c.fork_serving(&[("FIXTURE_LISTEN", "127.0.0.1:0")]);
+    let first = heartbeat_until(&mut c, id, |v| v["beat"]["rss"].as_u64() > Some(0));
+    let rss0 = first["beat"]["rss"].as_u64().unwrap();
+    assert!(
+        rss0 > 1 << 20,
+        "a tokio process uses more than 1 MiB: {first}"
+    );
+    let up0 = first["beat"]["uptime_ms"].as_u64().unwrap();
+    // Touching 64 MiB shows in the resident memory, and takes CPU time.
+    c.cmd(json!({"cmd": "send", "worker": id, "msg": {"cmd": "alloc", "mb": 64}}));
+    c.expect(|v| v["event"] == "message" && v["message"]["allocated"] == 64);
+    let later = heartbeat_until(&mut c, id, |v| {
+        v["beat"]["rss"].as_u64() > Some(rss0 + (48 << 20))
+    });
+    assert!(
+        later["beat"]["uptime_ms"].as_u64().unwrap() > up0,
+        "{later}"
+    );
+    assert!(later["beat"]["cpu_ms"].as_u64().unwrap() > 0, "{later}");
+}

@@ -277,7 +277,10 @@ async fn primary() {
                 let v = match worker().and_then(|w| w.last_heartbeat()) {
                     Some((at, beat)) => json!({
                         "event": "heartbeat", "worker": id,
-                        "beat": { "open": beat.open, "handled": beat.handled, "app": beat.app },
+                        "beat": {
+                            "open": beat.open, "handled": beat.handled, "app": beat.app,
+                            "uptime_ms": beat.uptime_ms, "rss": beat.rss, "cpu_ms": beat.cpu_ms,
+                        },
                         "age_ms": at.elapsed().as_millis() as u64,
                     }),
                     None => json!({ "event": "heartbeat", "worker": id, "beat": null }),

@@ -154,6 +154,12 @@ pub struct ListenOptions {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Heartbeat {
+    /// Milliseconds since the worker connected.
+    pub uptime_ms: u64,
+    /// Resident memory in bytes (0 where unknown).
+    pub rss: u64,
+    /// CPU time used, user plus system, in milliseconds (0 where unknown).
+    pub cpu_ms: u64,
     /// Connections open now.
     pub open: u64,
     /// Connections accepted since the worker started.
