@@ -4,6 +4,8 @@
 #   bench/run.sh list                   the scenarios
 # Each scenario prints a table, then summary lines; the last line is
 #   NAME: herd <value> node <value> ratio <herd/node>
+# except `reload`, whose last line is
+#   reload: herd <failed requests> pm2 <failed requests> replacements <n>
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 cd "$here/.."
