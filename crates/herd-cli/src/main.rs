@@ -37,7 +37,8 @@ fn usage_error(e: &clap::Error) -> String {
             }
         }
         ErrorKind::InvalidSubcommand => {
-            format!("unknown command {arg:?}: use herd run or herd ctl (see herd --help)")
+            let cmd = ctx(ContextKind::InvalidSubcommand).unwrap_or_default();
+            format!("unknown command {cmd:?}: use herd run or herd ctl (see herd --help)")
         }
         ErrorKind::InvalidValue | ErrorKind::ValueValidation => {
             let why = e.source().map(|s| format!(": {s}")).unwrap_or_default();

@@ -225,3 +225,12 @@ fn a_program_that_always_fails() {
     assert_eq!(h.wait_exit(), 1, "{}", h.dump());
     h.assert_no_workers_left();
 }
+
+#[test]
+fn unknown_command() {
+    fails(
+        &["frob"],
+        2,
+        &["unknown command \"frob\"", "herd run or herd ctl"],
+    );
+}
