@@ -19,7 +19,7 @@ fn gate(dir: &TempDir, id: u32) -> std::path::PathBuf {
     dir.path().join(format!("gate-{id}"))
 }
 
-fn start_gated(ready: &str, dir: &TempDir) -> (Herd, String) {
+fn start_gated(ready: &str, sched: &str, dir: &TempDir) -> (Herd, String) {
     let p = program("server.py");
     let gates = dir.path().join("gate-{id}");
     let mut h = start(
@@ -27,7 +27,7 @@ fn start_gated(ready: &str, dir: &TempDir) -> (Herd, String) {
             "-w",
             "1",
             "--sched",
-            "shared",
+            sched,
             "--ready",
             ready,
             "-l",
@@ -44,17 +44,24 @@ fn start_gated(ready: &str, dir: &TempDir) -> (Herd, String) {
 
 #[test]
 fn late_ready_notify_is_waited_for_before_the_old_worker_goes() {
-    late_ready("notify");
+    late_ready("notify", "shared");
+}
+
+/// Under reuseport the successor shares its predecessor's socket: the old
+/// worker serves it alone until the new one is ready.
+#[test]
+fn late_ready_notify_with_reuseport() {
+    late_ready("notify", "reuseport");
 }
 
 #[test]
 fn listening_waits_for_the_program_to_accept() {
-    late_ready("listening");
+    late_ready("listening", "shared");
 }
 
-fn late_ready(rule: &str) {
+fn late_ready(rule: &str, sched: &str) {
     let dir = TempDir::new("gates");
-    let (mut h, addr) = start_gated(rule, &dir);
+    let (mut h, addr) = start_gated(rule, sched, &dir);
     h.expect("worker 1 started");
     // Warming up (it said so with STATUS=): running, but not ready.
     let mut s = serde_json::Value::Null;
@@ -117,7 +124,7 @@ fn late_ready(rule: &str) {
 #[test]
 fn a_rule_that_does_not_wait_stops_the_old_worker_early() {
     let dir = TempDir::new("gates");
-    let (mut h, addr) = start_gated("delay:0s", &dir);
+    let (mut h, addr) = start_gated("delay:0s", "shared", &dir);
     h.ready(1);
     std::fs::write(gate(&dir, 1), "").unwrap();
     let old: u32 = curl(&addr, "/pid").trim().parse().unwrap();

@@ -4,7 +4,7 @@
 
 use std::ffi::OsString;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -128,6 +128,20 @@ pub(crate) fn prepare(inner: &Inner, policy: Policy, spec: &Foreign) -> Result<S
         Some(d) => d.clone(),
         None => crate::foreign::runtime_dir()?,
     };
+    // Directories left by primaries that were killed.
+    if let Ok(entries) = std::fs::read_dir(&base) {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if let Some(pid) = name
+                .strip_prefix("notify-")
+                .and_then(|p| p.parse::<u32>().ok())
+            {
+                if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
+    }
     let notify_dir = base.join(format!("notify-{}", std::process::id()));
     {
         use std::os::unix::fs::DirBuilderExt;
