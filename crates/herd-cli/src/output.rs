@@ -5,7 +5,7 @@
 //! workers' lines (with `--output prefix`) are read from their pipes whole
 //! and written with one `write` each under a lock, so lines of different
 //! workers never interleave mid-line: `[w3] GET / 200` in text,
-//! `{"ts":...,"worker":3,"pid":1234,"stream":"stdout","line":"GET / 200"}`
+//! `{"timestamp":"...","worker":3,"pid":1234,"stream":"stdout","line":"GET / 200"}`
 //! in JSON. A line longer than 64 KiB is cut into pieces of that size.
 
 use std::fmt;
@@ -106,10 +106,31 @@ impl Stream {
     }
 }
 
-fn now_secs() -> f64 {
-    SystemTime::now()
+/// Now as RFC 3339 in UTC with microseconds, as herd's own JSON lines
+/// (tracing-subscriber) write it: `2026-11-22T12:00:00.123456Z`.
+fn timestamp() -> String {
+    let d = SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
+        .unwrap_or_default();
+    let secs = d.as_secs();
+    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60,
+        d.subsec_micros()
+    )
 }
 
 /// Writes one worker line, whole.
@@ -120,7 +141,7 @@ fn emit(format: LogFormat, worker: u32, pid: u32, stream: Stream, line: &[u8]) {
         LogFormat::Text => format!("[w{worker}] {text}\n"),
         LogFormat::Json => {
             let v = serde_json::json!({
-                "ts": (now_secs() * 1000.0).round() / 1000.0,
+                "timestamp": timestamp(),
                 "worker": worker,
                 "pid": pid,
                 "stream": stream.name(),
@@ -185,5 +206,18 @@ pub async fn pump<R: AsyncRead + Unpin>(
         if let Some(f) = format {
             emit(f, worker, pid, stream, &line);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn timestamps_are_rfc3339_utc() {
+        let t = super::timestamp();
+        assert_eq!(t.len(), 27, "{t}");
+        assert!(
+            t.starts_with("20") && t.ends_with('Z') && &t[10..11] == "T",
+            "{t}"
+        );
     }
 }

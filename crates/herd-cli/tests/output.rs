@@ -78,6 +78,14 @@ fn json_logs() {
     let line = h.wait_said("\"worker\":1");
     let v: serde_json::Value = serde_json::from_str(&line).unwrap();
     assert_eq!(v["stream"], "stdout");
+    // The same timestamp form as herd's own JSON lines.
+    let ts = v["timestamp"].as_str().unwrap();
+    let own: serde_json::Value = serde_json::from_str(&h.wait_said("\"level\":\"INFO\"")).unwrap();
+    assert_eq!(
+        ts.len(),
+        own["timestamp"].as_str().unwrap().len(),
+        "{ts} vs {own}"
+    );
     assert!(v["line"].as_str().unwrap().contains("serving fd 3"), "{v}");
     h.wait_said("cluster ready");
     h.signal(nix::sys::signal::Signal::SIGTERM);
