@@ -78,6 +78,9 @@ pub fn init_logging(format: LogFormat) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(|| LockedStderr)
+        // Its report of a failed write is an eprintln!, which panics when
+        // stderr is a closed pipe: herd must outlive its log reader.
+        .log_internal_errors(false)
         .with_ansi(false);
     let _ = match format {
         LogFormat::Text => builder.event_format(Plain).try_init(),

@@ -111,3 +111,39 @@ fn silent_discards_worker_output() {
     assert_eq!(h.wait_exit(), 0);
     assert!(!h.said("[w1]"), "{}", h.dump());
 }
+
+/// herd outlives whatever reads its output: with its stderr a pipe whose
+/// reader is gone, it keeps running and stops cleanly.
+#[test]
+fn a_closed_log_pipe_does_not_stop_herd() {
+    let dir = TempDir::new("epipe");
+    let p = program("server.js");
+    let mut child = std::process::Command::new(herd_bin())
+        .args(["run", "-w", "1", "-l", "127.0.0.1:0", "--", "node", &p])
+        .env("HERD_RUNTIME_DIR", dir.path())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stderr.take());
+    let status = |d: &std::path::Path| {
+        std::process::Command::new(herd_bin())
+            .args(["ctl", "status", "--json"])
+            .env("HERD_RUNTIME_DIR", d)
+            .output()
+            .unwrap()
+    };
+    // Ready means it logged (into the broken pipe) all along the way.
+    wait_until("the cluster is ready", || {
+        let o = status(dir.path());
+        o.status.success()
+            && serde_json::from_slice::<serde_json::Value>(&o.stdout).is_ok_and(|s| s["ready"] == 1)
+    });
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+}
