@@ -129,3 +129,17 @@ pub(crate) fn async_fd(fd: OwnedFd) -> io::Result<tokio::io::unix::AsyncFd<Owned
     // returns the same number from as_raw_fd, until the AsyncFd drops it.
     unsafe { tokio::io::unix::AsyncFd::register(fd) }.map_err(|e| e.into_parts().1)
 }
+
+/// Registers a Unix stream socket with tokio's reactor for `interest` only
+/// (the channel registers for reading, and for writing only while a writer
+/// waits on a full socket).
+pub(crate) fn async_fd_with_interest(
+    s: std::os::unix::net::UnixStream,
+    interest: tokio::io::Interest,
+) -> io::Result<tokio::io::unix::AsyncFd<std::os::unix::net::UnixStream>> {
+    // SAFETY: the AsyncFd owns the stream, so its descriptor stays open and
+    // names the same socket for as long as it is registered, and as_raw_fd
+    // always returns that descriptor.
+    unsafe { tokio::io::unix::AsyncFd::register_with_interest(s, interest) }
+        .map_err(|e| e.into_parts().1)
+}

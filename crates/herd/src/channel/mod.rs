@@ -26,12 +26,64 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags};
 use serde::Serialize;
+use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
-use tokio::net::UnixStream;
 use tokio::sync::Notify;
 
 use crate::error::Error;
 use wire::{Control, Header, Kind, HEADER_LEN, MAX_BODY, MAX_FDS};
+
+/// The channel's socket, registered with the runtime for reading only.
+///
+/// A socket registered for writing too (as tokio's `UnixStream` is) wakes
+/// the runtime each time the peer reads, since every read frees buffer space
+/// and raises a new edge: one spurious wake-up of a runtime thread per
+/// message. Here writes go straight to the socket, and only a writer that
+/// finds it full registers for writability, for as long as it waits.
+pub struct UnixStream {
+    fd: AsyncFd<std::os::unix::net::UnixStream>,
+}
+
+impl UnixStream {
+    pub fn from_std(s: std::os::unix::net::UnixStream) -> io::Result<UnixStream> {
+        s.set_nonblocking(true)?;
+        let fd = crate::sys::async_fd_with_interest(s, Interest::READABLE)?;
+        Ok(UnixStream { fd })
+    }
+
+    async fn readable(&self) -> io::Result<()> {
+        self.fd.readable().await.map(drop)
+    }
+
+    /// Runs a read; a WouldBlock from `f` clears the read readiness.
+    fn try_read_io<R>(&self, f: impl FnOnce() -> io::Result<R>) -> io::Result<R> {
+        self.fd.try_io(Interest::READABLE, |_| f())
+    }
+
+    fn try_write(&self, bytes: &[u8]) -> io::Result<usize> {
+        nix::sys::socket::send(
+            self.as_raw_fd(),
+            bytes,
+            MsgFlags::MSG_NOSIGNAL | MsgFlags::MSG_DONTWAIT,
+        )
+        .map_err(io::Error::from)
+    }
+
+    /// Waits until the socket can take more bytes (through a registration
+    /// of a duplicate descriptor that lasts only as long as the wait).
+    async fn writable(&self) -> io::Result<()> {
+        let dup = self.fd.get_ref().try_clone()?;
+        let w = crate::sys::async_fd_with_interest(dup, Interest::WRITABLE)?;
+        w.writable().await?.retain_ready();
+        Ok(())
+    }
+}
+
+impl AsRawFd for UnixStream {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
 
 /// Senders wait while more than this many bytes are queued.
 pub const HIGH_WATER: usize = 8 << 20;
@@ -273,11 +325,10 @@ async fn write_all(
 
 async fn write_some(stream: &UnixStream, bytes: &[u8]) -> io::Result<usize> {
     loop {
-        stream.writable().await?;
         match stream.try_write(bytes) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => return Ok(n),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => stream.writable().await?,
             Err(e) => return Err(e),
         }
     }
@@ -287,20 +338,17 @@ async fn send_with_fds(stream: &UnixStream, bytes: &[u8], fds: &[RawFd]) -> io::
     let iov = [IoSlice::new(bytes)];
     let cmsg = [ControlMessage::ScmRights(fds)];
     loop {
-        stream.writable().await?;
-        let res = stream.try_io(Interest::WRITABLE, || {
-            sendmsg::<()>(
-                stream.as_raw_fd(),
-                &iov,
-                &cmsg,
-                MsgFlags::MSG_NOSIGNAL,
-                None,
-            )
-            .map_err(io::Error::from)
-        });
+        let res = sendmsg::<()>(
+            stream.as_raw_fd(),
+            &iov,
+            &cmsg,
+            MsgFlags::MSG_NOSIGNAL | MsgFlags::MSG_DONTWAIT,
+            None,
+        )
+        .map_err(io::Error::from);
         match res {
             Ok(n) => return Ok(n),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => stream.writable().await?,
             Err(e) => return Err(e),
         }
     }
@@ -437,7 +485,7 @@ impl Reader {
             let (buf, end) = (&mut self.buf, self.end);
             let space = buf.len() - end;
             let mut drained = None;
-            let res = self.stream.try_io(Interest::READABLE, || {
+            let res = self.stream.try_read_io(|| {
                 let (n, fds) = recv_with_fds(fd, &mut buf[end..])?;
                 if 0 < n && n < space && fds.is_empty() {
                     // A short read that brought no descriptors emptied the
@@ -511,10 +559,7 @@ mod tests {
         socket2::SockRef::from(&a)
             .set_send_buffer_size(4096)
             .unwrap();
-        let wrap = |s: std::os::unix::net::UnixStream| {
-            s.set_nonblocking(true).unwrap();
-            Arc::new(UnixStream::from_std(s).unwrap())
-        };
+        let wrap = |s: std::os::unix::net::UnixStream| Arc::new(UnixStream::from_std(s).unwrap());
         (wrap(a), wrap(b))
     }
 

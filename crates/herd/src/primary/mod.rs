@@ -29,9 +29,9 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{mpsc as std_mpsc, Arc, Mutex, OnceLock};
 use std::time::Duration;
 
+use crate::channel::UnixStream;
 use nix::sys::signal::Signal;
 use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
-use tokio::net::UnixStream;
 use tokio::sync::{watch, Notify};
 
 use crate::channel::wire::{Control, Kind, VERSION};
@@ -561,9 +561,9 @@ impl Primary {
 }
 
 pub(crate) fn unix_stream(fd: OwnedFd) -> std::io::Result<Arc<UnixStream>> {
-    let std = std::os::unix::net::UnixStream::from(fd);
-    std.set_nonblocking(true)?;
-    Ok(Arc::new(UnixStream::from_std(std)?))
+    Ok(Arc::new(UnixStream::from_std(
+        std::os::unix::net::UnixStream::from(fd),
+    )?))
 }
 
 /// Watches one worker: its channel and its process. Emits `Disconnect` and
