@@ -13,6 +13,11 @@
 //!   tokio `TcpListener`, with the same runtime as a herd worker: the
 //!   baseline of the keep-alive benchmark.
 //!
+//! Runtimes: every process runs what `#[tokio::main]` builds (a
+//! multi-threaded runtime, a thread per CPU), as herd's examples do.
+//! `HELLO_PRIMARY_THREADS=N` gives the primary N threads instead (1: a
+//! current-thread runtime, as Node's primary has one thread).
+//!
 //! Once every worker listens, the primary prints one line, which scripts wait
 //! for instead of sleeping:
 //!
@@ -110,18 +115,42 @@ fn app() -> Router {
     Router::new().route("/", get(|| async { "hello world" }))
 }
 
-#[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = parse_args().unwrap_or_else(|e| {
         eprintln!("hello: {e}\nusage: hello [ADDR] [--workers N] [--plain]");
         std::process::exit(2)
     });
     if args.plain {
-        return plain(&args.addr).await;
+        return runtime(None)?.block_on(plain(&args.addr));
     }
     match herd::role() {
-        Role::Primary => primary(args.workers).await,
-        Role::Worker => worker(&args.addr).await,
+        Role::Primary => {
+            let threads = match std::env::var("HELLO_PRIMARY_THREADS") {
+                Ok(n) => Some(n.parse::<usize>().map_err(|_| {
+                    format!("HELLO_PRIMARY_THREADS={n:?} is not a number of threads")
+                })?),
+                Err(_) => None,
+            };
+            runtime(threads)?.block_on(primary(args.workers))
+        }
+        Role::Worker => runtime(None)?.block_on(worker(&args.addr)),
+    }
+}
+
+/// What `#[tokio::main]` builds, or a runtime of `threads` threads (1: a
+/// current-thread runtime).
+fn runtime(threads: Option<usize>) -> io::Result<tokio::runtime::Runtime> {
+    match threads {
+        None => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build(),
+        Some(0 | 1) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+        Some(n) => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(n)
+            .enable_all()
+            .build(),
     }
 }
 
