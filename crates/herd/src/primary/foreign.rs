@@ -271,23 +271,7 @@ impl super::Primary {
             Some(d) => cmd.env("WATCHDOG_USEC", d.as_micros().to_string()),
             None => cmd.env_remove("WATCHDOG_USEC"),
         };
-        if let Some(dir) = &settings.cwd {
-            cmd.current_dir(dir);
-        }
-        {
-            use std::os::unix::process::CommandExt;
-            if let Some(uid) = settings.uid {
-                cmd.uid(uid);
-            }
-            if let Some(gid) = settings.gid {
-                cmd.gid(gid);
-            }
-        }
-        if settings.get_silent() {
-            cmd.stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped());
-        }
-        cmd.stdin(std::process::Stdio::null());
+        settings.apply_to(&mut cmd);
         install_child_setup(
             &mut cmd,
             ChildSetup {

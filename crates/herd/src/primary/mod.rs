@@ -23,8 +23,7 @@ use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::fmt;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::process::Stdio;
+use std::os::unix::process::ExitStatusExt;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{mpsc as std_mpsc, Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -268,19 +267,7 @@ impl Primary {
         for (k, v) in env {
             cmd.env(k.into(), v.into());
         }
-        if let Some(dir) = &settings.cwd {
-            cmd.current_dir(dir);
-        }
-        if let Some(uid) = settings.uid {
-            cmd.uid(uid);
-        }
-        if let Some(gid) = settings.gid {
-            cmd.gid(gid);
-        }
-        if settings.get_silent() {
-            cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-        }
-        cmd.stdin(Stdio::null());
+        settings.apply_to(&mut cmd);
         install_child_setup(
             &mut cmd,
             ChildSetup {

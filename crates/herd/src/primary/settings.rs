@@ -169,6 +169,26 @@ impl Settings {
         self.policy
     }
 
+    /// Applies what every worker's process gets from the settings, herd-aware
+    /// or foreign: working directory, user, group, and where its stdio goes.
+    pub(crate) fn apply_to(&self, cmd: &mut std::process::Command) {
+        use std::os::unix::process::CommandExt;
+        use std::process::Stdio;
+        if let Some(dir) = &self.cwd {
+            cmd.current_dir(dir);
+        }
+        if let Some(uid) = self.uid {
+            cmd.uid(uid);
+        }
+        if let Some(gid) = self.gid {
+            cmd.gid(gid);
+        }
+        if self.get_silent() {
+            cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        }
+        cmd.stdin(Stdio::null());
+    }
+
     /// Merges `later` into `self`: fields `later` sets win; env accumulates.
     pub(crate) fn merge(&mut self, later: Settings) {
         macro_rules! take {
