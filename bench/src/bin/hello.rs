@@ -44,6 +44,7 @@ use std::time::Duration;
 use axum::serve::ListenerExt;
 use axum::{routing::get, Router};
 use herd::{Event, Primary, Role, Worker};
+use herd_bench::Args;
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncBufReadExt;
 use tokio::signal::unix::{signal, SignalKind};
@@ -76,39 +77,8 @@ enum Command {
 /// How long the primary waits for every worker's count.
 const COUNT_TIMEOUT: Duration = Duration::from_secs(5);
 
-struct Args {
-    addr: String,
-    workers: usize,
-    plain: bool,
-}
-
 fn parse_args() -> Result<Args, String> {
-    let mut addr = None;
-    let mut workers = std::env::var("HERD_WORKERS").ok();
-    let mut plain = false;
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            "--plain" => plain = true,
-            "--workers" => workers = Some(args.next().ok_or("--workers needs a number")?),
-            s if s.starts_with('-') => return Err(format!("unknown option {s}")),
-            s if addr.is_none() => addr = Some(s.to_string()),
-            s => return Err(format!("unexpected argument {s}")),
-        }
-    }
-    let workers = match workers {
-        Some(w) => w
-            .parse::<usize>()
-            .ok()
-            .filter(|n| *n > 0)
-            .ok_or_else(|| format!("worker count {w:?} is not a positive number"))?,
-        None => herd::available_cpus(),
-    };
-    Ok(Args {
-        addr: addr.unwrap_or_else(|| "127.0.0.1:0".into()),
-        workers,
-        plain,
-    })
+    herd_bench::parse_args(herd::available_cpus(), true)
 }
 
 fn app() -> Router {

@@ -30,26 +30,7 @@ use axum::{routing::get, Router};
 use herd::{Event, Primary, ReloadPhase, Role, Supervision, Worker};
 
 fn parse_args() -> Result<(String, usize), String> {
-    let mut addr = None;
-    let mut workers = std::env::var("HERD_WORKERS").ok();
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            "--workers" => workers = Some(args.next().ok_or("--workers needs a number")?),
-            s if s.starts_with('-') => return Err(format!("unknown option {s}")),
-            s if addr.is_none() => addr = Some(s.to_string()),
-            s => return Err(format!("unexpected argument {s}")),
-        }
-    }
-    let workers = match workers {
-        Some(w) => w
-            .parse::<usize>()
-            .ok()
-            .filter(|n| *n > 0)
-            .ok_or_else(|| format!("worker count {w:?} is not a positive number"))?,
-        None => 2,
-    };
-    Ok((addr.unwrap_or_else(|| "127.0.0.1:0".into()), workers))
+    herd_bench::parse_args(2, false).map(|a| (a.addr, a.workers))
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -679,6 +679,19 @@ impl Flood {
         let errors = self.errors.lock().unwrap().clone();
         (served, errors)
     }
+
+    /// Stops the flood, fails the test (with the cluster's events) if any
+    /// request failed, and returns the answers by worker.
+    pub fn stop_expecting_no_failure(self, c: &Cluster) -> std::collections::BTreeMap<u32, usize> {
+        let (served, errors) = self.stop();
+        assert!(
+            errors.is_empty(),
+            "{} failed: {errors:?}\n{}",
+            errors.len(),
+            c.dump()
+        );
+        served
+    }
 }
 
 /// A fresh directory under the system's temporary directory, removed (with
