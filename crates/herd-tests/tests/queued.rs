@@ -3,8 +3,8 @@
 //! while any worker is alive.
 //!
 //! The stuck worker runs in `noaccept` mode: it listens and never accepts,
-//! so whatever reaches it waits, handed to it (`rr`, `lc`) or in its
-//! socket's queue (`shared`, `reuseport`). Under `reuseport` the queue is
+//! so whatever reaches it waits, in its connection queue (`rr`, `lc`) or in
+//! its socket's accept queue (`shared`, `reuseport`). Under `reuseport` the queue is
 //! in the departed worker's own socket, which the primary then serves by
 //! hand-off to the workers still here.
 
@@ -27,15 +27,18 @@ fn queued_connections_are_served_by_another_worker(policy: &str, leave: Leave) {
         ("FIXTURE_LISTEN", "127.0.0.1:0"),
     ]);
     let stuck_pid = c.worker_pid(stuck);
-    let sockets_before = socket_fds(stuck_pid);
+    let primary_sockets = socket_fds(c.pid);
+    let port: u16 = addr.rsplit(':').next().unwrap().parse().unwrap();
 
     let waiting = Waiting::start(&addr, "/", CLIENTS);
     waiting.wait_sent();
     if matches!(policy, "rr" | "lc") {
-        // Each connection has been handed to the stuck worker.
+        // Each connection has been handed to the stuck worker: the primary
+        // accepted it (the kernel's queue is empty) and no longer holds it,
+        // so it waits in the worker's connection queue.
         assert!(
-            wait_until(TIMEOUT, || socket_fds(stuck_pid)
-                >= sockets_before + CLIENTS),
+            wait_until(TIMEOUT, || accept_queue(port) == 0
+                && socket_fds(c.pid) == primary_sockets),
             "the connections never reached worker {stuck}"
         );
     }

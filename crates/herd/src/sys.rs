@@ -1,9 +1,10 @@
 //! Every `unsafe` block of the crate lives here, each with a `SAFETY:` note.
 //!
-//! Four things need it: taking ownership of a descriptor number that came
+//! Five things need it: taking ownership of a descriptor number that came
 //! from the environment (HERD_CHANNEL_FD, systemd's LISTEN_FDS) or from the
-//! kernel (SCM_RIGHTS, accept, fcntl's dup), and running code in a child
-//! between `fork` and `exec`.
+//! kernel (SCM_RIGHTS, accept, fcntl's dup), running code in a child
+//! between `fork` and `exec`, and one call with a pointer argument that no
+//! safe crate wraps (`ioctl(FIONREAD)`).
 
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
@@ -121,6 +122,21 @@ pub(crate) fn accept(listener: RawFd) -> io::Result<OwnedFd> {
     // SAFETY: accept4 just created this descriptor and returned its number to
     // us alone; wrapping it here makes this the one owner.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Bytes waiting to be read on a socket (`ioctl(FIONREAD)`; for a
+/// `SOCK_SEQPACKET` socket, the sum over all queued messages).
+pub(crate) fn bytes_queued(fd: std::os::fd::BorrowedFd<'_>) -> io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one c_int through the pointer, which points to
+    // `n`, live and writable for the whole call; `fd` is a borrowed, open
+    // descriptor.
+    let r = unsafe { libc::ioctl(fd.as_raw_fd(), libc::FIONREAD, &mut n as *mut libc::c_int) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(n.max(0) as usize)
 }
 
 /// Registers a listening socket with tokio's reactor.

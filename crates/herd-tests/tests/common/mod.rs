@@ -465,6 +465,30 @@ pub fn socket_fds(pid: u32) -> usize {
         .unwrap_or(0)
 }
 
+/// Connections waiting in the kernel's accept queues of the TCP sockets
+/// listening on `port` (the `rx_queue` of LISTEN lines in /proc/net/tcp*).
+pub fn accept_queue(port: u16) -> usize {
+    let mut n = 0;
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let text = std::fs::read_to_string(table).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let listening = f.get(3) == Some(&"0A");
+            let local_port = f
+                .get(1)
+                .and_then(|a| a.rsplit(':').next())
+                .and_then(|p| u16::from_str_radix(p, 16).ok());
+            if listening && local_port == Some(port) {
+                let rx = f.get(4).and_then(|q| q.split(':').nth(1));
+                n += rx
+                    .and_then(|q| usize::from_str_radix(q, 16).ok())
+                    .unwrap_or(0);
+            }
+        }
+    }
+    n
+}
+
 /// Whether the tests run as root (some need to drop privileges).
 pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()

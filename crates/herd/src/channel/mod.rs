@@ -17,6 +17,7 @@
 //! arrive, an oversized frame, or a truncated control message is a protocol
 //! error that ends this channel and nothing else.
 
+pub(crate) mod conns;
 pub mod wire;
 
 use std::collections::VecDeque;
@@ -88,29 +89,11 @@ impl AsRawFd for UnixStream {
 /// Senders wait while more than this many bytes are queued.
 pub const HIGH_WATER: usize = 8 << 20;
 
-/// A descriptor to send: owned by the frame, or shared with its keeper (the
-/// primary keeps its copy of a handed-off connection until the worker
-/// acknowledges it).
-#[derive(Debug)]
-pub enum SendFd {
-    Owned(OwnedFd),
-    Shared(Arc<OwnedFd>),
-}
-
-impl AsRawFd for SendFd {
-    fn as_raw_fd(&self) -> RawFd {
-        match self {
-            SendFd::Owned(fd) => fd.as_raw_fd(),
-            SendFd::Shared(fd) => fd.as_raw_fd(),
-        }
-    }
-}
-
 #[derive(Default)]
 struct OutState {
     buf: Vec<u8>,
     /// Descriptors to attach at a byte offset of `buf` (a frame's start).
-    fds: Vec<(usize, Vec<SendFd>)>,
+    fds: Vec<(usize, Vec<OwnedFd>)>,
     closed: bool,
     /// The writer task holds bytes it has not finished writing.
     writing: bool,
@@ -139,7 +122,7 @@ impl Outbox {
 
     /// Queues a control frame. Control frames skip backpressure: they are
     /// small and must not wait behind the application's messages.
-    pub fn control(&self, msg: &Control, fds: Vec<SendFd>) -> Result<(), Error> {
+    pub fn control(&self, msg: &Control, fds: Vec<OwnedFd>) -> Result<(), Error> {
         let mut st = self.state.lock().unwrap();
         if st.closed {
             return Err(Error::ChannelClosed);
@@ -222,7 +205,7 @@ fn push_frame<T: Serialize + ?Sized>(
     st: &mut OutState,
     kind: Kind,
     msg: &T,
-    fds: Vec<SendFd>,
+    fds: Vec<OwnedFd>,
 ) -> Result<(), Error> {
     debug_assert!(fds.len() <= MAX_FDS);
     let start = st.buf.len();
@@ -291,7 +274,7 @@ async fn writer(stream: Arc<UnixStream>, outbox: Arc<Outbox>) {
 async fn write_all(
     stream: &UnixStream,
     buf: &[u8],
-    fds: &mut [(usize, Vec<SendFd>)],
+    fds: &mut [(usize, Vec<OwnedFd>)],
 ) -> io::Result<()> {
     let mut pos = 0;
     let mut next_fd = 0;
@@ -585,7 +568,7 @@ mod tests {
                     // Every 70th control frame carries a descriptor.
                     let fds = if i % 70 == 0 {
                         let (x, _) = std::os::unix::net::UnixStream::pair().unwrap();
-                        vec![SendFd::Owned(x.into())]
+                        vec![x.into()]
                     } else {
                         Vec::new()
                     };

@@ -1,4 +1,4 @@
-//! The channel's wire format, version 1. docs/protocol.md is its prose twin:
+//! The channel's wire format, version 2. docs/protocol.md is its prose twin:
 //! change both together and bump [`VERSION`] on any incompatible change.
 //!
 //! A frame is an 8-byte header followed by a body:
@@ -17,7 +17,7 @@
 use serde::{Deserialize, Serialize};
 
 /// The protocol version a worker announces in its `hello`.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 /// Header length in bytes.
 pub const HEADER_LEN: usize = 8;
 /// The largest body a frame may carry (64 MiB).
@@ -88,7 +88,7 @@ pub enum Control {
     // ---- worker -> primary ----
     /// First frame of every worker: the worker is online.
     Hello { version: u32, pid: u32 },
-    /// Ask for a listening socket (or a hand-off stream) for `addr`
+    /// Ask for a listening socket (or a connection queue) for `addr`
     /// (`tcp:HOST:PORT`, `udp:HOST:PORT` or `unix:/ABSOLUTE/PATH`); `index`
     /// counts this worker's earlier listens on the same `addr`.
     Listen {
@@ -101,10 +101,8 @@ pub enum Control {
     /// The worker's listener for `handle` is set up and accepting.
     Listening { handle: u32 },
     /// The worker closed its listener for `handle`: route nothing more to it,
-    /// and give what it did not accept to another worker.
+    /// and give what is left in its connection queue to another worker.
     Unlisten { handle: u32 },
-    /// The worker's application took `n` handed-off connections, in order.
-    Accepted { handle: u32, n: u32 },
     /// `n` handed-off connections were closed (least-connections accounting).
     Closed { handle: u32, n: u32 },
     /// The worker is disconnecting (or exiting) on purpose.
@@ -115,8 +113,9 @@ pub enum Control {
     Heartbeat(Heartbeat),
 
     // ---- primary -> worker ----
-    /// Answer to `Listen`. `mode` is "handoff" (connections arrive in `conns`
-    /// frames) or "socket" (a listening socket is attached to this frame).
+    /// Answer to `Listen`. `mode` is "handoff" (the worker's connection
+    /// queue, see `channel::conns`, is attached) or "socket" (a listening
+    /// socket is attached, then for TCP maybe a connection queue too).
     Listened {
         seq: u64,
         handle: u32,
@@ -131,8 +130,6 @@ pub enum Control {
         errno: i32,
         message: String,
     },
-    /// Accepted connections for `handle`, one descriptor each, attached.
-    Conns { handle: u32 },
     /// Disconnect gracefully: stop accepting, finish, close the channel, exit.
     Disconnect,
 }
@@ -210,9 +207,9 @@ mod tests {
 
     #[test]
     fn control_is_tagged_json() {
-        let c = Control::Accepted { handle: 2, n: 5 };
+        let c = Control::Closed { handle: 2, n: 5 };
         let s = serde_json::to_string(&c).unwrap();
-        assert_eq!(s, r#"{"type":"accepted","handle":2,"n":5}"#);
+        assert_eq!(s, r#"{"type":"closed","handle":2,"n":5}"#);
         assert_eq!(serde_json::from_str::<Control>(&s).unwrap(), c);
         assert!(serde_json::from_str::<Control>(r#"{"type":"nope"}"#).is_err());
     }

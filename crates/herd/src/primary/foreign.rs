@@ -161,8 +161,8 @@ pub(crate) fn prepare(inner: &Inner, policy: Policy, spec: &Foreign) -> Result<S
     })
 }
 
-/// A closed outbox: a foreign worker has no channel, but the policies and
-/// the handle want one; every send on it fails as on a closed channel.
+/// A closed outbox: a foreign worker has no channel, but its handle wants
+/// one; every send on it fails as on a closed channel.
 fn detached_outbox() -> Result<Arc<crate::channel::Outbox>, Error> {
     use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
     let (ours, _theirs) = socketpair(
@@ -191,11 +191,7 @@ impl super::Primary {
         let settings = self.settings();
         let inner = &self.inner;
         let outbox = detached_outbox()?;
-        let link = Link {
-            id,
-            outbox: outbox.clone(),
-            handoff: false,
-        };
+        let link = Link { id, handoff: false };
         if let Some(old) = predecessor {
             inner.table.set_successor(id, old);
         }

@@ -650,7 +650,6 @@ fn on_frame(inner: &Inner, w: &WorkerHandle, online: &mut bool, frame: Frame) ->
     }
     let link = crate::sched::Link {
         id: w.id(),
-        outbox: w.shared.outbox.clone(),
         handoff: true,
     };
     match control {
@@ -681,7 +680,6 @@ fn on_frame(inner: &Inner, w: &WorkerHandle, online: &mut bool, frame: Frame) ->
         }
         Control::Heartbeat(beat) => w.heartbeat(beat),
         Control::Unlisten { handle } => inner.table.unlisten(w.id(), handle),
-        Control::Accepted { handle, n } => inner.table.accepted(w.id(), handle, n),
         Control::Closed { handle, n } => inner.table.closed(w.id(), handle, n),
         Control::Disconnecting => {
             w.mark_leaving();
@@ -704,6 +702,7 @@ fn on_frame(inner: &Inner, w: &WorkerHandle, online: &mut bool, frame: Frame) ->
 /// `bench/run.sh connrate`, that is a fifth of the primary's CPU per
 /// connection. The application's own tasks (and the supervisor) stay on its
 /// runtime: they talk to this one through thread-safe queues.
+
 fn start_runtime() -> Result<tokio::runtime::Handle, Error> {
     let (tx, rx) = std_mpsc::sync_channel(1);
     std::thread::Builder::new()

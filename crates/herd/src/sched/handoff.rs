@@ -1,16 +1,20 @@
 //! The primary-accepts half of `rr` and `lc`: one accept task per listen
-//! hands connections to workers over their channels, and a [`Pick`] (the
-//! policy proper) chooses the worker.
+//! hands connections to workers through their connection queues (see
+//! `channel::conns`), and a [`Pick`] (the policy proper) chooses the worker.
 //!
-//! - Each worker has a window of [`WINDOW`] connections in flight (sent, not
-//!   yet taken by its application). The primary keeps its own descriptor of
-//!   each until the worker acknowledges it, so when a worker closes its
-//!   listener, disconnects or dies, whatever it had not taken goes to another
-//!   worker. No connection is dropped while any worker is alive.
-//! - Under a burst, the task accepts until the kernel queue is empty and
-//!   sends each worker its share in one frame (up to 64 descriptors).
+//! - Each worker has a window of [`WINDOW`] connections queued and not yet
+//!   taken. The primary sends each connection once and closes its own
+//!   descriptor; it keeps a descriptor of each worker's queue instead, so
+//!   when a worker closes its listener, disconnects or dies, whatever it had
+//!   not taken is taken back and goes to another worker. No connection is
+//!   dropped while any worker is alive, and none is acknowledged.
+//! - Under a burst, the task accepts until the kernel queue is empty, then
+//!   distributes.
 //! - While no worker has room (none ready yet, or all saturated), the task
-//!   stops accepting and connections wait in the kernel's queue.
+//!   stops accepting and connections wait in the kernel's queue. Room comes
+//!   back when a worker joins, or (since workers do not report what they
+//!   take) when a look at the saturated queues, every [`SATURATED_POLL`],
+//!   finds one shorter.
 //! - EMFILE/ENFILE back off instead of spinning.
 //! - One hand-off may accept on several sockets (each with its own accept
 //!   task, added and stopped one by one): `reuseport` uses that to serve
@@ -18,7 +22,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -28,34 +32,72 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use super::{Link, Share};
-use crate::channel::wire::{Control, ListenMode, MAX_FDS};
-use crate::channel::SendFd;
+use crate::channel::conns;
+use crate::channel::wire::ListenMode;
 
-/// Connections a worker may have in flight before it acknowledges some.
+/// Connections a worker may have queued and not taken.
 pub const WINDOW: usize = 64;
 /// Connections accepted in one go before distributing them.
 const BATCH: usize = 256;
+/// How often the queues are looked at while every worker's is full.
+pub const SATURATED_POLL: Duration = Duration::from_millis(2);
 
 /// One worker of a hand-off listen.
 pub(crate) struct Slot {
     pub id: u32,
-    link: Link,
+    /// The sending end of its connection queue.
+    tx: OwnedFd,
+    /// Our descriptor of the receiving end: to count what is queued, and to
+    /// take it back.
+    queue: OwnedFd,
     /// Accepting new connections (listening, not leaving).
     routing: bool,
-    /// Sent, not yet acknowledged; the primary's copies, oldest first.
-    inflight: VecDeque<Arc<OwnedFd>>,
-    /// Acknowledged and not yet reported closed.
-    open: u64,
+    /// At least as many as are queued: exact after [`Slot::recount`], then
+    /// plus one per connection sent.
+    queued: usize,
+    /// Sent in all.
+    handed: u64,
+    /// Reported closed.
+    closed: u64,
 }
 
 impl Slot {
     pub fn has_room(&self) -> bool {
-        self.routing && self.inflight.len() < WINDOW
+        self.routing && self.queued < WINDOW
     }
 
-    /// Open plus in-flight connections.
+    /// Open plus queued connections.
     pub fn load(&self) -> u64 {
-        self.open + self.inflight.len() as u64
+        self.handed.saturating_sub(self.closed)
+    }
+
+    /// Counts the queue again if the estimate says it is full.
+    fn recount(&mut self) {
+        if self.queued >= WINDOW {
+            match conns::queued(self.queue.as_fd()) {
+                Ok(n) => self.queued = n,
+                Err(e) => {
+                    tracing::warn!(worker = self.id, error = %e, "cannot count a connection queue")
+                }
+            }
+        }
+    }
+
+    /// Takes back everything still queued, oldest first.
+    fn take_back(&self) -> Vec<OwnedFd> {
+        let mut back = Vec::new();
+        loop {
+            match conns::take(self.queue.as_fd()) {
+                Ok(Some(fd)) => back.push(fd),
+                Ok(None) => break,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => {
+                    tracing::warn!(worker = self.id, error = %e, "cannot take back queued connections");
+                    break;
+                }
+            }
+        }
+        back
     }
 }
 
@@ -66,14 +108,16 @@ pub(crate) trait Pick: Send {
 }
 
 struct State {
-    handle: u32,
     pick: Box<dyn Pick>,
     slots: Vec<Slot>,
     pending: VecDeque<OwnedFd>,
 }
 
 impl State {
-    fn has_room(&self) -> bool {
+    /// Whether some worker can take a connection (counting again the queues
+    /// that looked full).
+    fn has_room(&mut self) -> bool {
+        self.slots.iter_mut().for_each(Slot::recount);
         self.slots.iter().any(Slot::has_room)
     }
 
@@ -81,32 +125,34 @@ impl State {
         self.slots.iter_mut().find(|s| s.id == id)
     }
 
-    /// Sends pending connections to workers with room, one frame per worker
-    /// per 64 descriptors.
+    /// Sends pending connections to workers with room.
     fn distribute(&mut self) {
-        if self.pending.is_empty() {
+        if self.pending.is_empty() || !self.has_room() {
             return;
         }
-        let mut batches: Vec<Vec<SendFd>> = (0..self.slots.len()).map(|_| Vec::new()).collect();
         while let Some(fd) = self.pending.pop_front() {
             let Some(i) = self.pick.pick(&self.slots) else {
                 self.pending.push_front(fd);
                 break;
             };
-            let fd = Arc::new(fd);
-            self.slots[i].inflight.push_back(fd.clone());
-            batches[i].push(SendFd::Shared(fd));
-        }
-        let msg = Control::Conns {
-            handle: self.handle,
-        };
-        for (slot, mut fds) in self.slots.iter().zip(batches) {
-            while !fds.is_empty() {
-                let rest = fds.split_off(fds.len().min(MAX_FDS));
-                // A closed channel means the worker is going: its in-flight
-                // connections are re-queued when it is removed.
-                let _ = slot.link.outbox.control(&msg, fds);
-                fds = rest;
+            let slot = &mut self.slots[i];
+            match conns::send(slot.tx.as_fd(), fd.as_fd()) {
+                // Ours closes here; the queue holds the connection now.
+                Ok(()) => {
+                    slot.queued += 1;
+                    slot.handed += 1;
+                }
+                Err(e) => {
+                    if e.kind() != io::ErrorKind::WouldBlock {
+                        tracing::warn!(worker = slot.id, error = %e, "cannot queue a connection");
+                    }
+                    // Full (or broken): no more for it until counted again.
+                    slot.queued = slot.queued.max(WINDOW);
+                    self.pending.push_front(fd);
+                    if !self.has_room() {
+                        break;
+                    }
+                }
             }
         }
     }
@@ -123,22 +169,16 @@ pub(crate) struct Handoff {
 
 impl Handoff {
     /// A hand-off accepting on `socket`.
-    pub fn start(
-        handle: u32,
-        socket: Socket,
-        pick: Box<dyn Pick>,
-        count_closes: bool,
-    ) -> io::Result<Handoff> {
-        let mut h = Handoff::new(handle, pick, count_closes);
+    pub fn start(socket: Socket, pick: Box<dyn Pick>, count_closes: bool) -> io::Result<Handoff> {
+        let mut h = Handoff::new(pick, count_closes);
         h.add_socket(socket)?;
         Ok(h)
     }
 
     /// A hand-off with no socket yet (see [`add_socket`](Self::add_socket)).
-    pub fn new(handle: u32, pick: Box<dyn Pick>, count_closes: bool) -> Handoff {
+    pub fn new(pick: Box<dyn Pick>, count_closes: bool) -> Handoff {
         Handoff {
             state: Arc::new(Mutex::new(State {
-                handle,
                 pick,
                 slots: Vec::new(),
                 pending: VecDeque::new(),
@@ -169,6 +209,27 @@ impl Handoff {
         }
     }
 
+    /// Gives `worker` a connection queue (or its existing one again) and
+    /// returns the worker's end of it.
+    pub fn add_queue(&mut self, worker: &Link) -> io::Result<OwnedFd> {
+        let mut st = self.state.lock().unwrap();
+        if let Some(s) = st.slot(worker.id) {
+            return s.queue.try_clone();
+        }
+        let (tx, queue) = conns::pair()?;
+        let theirs = queue.try_clone()?;
+        st.slots.push(Slot {
+            id: worker.id,
+            tx,
+            queue,
+            routing: false,
+            queued: 0,
+            handed: 0,
+            closed: 0,
+        });
+        Ok(theirs)
+    }
+
     fn changed(&self, mut st: std::sync::MutexGuard<'_, State>) {
         st.distribute();
         let room = st.has_room();
@@ -190,18 +251,8 @@ impl Drop for Handoff {
 }
 
 impl Share for Handoff {
-    fn add(&mut self, worker: &Link) -> io::Result<(ListenMode, Option<OwnedFd>)> {
-        let mut st = self.state.lock().unwrap();
-        if st.slot(worker.id).is_none() {
-            st.slots.push(Slot {
-                id: worker.id,
-                link: worker.clone(),
-                routing: false,
-                inflight: VecDeque::new(),
-                open: 0,
-            });
-        }
-        Ok((ListenMode::Handoff, None))
+    fn add(&mut self, worker: &Link) -> io::Result<(ListenMode, Vec<OwnedFd>)> {
+        Ok((ListenMode::Handoff, vec![self.add_queue(worker)?]))
     }
 
     fn listening(&mut self, worker: &Link) {
@@ -225,37 +276,23 @@ impl Share for Handoff {
         };
         let slot = st.slots.remove(i);
         // What the worker did not take goes first, in the order it came.
-        let n = slot.inflight.len();
-        for fd in slot.inflight.into_iter().rev() {
-            // The channel's copy (if still queued) is dropped with the closed
-            // outbox; ours is then the only one.
-            match Arc::try_unwrap(fd) {
-                Ok(fd) => st.pending.push_front(fd),
-                Err(shared) => match shared.try_clone() {
-                    Ok(fd) => st.pending.push_front(fd),
-                    Err(e) => tracing::warn!(error = %e, "cannot keep a handed-off connection"),
-                },
-            }
+        let back = slot.take_back();
+        if !back.is_empty() {
+            tracing::debug!(
+                worker,
+                n = back.len(),
+                "re-routing connections the worker did not take"
+            );
         }
-        if n > 0 {
-            tracing::debug!(worker, n, "re-routing connections the worker did not take");
-        }
-        self.changed(st);
-    }
-
-    fn accepted(&mut self, worker: u32, n: u32) {
-        let mut st = self.state.lock().unwrap();
-        if let Some(s) = st.slot(worker) {
-            let n = (n as usize).min(s.inflight.len());
-            s.inflight.drain(..n);
-            s.open += n as u64;
+        for fd in back.into_iter().rev() {
+            st.pending.push_front(fd);
         }
         self.changed(st);
     }
 
     fn closed(&mut self, worker: u32, n: u32) {
         if let Some(s) = self.state.lock().unwrap().slot(worker) {
-            s.open = s.open.saturating_sub(n as u64);
+            s.closed += u64::from(n);
         }
     }
 
@@ -272,10 +309,17 @@ async fn accept_loop(listener: AsyncFd<OwnedFd>, state: Arc<Mutex<State>>, room:
             let notified = room.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if state.lock().unwrap().has_room() {
-                break;
+            {
+                let mut st = state.lock().unwrap();
+                if st.has_room() {
+                    // What waited for room goes first.
+                    st.distribute();
+                    break;
+                }
             }
-            notified.await;
+            // Workers do not say when they take from a full queue: look
+            // again in a while, unless a worker joins first.
+            let _ = tokio::time::timeout(SATURATED_POLL, notified).await;
         }
         let mut guard = match listener.readable().await {
             Ok(g) => g,

@@ -28,12 +28,11 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::str::FromStr;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
 use crate::channel::wire::{Control, ListenMode, ListenOptions};
-use crate::channel::{Outbox, SendFd};
 
 /// How workers share a listening port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -96,11 +95,10 @@ impl FromStr for Policy {
     }
 }
 
-/// A worker, as the policies see it: its id and its channel.
+/// A worker, as the policies see it.
 #[derive(Clone)]
 pub(crate) struct Link {
     pub id: u32,
-    pub outbox: Arc<Outbox>,
     /// Whether the worker can take handed-off connections: false for a
     /// foreign worker (no channel), which only accepts on its own sockets.
     pub handoff: bool,
@@ -108,16 +106,15 @@ pub(crate) struct Link {
 
 /// The small interface every policy implements.
 pub(crate) trait Share: Send {
-    /// A worker joins; says how it gets connections, with any socket for it.
-    fn add(&mut self, worker: &Link) -> io::Result<(ListenMode, Option<OwnedFd>)>;
+    /// A worker joins; says how it gets connections, with the descriptors
+    /// for it: its socket, its connection queue, or both (in that order).
+    fn add(&mut self, worker: &Link) -> io::Result<(ListenMode, Vec<OwnedFd>)>;
     /// The worker confirmed that it accepts.
     fn listening(&mut self, _worker: &Link) {}
     /// Route nothing new to the worker (it is leaving).
     fn stop(&mut self, _worker: u32) {}
     /// The worker left this listen (closed it, disconnected or died).
     fn remove(&mut self, worker: u32);
-    /// The worker's application took `n` handed-off connections.
-    fn accepted(&mut self, _worker: u32, _n: u32) {}
     /// `n` handed-off connections of the worker closed.
     fn closed(&mut self, _worker: u32, _n: u32) {}
     /// Whether workers should report closed connections.
@@ -340,7 +337,7 @@ impl Table {
         addr: &str,
         index: u32,
         opts: ListenOptions,
-    ) -> (Control, Vec<SendFd>) {
+    ) -> (Control, Vec<OwnedFd>) {
         let failed = |e: io::Error| {
             let mut message = format!("cannot listen on {addr}: {e}");
             if e.kind() == io::ErrorKind::PermissionDenied {
@@ -369,7 +366,7 @@ impl Table {
             None => {
                 t.next_handle += 1;
                 let handle = t.next_handle;
-                match create(policy, handle, &parsed, &opts, None) {
+                match create(policy, &parsed, &opts, None) {
                     Ok((share, address)) => {
                         let unix_path = match &parsed {
                             ListenAddr::Unix(p) => Some(p.clone()),
@@ -401,7 +398,7 @@ impl Table {
             entry.share.inherit(link.id, pred);
         }
         match entry.share.add(link) {
-            Ok((mode, fd)) => {
+            Ok((mode, fds)) => {
                 entry.workers.insert(link.id);
                 let reply = Control::Listened {
                     seq,
@@ -410,7 +407,7 @@ impl Table {
                     address: entry.address.clone(),
                     count_closes: entry.share.count_closes(),
                 };
-                (reply, fd.map(SendFd::Owned).into_iter().collect())
+                (reply, fds)
             }
             Err(e) => {
                 if entry.workers.is_empty() {
@@ -479,7 +476,7 @@ impl Table {
         let mut t = self.inner.lock().unwrap();
         t.next_handle += 1;
         let handle = t.next_handle;
-        let (share, address) = create(policy, handle, addr, &opts, socket)?;
+        let (share, address) = create(policy, addr, &opts, socket)?;
         let key = format!("{addr}#preset{handle}");
         t.by_key.insert(key.clone(), handle);
         t.entries.insert(
@@ -510,9 +507,14 @@ impl Table {
         if let Some(pred) = predecessor.filter(|p| entry.workers.contains(p)) {
             entry.share.inherit(link.id, pred);
         }
-        let (_, fd) = entry.share.add(link)?;
+        let (mode, fds) = entry.share.add(link)?;
         entry.workers.insert(link.id);
-        fd.ok_or_else(|| io::Error::other("this policy gives workers no socket of their own"))
+        match (mode, fds.into_iter().next()) {
+            (ListenMode::Socket, Some(fd)) => Ok(fd),
+            _ => Err(io::Error::other(
+                "this policy gives workers no socket of their own",
+            )),
+        }
     }
 
     pub fn unlisten(&self, worker: u32, handle: u32) {
@@ -562,12 +564,6 @@ impl Table {
         }
     }
 
-    pub fn accepted(&self, worker: u32, handle: u32, n: u32) {
-        if let Some(e) = self.inner.lock().unwrap().entries.get_mut(&handle) {
-            e.share.accepted(worker, n);
-        }
-    }
-
     pub fn closed(&self, worker: u32, handle: u32, n: u32) {
         if let Some(e) = self.inner.lock().unwrap().entries.get_mut(&handle) {
             e.share.closed(worker, n);
@@ -581,7 +577,6 @@ fn libc_einval() -> i32 {
 
 fn create(
     policy: Policy,
-    handle: u32,
     addr: &ListenAddr,
     opts: &ListenOptions,
     socket: Option<Socket>,
@@ -595,22 +590,15 @@ fn create(
     };
     let address = display_address(addr, &sock);
     let share: Box<dyn Share> = match policy {
-        _ if reuse_port => Box::new(reuseport::ReusePort::new(
-            handle,
-            addr.clone(),
-            *opts,
-            sock,
-        )?),
+        _ if reuse_port => Box::new(reuseport::ReusePort::new(addr.clone(), *opts, sock)?),
         Policy::Shared | Policy::ReusePort => Box::new(shared::SharedSocket::new(sock)),
         _ if datagram => Box::new(shared::SharedSocket::new(sock)),
         Policy::RoundRobin => Box::new(handoff::Handoff::start(
-            handle,
             sock,
             Box::new(rr::RoundRobin::default()),
             false,
         )?),
         Policy::LeastConnections => Box::new(handoff::Handoff::start(
-            handle,
             sock,
             Box::new(lc::LeastConnections::default()),
             true,

@@ -12,8 +12,8 @@
 //!   very same socket, so the two share it while they overlap.
 //! - Otherwise the socket becomes a spare, given to the next worker that
 //!   listens. Until one does, the primary accepts on the spare itself and
-//!   hands what it accepts to the workers still here, as `rr` does (the
-//!   workers' listeners take hand-offs in every mode). So whichever order a
+//!   hands what it accepts to the workers still here, as `rr` does (each
+//!   herd-aware worker's TCP listen comes with a connection queue for that). So whichever order a
 //!   replacement comes in (successor first, as a supervisor does, or after
 //!   its predecessor left), and when the cluster shrinks, no connection is
 //!   reset. After a rolling restart in successor-first order one such socket
@@ -72,12 +72,7 @@ pub(crate) struct ReusePort {
 }
 
 impl ReusePort {
-    pub fn new(
-        handle: u32,
-        addr: ListenAddr,
-        opts: ListenOptions,
-        first: Socket,
-    ) -> io::Result<ReusePort> {
+    pub fn new(addr: ListenAddr, opts: ListenOptions, first: Socket) -> io::Result<ReusePort> {
         // Later sockets bind the port the first one got (listen(0) shares).
         let addr = match (&addr, first.local_addr()?.as_socket()) {
             (ListenAddr::Tcp(_), Some(sa)) => ListenAddr::Tcp(sa),
@@ -92,7 +87,7 @@ impl ReusePort {
             handed_on: HashMap::new(),
             spares: Arc::new(Mutex::new(Vec::new())),
             next_serial: 0,
-            drain: Handoff::new(handle, Box::new(RoundRobin::default()), false),
+            drain: Handoff::new(Box::new(RoundRobin::default()), false),
             no_handoff: HashSet::new(),
             stopped: HashSet::new(),
         })
@@ -169,7 +164,7 @@ impl ReusePort {
 }
 
 impl Share for ReusePort {
-    fn add(&mut self, worker: &Link) -> io::Result<(ListenMode, Option<OwnedFd>)> {
+    fn add(&mut self, worker: &Link) -> io::Result<(ListenMode, Vec<OwnedFd>)> {
         let sock = match self.by_worker.remove(&worker.id) {
             Some(s) => s,
             None => match self.predecessor_of(worker.id) {
@@ -177,14 +172,14 @@ impl Share for ReusePort {
                 None => self.next_socket()?,
             },
         };
-        let copy = sock.try_clone()?;
+        let mut fds = vec![sock.try_clone()?];
         self.by_worker.insert(worker.id, sock);
-        if worker.handoff {
-            self.drain.add(worker)?;
-        } else {
+        if !worker.handoff {
             self.no_handoff.insert(worker.id);
+        } else if matches!(self.addr, ListenAddr::Tcp(_)) {
+            fds.push(self.drain.add_queue(worker)?);
         }
-        Ok((ListenMode::Socket, Some(copy)))
+        Ok((ListenMode::Socket, fds))
     }
 
     fn listening(&mut self, worker: &Link) {
@@ -194,10 +189,6 @@ impl Share for ReusePort {
     fn stop(&mut self, worker: u32) {
         self.stopped.insert(worker);
         self.drain.stop(worker);
-    }
-
-    fn accepted(&mut self, worker: u32, n: u32) {
-        self.drain.accepted(worker, n);
     }
 
     fn inherit(&mut self, successor: u32, predecessor: u32) {

@@ -23,8 +23,8 @@ impl SharedSocket {
 }
 
 impl Share for SharedSocket {
-    fn add(&mut self, _worker: &Link) -> io::Result<(ListenMode, Option<OwnedFd>)> {
-        Ok((ListenMode::Socket, Some(self.socket.try_clone()?)))
+    fn add(&mut self, _worker: &Link) -> io::Result<(ListenMode, Vec<OwnedFd>)> {
+        Ok((ListenMode::Socket, vec![self.socket.try_clone()?]))
     }
 
     fn remove(&mut self, _worker: u32) {}

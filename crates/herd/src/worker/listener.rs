@@ -5,20 +5,21 @@
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 #[cfg(feature = "axum")]
 use std::time::Duration;
 
+use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::Notify;
 
 use super::{Accepting, Busy, Hold};
 use crate::channel::wire::Control;
-use crate::channel::Outbox;
+use crate::channel::{conns, Outbox};
 use crate::sched::ListenAddr;
 
 /// State shared between a listener and the worker (which closes it on
@@ -42,7 +43,7 @@ impl ListenerShared {
         }
     }
 
-    /// Stops accepting and tells the primary, so that connections handed to
+    /// Stops accepting and tells the primary, so that connections queued for
     /// us but not taken go to another worker.
     pub fn close(&self) {
         let mut closed = self.closed.lock().unwrap();
@@ -77,18 +78,36 @@ impl ListenerShared {
     }
 }
 
-/// Connections the primary hands over.
-type Handed = mpsc::UnboundedReceiver<OwnedFd>;
+/// Our connection queue for this listen (see `channel::conns`): what the
+/// primary accepted and handed to us.
+struct Queue(AsyncFd<OwnedFd>);
+
+impl Queue {
+    fn new(fd: OwnedFd) -> io::Result<Queue> {
+        crate::sys::async_fd(fd).map(Queue)
+    }
+
+    /// Takes the next connection; `None` once the primary closed the queue.
+    /// Cancel safe: a connection is taken only in the poll that returns it.
+    async fn take(&self) -> io::Result<Option<OwnedFd>> {
+        loop {
+            let mut guard = self.0.readable().await?;
+            if let Ok(got) = guard.try_io(|fd| conns::take(fd.as_fd())) {
+                return got;
+            }
+        }
+    }
+}
 
 enum Source {
     Handoff {
-        rx: Handed,
+        queue: Queue,
         unix: bool,
     },
-    /// A socket of our own, plus what the primary accepted for us on a
-    /// departed worker's socket (`reuseport`).
-    Tcp(TcpListener, Handed),
-    Unix(UnixListener, Handed),
+    /// A socket of our own, plus (TCP under `reuseport`) a queue for what
+    /// the primary accepts on a departed worker's socket.
+    Tcp(TcpListener, Option<Queue>),
+    Unix(UnixListener),
     Closed,
 }
 
@@ -131,24 +150,27 @@ impl fmt::Debug for Listener {
 impl Listener {
     pub(crate) fn handoff(
         shared: Arc<ListenerShared>,
-        rx: mpsc::UnboundedReceiver<OwnedFd>,
+        queue: OwnedFd,
         addr: &ListenAddr,
         address: String,
         busy: Arc<Busy>,
-    ) -> Listener {
+    ) -> io::Result<Listener> {
         let unix = matches!(addr, ListenAddr::Unix(_));
-        Listener {
+        Ok(Listener {
             shared,
-            source: Source::Handoff { rx, unix },
+            source: Source::Handoff {
+                queue: Queue::new(queue)?,
+                unix,
+            },
             address,
             busy,
-        }
+        })
     }
 
     pub(crate) fn socket(
         shared: Arc<ListenerShared>,
         fd: OwnedFd,
-        handed: Handed,
+        queue: Option<OwnedFd>,
         addr: &ListenAddr,
         address: String,
         busy: Arc<Busy>,
@@ -157,12 +179,13 @@ impl Listener {
             ListenAddr::Unix(_) => {
                 let l = std::os::unix::net::UnixListener::from(fd);
                 l.set_nonblocking(true)?;
-                Source::Unix(UnixListener::from_std(l)?, handed)
+                Source::Unix(UnixListener::from_std(l)?)
             }
             _ => {
                 let l = std::net::TcpListener::from(fd);
                 l.set_nonblocking(true)?;
-                Source::Tcp(TcpListener::from_std(l)?, handed)
+                let queue = queue.map(Queue::new).transpose()?;
+                Source::Tcp(TcpListener::from_std(l)?, queue)
             }
         };
         Ok(Listener {
@@ -208,7 +231,7 @@ impl Listener {
             let got = tokio::select! {
                 biased;
                 _ = shared.wait_closed() => None,
-                got = accept_from(&mut self.source, &shared) => Some(got),
+                got = accept_from(&mut self.source) => Some(got),
             };
             match got {
                 None | Some(Ok(None)) => {
@@ -236,57 +259,46 @@ impl Listener {
     }
 }
 
+impl Drop for Listener {
+    /// A dropped listener is closed: the primary routes nothing more to it.
+    fn drop(&mut self) {
+        self.shared.close();
+    }
+}
+
 /// One accept; `Ok(None)` when the listener is closed for good.
-async fn accept_from(
-    source: &mut Source,
-    shared: &ListenerShared,
-) -> io::Result<Option<(Io, PeerAddr)>> {
+async fn accept_from(source: &mut Source) -> io::Result<Option<(Io, PeerAddr)>> {
     match source {
         Source::Closed => Ok(None),
-        // A closed hand-off channel disables its branch: the socket goes on.
-        Source::Tcp(l, handed) => tokio::select! {
+        // A queue the primary closed disables its branch: the socket goes on.
+        Source::Tcp(l, queue) => tokio::select! {
             r = l.accept() => {
                 let (s, a) = r?;
                 Ok(Some((Io::Tcp(s), PeerAddr::Tcp(a))))
             }
-            Some(pair) = next_handed(handed, false, shared) => Ok(Some(pair)),
+            Some(pair) = next_handed(queue.as_ref(), false) => Ok(Some(pair)),
         },
-        Source::Unix(l, handed) => tokio::select! {
-            r = l.accept() => {
-                let (s, _) = r?;
-                Ok(Some((Io::Unix(s), PeerAddr::Unix)))
-            }
-            Some(pair) = next_handed(handed, true, shared) => Ok(Some(pair)),
-        },
-        Source::Handoff { rx, unix } => Ok(next_handed(rx, *unix, shared).await),
+        Source::Unix(l) => {
+            let (s, _) = l.accept().await?;
+            Ok(Some((Io::Unix(s), PeerAddr::Unix)))
+        }
+        Source::Handoff { queue, unix } => Ok(next_handed(Some(queue), *unix).await),
     }
 }
 
-/// The next connection the primary handed over, acknowledged; `None` when
-/// the channel or the listener is closed. Cancel safe.
-async fn next_handed(
-    rx: &mut Handed,
-    unix: bool,
-    shared: &ListenerShared,
-) -> Option<(Io, PeerAddr)> {
+/// The next connection from our queue, taken (and so ours); `None` when
+/// there is no queue or the primary closed it. Cancel safe.
+async fn next_handed(queue: Option<&Queue>, unix: bool) -> Option<(Io, PeerAddr)> {
+    let queue = queue?;
     loop {
-        let fd = rx.recv().await?;
-        {
-            // Acknowledge under the lock that `close` takes, so the
-            // primary reads either our ack or our unlisten first, never
-            // re-routes a connection we took, never loses one we did not.
-            let closed = shared.closed.lock().unwrap();
-            if *closed {
+        let fd = match queue.take().await {
+            Ok(Some(fd)) => fd,
+            Ok(None) => return None,
+            Err(e) => {
+                tracing::warn!(error = %e, "connection queue failed; no more connections from it");
                 return None;
             }
-            let _ = shared.outbox.control(
-                &Control::Accepted {
-                    handle: shared.handle,
-                    n: 1,
-                },
-                Vec::new(),
-            );
-        }
+        };
         let made = if unix {
             let s = std::os::unix::net::UnixStream::from(fd);
             UnixStream::from_std(s).map(|s| (Io::Unix(s), PeerAddr::Unix))

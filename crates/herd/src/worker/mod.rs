@@ -52,8 +52,6 @@ struct Inner {
     next_seq: AtomicU64,
     pending: Mutex<HashMap<u64, oneshot::Sender<Reply>>>,
     messages: tokio::sync::Mutex<mpsc::UnboundedReceiver<Message>>,
-    /// Hand-off queues, by handle.
-    handoffs: Mutex<HashMap<u32, mpsc::UnboundedSender<OwnedFd>>>,
     listeners: Mutex<Vec<Arc<ListenerShared>>>,
     listen_counts: Mutex<HashMap<String, u32>>,
     disconnecting: watch::Sender<bool>,
@@ -120,7 +118,6 @@ impl Worker {
                 next_seq: AtomicU64::new(1),
                 pending: Mutex::new(HashMap::new()),
                 messages: tokio::sync::Mutex::new(msg_rx),
-                handoffs: Mutex::new(HashMap::new()),
                 listeners: Mutex::new(Vec::new()),
                 listen_counts: Mutex::new(HashMap::new()),
                 disconnecting: watch::channel(false).0,
@@ -191,31 +188,20 @@ impl Worker {
             self.inner.outbox.clone(),
             count_closes,
         ));
-        // Connections handed over by the primary: all of them in `Handoff`
-        // mode; in `Socket` mode those the primary accepted on a departed
-        // worker's reuseport socket.
-        let (tx, rx) = mpsc::unbounded_channel();
-        self.inner.handoffs.lock().unwrap().insert(handle, tx);
+        let mut fds = fds.into_iter();
+        let missing = || io::Error::other("the primary sent no descriptor with its answer");
+        let busy = self.inner.busy.clone();
         let listener = match mode {
-            crate::channel::wire::ListenMode::Handoff => Listener::handoff(
-                shared.clone(),
-                rx,
-                &parsed,
-                address,
-                self.inner.busy.clone(),
-            ),
+            // Every connection comes through our queue.
+            crate::channel::wire::ListenMode::Handoff => {
+                let queue = fds.next().ok_or_else(missing)?;
+                Listener::handoff(shared.clone(), queue, &parsed, address, busy)?
+            }
+            // Our socket, and for TCP under `reuseport` a queue for what the
+            // primary accepts on a departed worker's socket.
             crate::channel::wire::ListenMode::Socket => {
-                let fd = fds.into_iter().next().ok_or_else(|| {
-                    io::Error::other("the primary sent no socket with its answer")
-                })?;
-                Listener::socket(
-                    shared.clone(),
-                    fd,
-                    rx,
-                    &parsed,
-                    address,
-                    self.inner.busy.clone(),
-                )?
+                let fd = fds.next().ok_or_else(missing)?;
+                Listener::socket(shared.clone(), fd, fds.next(), &parsed, address, busy)?
             }
         };
         self.inner.listeners.lock().unwrap().push(shared.clone());
@@ -427,7 +413,6 @@ impl Worker {
         for l in self.inner.listeners.lock().unwrap().iter() {
             l.close();
         }
-        self.inner.handoffs.lock().unwrap().clear();
         let inner = self.inner.clone();
         tokio::spawn(async move {
             inner.busy.idle().await;
@@ -539,15 +524,6 @@ fn on_frame(
         Control::Listened { seq, .. } | Control::ListenFailed { seq, .. } => {
             if let Some(tx) = worker.inner.pending.lock().unwrap().remove(&seq) {
                 let _ = tx.send((control, frame.fds));
-            }
-        }
-        Control::Conns { handle } => {
-            // A closed listener drops them; the primary re-routes them when
-            // it reads our `unlisten`.
-            if let Some(tx) = worker.inner.handoffs.lock().unwrap().get(&handle) {
-                for fd in frame.fds {
-                    let _ = tx.send(fd);
-                }
             }
         }
         Control::Disconnect => worker.begin_disconnect(false),
