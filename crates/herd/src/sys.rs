@@ -3,8 +3,8 @@
 //! Five things need it: taking ownership of a descriptor number that came
 //! from the environment (HERD_CHANNEL_FD, systemd's LISTEN_FDS) or from the
 //! kernel (SCM_RIGHTS, accept, fcntl's dup), running code in a child
-//! between `fork` and `exec`, and one call with a pointer argument that no
-//! safe crate wraps (`ioctl(FIONREAD)`).
+//! between `fork` and `exec`, and two calls with pointer arguments that no
+//! safe crate wraps (`ioctl(FIONREAD)`, `sched_setscheduler`).
 
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
@@ -137,6 +137,20 @@ pub(crate) fn bytes_queued(fd: std::os::fd::BorrowedFd<'_>) -> io::Result<usize>
         return Err(io::Error::last_os_error());
     }
     Ok(n.max(0) as usize)
+}
+
+/// Puts the calling thread in the `SCHED_BATCH` class: it no longer
+/// preempts the running task when it wakes up, and waits for a free CPU
+/// instead (it still runs at once on an idle one). Unprivileged.
+pub(crate) fn set_thread_batch_scheduling() -> io::Result<()> {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: pid 0 names the calling thread; `param` is a valid sched_param
+    // that lives for the whole call, which only reads it.
+    let r = unsafe { libc::sched_setscheduler(0, libc::SCHED_BATCH, &param) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Registers a listening socket with tokio's reactor.
