@@ -141,6 +141,9 @@ impl State {
                 Ok(()) => {
                     slot.queued += 1;
                     slot.handed += 1;
+                    // Count again now rather than skip it on the estimate:
+                    // `rr` stays exact.
+                    slot.recount();
                 }
                 Err(e) => {
                     if e.kind() != io::ErrorKind::WouldBlock {
