@@ -4,10 +4,9 @@
 # Node's cluster (RR, NONE), with the same number of workers. Reports
 # requests/s and, for the policies where the primary accepts, the primary's
 # CPU time per handed-off connection (utime + stime from /proc/PID/stat over
-# the measured run, divided by the connections served). Every herd process
-# runs what `#[tokio::main]` builds (a thread per CPU); herd-rr-1t is rr with
-# the primary on a current-thread runtime (HELLO_PRIMARY_THREADS=1), as
-# Node's primary has one thread.
+# the measured run, divided by the connections served). herd-rr-normal is
+# rr with the primary's dispatch thread left in the normal scheduling class
+# (HERD_PRIMARY_SCHED=normal) instead of SCHED_BATCH, to show what that does.
 #
 #   bench/run.sh connrate
 #   env: WORKERS (2), DURATION seconds per run (5), CONNS (32), ROUNDS (5),
@@ -26,10 +25,10 @@ DURATION=${DURATION:-5}
 CONNS=${CONNS:-32}
 ROUNDS=${ROUNDS:-5}
 WARMUP=${WARMUP:-1}
-CONFIGS=(herd-rr herd-rr-1t herd-lc herd-shared herd-reuseport node-rr node-none)
+CONFIGS=(herd-rr herd-rr-normal herd-lc herd-shared herd-reuseport node-rr node-none)
 
 declare -A RPS US ERRS
-PAIR_HERD=() PAIR_1T=() PAIR_NODE=()
+PAIR_HERD=() PAIR_NORMAL=() PAIR_NODE=()
 machine_note
 echo "# $WORKERS workers, wrk -t1 -c$CONNS -d${DURATION}s -H 'Connection: close', $ROUNDS rounds (median)"
 n_cfg=${#CONFIGS[@]}
@@ -38,7 +37,7 @@ for ((round = 1; round <= ROUNDS; round++)); do
   for ((k = 0; k < n_cfg; k++)); do
     cfg=${CONFIGS[$(((k + round - 1) % n_cfg))]}
     case $cfg in
-      herd-rr-1t) HELLO_PRIMARY_THREADS=1 herd_server "$cfg" rr "$WORKERS" ;;
+      herd-rr-normal) HERD_PRIMARY_SCHED=normal herd_server "$cfg" rr "$WORKERS" ;;
       herd-*) herd_server "$cfg" "${cfg#herd-}" "$WORKERS" ;;
       node-*) node_server "$cfg" "${cfg#node-}" "$WORKERS" ;;
     esac
@@ -56,7 +55,7 @@ for ((round = 1; round <= ROUNDS; round++)); do
   done
   # Ratios within the round, in thousandths.
   PAIR_HERD+=("$(awk -v a="${THIS[herd-rr]}" -v b="${THIS[herd-shared]}" 'BEGIN { printf "%.0f", a * 1000 / b }')")
-  PAIR_1T+=("$(awk -v a="${THIS[herd-rr-1t]}" -v b="${THIS[herd-shared]}" 'BEGIN { printf "%.0f", a * 1000 / b }')")
+  PAIR_NORMAL+=("$(awk -v a="${THIS[herd-rr-normal]}" -v b="${THIS[herd-shared]}" 'BEGIN { printf "%.0f", a * 1000 / b }')")
   PAIR_NODE+=("$(awk -v a="${THIS[node-rr]}" -v b="${THIS[node-none]}" 'BEGIN { printf "%.0f", a * 1000 / b }')")
   echo "# round $round ratios: herd-rr/shared $(ratio "${PAIR_HERD[-1]}" 1000) node-rr/none $(ratio "${PAIR_NODE[-1]}" 1000)" >&2
 done
@@ -72,7 +71,7 @@ for cfg in "${CONFIGS[@]}"; do
 done
 
 echo "connrate-overhead-of-medians: herd-rr/shared $(ratio "$med_herd_rr" "$med_herd_shared") node-rr/none $(ratio "$med_node_rr" "$med_node_none")"
-echo "connrate-1t: herd-rr-1t/shared $(ratio "$(median "${PAIR_1T[@]}")" 1000) primary-us-per-conn $us_herd_rr_1t"
+echo "connrate-sched-normal: herd-rr-normal/shared $(ratio "$(median "${PAIR_NORMAL[@]}")" 1000) primary-us-per-conn $us_herd_rr_normal"
 echo "connrate-overhead: herd-rr/shared $(ratio "$(median "${PAIR_HERD[@]}")" 1000) node-rr/none $(ratio "$(median "${PAIR_NODE[@]}")" 1000)"
 echo "primary-us-per-conn: herd $us_herd_rr node $us_node_rr"
 echo "connrate: herd $med_herd_rr node $med_node_rr ratio $(ratio "$med_herd_rr" "$med_node_rr")"
