@@ -49,3 +49,38 @@ fn rr_workers_hold_no_listening_socket_the_primary_accepts() {
     }
     assert!(ids.contains(&worker_of(&http_get(&addr, "/").unwrap())));
 }
+
+/// docs/protocol.md: at most 64 connections queued for one worker.
+const WINDOW: usize = 64;
+
+#[test]
+fn a_worker_that_takes_nothing_is_queued_at_most_a_window_and_the_rest_go_elsewhere() {
+    // rr alternates: without a window the stuck worker would get half.
+    const CLIENTS: usize = 2 * WINDOW + 40;
+    let mut c = Cluster::with_policy("rr");
+    let (stuck, addr) = c.fork_serving(&[
+        ("FIXTURE_MODE", "noaccept"),
+        ("FIXTURE_LISTEN", "127.0.0.1:0"),
+    ]);
+    let (server, _) = c.fork_serving(&[("FIXTURE_LISTEN", "127.0.0.1:0")]);
+    let port: u16 = addr.rsplit(':').next().unwrap().parse().unwrap();
+
+    let waiting = Waiting::start(&addr, "/", CLIENTS);
+    waiting.wait_sent();
+    // The stuck worker's queue fills to the window and no further; every
+    // other connection is answered by the server.
+    let answered = || waiting.done.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        wait_until(TIMEOUT, || answered() == CLIENTS - WINDOW
+            && accept_queue(port) == 0),
+        "answered {} of {CLIENTS}, {} waiting in the kernel",
+        answered(),
+        accept_queue(port)
+    );
+
+    c.cmd(serde_json::json!({"cmd": "kill", "worker": stuck, "signal": "SIGKILL"}));
+    for (i, r) in waiting.finish().into_iter().enumerate() {
+        let body = r.unwrap_or_else(|e| panic!("client {i} lost its connection: {e}"));
+        assert_eq!(worker_of(&body), server);
+    }
+}

@@ -3,8 +3,9 @@
 //! Five things need it: taking ownership of a descriptor number that came
 //! from the environment (HERD_CHANNEL_FD, systemd's LISTEN_FDS) or from the
 //! kernel (SCM_RIGHTS, accept, fcntl's dup), running code in a child
-//! between `fork` and `exec`, and two calls with pointer arguments that no
-//! safe crate wraps (`ioctl(FIONREAD)`, `sched_setscheduler`).
+//! between `fork` and `exec`, and three calls with pointer arguments that no
+//! safe crate wraps (`ioctl(FIONREAD)`, `sched_setscheduler`, and `sendmmsg`
+//! with a different descriptor in each message).
 
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
@@ -137,6 +138,70 @@ pub(crate) fn bytes_queued(fd: std::os::fd::BorrowedFd<'_>) -> io::Result<usize>
         return Err(io::Error::last_os_error());
     }
     Ok(n.max(0) as usize)
+}
+
+/// Sends one message per descriptor of `fds` on `sock` in one system call
+/// (`sendmmsg`): each a single byte `0` with that descriptor attached by
+/// SCM_RIGHTS, non-blocking. Returns how many were sent (the first ones; at
+/// least one, or the error that stopped the first).
+pub(crate) fn send_fd_messages(
+    sock: std::os::fd::BorrowedFd<'_>,
+    fds: &[std::os::fd::BorrowedFd<'_>],
+) -> io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    use std::{mem, ptr};
+    if fds.is_empty() {
+        return Ok(0);
+    }
+    let byte = [0u8; 1];
+    let mut iov = libc::iovec {
+        iov_base: byte.as_ptr() as *mut libc::c_void,
+        iov_len: 1,
+    };
+    // SAFETY: CMSG_SPACE only computes a size from its argument.
+    let space = unsafe { libc::CMSG_SPACE(mem::size_of::<RawFd>() as u32) } as usize;
+    // u64 elements keep every control buffer aligned for cmsghdr.
+    let words = space.div_ceil(mem::size_of::<u64>());
+    let mut control = vec![0u64; words * fds.len()];
+    // SAFETY: an all-zero mmsghdr is a valid value (null pointers, zero
+    // lengths); every field used is set below.
+    let mut msgs: Vec<libc::mmsghdr> = vec![unsafe { mem::zeroed() }; fds.len()];
+    for (i, (msg, fd)) in msgs.iter_mut().zip(fds).enumerate() {
+        let hdr = &mut msg.msg_hdr;
+        hdr.msg_name = ptr::null_mut();
+        hdr.msg_namelen = 0;
+        hdr.msg_iov = &mut iov;
+        hdr.msg_iovlen = 1;
+        hdr.msg_control = control[i * words..].as_mut_ptr() as *mut libc::c_void;
+        hdr.msg_controllen = space as _;
+        // SAFETY: `hdr.msg_control` points to `space` zeroed, aligned bytes
+        // of `control` that belong to this message alone, and
+        // `msg_controllen` says so; CMSG_FIRSTHDR therefore returns a
+        // non-null pointer to room for one cmsghdr followed by
+        // CMSG_LEN(size_of RawFd) bytes, which is exactly what is written.
+        unsafe {
+            let cmsg = libc::CMSG_FIRSTHDR(hdr);
+            (*cmsg).cmsg_level = libc::SOL_SOCKET;
+            (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+            (*cmsg).cmsg_len = libc::CMSG_LEN(mem::size_of::<RawFd>() as u32) as _;
+            ptr::write_unaligned(libc::CMSG_DATA(cmsg) as *mut RawFd, fd.as_raw_fd());
+        }
+    }
+    // SAFETY: `msgs` holds `fds.len()` initialised headers whose iovec,
+    // byte and control buffers (`iov`, `byte`, `control`) all outlive the
+    // call; the descriptors are borrowed, hence open, for its duration.
+    let n = unsafe {
+        libc::sendmmsg(
+            sock.as_raw_fd(),
+            msgs.as_mut_ptr(),
+            fds.len() as libc::c_uint,
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+        )
+    };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(n as usize)
 }
 
 /// Puts the calling thread in the `SCHED_BATCH` class: it no longer

@@ -3,7 +3,8 @@
 //! the channel.
 //!
 //! The primary sends each connection it accepted as one message (one byte,
-//! one descriptor) and closes its own descriptor at once. The worker's
+//! one descriptor), a burst's worth in one `sendmmsg` call, and closes its
+//! own descriptors at once. The worker's
 //! listener takes one message per `accept`. Taking a connection off the
 //! queue is what makes it the worker's, so no acknowledgement travels back:
 //! the primary keeps a descriptor of the worker's end too, and whatever is
@@ -17,12 +18,11 @@
 //! (`net.unix.max_dgram_qlen` applies to unconnected senders only), only by
 //! its send buffer, which holds far more than a window.
 
-use std::io::{self, IoSlice, IoSliceMut};
+use std::io::{self, IoSliceMut};
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
 use nix::sys::socket::{
-    recvmsg, sendmsg, socketpair, AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags,
-    SockFlag, SockType,
+    recvmsg, socketpair, AddressFamily, ControlMessageOwned, MsgFlags, SockFlag, SockType,
 };
 
 /// A new queue: `(sending end, receiving end)`, both non-blocking and
@@ -37,18 +37,11 @@ pub(crate) fn pair() -> io::Result<(OwnedFd, OwnedFd)> {
     .map_err(io::Error::from)
 }
 
-/// Queues one connection. `WouldBlock` when the send buffer is full.
-pub(crate) fn send(tx: BorrowedFd<'_>, conn: BorrowedFd<'_>) -> io::Result<()> {
-    let fds = [conn.as_raw_fd()];
-    sendmsg::<()>(
-        tx.as_raw_fd(),
-        &[IoSlice::new(&[0])],
-        &[ControlMessage::ScmRights(&fds)],
-        MsgFlags::MSG_NOSIGNAL | MsgFlags::MSG_DONTWAIT,
-        None,
-    )
-    .map(drop)
-    .map_err(io::Error::from)
+/// Queues connections, one message each, in one system call (`sendmmsg`).
+/// Returns how many were queued: the first ones, at least one; the error
+/// (`WouldBlock` when the send buffer is full) if none was.
+pub(crate) fn send(tx: BorrowedFd<'_>, conns: &[BorrowedFd<'_>]) -> io::Result<usize> {
+    crate::sys::send_fd_messages(tx, conns)
 }
 
 /// Takes the next connection off the queue: `Ok(None)` once the sending end
@@ -100,9 +93,9 @@ mod tests {
         let (tx, rx) = pair().unwrap();
         let copy = rx.try_clone().unwrap();
         let conns: Vec<OwnedFd> = (0..3).map(|_| pair().unwrap().0).collect();
-        for c in &conns {
-            send(tx.as_fd(), c.as_fd()).unwrap();
-        }
+        let fds: Vec<BorrowedFd> = conns.iter().map(|c| c.as_fd()).collect();
+        assert_eq!(send(tx.as_fd(), &fds[..2]).unwrap(), 2, "two in one call");
+        assert_eq!(send(tx.as_fd(), &fds[2..]).unwrap(), 1);
         assert_eq!(queued(rx.as_fd()).unwrap(), 3);
         assert!(take(rx.as_fd()).unwrap().is_some());
         // The other descriptor of the receiving end sees what is left.
@@ -119,5 +112,25 @@ mod tests {
             take(copy.as_fd()).unwrap().is_none(),
             "EOF after the sender"
         );
+    }
+
+    #[test]
+    fn each_queued_descriptor_is_the_connection_that_was_sent() {
+        use std::io::{Read, Write};
+        use std::os::unix::net::UnixStream;
+        let (tx, rx) = pair().unwrap();
+        let (mut a, b) = UnixStream::pair().unwrap();
+        let (mut c, d) = UnixStream::pair().unwrap();
+        assert_eq!(send(tx.as_fd(), &[b.as_fd(), d.as_fd()]).unwrap(), 2);
+        drop((b, d));
+        let mut first = UnixStream::from(take(rx.as_fd()).unwrap().unwrap());
+        let mut second = UnixStream::from(take(rx.as_fd()).unwrap().unwrap());
+        a.write_all(b"1").unwrap();
+        c.write_all(b"2").unwrap();
+        let mut got = [0u8; 1];
+        first.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"1");
+        second.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"2");
     }
 }

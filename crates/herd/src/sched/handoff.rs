@@ -9,7 +9,8 @@
 //!   not taken is taken back and goes to another worker. No connection is
 //!   dropped while any worker is alive, and none is acknowledged.
 //! - Under a burst, the task accepts until the kernel queue is empty, then
-//!   distributes.
+//!   queues each worker's share with one system call (`sendmmsg`: several
+//!   descriptors, one message each, so that each is taken on its own).
 //! - While no worker has room (none ready yet, or all saturated), the task
 //!   stops accepting and connections wait in the kernel's queue. Room comes
 //!   back when a worker joins, or (since workers do not report what they
@@ -22,7 +23,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -52,6 +53,8 @@ pub(crate) struct Slot {
     queue: OwnedFd,
     /// Accepting new connections (listening, not leaving).
     routing: bool,
+    /// Its queue refused connections in the current distribution.
+    refused: bool,
     /// At least as many as are queued: exact after [`Slot::recount`], then
     /// plus one per connection sent.
     queued: usize,
@@ -63,7 +66,7 @@ pub(crate) struct Slot {
 
 impl Slot {
     pub fn has_room(&self) -> bool {
-        self.routing && self.queued < WINDOW
+        self.routing && !self.refused && self.queued < WINDOW
     }
 
     /// Open plus queued connections.
@@ -71,11 +74,12 @@ impl Slot {
         self.handed.saturating_sub(self.closed)
     }
 
-    /// Counts the queue again if the estimate says it is full.
-    fn recount(&mut self) {
+    /// Counts the queue again if the estimate says it is full; `unsent`
+    /// of the estimate are picked for it but not sent yet.
+    fn recount(&mut self, unsent: usize) {
         if self.queued >= WINDOW {
             match conns::queued(self.queue.as_fd()) {
-                Ok(n) => self.queued = n,
+                Ok(n) => self.queued = n + unsent,
                 Err(e) => {
                     tracing::warn!(worker = self.id, error = %e, "cannot count a connection queue")
                 }
@@ -117,7 +121,7 @@ impl State {
     /// Whether some worker can take a connection (counting again the queues
     /// that looked full).
     fn has_room(&mut self) -> bool {
-        self.slots.iter_mut().for_each(Slot::recount);
+        self.slots.iter_mut().for_each(|s| s.recount(0));
         self.slots.iter().any(Slot::has_room)
     }
 
@@ -125,39 +129,63 @@ impl State {
         self.slots.iter_mut().find(|s| s.id == id)
     }
 
-    /// Sends pending connections to workers with room.
+    /// Sends pending connections to workers with room: each worker's share
+    /// in one system call. A worker whose queue refuses (full, or broken)
+    /// gets no more in this call; what it refused goes to the others.
     fn distribute(&mut self) {
-        if self.pending.is_empty() || !self.has_room() {
-            return;
+        while !self.pending.is_empty() && self.has_room() {
+            let refused = self.distribute_once();
+            if refused.is_empty() {
+                break;
+            }
+            for fd in refused.into_iter().rev() {
+                self.pending.push_front(fd);
+            }
         }
+        // A queue that refused is tried again at the next distribution.
+        self.slots.iter_mut().for_each(|s| s.refused = false);
+    }
+
+    /// One round of [`distribute`](Self::distribute); returns what was
+    /// refused.
+    fn distribute_once(&mut self) -> Vec<OwnedFd> {
+        let mut shares: Vec<Vec<OwnedFd>> = self.slots.iter().map(|_| Vec::new()).collect();
         while let Some(fd) = self.pending.pop_front() {
             let Some(i) = self.pick.pick(&self.slots) else {
                 self.pending.push_front(fd);
                 break;
             };
             let slot = &mut self.slots[i];
-            match conns::send(slot.tx.as_fd(), fd.as_fd()) {
-                // Ours closes here; the queue holds the connection now.
-                Ok(()) => {
-                    slot.queued += 1;
-                    slot.handed += 1;
-                    // Count again now rather than skip it on the estimate:
-                    // `rr` stays exact.
-                    slot.recount();
-                }
-                Err(e) => {
-                    if e.kind() != io::ErrorKind::WouldBlock {
-                        tracing::warn!(worker = slot.id, error = %e, "cannot queue a connection");
-                    }
-                    // Full (or broken): no more for it until counted again.
-                    slot.queued = slot.queued.max(WINDOW);
-                    self.pending.push_front(fd);
-                    if !self.has_room() {
+            shares[i].push(fd);
+            slot.queued += 1;
+            // Count again now rather than skip it on the estimate: `rr`
+            // stays exact.
+            slot.recount(shares[i].len());
+        }
+        let mut refused = Vec::new();
+        for (slot, share) in self.slots.iter_mut().zip(shares) {
+            let mut sent = 0;
+            while sent < share.len() {
+                let fds: Vec<BorrowedFd> = share[sent..].iter().map(|f| f.as_fd()).collect();
+                match conns::send(slot.tx.as_fd(), &fds) {
+                    Ok(n) => sent += n,
+                    Err(e) => {
+                        if e.kind() != io::ErrorKind::WouldBlock {
+                            tracing::warn!(worker = slot.id, error = %e, "cannot queue connections");
+                        }
                         break;
                     }
                 }
             }
+            slot.handed += sent as u64;
+            if sent < share.len() {
+                slot.refused = true;
+                slot.queued = WINDOW;
+                refused.extend(share.into_iter().skip(sent));
+            }
+            // Ours close here; the queues hold what was sent.
         }
+        refused
     }
 }
 
@@ -226,6 +254,7 @@ impl Handoff {
             tx,
             queue,
             routing: false,
+            refused: false,
             queued: 0,
             handed: 0,
             closed: 0,
