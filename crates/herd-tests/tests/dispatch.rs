@@ -9,33 +9,29 @@ use common::*;
 const SCHED_OTHER: u32 = 0;
 const SCHED_BATCH: u32 = 3;
 
-/// The scheduling policy of each thread of `pid` named `name`.
-fn thread_policies(pid: u32, name: &str) -> Vec<u32> {
-    let mut found = Vec::new();
-    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
-        let dir = task.unwrap().path();
-        let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
-        if comm.trim() != name {
-            continue;
-        }
-        let stat = std::fs::read_to_string(dir.join("stat")).unwrap();
-        // After the command name (which may hold spaces), `policy` is the
-        // 41st field of the line, the 39th after `) `.
-        let rest = &stat[stat.rfind(") ").unwrap() + 2..];
-        found.push(rest.split_whitespace().nth(38).unwrap().parse().unwrap());
-    }
-    found
-}
-
-/// Every thread's policy in the process.
-fn all_policies(pid: u32) -> Vec<u32> {
+/// `(name, scheduling policy)` of every thread of `pid`.
+fn threads(pid: u32) -> Vec<(String, u32)> {
     std::fs::read_dir(format!("/proc/{pid}/task"))
         .unwrap()
-        .map(|t| {
-            let stat = std::fs::read_to_string(t.unwrap().path().join("stat")).unwrap();
+        .map(|task| {
+            let dir = task.unwrap().path();
+            let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+            let stat = std::fs::read_to_string(dir.join("stat")).unwrap();
+            // After the command name (which may hold spaces), `policy` is
+            // the 41st field of the line, the 39th after `) `.
             let rest = &stat[stat.rfind(") ").unwrap() + 2..];
-            rest.split_whitespace().nth(38).unwrap().parse().unwrap()
+            let policy = rest.split_whitespace().nth(38).unwrap().parse().unwrap();
+            (comm.trim().to_string(), policy)
         })
+        .collect()
+}
+
+/// The scheduling policy of each thread of `pid` named `name`.
+fn thread_policies(pid: u32, name: &str) -> Vec<u32> {
+    threads(pid)
+        .into_iter()
+        .filter(|(n, _)| n == name)
+        .map(|(_, p)| p)
         .collect()
 }
 
@@ -44,9 +40,9 @@ fn the_dispatch_thread_runs_sched_batch_and_workers_the_normal_class() {
     let mut c = Cluster::with_policy("rr");
     let (id, _) = c.fork_serving(&[("FIXTURE_LISTEN", "127.0.0.1:0")]);
     assert_eq!(thread_policies(c.pid, "herd-primary"), [SCHED_BATCH]);
-    let worker = all_policies(c.worker_pid(id));
+    let worker = threads(c.worker_pid(id));
     assert!(
-        worker.iter().all(|p| *p == SCHED_OTHER),
+        worker.iter().all(|(_, p)| *p == SCHED_OTHER),
         "worker threads' policies: {worker:?}"
     );
 }
