@@ -4,7 +4,9 @@
 # passes at fd 3), by Node's own cluster module (RR and NONE) and by PM2's
 # cluster mode (which is Node's cluster, RR), side by side: requests/s with
 # keep-alive and with a new connection per request, and the per-worker
-# spread of requests (max/min over the 2 workers; 1.00 is even).
+# spread of requests (max/min over the 2 workers; 1.00 is even); with
+# keep-alive also how the run's connections were placed (max/min of the
+# connections each worker accepted).
 #
 #   bench/run.sh foreign
 #   env: DURATION seconds per run (5), CONNS (32), ROUNDS (1), WARMUP (1),
@@ -92,21 +94,23 @@ stop() {
   if [ -n "$SERVER_PID" ]; then stop_pid "$SERVER_PID"; else pm2_stop; fi
 }
 
-# counts: "PID REQUESTS" per worker, from the app's files.
+# counts: "PID REQUESTS CONNECTIONS" per worker, from the app's files.
 counts() {
   local f
   for f in "$COUNTS"/*; do
-    [ -f "$f" ] && echo "$(basename "$f") $(cut -d' ' -f1 "$f")"
+    [ -f "$f" ] && echo "$(basename "$f") $(cat "$f")"
   done
 }
 
-# spread BEFORE AFTER: max/min of the per-worker requests between the two.
+# spread BEFORE AFTER [COLUMN]: max/min over the workers of what they
+# counted between the two: requests (column 2, the default) or connections
+# accepted (column 3: where the run's connections were placed).
 spread() {
-  awk 'NR == FNR { b[$1] = $2; next } { d = $2 - b[$1]; n++; if (n == 1 || d < lo) lo = d; if (d > hi) hi = d }
+  awk -v c="${3:-2}" 'NR == FNR { b[$1] = $c; next } { d = $c - b[$1]; n++; if (n == 1 || d < lo) lo = d; if (d > hi) hi = d }
     END { if (n < 2 || lo <= 0) print "inf"; else printf "%.2f\n", hi / lo }' "$1" "$2"
 }
 
-declare -A KA CL SPK SPC ERRS
+declare -A KA CL SPK SPC PLK ERRS
 machine_note
 echo "# $WORKERS workers, wrk -t1 -c$CONNS -d${DURATION}s, keep-alive and 'Connection: close', $ROUNDS round(s) (median)"
 echo "# pm2 $("$PM2" --version 2>/dev/null | tail -1)"
@@ -123,27 +127,28 @@ for ((round = 1; round <= ROUNDS; round++)); do
       sleep 0.5
       counts >"$WORKDIR/after"
       sp=$(spread "$WORKDIR/before" "$WORKDIR/after")
+      placed=$(spread "$WORKDIR/before" "$WORKDIR/after" 3)
       ERRS[$cfg]=$((${ERRS[$cfg]:-0} + WRK_ERRORS))
       if [ "$mode" = ka ]; then
-        KA[$cfg]="${KA[$cfg]:-} $WRK_RPS"; SPK[$cfg]="${SPK[$cfg]:-} $sp"
+        KA[$cfg]="${KA[$cfg]:-} $WRK_RPS"; SPK[$cfg]="${SPK[$cfg]:-} $sp"; PLK[$cfg]="${PLK[$cfg]:-} $placed"
       else
         CL[$cfg]="${CL[$cfg]:-} $WRK_RPS"; SPC[$cfg]="${SPC[$cfg]:-} $sp"
       fi
-      echo "# round $round $cfg $mode: $WRK_RPS req/s, spread $sp, $WRK_ERRORS errors" >&2
+      echo "# round $round $cfg $mode: $WRK_RPS req/s, spread $sp, connections placed $placed, $WRK_ERRORS errors" >&2
     done
     stop
   done
 done
 
 med_f() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
-printf '%-15s %12s %10s %12s %10s %7s\n' config "keep-alive" spread "new-conn" spread errors
+printf '%-15s %12s %10s %10s %12s %10s %7s\n' config "keep-alive" spread placed "new-conn" spread errors
 for cfg in "${CONFIGS[@]}"; do
   # shellcheck disable=SC2086
   ka=$(median ${KA[$cfg]}); cl=$(median ${CL[$cfg]})
   # shellcheck disable=SC2086
-  spk=$(med_f ${SPK[$cfg]}); spc=$(med_f ${SPC[$cfg]})
-  declare "ka_${cfg//-/_}=$ka" "cl_${cfg//-/_}=$cl" "spk_${cfg//-/_}=$spk"
-  printf '%-15s %12s %10s %12s %10s %7s\n' "$cfg" "$ka" "$spk" "$cl" "$spc" "${ERRS[$cfg]}"
+  spk=$(med_f ${SPK[$cfg]}); spc=$(med_f ${SPC[$cfg]}); plk=$(med_f ${PLK[$cfg]})
+  declare "ka_${cfg//-/_}=$ka" "cl_${cfg//-/_}=$cl" "spk_${cfg//-/_}=$spk" "plk_${cfg//-/_}=$plk"
+  printf '%-15s %12s %10s %10s %12s %10s %7s\n' "$cfg" "$ka" "$spk" "$plk" "$cl" "$spc" "${ERRS[$cfg]}"
 done
 
 best() { printf '%s\n' "$@" | sort -n | tail -1; }
@@ -152,5 +157,6 @@ node_ka=$(best "$ka_node_rr" "$ka_node_none" "$ka_pm2")
 herd_cl=$(best "$cl_herd_shared" "$cl_herd_reuseport")
 node_cl=$(best "$cl_node_rr" "$cl_node_none" "$cl_pm2")
 echo "foreign-new-connection: herd $herd_cl node $node_cl ratio $(ratio "$herd_cl" "$node_cl")"
+echo "foreign-placement-keepalive: herd-reuseport $plk_herd_reuseport herd-shared $plk_herd_shared node-rr $plk_node_rr node-none $plk_node_none pm2 $plk_pm2"
 echo "foreign-spread-keepalive: herd-reuseport $spk_herd_reuseport herd-shared $spk_herd_shared node-rr $spk_node_rr node-none $spk_node_none pm2 $spk_pm2"
 echo "foreign: herd $herd_ka node $node_ka ratio $(ratio "$herd_ka" "$node_ka")"

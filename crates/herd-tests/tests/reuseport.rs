@@ -102,3 +102,42 @@ fn reuseport_a_cluster_that_shrinks_under_a_flood_resets_none() {
     let served = flood.stop_expecting_no_failure(&c);
     assert!(served.values().sum::<usize>() >= after + 500, "{served:?}");
 }
+
+/// Long-lived connections land on the workers in turn (the eBPF placement
+/// of `sched::reuseport_rr`, which needs root), and a worker told to leave
+/// gets no new ones.
+#[test]
+fn reuseport_places_long_lived_connections_on_the_workers_in_turn() {
+    if !is_root() {
+        eprintln!("skipped: loading the placement program needs root");
+        return;
+    }
+    const PER_WORKER: usize = 10;
+    let mut c = Cluster::with_policy("reuseport");
+    let (ids, addr) = c.serve(4, "127.0.0.1:0");
+    let count = |conns: &mut Vec<KeepAlive<std::net::TcpStream>>, n: usize| {
+        let mut per_worker = std::collections::BTreeMap::new();
+        for _ in 0..n {
+            let mut conn = KeepAlive::connect(&addr).unwrap();
+            *per_worker
+                .entry(worker_of(&conn.get("/").unwrap()))
+                .or_insert(0) += 1;
+            conns.push(conn);
+        }
+        per_worker
+    };
+    let mut open = Vec::new();
+    let placed = count(&mut open, 4 * PER_WORKER);
+    let expected: std::collections::BTreeMap<u32, usize> =
+        ids.iter().map(|id| (*id, PER_WORKER)).collect();
+    assert_eq!(placed, expected, "connections per worker");
+
+    // Worker 1 leaves (it still serves its open connections meanwhile):
+    // new connections go to the three others only, in turn.
+    c.cmd(json!({"cmd": "disconnect", "worker": ids[0]}));
+    c.expect_event("disconnect", ids[0]);
+    let placed = count(&mut Vec::new(), 3 * PER_WORKER);
+    let expected: std::collections::BTreeMap<u32, usize> =
+        ids[1..].iter().map(|id| (*id, PER_WORKER)).collect();
+    assert_eq!(placed, expected, "connections per worker after one left");
+}

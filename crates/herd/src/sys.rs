@@ -3,9 +3,10 @@
 //! Five things need it: taking ownership of a descriptor number that came
 //! from the environment (HERD_CHANNEL_FD, systemd's LISTEN_FDS) or from the
 //! kernel (SCM_RIGHTS, accept, fcntl's dup), running code in a child
-//! between `fork` and `exec`, and three calls with pointer arguments that no
-//! safe crate wraps (`ioctl(FIONREAD)`, `sched_setscheduler`, and `sendmmsg`
-//! with a different descriptor in each message).
+//! between `fork` and `exec`, and calls with pointer arguments that no safe
+//! crate wraps: `ioctl(FIONREAD)`, `sched_setscheduler`, `sendmmsg` with a
+//! different descriptor in each message, and `bpf(2)` with
+//! `setsockopt(SO_ATTACH_REUSEPORT_EBPF)` for reuseport's round-robin.
 
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
@@ -237,4 +238,180 @@ pub(crate) fn async_fd_with_interest(
     // always returns that descriptor.
     unsafe { tokio::io::unix::AsyncFd::register_with_interest(s, interest) }
         .map_err(|e| e.into_parts().1)
+}
+
+// bpf(2) commands (linux/bpf.h, `enum bpf_cmd`).
+const BPF_MAP_CREATE: libc::c_long = 0;
+const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
+const BPF_MAP_DELETE_ELEM: libc::c_long = 3;
+const BPF_PROG_LOAD: libc::c_long = 5;
+
+/// `bpf(BPF_MAP_CREATE)`: a map with `u32` keys.
+pub(crate) fn bpf_map_create(map_type: u32, value_size: u32, entries: u32) -> io::Result<OwnedFd> {
+    #[repr(C)]
+    struct MapCreate {
+        map_type: u32,
+        key_size: u32,
+        value_size: u32,
+        max_entries: u32,
+        map_flags: u32,
+    }
+    let attr = MapCreate {
+        map_type,
+        key_size: 4,
+        value_size,
+        max_entries: entries,
+        map_flags: 0,
+    };
+    bpf_fd(BPF_MAP_CREATE, &attr)
+}
+
+/// `bpf(BPF_MAP_UPDATE_ELEM)`: `map[key] = value` (any flags).
+pub(crate) fn bpf_map_update(
+    map: std::os::fd::BorrowedFd<'_>,
+    key: u32,
+    value: u64,
+) -> io::Result<()> {
+    bpf_map_elem(BPF_MAP_UPDATE_ELEM, map, key, Some(value))
+}
+
+/// `bpf(BPF_MAP_DELETE_ELEM)`: removes `map[key]` (`NotFound` if empty).
+pub(crate) fn bpf_map_delete(map: std::os::fd::BorrowedFd<'_>, key: u32) -> io::Result<()> {
+    bpf_map_elem(BPF_MAP_DELETE_ELEM, map, key, None)
+}
+
+fn bpf_map_elem(
+    cmd: libc::c_long,
+    map: std::os::fd::BorrowedFd<'_>,
+    key: u32,
+    value: Option<u64>,
+) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    #[repr(C)]
+    struct MapElem {
+        map_fd: u32,
+        _pad: u32,
+        key: u64,
+        value: u64,
+        flags: u64,
+    }
+    let attr = MapElem {
+        map_fd: map.as_raw_fd() as u32,
+        _pad: 0,
+        key: &key as *const u32 as u64,
+        value: value.as_ref().map_or(0, |v| v as *const u64 as u64),
+        flags: 0,
+    };
+    // SAFETY: `attr` is a valid bpf_attr prefix for the map element
+    // commands; its key (and, for an update, value) pointer points to `key`
+    // (`value`'s content), live for the whole call, of the sizes the map
+    // was created with (4 and 8 bytes).
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            cmd,
+            &attr as *const MapElem,
+            std::mem::size_of::<MapElem>(),
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// `bpf(BPF_PROG_LOAD)` of a `BPF_PROG_TYPE_SK_REUSEPORT` program (attach
+/// type `BPF_SK_REUSEPORT_SELECT`). On failure the error carries the
+/// verifier's log.
+pub(crate) fn bpf_load_reuseport_prog(
+    insns: &[u64],
+    license: &std::ffi::CStr,
+) -> io::Result<OwnedFd> {
+    #[repr(C)]
+    struct ProgLoad {
+        prog_type: u32,
+        insn_cnt: u32,
+        insns: u64,
+        license: u64,
+        log_level: u32,
+        log_size: u32,
+        log_buf: u64,
+        kern_version: u32,
+        prog_flags: u32,
+        prog_name: [u8; 16],
+        prog_ifindex: u32,
+        expected_attach_type: u32,
+    }
+    const BPF_PROG_TYPE_SK_REUSEPORT: u32 = 21;
+    const BPF_SK_REUSEPORT_SELECT: u32 = 39;
+    let mut log = vec![0u8; 16 * 1024];
+    let mut name = [0u8; 16];
+    name[..10].copy_from_slice(b"herd_rrsel");
+    let attr = ProgLoad {
+        prog_type: BPF_PROG_TYPE_SK_REUSEPORT,
+        insn_cnt: insns.len() as u32,
+        insns: insns.as_ptr() as u64,
+        license: license.as_ptr() as u64,
+        log_level: 1,
+        log_size: log.len() as u32,
+        log_buf: log.as_mut_ptr() as u64,
+        kern_version: 0,
+        prog_flags: 0,
+        prog_name: name,
+        prog_ifindex: 0,
+        expected_attach_type: BPF_SK_REUSEPORT_SELECT,
+    };
+    bpf_fd(BPF_PROG_LOAD, &attr).map_err(|e| {
+        let end = log.iter().position(|b| *b == 0).unwrap_or(log.len());
+        let log = String::from_utf8_lossy(&log[..end]);
+        io::Error::new(e.kind(), format!("{e}; verifier: {}", log.trim()))
+    })
+}
+
+/// A `bpf(2)` command whose result is a new descriptor.
+fn bpf_fd<T>(cmd: libc::c_long, attr: &T) -> io::Result<OwnedFd> {
+    // SAFETY: every caller passes a #[repr(C)] prefix of `union bpf_attr`
+    // for `cmd`, fully initialised, whose pointers (instructions, license,
+    // log buffer) point to memory that outlives the call and, for the log,
+    // is writable for the size given. The kernel zero-extends a shorter
+    // attribute.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            cmd,
+            attr as *const T,
+            std::mem::size_of::<T>(),
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: bpf(2) just created this descriptor and returned its number to
+    // us alone; wrapping it here makes this the one owner.
+    Ok(unsafe { OwnedFd::from_raw_fd(r as RawFd) })
+}
+
+/// Attaches a loaded `SK_REUSEPORT` program to the reuseport group of
+/// `sock` (`setsockopt(SO_ATTACH_REUSEPORT_EBPF)`).
+pub(crate) fn attach_reuseport_prog(
+    sock: std::os::fd::BorrowedFd<'_>,
+    prog: std::os::fd::BorrowedFd<'_>,
+) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let fd: libc::c_int = prog.as_raw_fd();
+    // SAFETY: the option value points to `fd`, a c_int live for the call,
+    // and the length given is its size.
+    let r = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_ATTACH_REUSEPORT_EBPF,
+            &fd as *const libc::c_int as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }

@@ -18,6 +18,7 @@
 pub(crate) mod handoff;
 pub(crate) mod lc;
 pub(crate) mod reuseport;
+pub(crate) mod reuseport_rr;
 pub(crate) mod rr;
 pub(crate) mod shared;
 

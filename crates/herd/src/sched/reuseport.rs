@@ -19,6 +19,10 @@
 //!   reset. After a rolling restart in successor-first order one such socket
 //!   remains, served through the primary until the next worker takes it.
 //!
+//! TCP connections go to the workers' sockets in turn when the primary may
+//! load the eBPF program of `reuseport_rr` (root), by the kernel's hash
+//! otherwise.
+//!
 //! UDP sockets cannot be handed off: a spare UDP socket waits
 //! [`SPARE_GRACE`] for a successor, then is closed.
 //!
@@ -31,13 +35,14 @@
 
 use std::collections::{HashMap, HashSet};
 use std::io;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use socket2::Socket;
 
 use super::handoff::Handoff;
+use super::reuseport_rr::{self, RoundRobinPlacement};
 use super::rr::RoundRobin;
 use super::{bind, Link, ListenAddr, Share};
 use crate::channel::wire::{ListenMode, ListenOptions};
@@ -69,6 +74,8 @@ pub(crate) struct ReusePort {
     no_handoff: HashSet<u32>,
     /// Workers told to stop (leaving on purpose).
     stopped: HashSet<u32>,
+    /// Places TCP connections on the workers' sockets in turn, if loaded.
+    placement: Option<RoundRobinPlacement>,
 }
 
 impl ReusePort {
@@ -78,6 +85,10 @@ impl ReusePort {
             (ListenAddr::Tcp(_), Some(sa)) => ListenAddr::Tcp(sa),
             (ListenAddr::Udp(_), Some(sa)) => ListenAddr::Udp(sa),
             _ => addr,
+        };
+        let placement = match addr {
+            ListenAddr::Tcp(_) => reuseport_rr::try_attach(first.as_fd()),
+            _ => None,
         };
         Ok(ReusePort {
             addr,
@@ -90,7 +101,27 @@ impl ReusePort {
             drain: Handoff::new(Box::new(RoundRobin::default()), false),
             no_handoff: HashSet::new(),
             stopped: HashSet::new(),
+            placement,
         })
+    }
+
+    /// Places new connections on the sockets of the workers here that are
+    /// not leaving (not on spares: what reaches those waits for the primary
+    /// to hand it on). A leaving worker's socket that its successor shares
+    /// stays, as the successor's.
+    fn place(&mut self) {
+        let Some(placement) = &mut self.placement else {
+            return;
+        };
+        let sockets: Vec<BorrowedFd> = self
+            .by_worker
+            .iter()
+            .filter(|(w, _)| !self.stopped.contains(w))
+            .map(|(_, s)| s.as_fd())
+            .collect();
+        if let Err(e) = placement.set(&sockets) {
+            tracing::warn!(error = %e, "reuseport: cannot update the round-robin placement");
+        }
     }
 
     fn next_socket(&mut self) -> io::Result<OwnedFd> {
@@ -179,6 +210,7 @@ impl Share for ReusePort {
         } else if matches!(self.addr, ListenAddr::Tcp(_)) {
             fds.push(self.drain.add_queue(worker)?);
         }
+        self.place();
         Ok((ListenMode::Socket, fds))
     }
 
@@ -188,6 +220,7 @@ impl Share for ReusePort {
 
     fn stop(&mut self, worker: u32) {
         self.stopped.insert(worker);
+        self.place();
         self.drain.stop(worker);
     }
 
@@ -203,6 +236,7 @@ impl Share for ReusePort {
         let Some(sock) = self.by_worker.remove(&worker) else {
             return;
         };
+        self.place();
         // A socket shared by a predecessor and its successor lives on in
         // whichever of the two is still here.
         let successor = self.handed_on.remove(&worker);
