@@ -66,7 +66,8 @@ Config file (TOML), keys as the long options with underscores:
 rr and lc hand each connection to a worker over herd's channel: only
 programs built with the herd Rust library speak it. For any other program
 use shared (one socket, the kernel wakes a worker) or reuseport (one socket
-per worker, the kernel spreads connections evenly by hash)."
+per worker; new connections go to the workers in turn when herd may load
+its eBPF program, as root, or by the kernel's hash otherwise)."
     )]
     Run(Box<RunArgs>),
     /// Talk to a running herd through its control socket.

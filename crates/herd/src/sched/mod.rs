@@ -11,7 +11,7 @@
 //! | [`Policy::RoundRobin`] | [`rr`] + [`handoff`] | the primary, handing each connection to the next ready worker |
 //! | [`Policy::LeastConnections`] | [`lc`] + [`handoff`] | the primary, to the ready worker with the fewest open connections |
 //! | [`Policy::Shared`] | [`shared`] | every worker, on one shared socket |
-//! | [`Policy::ReusePort`] | [`reuseport`] | every worker, on its own SO_REUSEPORT socket |
+//! | [`Policy::ReusePort`] | [`reuseport`] + [`reuseport_rr`] | every worker, on its own SO_REUSEPORT socket (placed in turn by eBPF where permitted) |
 //!
 //! UDP is never handed off: it uses `shared` (or `reuseport`).
 
@@ -47,7 +47,9 @@ pub enum Policy {
     /// `shared`: all workers accept on one socket (Node's SCHED_NONE).
     Shared,
     /// `reuseport`: each worker accepts on its own SO_REUSEPORT socket,
-    /// bound by the primary; the kernel spreads connections by hash.
+    /// bound by the primary; new TCP connections go to the workers in turn
+    /// (an eBPF program, if the primary may load it) or by the kernel's
+    /// hash.
     ReusePort,
 }
 
