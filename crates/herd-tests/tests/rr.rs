@@ -84,3 +84,25 @@ fn a_worker_that_takes_nothing_is_queued_at_most_a_window_and_the_rest_go_elsewh
         assert_eq!(worker_of(&body), server);
     }
 }
+
+#[test]
+fn connections_waiting_in_the_primary_go_out_as_a_full_worker_takes_its_queue() {
+    // Three windows: the worker's queue fills, the rest wait in the primary
+    // (and in the kernel's accept queue), and are handed out only as the
+    // worker takes from its queue, which it does not announce.
+    const CLIENTS: usize = 3 * WINDOW;
+    let mut c = Cluster::with_policy("rr");
+    let (late, addr) = c.fork_serving(&[
+        ("FIXTURE_MODE", "lateaccept"),
+        ("FIXTURE_LISTEN", "127.0.0.1:0"),
+    ]);
+    let waiting = Waiting::start(&addr, "/", CLIENTS);
+    waiting.wait_sent();
+    assert_eq!(waiting.done(), 0, "answered before the worker accepts");
+
+    c.cmd(serde_json::json!({"cmd": "send", "worker": late, "msg": {"cmd": "accept"}}));
+    for (i, r) in waiting.finish().into_iter().enumerate() {
+        let body = r.unwrap_or_else(|e| panic!("client {i} lost its connection: {e}"));
+        assert_eq!(worker_of(&body), late);
+    }
+}

@@ -25,6 +25,8 @@
 //!   `{"allocated": N}`). `FIXTURE_BUILD` is the worker's "build", which `/`
 //!   reports as `worker ID build B` when set.
 //! - `noaccept`: listen on `FIXTURE_LISTEN` but never accept.
+//! - `lateaccept`: listen on `FIXTURE_LISTEN`, and serve as `serve` does
+//!   only once told to by the message `{"cmd":"accept"}`.
 //! - `garbage`: connect, then write bytes that are no frame onto the channel.
 //! - `exit`: exit at once with `FIXTURE_EXIT_CODE`.
 //!
@@ -384,6 +386,9 @@ async fn worker() {
                 }
             }
             Some("ready") => worker.ready(),
+            Some("accept") => {
+                accept_now().send_replace(true);
+            }
             Some("status") => {
                 worker.set_status(v["key"].as_str().unwrap_or(""), &v["value"]);
             }
@@ -470,7 +475,11 @@ async fn listen_and_serve(worker: &Worker, mode: &str, addr: &str) {
                     }),
                 );
             let w = worker.clone();
+            let late = mode == "lateaccept";
             tokio::spawn(async move {
+                if late {
+                    let _ = accept_now().subscribe().wait_for(|go| *go).await;
+                }
                 let _ = w.serve(listener, app).await;
             });
         }
@@ -481,6 +490,13 @@ async fn listen_and_serve(worker: &Worker, mode: &str, addr: &str) {
                 .await;
         }
     }
+}
+
+/// Set by `{"cmd":"accept"}`: `lateaccept` listeners start accepting.
+fn accept_now() -> &'static tokio::sync::watch::Sender<bool> {
+    static ACCEPT: std::sync::OnceLock<tokio::sync::watch::Sender<bool>> =
+        std::sync::OnceLock::new();
+    ACCEPT.get_or_init(|| tokio::sync::watch::channel(false).0)
 }
 
 /// Writes bytes that are no valid frame straight onto the channel.

@@ -11,11 +11,14 @@
 //! - Under a burst, the task accepts until the kernel queue is empty, then
 //!   queues each worker's share with one system call (`sendmmsg`: several
 //!   descriptors, one message each, so that each is taken on its own).
-//! - While no worker has room (none ready yet, or all saturated), the task
-//!   stops accepting and connections wait in the kernel's queue. Room comes
-//!   back when a worker joins, or (since workers do not report what they
-//!   take) when a look at the saturated queues, every [`SATURATED_POLL`],
-//!   finds one shorter.
+//! - While no worker has room (none ready yet, or all saturated), or some
+//!   connection accepted earlier still waits for one, the task stops
+//!   accepting and connections wait in the kernel's queue. Room comes back
+//!   when a worker joins, or (since workers do not report what they take)
+//!   when a look at the saturated queues, every [`SATURATED_POLL`], finds
+//!   one shorter; waiting connections are handed out then, by the accept
+//!   task or, for connections taken back from a worker that left, by a
+//!   retry task.
 //! - EMFILE/ENFILE back off instead of spinning.
 //! - One hand-off may accept on several sockets (each with its own accept
 //!   task, added and stopped one by one): `reuseport` uses that to serve
@@ -24,7 +27,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use socket2::Socket;
@@ -114,7 +117,10 @@ pub(crate) trait Pick: Send {
 struct State {
     pick: Box<dyn Pick>,
     slots: Vec<Slot>,
+    /// Accepted (or taken back), waiting for a worker with room.
     pending: VecDeque<OwnedFd>,
+    /// A [`retry_pending`] task is running.
+    retrying: bool,
 }
 
 impl State {
@@ -127,6 +133,26 @@ impl State {
 
     fn slot(&mut self, id: u32) -> Option<&mut Slot> {
         self.slots.iter_mut().find(|s| s.id == id)
+    }
+
+    /// Whether some worker is routed to (so room will come back by itself
+    /// as it takes from its queue).
+    fn routing(&self) -> bool {
+        self.slots.iter().any(|s| s.routing)
+    }
+
+    /// Connections are left waiting while workers are routed to but full:
+    /// starts a task that hands them out as room comes back (workers do not
+    /// say when they take from their queues). With no worker routed to,
+    /// the next `listening` hands them out.
+    fn retry_later(&mut self, state: &Arc<Mutex<State>>, room: &Arc<Notify>) {
+        if self.pending.is_empty() || self.retrying || !self.routing() {
+            return;
+        }
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            self.retrying = true;
+            rt.spawn(retry_pending(Arc::downgrade(state), room.clone()));
+        }
     }
 
     /// Sends pending connections to workers with room: each worker's share
@@ -213,6 +239,7 @@ impl Handoff {
                 pick,
                 slots: Vec::new(),
                 pending: VecDeque::new(),
+                retrying: false,
             })),
             room: Arc::new(Notify::new()),
             tasks: HashMap::new(),
@@ -264,7 +291,8 @@ impl Handoff {
 
     fn changed(&self, mut st: std::sync::MutexGuard<'_, State>) {
         st.distribute();
-        let room = st.has_room();
+        st.retry_later(&self.state, &self.room);
+        let room = st.pending.is_empty() && st.has_room();
         drop(st);
         if room {
             // Every accept task waits on this (each enables its `Notified`
@@ -333,25 +361,49 @@ impl Share for Handoff {
     }
 }
 
+/// Hands out waiting connections every [`SATURATED_POLL`] until none is
+/// left (or no worker is routed to).
+async fn retry_pending(state: Weak<Mutex<State>>, room: Arc<Notify>) {
+    loop {
+        tokio::time::sleep(SATURATED_POLL).await;
+        let Some(state) = state.upgrade() else {
+            return;
+        };
+        let mut st = state.lock().unwrap();
+        st.distribute();
+        if st.pending.is_empty() || !st.routing() {
+            st.retrying = false;
+            drop(st);
+            room.notify_waiters();
+            return;
+        }
+    }
+}
+
 async fn accept_loop(listener: AsyncFd<OwnedFd>, state: Arc<Mutex<State>>, room: Arc<Notify>) {
     let mut backoff = Duration::from_millis(5);
     loop {
-        // Accept only while some worker can take connections.
+        // Accept only while some worker can take connections and none
+        // accepted earlier still waits: the rest wait in the kernel's queue.
         loop {
             let notified = room.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            {
+            let routing = {
                 let mut st = state.lock().unwrap();
-                if st.has_room() {
-                    // What waited for room goes first.
-                    st.distribute();
+                st.distribute();
+                if st.pending.is_empty() && st.has_room() {
                     break;
                 }
+                st.routing()
+            };
+            if routing {
+                // Workers do not say when they take from a full queue: look
+                // again in a while, unless room comes first.
+                let _ = tokio::time::timeout(SATURATED_POLL, notified).await;
+            } else {
+                notified.await;
             }
-            // Workers do not say when they take from a full queue: look
-            // again in a while, unless a worker joins first.
-            let _ = tokio::time::timeout(SATURATED_POLL, notified).await;
         }
         let mut guard = match listener.readable().await {
             Ok(g) => g,
@@ -387,6 +439,7 @@ async fn accept_loop(listener: AsyncFd<OwnedFd>, state: Arc<Mutex<State>>, room:
             let mut st = state.lock().unwrap();
             st.pending.extend(batch);
             st.distribute();
+            st.retry_later(&state, &room);
         }
         if let Some(d) = pause {
             tokio::time::sleep(d).await;
