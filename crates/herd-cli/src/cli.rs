@@ -63,8 +63,9 @@ Config file (TOML), keys as the long options with underscores:
   [env]
   NODE_ENV = \"production\"
 
-rr and lc hand each connection to a worker over herd's channel: only
-programs built with the herd Rust library speak it. For any other program
+rr and lc hand each connection to a worker through herd's own protocol
+(a channel and a connection queue): only programs built with the herd Rust
+library speak it. For any other program
 use shared (one socket, the kernel wakes a worker) or reuseport (one socket
 per worker; new connections go to the workers in turn when herd may load
 its eBPF program, as root, or by the kernel's hash otherwise)."

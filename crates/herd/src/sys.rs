@@ -167,13 +167,18 @@ pub(crate) fn send_fd_messages(
     // SAFETY: an all-zero mmsghdr is a valid value (null pointers, zero
     // lengths); every field used is set below.
     let mut msgs: Vec<libc::mmsghdr> = vec![unsafe { mem::zeroed() }; fds.len()];
+    // One raw pointer each, taken once: the headers keep them until the call.
+    let iov_ptr: *mut libc::iovec = &mut iov;
+    let control_ptr = control.as_mut_ptr();
     for (i, (msg, fd)) in msgs.iter_mut().zip(fds).enumerate() {
         let hdr = &mut msg.msg_hdr;
         hdr.msg_name = ptr::null_mut();
         hdr.msg_namelen = 0;
-        hdr.msg_iov = &mut iov;
+        hdr.msg_iov = iov_ptr;
         hdr.msg_iovlen = 1;
-        hdr.msg_control = control[i * words..].as_mut_ptr() as *mut libc::c_void;
+        // SAFETY: `i * words` is within `control`, which holds `words`
+        // u64s per message.
+        hdr.msg_control = unsafe { control_ptr.add(i * words) } as *mut libc::c_void;
         hdr.msg_controllen = space as _;
         // SAFETY: `hdr.msg_control` points to `space` zeroed, aligned bytes
         // of `control` that belong to this message alone, and

@@ -14,9 +14,13 @@
 //! by the worker or by the primary. The primary reads the queue's length
 //! ([`queued`], one byte per connection) to keep each worker's window.
 //!
-//! A socketpair's sender is never limited by the receiver's queue length
-//! (`net.unix.max_dgram_qlen` applies to unconnected senders only), only by
-//! its send buffer, which holds far more than a window.
+//! A socketpair's sender is not limited by the receiver's queue length
+//! (`net.unix.max_dgram_qlen` applies to unconnected senders only), but by
+//! its send buffer, which holds far more than a window, and by the kernel's
+//! count of descriptors in flight, which must stay under the sending
+//! user's `RLIMIT_NOFILE` (the primary raises its soft limit to the hard
+//! one at start). A worker at its own open-files limit cannot take a
+//! connection: the kernel closes it, and [`take`] says `EMFILE`.
 
 use std::io::{self, IoSliceMut};
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
@@ -65,6 +69,15 @@ pub(crate) fn take(rx: BorrowedFd<'_>) -> io::Result<Option<OwnedFd>> {
             if let ControlMessageOwned::ScmRights(raw) = c {
                 fds.extend(crate::sys::own_received_fds(&raw));
             }
+        }
+        if msg.flags.contains(MsgFlags::MSG_CTRUNC) && fds.is_empty() {
+            // The kernel could not install the descriptor (this process is
+            // at its open-files limit) and closed the connection.
+            tracing::warn!(
+                "a handed-off connection was lost: this worker is at its open-files limit \
+                 (raise `ulimit -n`)"
+            );
+            return Err(io::Error::from_raw_os_error(libc::EMFILE));
         }
         if msg.bytes == 0 && fds.is_empty() {
             return Ok(None);

@@ -196,9 +196,7 @@ impl State {
                 match conns::send(slot.tx.as_fd(), &fds) {
                     Ok(n) => sent += n,
                     Err(e) => {
-                        if e.kind() != io::ErrorKind::WouldBlock {
-                            tracing::warn!(worker = slot.id, error = %e, "cannot queue connections");
-                        }
+                        warn_send_failed(slot.id, &e);
                         break;
                     }
                 }
@@ -358,6 +356,29 @@ impl Share for Handoff {
 
     fn count_closes(&self) -> bool {
         self.count_closes
+    }
+}
+
+/// Logs why a queue refused connections: at once for the first failure of
+/// each kind, at debug level after (a full buffer is only debug).
+fn warn_send_failed(worker: u32, e: &io::Error) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static TOO_MANY_REFS: AtomicBool = AtomicBool::new(false);
+    static OTHER: AtomicBool = AtomicBool::new(false);
+    if e.kind() == io::ErrorKind::WouldBlock {
+        tracing::debug!(worker, "connection queue full");
+    } else if e.raw_os_error() == Some(libc::ETOOMANYREFS) {
+        if !TOO_MANY_REFS.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                worker,
+                "cannot queue connections: too many descriptors in flight for this user \
+                 (raise the hard open-files limit, `ulimit -Hn`); they wait in the primary"
+            );
+        }
+    } else if !OTHER.swap(true, Ordering::Relaxed) {
+        tracing::warn!(worker, error = %e, "cannot queue connections");
+    } else {
+        tracing::debug!(worker, error = %e, "cannot queue connections");
     }
 }
 

@@ -138,7 +138,13 @@ impl ReusePort {
             return Ok(spare.fd);
         }
         drop(spares);
-        Ok(bind(&self.addr, &self.opts, true)?.into())
+        let sock: OwnedFd = bind(&self.addr, &self.opts, true)?.into();
+        if self.by_worker.is_empty() && self.placement.is_some() {
+            // Every socket of the group had closed (all workers gone, no
+            // spare), and the program with it: a new group needs it again.
+            self.placement = reuseport_rr::try_attach(sock.as_fd());
+        }
+        Ok(sock)
     }
 
     /// The predecessor whose socket `worker` takes over, if it is still here.

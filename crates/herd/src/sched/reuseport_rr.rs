@@ -14,7 +14,7 @@
 //! when workers come and go. A connection for which it picks no socket (an
 //! index just emptied) falls back to the hash. Loading it needs CAP_BPF and
 //! CAP_NET_ADMIN (root, in practice): without them `reuseport` keeps the
-//! kernel's hash, and says so once in the log.
+//! kernel's hash, and says so in the log (at info level, for each listen).
 
 use std::collections::HashSet;
 use std::io;

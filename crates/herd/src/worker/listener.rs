@@ -216,8 +216,10 @@ impl Listener {
     /// The next connection. Cancel safe.
     ///
     /// # Errors
-    /// What `accept(2)` says on a shared socket (EMFILE...). Hand-off
-    /// listeners do not fail.
+    /// What `accept(2)` says on a shared socket (EMFILE...). A hand-off
+    /// listener fails with EMFILE when this worker is at its open-files
+    /// limit (the connection it was taking is lost; retry after a pause,
+    /// as `axum::serve` does).
     pub async fn accept(&mut self) -> io::Result<(Connection, PeerAddr)> {
         loop {
             if self.shared.is_closed() {
@@ -270,34 +272,37 @@ impl Drop for Listener {
 async fn accept_from(source: &mut Source) -> io::Result<Option<(Io, PeerAddr)>> {
     match source {
         Source::Closed => Ok(None),
-        // A queue the primary closed disables its branch: the socket goes on.
-        Source::Tcp(l, queue) => tokio::select! {
-            r = l.accept() => {
-                let (s, a) = r?;
-                Ok(Some((Io::Tcp(s), PeerAddr::Tcp(a))))
+        // A queue the primary closed is dropped: the socket goes on.
+        Source::Tcp(l, queue) => loop {
+            tokio::select! {
+                r = l.accept() => {
+                    let (s, a) = r?;
+                    return Ok(Some((Io::Tcp(s), PeerAddr::Tcp(a))));
+                }
+                r = next_handed(queue.as_ref(), false), if queue.is_some() => match r {
+                    Ok(Some(pair)) => return Ok(Some(pair)),
+                    Ok(None) => *queue = None,
+                    Err(e) => return Err(e),
+                },
             }
-            Some(pair) = next_handed(queue.as_ref(), false) => Ok(Some(pair)),
         },
         Source::Unix(l) => {
             let (s, _) = l.accept().await?;
             Ok(Some((Io::Unix(s), PeerAddr::Unix)))
         }
-        Source::Handoff { queue, unix } => Ok(next_handed(Some(queue), *unix).await),
+        Source::Handoff { queue, unix } => next_handed(Some(queue), *unix).await,
     }
 }
 
-/// The next connection from our queue, taken (and so ours); `None` when
-/// there is no queue or the primary closed it. Cancel safe.
-async fn next_handed(queue: Option<&Queue>, unix: bool) -> Option<(Io, PeerAddr)> {
-    let queue = queue?;
+/// The next connection from our queue, taken (and so ours); `Ok(None)`
+/// when there is no queue or the primary closed it. Cancel safe.
+async fn next_handed(queue: Option<&Queue>, unix: bool) -> io::Result<Option<(Io, PeerAddr)>> {
+    let Some(queue) = queue else {
+        return Ok(None);
+    };
     loop {
-        let fd = match queue.take().await {
-            Ok(Some(fd)) => fd,
-            Ok(None) => return None,
-            Err(e) => {
-                tracing::warn!(error = %e, "connection queue failed; no more connections from it");
-                return None;
-            }
+        let Some(fd) = queue.take().await? else {
+            return Ok(None);
         };
         let made = if unix {
             let s = std::os::unix::net::UnixStream::from(fd);
@@ -311,7 +316,7 @@ async fn next_handed(queue: Option<&Queue>, unix: bool) -> Option<(Io, PeerAddr)
             })
         };
         match made {
-            Ok(pair) => return Some(pair),
+            Ok(pair) => return Ok(Some(pair)),
             Err(e) => {
                 tracing::debug!(error = %e, "dropping a handed-off connection that cannot be used")
             }
