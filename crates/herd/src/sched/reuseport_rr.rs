@@ -167,25 +167,19 @@ fn program(state: i32, sockets: i32) -> Vec<u64> {
     let mod_reg = |dst, src| insn(0x9f, dst, src, 0, 0);
     let exit = insn(0x95, 0, 0, 0, 0);
 
-    let mut p = vec![
-        mov(R6, R1),
-        store_w_imm(FP, -4, 0),
-        mov(R2, FP),
-        add_imm(R2, -4),
-    ];
-    p.extend(map(R1, state));
+    // r0 = &state[key], or on to SK_PASS (`skip` instructions on) if null.
+    let lookup_state = |key: i32, skip: i16| {
+        let mut v = vec![store_w_imm(FP, -4, key), mov(R2, FP), add_imm(R2, -4)];
+        v.extend(map(R1, state));
+        v.extend([call(MAP_LOOKUP_ELEM), jeq_imm(R0, 0, skip)]);
+        v
+    };
+
+    let mut p = vec![mov(R6, R1)];
+    p.extend(lookup_state(0, 21));
+    p.push(mov(R7, R0));
+    p.extend(lookup_state(1, 13));
     p.extend([
-        call(MAP_LOOKUP_ELEM),
-        jeq_imm(R0, 0, 21),
-        mov(R7, R0),
-        store_w_imm(FP, -4, 1),
-        mov(R2, FP),
-        add_imm(R2, -4),
-    ]);
-    p.extend(map(R1, state));
-    p.extend([
-        call(MAP_LOOKUP_ELEM),
-        jeq_imm(R0, 0, 13),
         load_dw(R9, R0, 0),
         jeq_imm(R9, 0, 11),
         mov_imm(R1, 1),
