@@ -52,6 +52,7 @@ pub mod foreign;
 mod logging;
 mod message;
 pub mod primary;
+mod procfs;
 pub mod sched;
 pub mod supervise;
 mod sys;

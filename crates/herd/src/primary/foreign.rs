@@ -431,67 +431,23 @@ fn on_notify(inner: &Inner, w: &WorkerHandle, msg: &[u8], ready: ForeignReady, w
 /// are not visible: a heuristic, for select/poll servers such as Python's
 /// socketserver).
 pub(crate) fn accepting(pid: u32, inodes: &[u64]) -> bool {
-    let ours = |fd: &str| -> bool {
-        std::fs::read_link(format!("/proc/{pid}/fd/{fd}"))
-            .ok()
-            .and_then(|t| {
-                let t = t.to_string_lossy().into_owned();
-                t.strip_prefix("socket:[")?
-                    .strip_suffix(']')?
-                    .parse::<u64>()
-                    .ok()
-            })
-            .is_some_and(|i| inodes.contains(&i))
-    };
+    use crate::procfs::{epoll_targets, fd_socket_inode, open_fds, thread_syscalls, Proc};
+    let p = Proc::Pid(pid);
+    let ours = |fd: &str| fd_socket_inode(p, fd).is_some_and(|i| inodes.contains(&i));
     let mut polling = false;
-    if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
-        for t in tasks.flatten() {
-            let Ok(sc) = std::fs::read_to_string(t.path().join("syscall")) else {
-                continue;
-            };
-            let mut f = sc.split_whitespace();
-            let Some(nr) = f.next().and_then(|n| n.parse::<i64>().ok()) else {
-                continue;
-            };
-            let arg0 = f
-                .next()
-                .and_then(|a| i64::from_str_radix(a.trim_start_matches("0x"), 16).ok());
-            if ACCEPT.contains(&nr) {
-                if let Some(fd) = arg0 {
-                    if ours(&fd.to_string()) {
-                        return true;
-                    }
-                }
-            }
-            if POLL.contains(&nr) {
-                polling = true;
-            }
+    for (nr, arg0) in thread_syscalls(p) {
+        if ACCEPT.contains(&nr) && arg0.is_some_and(|fd| ours(&fd.to_string())) {
+            return true;
         }
+        polling |= POLL.contains(&nr);
     }
-    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
-        return false;
-    };
     let mut holds = false;
-    for fd in fds.flatten() {
-        let name = fd.file_name().to_string_lossy().into_owned();
-        let Ok(target) = std::fs::read_link(fd.path()) else {
-            continue;
-        };
-        let target = target.to_string_lossy();
-        if target == "anon_inode:[eventpoll]" {
-            let Ok(info) = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{name}")) else {
-                continue;
-            };
-            for line in info.lines() {
-                if let Some(rest) = line.strip_prefix("tfd:") {
-                    if let Some(tfd) = rest.split_whitespace().next() {
-                        if ours(tfd) {
-                            return true;
-                        }
-                    }
-                }
+    for o in open_fds(p) {
+        if o.target == "anon_inode:[eventpoll]" {
+            if epoll_targets(p, &o.fd).iter().any(|t| ours(t)) {
+                return true;
             }
-        } else if !holds && ours(&name) {
+        } else if !holds && ours(&o.fd) {
             holds = true;
         }
     }
@@ -511,60 +467,3 @@ const POLL: [i64; 4] = [
 ];
 #[cfg(not(target_arch = "x86_64"))]
 const POLL: [i64; 2] = [libc::SYS_ppoll, libc::SYS_pselect6];
-
-/// The socket inodes of this network namespace's TCP connections on one
-/// of `ports` (any state but LISTEN and TIME_WAIT), from /proc: one pass
-/// for all workers, as the table may be long on a busy machine.
-pub(crate) fn connection_inodes(ports: &[u16]) -> std::collections::HashSet<u64> {
-    let mut out = std::collections::HashSet::new();
-    if ports.is_empty() {
-        return out;
-    }
-    for table in ["tcp", "tcp6"] {
-        let Ok(text) = std::fs::read_to_string(format!("/proc/self/net/{table}")) else {
-            continue;
-        };
-        for line in text.lines().skip(1) {
-            let mut f = line.split_whitespace();
-            let (Some(local), Some(state)) = (f.nth(1), f.nth(1)) else {
-                continue;
-            };
-            // 0A is LISTEN, 06 TIME_WAIT (no process holds those).
-            if state == "0A" || state == "06" {
-                continue;
-            }
-            let port = local
-                .rsplit_once(':')
-                .and_then(|(_, p)| u16::from_str_radix(p, 16).ok());
-            if !port.is_some_and(|p| ports.contains(&p)) {
-                continue;
-            }
-            if let Some(ino) = f.nth(5).and_then(|i| i.parse::<u64>().ok()) {
-                if ino != 0 {
-                    out.insert(ino);
-                }
-            }
-        }
-    }
-    out
-}
-
-/// How many of `inodes` process `pid` holds open.
-pub(crate) fn count_connections(pid: u32, inodes: &std::collections::HashSet<u64>) -> Option<u64> {
-    let mut count = 0;
-    for entry in std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.flatten() {
-        if let Ok(target) = std::fs::read_link(entry.path()) {
-            let t = target.to_string_lossy();
-            if let Some(ino) = t
-                .strip_prefix("socket:[")
-                .and_then(|r| r.strip_suffix(']'))
-                .and_then(|i| i.parse::<u64>().ok())
-            {
-                if inodes.contains(&ino) {
-                    count += 1;
-                }
-            }
-        }
-    }
-    Some(count)
-}

@@ -411,28 +411,21 @@ impl Primary {
         let starts = self.inner.slot_starts.lock().unwrap().clone();
         let workers = self.workers();
         let inodes = if workers.iter().any(|w| w.is_foreign()) && !ports.is_empty() {
-            Some(foreign::connection_inodes(&ports))
+            Some(crate::procfs::tcp_connection_inodes(&ports))
         } else {
             None
         };
-        let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
-            .ok()
-            .flatten()
-            .unwrap_or(4096) as u64;
         workers
             .into_iter()
             .map(|w| {
                 let beat = w.last_heartbeat();
-                let rss = std::fs::read_to_string(format!("/proc/{}/statm", w.pid()))
-                    .ok()
-                    .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
-                    .map(|pages| pages * page);
+                let rss = crate::procfs::rss_bytes(crate::procfs::Proc::Pid(w.pid()));
                 let (connections, handled, status) = if w.is_foreign() {
                     let handled = beat.as_ref().map(|(_, b)| b.handled).filter(|h| *h > 0);
                     (
                         inodes
                             .as_ref()
-                            .and_then(|i| foreign::count_connections(w.pid(), i)),
+                            .and_then(|i| crate::procfs::count_sockets(crate::procfs::Proc::Pid(w.pid()), i)),
                         handled,
                         w.shared.status_text.lock().unwrap().clone(),
                     )

@@ -627,7 +627,7 @@ impl Sup {
                 }
             }
             if let Some(max) = self.cfg.max_memory {
-                if let Some(rss) = rss_bytes(w.pid()) {
+                if let Some(rss) = crate::procfs::rss_bytes(crate::procfs::Proc::Pid(w.pid())) {
                     if rss > max {
                         wanted.push((
                             *slot,
@@ -860,11 +860,4 @@ impl Sup {
 /// A time no respawn waits for.
 fn far_future() -> Instant {
     Instant::now() + Duration::from_secs(86_400)
-}
-
-/// Resident memory of a process, from /proc.
-fn rss_bytes(pid: u32) -> Option<u64> {
-    let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
-    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
-    Some(pages * 4096)
 }

@@ -456,36 +456,8 @@ async fn heartbeats(worker: Worker, every: Duration) {
 /// This process's resident memory (bytes) and CPU time (ms), from /proc;
 /// zeros where /proc cannot be read.
 fn own_usage() -> (u64, u64) {
-    let rss = std::fs::read_to_string("/proc/self/statm")
-        .ok()
-        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
-        .map_or(0, |pages| pages * page_size());
-    // utime and stime are the 12th and 13th fields after the command name,
-    // which is in parentheses and may hold spaces.
-    let cpu_ms = std::fs::read_to_string("/proc/self/stat")
-        .ok()
-        .and_then(|s| {
-            let mut f = s.rsplit_once(')')?.1.split_whitespace().skip(11);
-            let ticks = f.next()?.parse::<u64>().ok()? + f.next()?.parse::<u64>().ok()?;
-            Some(ticks * 1000 / clock_ticks())
-        })
-        .unwrap_or(0);
-    (rss, cpu_ms)
-}
-
-fn page_size() -> u64 {
-    nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
-        .ok()
-        .flatten()
-        .map_or(4096, |v| v as u64)
-}
-
-fn clock_ticks() -> u64 {
-    nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
-        .ok()
-        .flatten()
-        .filter(|v| *v > 0)
-        .map_or(100, |v| v as u64)
+    use crate::procfs::{cpu_ms, rss_bytes, Proc};
+    (rss_bytes(Proc::Me).unwrap_or(0), cpu_ms(Proc::Me).unwrap_or(0))
 }
 
 async fn read_loop(worker: Worker, mut reader: Reader, messages: mpsc::UnboundedSender<Message>) {
