@@ -144,7 +144,7 @@ async fn primary(workers: usize) -> Result<(), Box<dyn std::error::Error>> {
                 Some(Event::Listening { address, .. }) => {
                     listening += 1;
                     if listening == workers {
-                        let port = address.rsplit(':').next().unwrap_or("?");
+                        let port = address.port().map_or("?".to_string(), |p| p.to_string());
                         println!(
                             "ready port={port} workers={workers} policy={} pid={}",
                             primary.policy(),

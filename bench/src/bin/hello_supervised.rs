@@ -68,7 +68,7 @@ async fn primary(workers: usize) -> Result<(), Box<dyn std::error::Error>> {
         tokio::select! {
             event = events.next() => match event {
                 Some(Event::Listening { address, .. }) => {
-                    port.get_or_insert_with(|| address.rsplit(':').next().unwrap_or("?").to_string());
+                    port.get_or_insert_with(|| address.port().map_or("?".to_string(), |p| p.to_string()));
                 }
                 Some(Event::Ready { worker }) => {
                     ready.insert(worker);

@@ -136,7 +136,7 @@ pub fn parse_listen(s: &str) -> Result<Listen> {
             bail!("invalid socket name {n:?} in -l {s:?}: use letters, digits, '_', '-' or '.'");
         }
     }
-    let addr = ListenAddr::parse(addr).map_err(|e| anyhow!("{e}"))?;
+    let addr = ListenAddr::resolve_blocking(addr).map_err(|e| anyhow!("{e}"))?;
     Ok(Listen {
         name,
         addr,
@@ -310,7 +310,7 @@ mod tests {
     fn listens_parse_with_and_without_names() {
         let l = parse_listen("web=127.0.0.1:80").unwrap();
         assert_eq!(l.name.as_deref(), Some("web"));
-        assert_eq!(l.addr.to_string(), "tcp:127.0.0.1:80");
+        assert_eq!(l.addr.to_string(), "127.0.0.1:80");
         let l = parse_listen("[::1]:9").unwrap();
         assert!(l.name.is_none());
         let l = parse_listen("unix:/tmp/a=b.sock").unwrap();

@@ -62,7 +62,7 @@ impl Shared {
                 .iter()
                 .map(|b| ctl::Listening {
                     name: b.name.clone(),
-                    address: b.address.clone(),
+                    address: b.address.to_string(),
                     fd: b.fd,
                 })
                 .collect(),

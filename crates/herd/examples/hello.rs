@@ -98,8 +98,10 @@ impl Log {
                 println!("worker {worker}: listening on {address}");
                 if !self.announced {
                     self.announced = true;
-                    let try_it = match address.strip_prefix("unix:") {
-                        Some(path) => format!("curl --unix-socket {path} http://hello/"),
+                    let try_it = match address.path() {
+                        Some(path) => {
+                            format!("curl --unix-socket {} http://hello/", path.display())
+                        }
                         None => format!("curl http://{address}/"),
                     };
                     println!("hello: listening on {address}; try `{try_it}`");

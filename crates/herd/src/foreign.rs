@@ -290,7 +290,7 @@ pub struct Bound {
     pub name: String,
     /// The address as bound: `127.0.0.1:41234` (the real port when 0 was
     /// asked), `[::]:80`, `udp:0.0.0.0:53`, `unix:/run/app.sock`.
-    pub address: String,
+    pub address: ListenAddr,
     /// The descriptor number the workers get it at (3, 4...).
     pub fd: i32,
     /// Whether it was passed in (systemd) rather than bound by herd.

@@ -46,6 +46,7 @@
 
 #![warn(missing_docs)]
 
+mod addr;
 pub(crate) mod channel;
 mod error;
 pub mod foreign;
@@ -59,7 +60,8 @@ mod sys;
 pub mod systemd;
 pub mod worker;
 
-pub use channel::wire::{Heartbeat, ListenOptions};
+pub use addr::{AddrKind, ListenAddr, ListenOptions};
+pub use channel::wire::Heartbeat;
 pub use error::{Error, Result};
 pub use message::Message;
 pub use nix::sys::signal::Signal;
@@ -67,7 +69,7 @@ pub use primary::{
     Event, Events, ExitStatus, Primary, Readiness, Settings, WorkerHandle, WorkerState,
     WorkerStatus,
 };
-pub use sched::{ListenAddr, Policy};
+pub use sched::Policy;
 pub use supervise::{ReloadPhase, Restart, Supervision, EXIT_CANNOT_BOOT};
 pub use worker::{Connection, Hold, Listener, PeerAddr, Worker};
 

@@ -101,7 +101,10 @@ async fn primary() {
                 v["pid"] = json!(w.pid());
             }
             match &ev {
-                Event::Listening { address, .. } => v["address"] = json!(address),
+                Event::Listening { address, .. } => {
+                    v["address"] = json!(address.to_string());
+                    v["kind"] = json!(address.kind().to_string());
+                }
                 Event::Exit {
                     status,
                     exited_after_disconnect,

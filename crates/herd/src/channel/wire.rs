@@ -1,4 +1,4 @@
-//! The channel's wire format, version 2. docs/protocol.md is its prose twin:
+//! The channel's wire format, version 3. docs/protocol.md is its prose twin:
 //! change both together and bump [`VERSION`] on any incompatible change.
 //!
 //! A frame is an 8-byte header followed by a body:
@@ -16,8 +16,10 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::addr::{ListenAddr, ListenOptions};
+
 /// The protocol version a worker announces in its `hello`.
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
 /// Header length in bytes.
 pub const HEADER_LEN: usize = 8;
 /// The largest body a frame may carry (64 MiB).
@@ -89,11 +91,12 @@ pub enum Control {
     /// First frame of every worker: the worker is online.
     Hello { version: u32, pid: u32 },
     /// Ask for a listening socket (or a connection queue) for `addr`
-    /// (`tcp:HOST:PORT`, `udp:HOST:PORT` or `unix:/ABSOLUTE/PATH`); `index`
-    /// counts this worker's earlier listens on the same `addr`.
+    /// (`{"tcp":"IP:PORT"}`, `{"udp":"IP:PORT"}` or `{"unix":"/ABSOLUTE/PATH"}`:
+    /// addresses only, a host name is refused); `index` counts this
+    /// worker's earlier listens on the same `addr`.
     Listen {
         seq: u64,
-        addr: String,
+        addr: ListenAddr,
         index: u32,
         #[serde(default)]
         options: ListenOptions,
@@ -120,7 +123,8 @@ pub enum Control {
         seq: u64,
         handle: u32,
         mode: ListenMode,
-        address: String,
+        /// The address as bound (the real port where 0 was asked).
+        address: ListenAddr,
         /// Whether the worker should report closed connections.
         count_closes: bool,
     },
@@ -132,19 +136,6 @@ pub enum Control {
     },
     /// Disconnect gracefully: stop accepting, finish, close the channel, exit.
     Disconnect,
-}
-
-/// Options of one listen; the first worker to listen on an address sets
-/// them, as in Node.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ListenOptions {
-    /// Accept queue length (default 1024).
-    pub backlog: Option<u32>,
-    /// For `[::]`: refuse IPv4 (default false: dual-stack).
-    pub ipv6_only: Option<bool>,
-    /// For Unix sockets: the file's permission bits (default from umask).
-    pub mode: Option<u32>,
 }
 
 /// What a worker reports at each heartbeat.

@@ -30,12 +30,15 @@ pub enum Event {
         worker: u32,
     },
     /// The worker listens on `address` (`127.0.0.1:8080`, `[::]:80`,
-    /// `unix:/run/app.sock`, `udp:0.0.0.0:53`).
+    /// `unix:/run/app.sock`, `udp:0.0.0.0:53`; its [`kind`] is Node's
+    /// `addressType`).
+    ///
+    /// [`kind`]: crate::ListenAddr::kind
     Listening {
         /// The worker's id.
         worker: u32,
-        /// The shared address.
-        address: String,
+        /// The shared address, as bound (the real port where 0 was asked).
+        address: crate::ListenAddr,
     },
     /// The worker finished its warm-up (by default: its first listen) and
     /// gets connections.

@@ -98,10 +98,10 @@ pub(crate) fn prepare(inner: &Inner, policy: Policy, spec: &Foreign) -> Result<S
             .table
             .preset(policy, &addr, l.options, socket)
             .map_err(|source| Error::Listen {
-                address: addr.to_string().trim_start_matches("tcp:").to_string(),
+                address: addr.to_string(),
                 source,
             })?;
-        if let Ok(sa) = address.parse::<std::net::SocketAddr>() {
+        if let ListenAddr::Tcp(sa) = &address {
             ports.push(sa.port());
         }
         let name = l.name.clone().unwrap_or_else(|| "unknown".to_string());

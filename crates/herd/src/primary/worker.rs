@@ -239,7 +239,7 @@ impl WorkerHandle {
         p.bus.emit(Event::Online { worker: self.id() });
     }
 
-    pub(crate) fn listening(&self, p: &Inner, address: String) {
+    pub(crate) fn listening(&self, p: &Inner, address: crate::ListenAddr) {
         {
             let mut life = self.shared.life.lock().unwrap();
             if matches!(life.state, WorkerState::None | WorkerState::Online) {

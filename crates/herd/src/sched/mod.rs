@@ -25,15 +25,17 @@ pub(crate) mod shared;
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::io;
-use std::net::{SocketAddr, ToSocketAddrs};
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::str::FromStr;
+
+pub use crate::addr::ListenAddr;
 use std::sync::Mutex;
 
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
-use crate::channel::wire::{Control, ListenMode, ListenOptions};
+use crate::addr::ListenOptions;
+use crate::channel::wire::{Control, ListenMode};
 
 /// How workers share a listening port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -129,85 +131,6 @@ pub(crate) trait Share: Send {
     fn inherit(&mut self, _successor: u32, _predecessor: u32) {}
 }
 
-/// What to listen on, parsed from the forms `HOST:PORT`, `[V6]:PORT`,
-/// `:PORT`, `tcp:...`, `udp:HOST:PORT` and `unix:PATH`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum ListenAddr {
-    /// A TCP address.
-    Tcp(SocketAddr),
-    /// A UDP address.
-    Udp(SocketAddr),
-    /// A Unix domain socket path.
-    Unix(PathBuf),
-}
-
-impl ListenAddr {
-    /// Parses an address. A relative Unix path stays relative; the worker
-    /// makes it absolute against its own working directory.
-    ///
-    /// ```
-    /// use herd::ListenAddr;
-    /// assert_eq!("127.0.0.1:80".parse::<ListenAddr>().unwrap().to_string(), "tcp:127.0.0.1:80");
-    /// assert_eq!(":8080".parse::<ListenAddr>().unwrap().to_string(), "tcp:[::]:8080");
-    /// assert_eq!("udp:0.0.0.0:53".parse::<ListenAddr>().unwrap().to_string(), "udp:0.0.0.0:53");
-    /// assert!("nonsense".parse::<ListenAddr>().is_err());
-    /// ```
-    pub fn parse(s: &str) -> Result<ListenAddr, String> {
-        let bad = |why: &str| {
-            format!("invalid listen address {s:?}: {why} (use HOST:PORT, [V6]:PORT, :PORT, udp:HOST:PORT or unix:PATH)")
-        };
-        if let Some(path) = s.strip_prefix("unix:") {
-            if path.is_empty() {
-                return Err(bad("empty path"));
-            }
-            return Ok(ListenAddr::Unix(PathBuf::from(path)));
-        }
-        let (udp, rest) = match s.strip_prefix("udp:") {
-            Some(r) => (true, r),
-            None => (false, s.strip_prefix("tcp:").unwrap_or(s)),
-        };
-        let rest = if let Some(port) = rest.strip_prefix(':') {
-            format!("[::]:{port}")
-        } else {
-            rest.to_string()
-        };
-        let sa = match rest.parse::<SocketAddr>() {
-            Ok(sa) => sa,
-            Err(_) => {
-                let (_, port) = rest.rsplit_once(':').ok_or_else(|| bad("no port"))?;
-                port.parse::<u16>()
-                    .map_err(|_| bad("port is not a number from 0 to 65535"))?;
-                rest.to_socket_addrs()
-                    .map_err(|e| bad(&format!("cannot resolve host: {e}")))?
-                    .next()
-                    .ok_or_else(|| bad("host resolves to no address"))?
-            }
-        };
-        Ok(if udp {
-            ListenAddr::Udp(sa)
-        } else {
-            ListenAddr::Tcp(sa)
-        })
-    }
-}
-
-impl FromStr for ListenAddr {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        ListenAddr::parse(s)
-    }
-}
-
-impl fmt::Display for ListenAddr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ListenAddr::Tcp(a) => write!(f, "tcp:{a}"),
-            ListenAddr::Udp(a) => write!(f, "udp:{a}"),
-            ListenAddr::Unix(p) => write!(f, "unix:{}", p.display()),
-        }
-    }
-}
-
 /// Creates, binds and (for streams) listens on a socket for `addr`.
 pub(crate) fn bind(
     addr: &ListenAddr,
@@ -273,26 +196,28 @@ fn is_stale_unix_socket(path: &std::path::Path) -> bool {
             Err(e) if e.kind() == io::ErrorKind::ConnectionRefused)
 }
 
-/// The address a bound socket ended up with, as shown in events.
-fn display_address(addr: &ListenAddr, sock: &Socket) -> String {
-    match addr {
-        ListenAddr::Tcp(_) => sock
-            .local_addr()
-            .ok()
-            .and_then(|a| a.as_socket())
-            .map_or_else(|| addr.to_string(), |a| a.to_string()),
-        ListenAddr::Udp(_) => sock
-            .local_addr()
-            .ok()
-            .and_then(|a| a.as_socket())
-            .map_or_else(|| addr.to_string(), |a| format!("udp:{a}")),
-        ListenAddr::Unix(p) => format!("unix:{}", p.display()),
+/// The address a bound socket ended up with (the real port where 0 was
+/// asked).
+fn bound_address(addr: &ListenAddr, sock: &Socket) -> ListenAddr {
+    let local = sock.local_addr().ok().and_then(|a| a.as_socket());
+    match (addr, local) {
+        (ListenAddr::Tcp(_), Some(a)) => ListenAddr::Tcp(a),
+        (ListenAddr::Udp(_), Some(a)) => ListenAddr::Udp(a),
+        (other, _) => other.clone(),
     }
 }
 
+/// What identifies a listen: the address and the worker's k-th listen of
+/// it (as Node keys its handles), or a socket bound for foreign workers.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Key {
+    Listen(ListenAddr, u32),
+    Preset(u32),
+}
+
 struct Entry {
-    key: String,
-    address: String,
+    key: Key,
+    address: ListenAddr,
     share: Box<dyn Share>,
     workers: BTreeSet<u32>,
     /// Workers that confirmed they accept (routed to once also ready).
@@ -307,14 +232,14 @@ impl Drop for Entry {
         if let Some(path) = &self.unix_path {
             let _ = std::fs::remove_file(path);
         }
-        tracing::debug!(key = %self.key, "last worker left; listener closed");
+        tracing::debug!(key = ?self.key, "last worker left; listener closed");
     }
 }
 
 #[derive(Default)]
 struct TableInner {
     next_handle: u32,
-    by_key: HashMap<String, u32>,
+    by_key: HashMap<Key, u32>,
     entries: HashMap<u32, Entry>,
     /// Workers past their warm-up: only they are routed to.
     ready: BTreeSet<u32>,
@@ -337,7 +262,7 @@ impl Table {
         policy: Policy,
         link: &Link,
         seq: u64,
-        addr: &str,
+        addr: &ListenAddr,
         index: u32,
         opts: ListenOptions,
     ) -> (Control, Vec<OwnedFd>) {
@@ -358,23 +283,17 @@ impl Table {
                 Vec::new(),
             )
         };
-        let parsed = match ListenAddr::parse(addr) {
-            Ok(a) => a,
-            Err(m) => return failed(io::Error::new(io::ErrorKind::InvalidInput, m)),
-        };
-        let key = format!("{parsed}#{index}");
+        let parsed = addr;
+        let key = Key::Listen(parsed.clone(), index);
         let mut t = self.inner.lock().unwrap();
         let handle = match t.by_key.get(&key) {
             Some(h) => *h,
             None => {
                 t.next_handle += 1;
                 let handle = t.next_handle;
-                match create(policy, &parsed, &opts, None) {
+                match create(policy, parsed, &opts, None) {
                     Ok((share, address)) => {
-                        let unix_path = match &parsed {
-                            ListenAddr::Unix(p) => Some(p.clone()),
-                            _ => None,
-                        };
+                        let unix_path = parsed.path().map(PathBuf::from);
                         t.by_key.insert(key.clone(), handle);
                         t.entries.insert(
                             handle,
@@ -425,7 +344,7 @@ impl Table {
 
     /// The worker accepts on `handle`; returns the address for the event.
     /// Connections are routed to it once it is also ready.
-    pub fn listening(&self, link: &Link, handle: u32) -> Option<String> {
+    pub fn listening(&self, link: &Link, handle: u32) -> Option<ListenAddr> {
         let mut t = self.inner.lock().unwrap();
         let ready = t.ready.contains(&link.id);
         let entry = t.entries.get_mut(&handle)?;
@@ -475,12 +394,12 @@ impl Table {
         addr: &ListenAddr,
         opts: ListenOptions,
         socket: Option<Socket>,
-    ) -> io::Result<(u32, String)> {
+    ) -> io::Result<(u32, ListenAddr)> {
         let mut t = self.inner.lock().unwrap();
         t.next_handle += 1;
         let handle = t.next_handle;
         let (share, address) = create(policy, addr, &opts, socket)?;
-        let key = format!("{addr}#preset{handle}");
+        let key = Key::Preset(handle);
         t.by_key.insert(key.clone(), handle);
         t.entries.insert(
             handle,
@@ -583,7 +502,7 @@ fn create(
     addr: &ListenAddr,
     opts: &ListenOptions,
     socket: Option<Socket>,
-) -> io::Result<(Box<dyn Share>, String)> {
+) -> io::Result<(Box<dyn Share>, ListenAddr)> {
     let datagram = matches!(addr, ListenAddr::Udp(_));
     let unix = matches!(addr, ListenAddr::Unix(_));
     let reuse_port = policy == Policy::ReusePort && !unix;
@@ -591,7 +510,7 @@ fn create(
         Some(s) => s,
         None => bind(addr, opts, reuse_port)?,
     };
-    let address = display_address(addr, &sock);
+    let address = bound_address(addr, &sock);
     let share: Box<dyn Share> = match policy {
         _ if reuse_port => Box::new(reuseport::ReusePort::new(addr.clone(), *opts, sock)?),
         Policy::Shared | Policy::ReusePort => Box::new(shared::SharedSocket::new(sock)),
@@ -627,21 +546,5 @@ mod tests {
             .parse::<Policy>()
             .unwrap_err()
             .contains("rr, lc, shared or reuseport"));
-    }
-
-    #[test]
-    fn addresses_parse_in_every_form() {
-        assert_eq!(
-            ListenAddr::parse("unix:run/x.sock").unwrap(),
-            ListenAddr::Unix("run/x.sock".into())
-        );
-        assert_eq!(
-            ListenAddr::parse("[::1]:9").unwrap().to_string(),
-            "tcp:[::1]:9"
-        );
-        assert!(ListenAddr::parse("127.0.0.1:99999")
-            .unwrap_err()
-            .contains("0 to 65535"));
-        assert!(ListenAddr::parse("unix:").is_err());
     }
 }

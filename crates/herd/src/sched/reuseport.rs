@@ -45,7 +45,8 @@ use super::handoff::Handoff;
 use super::reuseport_rr::{self, RoundRobinPlacement};
 use super::rr::RoundRobin;
 use super::{bind, Link, ListenAddr, Share};
-use crate::channel::wire::{ListenMode, ListenOptions};
+use crate::addr::ListenOptions;
+use crate::channel::wire::ListenMode;
 
 /// How long a departed worker's UDP socket waits for a successor.
 pub const SPARE_GRACE: Duration = Duration::from_secs(5);

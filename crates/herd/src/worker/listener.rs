@@ -135,7 +135,7 @@ enum Source {
 pub struct Listener {
     shared: Arc<ListenerShared>,
     source: Source,
-    address: String,
+    address: ListenAddr,
     busy: Arc<Busy>,
 }
 
@@ -152,7 +152,7 @@ impl Listener {
         shared: Arc<ListenerShared>,
         queue: OwnedFd,
         addr: &ListenAddr,
-        address: String,
+        address: ListenAddr,
         busy: Arc<Busy>,
     ) -> io::Result<Listener> {
         let unix = matches!(addr, ListenAddr::Unix(_));
@@ -172,7 +172,7 @@ impl Listener {
         fd: OwnedFd,
         queue: Option<OwnedFd>,
         addr: &ListenAddr,
-        address: String,
+        address: ListenAddr,
         busy: Arc<Busy>,
     ) -> io::Result<Listener> {
         let source = match addr {
@@ -198,13 +198,15 @@ impl Listener {
 
     /// The address every worker shares: `127.0.0.1:8080`, `[::]:80`,
     /// `unix:/run/app.sock`. With port 0, the port the primary got.
-    pub fn address(&self) -> &str {
+    pub fn address(&self) -> &ListenAddr {
         &self.address
     }
 
-    /// The TCP address, if this is a TCP listener.
-    pub fn local_addr(&self) -> Option<SocketAddr> {
-        self.address.parse().ok()
+    /// The address as bound (with the real port where 0 was asked), as
+    /// `TcpListener::local_addr`; [`ListenAddr::socket_addr`] gives the IP
+    /// and port.
+    pub fn local_addr(&self) -> ListenAddr {
+        self.address.clone()
     }
 
     /// Stops accepting (as the worker's disconnect does).
@@ -470,7 +472,10 @@ impl axum::serve::Listener for Listener {
     }
 
     fn local_addr(&self) -> io::Result<PeerAddr> {
-        Ok(Listener::local_addr(self).map_or(PeerAddr::Unix, PeerAddr::Tcp))
+        Ok(self
+            .address
+            .socket_addr()
+            .map_or(PeerAddr::Unix, PeerAddr::Tcp))
     }
 }
 

@@ -29,7 +29,8 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 
-use crate::channel::wire::{Control, Kind, ListenOptions, VERSION};
+use crate::addr::ListenOptions;
+use crate::channel::wire::{Control, Kind, VERSION};
 use crate::channel::{Frame, Outbox, Reader};
 use crate::message::Message;
 use crate::sched::ListenAddr;
@@ -53,7 +54,7 @@ struct Inner {
     pending: Mutex<HashMap<u64, oneshot::Sender<Reply>>>,
     messages: tokio::sync::Mutex<mpsc::UnboundedReceiver<Message>>,
     listeners: Mutex<Vec<Arc<ListenerShared>>>,
-    listen_counts: Mutex<HashMap<String, u32>>,
+    listen_counts: Mutex<HashMap<ListenAddr, u32>>,
     disconnecting: watch::Sender<bool>,
     busy: Arc<Busy>,
     status: Mutex<serde_json::Map<String, serde_json::Value>>,
@@ -174,7 +175,7 @@ impl Worker {
     /// [`listen`](Self::listen) with options (backlog, IPv6-only, Unix
     /// socket permissions).
     pub async fn listen_with(&self, addr: &str, options: ListenOptions) -> io::Result<Listener> {
-        let parsed = self.resolve(addr)?;
+        let parsed = resolve(addr).await?;
         if matches!(parsed, ListenAddr::Udp(_)) {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -224,7 +225,7 @@ impl Worker {
         } else {
             format!("udp:{addr}")
         };
-        let parsed = self.resolve(&spec)?;
+        let parsed = resolve(&spec).await?;
         let (handle, _, _, _, fds) = self
             .request_socket(&parsed, ListenOptions::default())
             .await?;
@@ -241,17 +242,6 @@ impl Worker {
         tokio::net::UdpSocket::from_std(sock)
     }
 
-    fn resolve(&self, addr: &str) -> io::Result<ListenAddr> {
-        let parsed =
-            ListenAddr::parse(addr).map_err(|m| io::Error::new(io::ErrorKind::InvalidInput, m))?;
-        Ok(match parsed {
-            ListenAddr::Unix(p) if p.is_relative() => {
-                ListenAddr::Unix(std::env::current_dir()?.join(p))
-            }
-            other => other,
-        })
-    }
-
     async fn request_socket(
         &self,
         addr: &ListenAddr,
@@ -259,11 +249,11 @@ impl Worker {
     ) -> io::Result<(
         u32,
         crate::channel::wire::ListenMode,
-        String,
+        ListenAddr,
         bool,
         Vec<OwnedFd>,
     )> {
-        let key = addr.to_string();
+        let key = addr.clone();
         let index = {
             let mut counts = self.inner.listen_counts.lock().unwrap();
             let c = counts.entry(key.clone()).or_insert(0);
@@ -424,6 +414,18 @@ impl Worker {
     }
 }
 
+/// Resolves what a worker asked to listen on, here in the worker (a host
+/// name through tokio's resolver; a relative Unix path against this
+/// process's working directory), so the primary is sent an address only.
+async fn resolve(addr: &str) -> io::Result<ListenAddr> {
+    Ok(match ListenAddr::resolve(addr).await? {
+        ListenAddr::Unix(p) if p.is_relative() => {
+            ListenAddr::Unix(std::env::current_dir()?.join(p))
+        }
+        other => other,
+    })
+}
+
 /// Reports liveness and load at each interval. It runs on the worker's
 /// runtime, so a worker whose runtime is blocked stops beating, and the
 /// primary's nanny notices.
@@ -457,7 +459,10 @@ async fn heartbeats(worker: Worker, every: Duration) {
 /// zeros where /proc cannot be read.
 fn own_usage() -> (u64, u64) {
     use crate::procfs::{cpu_ms, rss_bytes, Proc};
-    (rss_bytes(Proc::Me).unwrap_or(0), cpu_ms(Proc::Me).unwrap_or(0))
+    (
+        rss_bytes(Proc::Me).unwrap_or(0),
+        cpu_ms(Proc::Me).unwrap_or(0),
+    )
 }
 
 async fn read_loop(worker: Worker, mut reader: Reader, messages: mpsc::UnboundedSender<Message>) {
