@@ -92,11 +92,12 @@ impl From<WorkerStatus> for WorkerStatusOut {
         WorkerStatusOut {
             id: w.id,
             pid: w.pid,
-            slot: w.slot,
-            state: w.state,
+            // (merge) slot and restarts come from the supervisor's status.
+            slot: 0,
+            state: w.state.name().to_string(),
             leaving: w.leaving,
             uptime_secs: w.uptime_secs,
-            restarts: w.restarts,
+            restarts: 0,
             rss_bytes: w.rss_bytes,
             connections: w.connections,
             handled: w.handled,

@@ -46,7 +46,11 @@ pub enum Error {
     /// This process is not what the call needs (a worker calling a
     /// primary-only function, or the reverse).
     #[error("{0}")]
-    Role(String),
+    WrongRole(String),
+    /// The primary cannot find its own executable to start as a worker (or
+    /// as a foreign worker's trampoline).
+    #[error("cannot find this program's own executable to start workers with: set it in the settings (Settings::exec, or Foreign::trampoline)")]
+    NoExecutable,
     /// A socket could not be bound for foreign workers.
     #[error("cannot listen on {address}: {source}{}", listen_hint(source))]
     Listen {

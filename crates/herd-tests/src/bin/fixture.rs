@@ -165,7 +165,13 @@ async fn primary() {
         }
     });
     out(json!({ "event": "started", "pid": std::process::id() }));
-    if let Some(cfg) = supervision_from_env() {
+    let supervised = supervision_from_env();
+    if supervised.is_none() {
+        // A plain primary handles no signal itself (Node's does not):
+        // this program stops its workers as a server's main would.
+        tokio::spawn(stop_on_signal(primary.clone()));
+    }
+    if let Some(cfg) = supervised {
         let p = primary.clone();
         tokio::spawn(async move {
             let code = p.supervise(cfg).await;
@@ -313,6 +319,25 @@ async fn primary() {
     }
     // stdin closed: keep running until killed.
     std::future::pending::<()>().await;
+}
+
+/// SIGTERM or SIGINT: disconnect every worker, then exit 0; a second
+/// signal kills them and exits 1.
+async fn stop_on_signal(primary: Primary) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    tokio::select! {
+        _ = primary.disconnect() => std::process::exit(0),
+        _ = async { tokio::select! { _ = term.recv() => (), _ = int.recv() => () } } => {
+            let _ = tokio::time::timeout(Duration::from_secs(5), primary.kill_all(Signal::SIGKILL)).await;
+            std::process::exit(1);
+        }
+    }
 }
 
 async fn worker() {

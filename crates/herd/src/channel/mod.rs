@@ -86,6 +86,13 @@ impl AsRawFd for UnixStream {
     }
 }
 
+/// Wraps one end of a socketpair as a channel socket.
+pub(crate) fn unix_stream(fd: OwnedFd) -> io::Result<Arc<UnixStream>> {
+    Ok(Arc::new(UnixStream::from_std(
+        std::os::unix::net::UnixStream::from(fd),
+    )?))
+}
+
 /// Senders wait while more than this many bytes are queued.
 pub const HIGH_WATER: usize = 8 << 20;
 

@@ -1,22 +1,21 @@
 //! The primary's side of foreign workers (see [`crate::foreign`]): binding
-//! their sockets once, starting each worker through the trampoline with its
-//! sockets at descriptors 3.., and reading its sd_notify datagrams.
+//! their sockets once, and what the one spawn path adds for each foreign
+//! worker: the trampoline, its sockets at descriptors 3.., its
+//! notification socket and when it counts as ready.
 
-use std::ffi::OsString;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use nix::sys::signal::Signal;
 use socket2::Socket;
-use tokio::net::UnixDatagram;
 
-use super::{Event, ExitStatus, Inner, WorkerHandle};
+use super::link::Inbound;
+use super::{Inner, WorkerHandle};
+use crate::foreign::notify::Receiver;
 use crate::foreign::{Bound, Foreign, ForeignReady, ENV_TRAMPOLINE, TRAMPOLINE_ARG};
 use crate::sched::{Link, ListenAddr, Policy};
-use crate::sys::{install_child_setup, ChildSetup};
-use crate::{Error, ENV_CHANNEL_FD, ENV_HEARTBEAT_MS, ENV_WORKER_ID};
+use crate::Error;
 
 /// When a foreign worker without sockets counts as ready under
 /// [`ForeignReady::Listening`].
@@ -161,309 +160,142 @@ pub(crate) fn prepare(inner: &Inner, policy: Policy, spec: &Foreign) -> Result<S
     })
 }
 
-/// A closed outbox: a foreign worker has no channel, but its handle wants
-/// one; every send on it fails as on a closed channel.
-fn detached_outbox() -> Result<Arc<crate::channel::Outbox>, Error> {
-    use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
-    let (ours, _theirs) = socketpair(
-        AddressFamily::Unix,
-        SockType::Stream,
-        None,
-        SockFlag::SOCK_CLOEXEC,
-    )
-    .map_err(|e| Error::io("socketpair", e))?;
-    let stream = super::unix_stream(ours).map_err(|e| Error::io("socketpair", e))?;
-    let outbox = crate::channel::Outbox::start(stream);
-    outbox.close();
-    Ok(outbox)
+/// What the spawn path needs to start one foreign worker.
+pub(super) struct Plan {
+    /// The trampoline, its arguments and the worker's environment.
+    pub exe: PathBuf,
+    pub args: Vec<std::ffi::OsString>,
+    pub env: Vec<(std::ffi::OsString, std::ffi::OsString)>,
+    /// `(from, to)`: the worker's sockets, to descriptors 3, 4...
+    pub moves: Vec<(i32, i32)>,
+    /// The descriptors `moves` moves from; closed once the child runs.
+    pub sources: Vec<OwnedFd>,
+    /// What the watcher reads.
+    pub inbound: Inbound,
+    /// When the worker counts as ready, and the socket inodes that the
+    /// `listening` rule looks for.
+    pub ready: ForeignReady,
+    pub inodes: Vec<u64>,
 }
 
-impl super::Primary {
-    /// Starts one foreign worker (the foreign half of `fork_inner`).
-    pub(super) fn fork_foreign(
-        &self,
-        id: u32,
-        spec: &Foreign,
-        extra_env: Vec<(OsString, OsString)>,
-        predecessor: Option<u32>,
-    ) -> Result<WorkerHandle, Error> {
-        let state = self.foreign_state(spec)?;
-        let settings = self.settings();
-        let inner = &self.inner;
-        let outbox = detached_outbox()?;
-        let link = Link { id, handoff: false };
-        if let Some(old) = predecessor {
-            inner.table.set_successor(id, old);
-        }
-        let n = state.listens.len() as i32;
-        let mut high: Vec<OwnedFd> = Vec::new();
-        for (handle, _) in &state.listens {
-            let r = inner.table.attach(*handle, &link).and_then(|fd| {
-                // Above every target number, so no move overwrites a source.
-                crate::sys::dup_above(fd.as_fd(), 3 + n)
-            });
-            match r {
-                Ok(fd) => high.push(fd),
-                Err(e) => {
-                    inner.table.remove_worker(id);
-                    return Err(Error::io("give a socket to a foreign worker", e));
-                }
-            }
-        }
-        let inodes: Vec<u64> = high
-            .iter()
-            .filter_map(|fd| nix::sys::stat::fstat(fd.as_raw_fd()).ok())
-            .map(|st| st.st_ino)
-            .collect();
-        let moves: Vec<(i32, i32)> = high
-            .iter()
-            .enumerate()
-            .map(|(i, fd)| (fd.as_raw_fd(), 3 + i as i32))
-            .collect();
-
-        let notify_path = state.notify_dir.join(id.to_string());
-        let _ = std::fs::remove_file(&notify_path);
-        let notify = UnixDatagram::bind(&notify_path).map_err(|e| {
-            inner.table.remove_worker(id);
-            Error::io(format!("bind {}", notify_path.display()), e)
-        })?;
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let _ = std::fs::set_permissions(&notify_path, std::fs::Permissions::from_mode(0o600));
-        }
-
-        let exe = match (&spec.trampoline, &inner.default_exec) {
-            (Some(p), _) | (None, Some(p)) => p.clone(),
-            (None, None) => {
-                inner.table.remove_worker(id);
-                return Err(Error::Role(
-                    "cannot find the current executable to use as the trampoline: set Foreign::trampoline".into(),
-                ));
-            }
-        };
-        let mut cmd = std::process::Command::new(&exe);
-        cmd.arg(TRAMPOLINE_ARG).arg(&spec.program).args(&spec.args);
-        for (k, v) in &settings.env {
-            cmd.env(k, v);
-        }
-        for (k, v) in extra_env {
-            cmd.env(k, v);
-        }
-        cmd.env(ENV_TRAMPOLINE, "1")
-            .env(ENV_WORKER_ID, id.to_string())
-            .env("NOTIFY_SOCKET", &notify_path)
-            .env_remove(ENV_CHANNEL_FD)
-            .env_remove(ENV_HEARTBEAT_MS)
-            .env_remove("LISTEN_PID")
-            .env_remove("WATCHDOG_PID");
-        if n > 0 {
-            let names: Vec<&str> = state.listens.iter().map(|(_, n)| n.as_str()).collect();
-            cmd.env("LISTEN_FDS", n.to_string())
-                .env("LISTEN_FDNAMES", names.join(":"));
-        } else {
-            cmd.env_remove("LISTEN_FDS").env_remove("LISTEN_FDNAMES");
-        }
-        match spec.watchdog {
-            Some(d) => cmd.env("WATCHDOG_USEC", d.as_micros().to_string()),
-            None => cmd.env_remove("WATCHDOG_USEC"),
-        };
-        settings.apply_to(&mut cmd);
-        install_child_setup(
-            &mut cmd,
-            ChildSetup {
-                keep: Vec::new(),
-                moves,
-                parent_death_kill: true,
-                parent_pid: std::process::id() as i32,
-            },
-        );
-        let mut child = match inner.forker.spawn(cmd) {
-            Ok(c) => c,
-            Err(source) => {
-                inner.table.remove_worker(id);
-                let _ = std::fs::remove_file(&notify_path);
-                return Err(Error::Exec { path: exe, source });
-            }
-        };
-        drop(high);
-        let pid = child.id().unwrap_or(0);
-        let handle = self.register(
-            id,
-            pid,
-            outbox,
-            &mut child,
-            Some(spec.stop_signal),
-            predecessor,
-        );
-        tracing::debug!(worker = id, pid, program = ?spec.program, "started foreign worker");
-        inner.bus.emit(Event::Fork { worker: id });
-        handle.online(inner);
-        for b in &state.bound {
-            handle.listening(inner, b.address.clone());
-        }
-        // Nothing to listen on: ready once it has run for a second, so that
-        // a program that exits at once counts as a crash, not a success.
-        let ready = match spec.ready {
-            ForeignReady::Listening if inodes.is_empty() => ForeignReady::Delay(NO_SOCKETS_READY),
-            r => r,
-        };
-        match ready {
-            ForeignReady::Listening => {
-                let (inner, w) = (inner.clone(), handle.clone());
-                tokio::spawn(async move {
-                    let mut tick = tokio::time::interval(Duration::from_millis(20));
-                    while !w.is_dead() && !w.exited_after_disconnect() {
-                        tick.tick().await;
-                        let (pid, inodes) = (w.pid(), inodes.clone());
-                        let seen = tokio::task::spawn_blocking(move || accepting(pid, &inodes))
-                            .await
-                            .unwrap_or(false);
-                        if seen {
-                            w.ready(&inner);
-                            return;
-                        }
-                    }
-                });
-            }
-            ForeignReady::Delay(d) => {
-                let (inner, w) = (inner.clone(), handle.clone());
-                tokio::spawn(async move {
-                    tokio::time::sleep(d).await;
-                    if !w.is_dead() {
-                        w.ready(&inner);
-                    }
-                });
-            }
-            ForeignReady::Notify => {}
-        }
-        tokio::spawn(watch(
-            inner.clone(),
-            handle.clone(),
-            child,
-            notify,
-            notify_path,
-            spec.ready,
-            spec.watchdog.is_some(),
-            settings.get_heartbeat(),
-        ));
-        Ok(handle)
-    }
-}
-
-/// Watches one foreign worker: its notifications and its process.
-#[allow(clippy::too_many_arguments)]
-async fn watch(
-    inner: Arc<Inner>,
-    w: WorkerHandle,
-    mut child: tokio::process::Child,
-    notify: UnixDatagram,
-    notify_path: PathBuf,
-    ready: ForeignReady,
-    watchdog: bool,
+/// Prepares worker `id`: its sockets from the table (a successor gets its
+/// predecessor's under `reuseport`), its notification socket, and the
+/// trampoline's command. On error, the caller removes `id` from the table.
+pub(super) fn plan(
+    inner: &Inner,
+    state: &State,
+    spec: &Foreign,
+    id: u32,
     every: Duration,
+) -> Result<Plan, Error> {
+    let link = Link { id, handoff: false };
+    let n = state.listens.len() as i32;
+    let mut sources: Vec<OwnedFd> = Vec::new();
+    for (handle, _) in &state.listens {
+        let fd = inner
+            .table
+            .attach(*handle, &link)
+            // Above every target number, so no move overwrites a source.
+            .and_then(|fd| crate::sys::dup_above(fd.as_fd(), 3 + n))
+            .map_err(|e| Error::io("give a socket to a foreign worker", e))?;
+        sources.push(fd);
+    }
+    let inodes: Vec<u64> = sources
+        .iter()
+        .filter_map(|fd| nix::sys::stat::fstat(fd.as_raw_fd()).ok())
+        .map(|st| st.st_ino)
+        .collect();
+    let moves = sources
+        .iter()
+        .enumerate()
+        .map(|(i, fd)| (fd.as_raw_fd(), 3 + i as i32))
+        .collect();
+
+    let notify_path = state.notify_dir.join(id.to_string());
+    let notify = Receiver::bind(&notify_path)
+        .map_err(|e| Error::io(format!("bind {}", notify_path.display()), e))?;
+    let exe = match (&spec.trampoline, &inner.default_exec) {
+        (Some(p), _) | (None, Some(p)) => p.clone(),
+        (None, None) => return Err(Error::NoExecutable),
+    };
+    let mut args = vec![TRAMPOLINE_ARG.into(), spec.program.clone()];
+    args.extend(spec.args.iter().cloned());
+    let mut env = vec![
+        (ENV_TRAMPOLINE.into(), "1".into()),
+        ("NOTIFY_SOCKET".into(), notify_path.clone().into_os_string()),
+    ];
+    if n > 0 {
+        let names: Vec<&str> = state.listens.iter().map(|(_, n)| n.as_str()).collect();
+        env.push(("LISTEN_FDS".into(), n.to_string().into()));
+        env.push(("LISTEN_FDNAMES".into(), names.join(":").into()));
+    }
+    if let Some(d) = spec.watchdog {
+        env.push(("WATCHDOG_USEC".into(), d.as_micros().to_string().into()));
+    }
+    // Nothing to listen on: ready once it has run for a second, so that a
+    // program that exits at once counts as a crash, not a success.
+    let ready = match spec.ready {
+        ForeignReady::Listening if inodes.is_empty() => ForeignReady::Delay(NO_SOCKETS_READY),
+        r => r,
+    };
+    Ok(Plan {
+        exe,
+        args,
+        env,
+        moves,
+        sources,
+        inbound: Inbound::Foreign {
+            notify,
+            ready: spec.ready,
+            watchdog: spec.watchdog.is_some(),
+            every,
+        },
+        ready,
+        inodes,
+    })
+}
+
+/// A foreign worker was started: its sockets already listen, so it is
+/// online and listening at once; then ready as its rule says.
+pub(super) fn started(
+    inner: &Arc<Inner>,
+    state: &State,
+    w: &WorkerHandle,
+    ready: ForeignReady,
+    inodes: Vec<u64>,
 ) {
-    let mut buf = vec![0u8; 4096];
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let status = loop {
-        tokio::select! {
-            s = child.wait() => break s,
-            r = notify.recv(&mut buf) => {
-                if let Ok(n) = r {
-                    on_notify(&inner, &w, &buf[..n], ready, watchdog);
-                }
-            }
-            // Without a watchdog, a running process counts as alive.
-            _ = tick.tick(), if !watchdog => w.touch(),
-        }
-    };
-    // What it said just before it went (STOPPING=1).
-    while let Ok(n) = notify.try_recv(&mut buf) {
-        on_notify(&inner, &w, &buf[..n], ready, watchdog);
+    w.online(inner);
+    for b in &state.bound {
+        w.listening(inner, b.address.clone());
     }
-    drop(notify);
-    let _ = std::fs::remove_file(&notify_path);
-    let status = match status {
-        Ok(s) => ExitStatus::from(s),
-        Err(e) => {
-            tracing::warn!(worker = w.id(), error = %e, "cannot wait for worker");
-            ExitStatus::default()
+    let (inner, w) = (inner.clone(), w.clone());
+    match ready {
+        ForeignReady::Listening => {
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_millis(20));
+                while !w.is_dead() && !w.exited_after_disconnect() {
+                    tick.tick().await;
+                    let (pid, inodes) = (w.pid(), inodes.clone());
+                    let seen = tokio::task::spawn_blocking(move || {
+                        crate::foreign::accepting(pid, &inodes)
+                    })
+                    .await
+                    .unwrap_or(false);
+                    if seen {
+                        w.ready(&inner);
+                        return;
+                    }
+                }
+            });
         }
-    };
-    w.disconnected(&inner);
-    w.exited(&inner, status);
-}
-
-fn on_notify(inner: &Inner, w: &WorkerHandle, msg: &[u8], ready: ForeignReady, watchdog: bool) {
-    let msg = String::from_utf8_lossy(msg);
-    for (key, value) in crate::systemd::parse_notify(&msg) {
-        match (key, value) {
-            ("READY", "1") => {
-                if ready == ForeignReady::Notify {
-                    w.ready(inner);
+        ForeignReady::Delay(d) => {
+            tokio::spawn(async move {
+                tokio::time::sleep(d).await;
+                if !w.is_dead() {
+                    w.ready(&inner);
                 }
-            }
-            ("STATUS", s) => *w.shared.status_text.lock().unwrap() = Some(s.to_string()),
-            ("WATCHDOG", "1") => {
-                if watchdog {
-                    w.touch();
-                }
-            }
-            ("WATCHDOG", "trigger") => {
-                tracing::warn!(worker = w.id(), "WATCHDOG=trigger: killing it (SIGABRT)");
-                w.signal(Signal::SIGABRT);
-            }
-            ("STOPPING", "1") => w.mark_leaving(),
-            ("HERD_HANDLED", n) => {
-                if let Ok(n) = n.trim().parse() {
-                    w.set_handled(n);
-                }
-            }
-            (k, v) => tracing::debug!(worker = w.id(), "notification {k}={v} ignored"),
+            });
         }
+        ForeignReady::Notify => {}
     }
 }
-
-/// Whether process `pid` waits for connections on one of the sockets
-/// `inodes`, as /proc shows it: one of its threads is blocked in
-/// `accept` on one, or one is in one of its epoll sets, or a thread is
-/// blocked in `poll`/`select` while it holds one (the fds a poll waits on
-/// are not visible: a heuristic, for select/poll servers such as Python's
-/// socketserver).
-pub(crate) fn accepting(pid: u32, inodes: &[u64]) -> bool {
-    use crate::procfs::{epoll_targets, fd_socket_inode, open_fds, thread_syscalls, Proc};
-    let p = Proc::Pid(pid);
-    let ours = |fd: &str| fd_socket_inode(p, fd).is_some_and(|i| inodes.contains(&i));
-    let mut polling = false;
-    for (nr, arg0) in thread_syscalls(p) {
-        if ACCEPT.contains(&nr) && arg0.is_some_and(|fd| ours(&fd.to_string())) {
-            return true;
-        }
-        polling |= POLL.contains(&nr);
-    }
-    let mut holds = false;
-    for o in open_fds(p) {
-        if o.target == "anon_inode:[eventpoll]" {
-            if epoll_targets(p, &o.fd).iter().any(|t| ours(t)) {
-                return true;
-            }
-        } else if !holds && ours(&o.fd) {
-            holds = true;
-        }
-    }
-    polling && holds
-}
-
-#[cfg(target_arch = "x86_64")]
-const ACCEPT: [i64; 2] = [libc::SYS_accept, libc::SYS_accept4];
-#[cfg(not(target_arch = "x86_64"))]
-const ACCEPT: [i64; 1] = [libc::SYS_accept4];
-#[cfg(target_arch = "x86_64")]
-const POLL: [i64; 4] = [
-    libc::SYS_poll,
-    libc::SYS_select,
-    libc::SYS_ppoll,
-    libc::SYS_pselect6,
-];
-#[cfg(not(target_arch = "x86_64"))]
-const POLL: [i64; 2] = [libc::SYS_ppoll, libc::SYS_pselect6];

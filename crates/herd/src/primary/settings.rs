@@ -24,7 +24,6 @@ pub struct Settings {
     pub(crate) gid: Option<u32>,
     pub(crate) env: Vec<(OsString, OsString)>,
     pub(crate) policy: Option<Policy>,
-    pub(crate) handle_signals: Option<bool>,
     pub(crate) readiness: Option<Readiness>,
     pub(crate) heartbeat: Option<std::time::Duration>,
     pub(crate) foreign: Option<std::sync::Arc<crate::foreign::Foreign>>,
@@ -99,13 +98,6 @@ impl Settings {
     /// round-robin. Fixed once the first worker is forked.
     pub fn policy(mut self, policy: Policy) -> Self {
         self.policy = Some(policy);
-        self
-    }
-
-    /// Whether the primary handles SIGTERM and SIGINT by disconnecting all
-    /// workers and exiting (a second signal kills them). Default: true.
-    pub fn handle_signals(mut self, on: bool) -> Self {
-        self.handle_signals = Some(on);
         self
     }
 
@@ -194,19 +186,7 @@ impl Settings {
         macro_rules! take {
             ($($f:ident),*) => { $( if later.$f.is_some() { self.$f = later.$f; } )* };
         }
-        take!(
-            exec,
-            args,
-            cwd,
-            silent,
-            uid,
-            gid,
-            policy,
-            handle_signals,
-            readiness,
-            heartbeat,
-            foreign
-        );
+        take!(exec, args, cwd, silent, uid, gid, policy, readiness, heartbeat, foreign);
         self.env.extend(later.env);
     }
 }

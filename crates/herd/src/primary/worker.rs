@@ -10,13 +10,14 @@ use tokio::process::{ChildStderr, ChildStdout};
 use tokio::sync::watch;
 
 use crate::channel::wire::{Control, Heartbeat};
-use crate::channel::Outbox;
 use crate::primary::events::{Event, Events};
+use crate::primary::link::Link;
 use crate::primary::{ExitStatus, Inner};
 use crate::Error;
 
 /// Where a worker is in its life, as Node's `worker.state`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
 #[non_exhaustive]
 pub enum WorkerState {
     /// Forked; its runtime has not connected back yet.
@@ -45,7 +46,7 @@ pub(crate) struct Life {
 pub(crate) struct Shared {
     pub id: u32,
     pub pid: u32,
-    pub outbox: Arc<Outbox>,
+    pub link: Link,
     pub life: Mutex<Life>,
     pub primary: Weak<Inner>,
     pub exit: watch::Sender<Option<ExitStatus>>,
@@ -53,11 +54,6 @@ pub(crate) struct Shared {
     pub stderr: Mutex<Option<ChildStderr>>,
     pub started: Instant,
     pub beat: Mutex<Option<(Instant, Heartbeat)>>,
-    /// For a foreign worker (no channel): the signal that asks it to stop.
-    pub foreign: Option<Signal>,
-    /// The worker's place in the cluster: a successor takes its
-    /// predecessor's, a new worker the lowest free one.
-    pub slot: usize,
     /// The last `STATUS=` a foreign worker sent.
     pub status_text: Mutex<Option<String>>,
 }
@@ -117,13 +113,13 @@ impl WorkerHandle {
     /// [`Error::WorkerGone`] if the worker has disconnected;
     /// [`Error::Codec`] or [`Error::TooLarge`] if `msg` cannot be sent.
     pub async fn send<T: Serialize + ?Sized>(&self, msg: &T) -> Result<(), Error> {
-        if self.is_foreign() {
+        let Link::Channel(outbox) = &self.shared.link else {
             return Err(Error::NoChannel { id: self.id() });
-        }
+        };
         if !self.is_connected() {
             return Err(Error::WorkerGone { id: self.id() });
         }
-        self.shared.outbox.user(msg).await.map_err(|e| match e {
+        outbox.user(msg).await.map_err(|e| match e {
             Error::ChannelClosed => Error::WorkerGone { id: self.id() },
             e => e,
         })
@@ -154,23 +150,23 @@ impl WorkerHandle {
         if let Some(p) = self.shared.primary.upgrade() {
             p.table.stop_routing(self.id());
         }
-        match self.shared.foreign {
-            Some(stop) => self.signal(stop),
-            None => {
-                let _ = self.shared.outbox.control(&Control::Disconnect, Vec::new());
-            }
+        match &self.shared.link {
+            Link::Foreign { stop } => self.signal(*stop),
+            Link::Channel(_) => self.control(&Control::Disconnect, Vec::new()),
+        }
+    }
+
+    /// Sends a control frame (with descriptors) on the worker's channel;
+    /// nothing for a foreign worker, or once the channel is closed.
+    pub(crate) fn control(&self, msg: &Control, fds: Vec<std::os::fd::OwnedFd>) {
+        if let Link::Channel(outbox) = &self.shared.link {
+            let _ = outbox.control(msg, fds);
         }
     }
 
     /// Whether the worker is a foreign program (see [`crate::foreign`]).
     pub fn is_foreign(&self) -> bool {
-        self.shared.foreign.is_some()
-    }
-
-    /// The worker's slot: 0, 1, 2... A successor has its predecessor's
-    /// slot; any other new worker the lowest slot no live worker has.
-    pub fn slot(&self) -> usize {
-        self.shared.slot
+        matches!(self.shared.link, Link::Foreign { .. })
     }
 
     /// Kills the worker with SIGTERM at once (Node's default signal).
@@ -327,7 +323,9 @@ impl WorkerHandle {
                 life.state = WorkerState::Disconnected;
             }
         }
-        self.shared.outbox.close();
+        if let Link::Channel(outbox) = &self.shared.link {
+            outbox.close();
+        }
         p.table.remove_worker(self.id());
         tracing::debug!(worker = self.id(), "worker disconnected");
         p.bus.emit(Event::Disconnect { worker: self.id() });
@@ -350,41 +348,6 @@ impl WorkerHandle {
             exited_after_disconnect: deliberate,
         });
     }
-}
-
-/// One worker as [`Primary::status`](crate::Primary::status) shows it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[non_exhaustive]
-pub struct WorkerStatus {
-    /// The worker's id.
-    pub id: u32,
-    /// Its process id.
-    pub pid: u32,
-    /// Its slot (see [`WorkerHandle::slot`]).
-    pub slot: usize,
-    /// `none`, `online`, `listening`, `ready`, `disconnected` or `dead`.
-    pub state: String,
-    /// Asked to go (disconnecting, killed, being replaced).
-    pub leaving: bool,
-    /// A foreign program rather than a herd-aware worker.
-    pub foreign: bool,
-    /// Seconds since it was started.
-    pub uptime_secs: f64,
-    /// Workers started in this slot before this one (respawns and
-    /// replacements).
-    pub restarts: u32,
-    /// Resident memory in bytes, from /proc.
-    pub rss_bytes: Option<u64>,
-    /// Open connections: reported by a herd-aware worker; counted from
-    /// /proc for a foreign one (TCP only).
-    pub connections: Option<u64>,
-    /// Connections handled since start, when reported.
-    pub handled: Option<u64>,
-    /// Seconds since the last heartbeat (`WATCHDOG=1` for a foreign worker).
-    pub heartbeat_age_secs: Option<f64>,
-    /// What the worker says of itself: `STATUS=` for a foreign worker, its
-    /// heartbeat's application fields for a herd-aware one.
-    pub status: Option<String>,
 }
 
 impl WorkerState {

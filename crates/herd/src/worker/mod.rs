@@ -73,7 +73,7 @@ impl Worker {
     /// same link) and announces the worker online.
     ///
     /// # Errors
-    /// [`Error::Role`] when this process was not started by a herd primary.
+    /// [`Error::WrongRole`] when this process was not started by a herd primary.
     pub async fn connect() -> Result<Worker, Error> {
         let _guard = CONNECTING.lock().await;
         if let Some(w) = WORKER.get() {
@@ -81,18 +81,18 @@ impl Worker {
         }
         crate::logging::init();
         let fd_text = std::env::var(ENV_CHANNEL_FD).map_err(|_| {
-            Error::Role(format!("not a herd worker: {ENV_CHANNEL_FD} is not set (start this program from a herd primary)"))
+            Error::WrongRole(format!("not a herd worker: {ENV_CHANNEL_FD} is not set (start this program from a herd primary)"))
         })?;
         let id: u32 = std::env::var(ENV_WORKER_ID)
             .ok()
             .and_then(|v| v.parse().ok())
             .ok_or_else(|| {
-                Error::Role(format!(
+                Error::WrongRole(format!(
                     "not a herd worker: {ENV_WORKER_ID} is missing or not a number"
                 ))
             })?;
         let raw: i32 = fd_text.parse().map_err(|_| {
-            Error::Role(format!(
+            Error::WrongRole(format!(
                 "{ENV_CHANNEL_FD}={fd_text:?} is not a descriptor number"
             ))
         })?;
@@ -109,7 +109,7 @@ impl Worker {
         )
         .map_err(|e| Error::io("channel descriptor", e))?;
         let stream =
-            crate::primary::unix_stream(fd).map_err(|e| Error::io("channel descriptor", e))?;
+            crate::channel::unix_stream(fd).map_err(|e| Error::io("channel descriptor", e))?;
         let outbox = Outbox::start(stream.clone());
         let (msg_tx, msg_rx) = mpsc::unbounded_channel();
         let worker = Worker {

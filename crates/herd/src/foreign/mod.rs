@@ -69,6 +69,10 @@ use nix::sys::signal::Signal;
 
 use crate::{Error, ListenAddr, ListenOptions, EXIT_CANNOT_BOOT};
 
+mod accepting;
+pub(crate) mod notify;
+pub(crate) use accepting::accepting;
+
 /// The argument that makes an executable a trampoline (see [`trampoline`]).
 pub const TRAMPOLINE_ARG: &str = "__exec";
 /// Set by the primary for the trampoline only.

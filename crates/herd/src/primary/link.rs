@@ -1,0 +1,252 @@
+//! One worker's link to the primary, and the one task per worker that
+//! watches it and the worker's process (what Node's primary keeps per
+//! worker in lib/internal/cluster/primary.js).
+//!
+//! A herd-aware worker's link is herd's channel: its frames ask for
+//! sockets, say the worker is listening or ready, carry heartbeats and the
+//! application's messages. A foreign worker's link is its `NOTIFY_SOCKET`:
+//! its sd_notify datagrams say the same things in systemd's words. Either
+//! way the watcher turns what arrives into the worker's lifecycle, and
+//! emits `Disconnect` then `Exit` exactly once each when the link closes
+//! and the process ends.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+use super::{Event, ExitStatus, Inner, Readiness, WorkerHandle};
+use crate::channel::wire::{Control, Kind, VERSION};
+use crate::channel::{Frame, Outbox, Reader};
+use crate::foreign::notify::{Notice, Receiver};
+use crate::foreign::ForeignReady;
+use crate::message::Message;
+use crate::sched::Policy;
+use crate::{Error, Signal};
+
+/// How the primary reaches a worker.
+pub(crate) enum Link {
+    /// A herd-aware worker: the sending half of its channel.
+    Channel(Arc<Outbox>),
+    /// A foreign program, which has no channel: the signal that asks it to
+    /// stop gracefully.
+    Foreign {
+        /// SIGTERM unless the spec says otherwise.
+        stop: Signal,
+    },
+}
+
+/// What the watcher reads from a worker.
+pub(crate) enum Inbound {
+    /// A herd-aware worker's channel.
+    Channel(Reader),
+    /// A foreign worker's notification socket, and what its notices mean.
+    Foreign {
+        notify: Receiver,
+        ready: ForeignReady,
+        /// Only `WATCHDOG=1` counts as a heartbeat (else a running process
+        /// counts as alive at every heartbeat interval).
+        watchdog: bool,
+        every: Duration,
+    },
+}
+
+/// Starts the task that watches worker `w`: its link and its process.
+pub(super) fn watch(
+    inner: Arc<Inner>,
+    w: WorkerHandle,
+    child: tokio::process::Child,
+    inbound: Inbound,
+) {
+    tokio::spawn(run(inner, w, child, inbound));
+}
+
+async fn run(
+    inner: Arc<Inner>,
+    w: WorkerHandle,
+    mut child: tokio::process::Child,
+    inbound: Inbound,
+) {
+    let exited = Arc::new(Notify::new());
+    let mut reader = tokio::spawn(read(inner.clone(), w.clone(), inbound, exited.clone()));
+    let mut read_done = false;
+    let status = tokio::select! {
+        _ = &mut reader => {
+            read_done = true;
+            w.disconnected(&inner);
+            child.wait().await
+        }
+        s = child.wait() => s,
+    };
+    if !read_done {
+        // The process is gone: let the reader take what the worker said
+        // before dying, but do not wait on a descendant that may have
+        // inherited its end of the channel.
+        exited.notify_one();
+        if tokio::time::timeout(Duration::from_secs(1), &mut reader)
+            .await
+            .is_err()
+        {
+            reader.abort();
+        }
+    }
+    let status = match status {
+        Ok(s) => ExitStatus::from(s),
+        Err(e) => {
+            tracing::warn!(worker = w.id(), error = %e, "cannot wait for worker");
+            ExitStatus::default()
+        }
+    };
+    w.disconnected(&inner);
+    w.exited(&inner, status);
+}
+
+/// Reads the link until it closes (a channel), or until the process has
+/// ended and what it queued is read (a notification socket).
+async fn read(inner: Arc<Inner>, w: WorkerHandle, inbound: Inbound, exited: Arc<Notify>) {
+    match inbound {
+        Inbound::Channel(reader) => read_channel(&inner, &w, reader).await,
+        Inbound::Foreign {
+            mut notify,
+            ready,
+            watchdog,
+            every,
+        } => {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let on = |n| on_notice(&inner, &w, n, ready, watchdog);
+            loop {
+                tokio::select! {
+                    r = notify.recv(w.id()) => match r {
+                        Ok(notices) => notices.into_iter().for_each(on),
+                        Err(e) => tracing::debug!(worker = w.id(), error = %e, "notification socket"),
+                    },
+                    _ = exited.notified() => {
+                        notify.drain(w.id()).into_iter().for_each(on);
+                        return;
+                    }
+                    _ = tick.tick(), if !watchdog => w.touch(),
+                }
+            }
+        }
+    }
+}
+
+async fn read_channel(inner: &Inner, w: &WorkerHandle, mut reader: Reader) {
+    let mut online = false;
+    loop {
+        let result = match reader.next().await {
+            Ok(Some(frame)) => on_frame(inner, w, &mut online, frame),
+            Ok(None) => return,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = result {
+            let e = match e {
+                Error::Protocol(m) => Error::Protocol(format!("worker {}: {m}", w.id())),
+                e => e,
+            };
+            tracing::warn!(worker = w.id(), error = %e, "dropping worker");
+            inner.bus.emit(Event::Error {
+                worker: w.id(),
+                error: Arc::new(e),
+            });
+            w.signal(Signal::SIGKILL);
+            return;
+        }
+    }
+}
+
+fn on_frame(inner: &Inner, w: &WorkerHandle, online: &mut bool, frame: Frame) -> Result<(), Error> {
+    if frame.kind == Kind::User {
+        if !*online {
+            return Err(Error::Protocol("message before hello".into()));
+        }
+        inner.bus.emit(Event::Message {
+            worker: w.id(),
+            message: Message::new(frame.body),
+        });
+        return Ok(());
+    }
+    let control = frame.control()?;
+    if !*online {
+        return match control {
+            Control::Hello {
+                version: VERSION, ..
+            } => {
+                *online = true;
+                w.online(inner);
+                Ok(())
+            }
+            Control::Hello { version, .. } => Err(Error::Protocol(format!(
+                "worker speaks protocol version {version}, this primary speaks {VERSION}"
+            ))),
+            other => Err(Error::Protocol(format!("expected hello, got {other:?}"))),
+        };
+    }
+    let link = crate::sched::Link {
+        id: w.id(),
+        handoff: true,
+    };
+    match control {
+        Control::Listen {
+            seq,
+            addr,
+            index,
+            options,
+        } => {
+            let policy = *inner.policy.get().unwrap_or(&Policy::RoundRobin);
+            let (reply, fds) = inner
+                .table
+                .listen(policy, &link, seq, &addr, index, options);
+            w.control(&reply, fds);
+        }
+        Control::Listening { handle } => {
+            if let Some(address) = inner.table.listening(&link, handle) {
+                w.listening(inner, address);
+                if inner.settings.lock().unwrap().get_readiness() == Readiness::Listening {
+                    w.ready(inner);
+                }
+            }
+        }
+        Control::Ready => {
+            if inner.settings.lock().unwrap().get_readiness() == Readiness::Explicit {
+                w.ready(inner);
+            }
+        }
+        Control::Heartbeat(beat) => w.heartbeat(beat),
+        Control::Unlisten { handle } => inner.table.unlisten(w.id(), handle),
+        Control::Closed { handle, n } => inner.table.closed(w.id(), handle, n),
+        Control::Disconnecting => {
+            w.mark_leaving();
+            inner.table.stop_routing(w.id());
+        }
+        other => {
+            return Err(Error::Protocol(format!(
+                "worker sent a primary-only message: {other:?}"
+            )))
+        }
+    }
+    Ok(())
+}
+
+fn on_notice(inner: &Inner, w: &WorkerHandle, notice: Notice, ready: ForeignReady, watchdog: bool) {
+    match notice {
+        Notice::Ready => {
+            if ready == ForeignReady::Notify {
+                w.ready(inner);
+            }
+        }
+        Notice::Status(s) => *w.shared.status_text.lock().unwrap() = Some(s),
+        Notice::Watchdog => {
+            if watchdog {
+                w.touch();
+            }
+        }
+        Notice::WatchdogTrigger => {
+            tracing::warn!(worker = w.id(), "WATCHDOG=trigger: killing it (SIGABRT)");
+            w.signal(Signal::SIGABRT);
+        }
+        Notice::Stopping => w.mark_leaving(),
+        Notice::Handled(n) => w.set_handled(n),
+    }
+}
