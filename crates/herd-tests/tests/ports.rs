@@ -94,16 +94,7 @@ per_policy!(eaddrinuse_reaches_the_worker_and_a_retry_after_the_port_is_freed_wo
     rr, lc, shared, reuseport);
 
 fn eacces_reaches_the_worker_of_an_unprivileged_cluster(policy: &str) {
-    let start: u32 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(1024);
-    if start <= 80 {
-        eprintln!(
-            "skipped: net.ipv4.ip_unprivileged_port_start is {start}, so anyone may bind port 80"
-        );
-        return;
-    }
+    still_holds(unprivileged_port_start() > 80, "port 80 is privileged");
     let mut options = Options::new().env("FIXTURE_POLICY", policy);
     if is_root() {
         // As nobody, the primary may not bind port 80.
@@ -120,23 +111,23 @@ fn eacces_reaches_the_worker_of_an_unprivileged_cluster(policy: &str) {
     let message = err["listen_error"].as_str().unwrap();
     assert!(message.contains("127.0.0.1:80"), "{message}");
 }
-per_policy!(eacces_reaches_the_worker_of_an_unprivileged_cluster: rr, lc, shared, reuseport);
+per_policy!(
+    #[cfg_attr(
+        not(herd_privileged_port_80),
+        ignore = "needs port 80 privileged: net.ipv4.ip_unprivileged_port_start is 80 or less, \
+                  so anyone may bind it"
+    )]
+    eacces_reaches_the_worker_of_an_unprivileged_cluster: rr, lc, shared, reuseport
+);
 
-/// Whether this machine has an IPv6 loopback.
-fn have_ipv6() -> bool {
-    match std::net::TcpListener::bind("[::1]:0") {
-        Ok(_) => true,
-        Err(e) => {
-            eprintln!("skipped: no IPv6 loopback ({e})");
-            false
-        }
-    }
+/// Panics (see [`still_holds`]) if there is no IPv6 loopback.
+fn still_have_ipv6() {
+    let bound = std::net::TcpListener::bind("[::1]:0");
+    still_holds(bound.is_ok(), &format!("[::1] binds (now: {bound:?})"));
 }
 
 fn a_dual_stack_listen_accepts_ipv4_and_ipv6_clients(policy: &str) {
-    if !have_ipv6() {
-        return;
-    }
+    still_have_ipv6();
     let mut c = Cluster::with_policy(policy);
     let (ids, address) = c.serve(2, "[::]:0");
     let port = address.strip_prefix("[::]:").expect("an IPv6 any address");
@@ -145,12 +136,13 @@ fn a_dual_stack_listen_accepts_ipv4_and_ipv6_clients(policy: &str) {
         assert!(ids.contains(&id), "{client}: {id}");
     }
 }
-per_policy!(a_dual_stack_listen_accepts_ipv4_and_ipv6_clients: rr, lc, shared, reuseport);
+per_policy!(
+    #[cfg_attr(not(herd_ipv6), ignore = "needs an IPv6 loopback: [::1] did not bind")]
+    a_dual_stack_listen_accepts_ipv4_and_ipv6_clients: rr, lc, shared, reuseport
+);
 
 fn an_ipv6_only_listen_leaves_the_ipv4_port_to_others(policy: &str) {
-    if !have_ipv6() {
-        return;
-    }
+    still_have_ipv6();
     // Another program holds the port on IPv4: a dual-stack listen would
     // fail with EADDRINUSE, an IPv6-only one does not.
     let ipv4 = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -168,7 +160,10 @@ fn an_ipv6_only_listen_leaves_the_ipv4_port_to_others(policy: &str) {
     let (accepted, _) = ipv4.accept().unwrap();
     assert_eq!(accepted.peer_addr().unwrap(), client.local_addr().unwrap());
 }
-per_policy!(an_ipv6_only_listen_leaves_the_ipv4_port_to_others: rr, lc, shared, reuseport);
+per_policy!(
+    #[cfg_attr(not(herd_ipv6), ignore = "needs an IPv6 loopback: [::1] did not bind")]
+    an_ipv6_only_listen_leaves_the_ipv4_port_to_others: rr, lc, shared, reuseport
+);
 
 fn a_port_is_listened_on_again_after_its_last_worker_left(policy: &str) {
     let mut c = Cluster::with_policy(policy);

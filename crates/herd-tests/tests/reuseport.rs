@@ -107,11 +107,12 @@ fn reuseport_a_cluster_that_shrinks_under_a_flood_resets_none() {
 /// of `sched::reuseport_rr`, which needs root), and a worker told to leave
 /// gets no new ones.
 #[test]
+#[cfg_attr(
+    not(herd_root),
+    ignore = "needs root: CAP_BPF to load the placement program; run the tests as root"
+)]
 fn reuseport_places_long_lived_connections_on_the_workers_in_turn() {
-    if !is_root() {
-        eprintln!("skipped: loading the placement program needs root");
-        return;
-    }
+    still_holds(is_root(), "the tests run as root");
     const PER_WORKER: usize = 10;
     let mut c = Cluster::with_policy("reuseport");
     let (ids, addr) = c.serve(4, "127.0.0.1:0");

@@ -391,18 +391,27 @@ pub const POLICIES: [&str; 4] = ["rr", "lc", "shared", "reuseport"];
 
 /// `per_policy!(scenario: rr, lc, shared, reuseport);` makes a module
 /// `scenario` holding one test per policy named, each calling
-/// `scenario("rr")` and so on, so a failure names its policy.
+/// `scenario("rr")` and so on, so a failure names its policy. Attributes
+/// before the scenario go on each of its tests, e.g.
+/// `per_policy!(#[cfg_attr(not(herd_ipv6), ignore = "...")] scenario: rr)`.
 #[allow(unused_macros)]
 macro_rules! per_policy {
-    ($scenario:ident: $($policy:ident),+ $(,)?) => {
+    // The attributes travel as one token tree: they repeat, and so do the
+    // policies, so they cannot both be expanded in one repetition.
+    (@mod $attrs:tt $scenario:ident: $($policy:ident),+) => {
         mod $scenario {
-            $(
-                #[test]
-                fn $policy() {
-                    super::$scenario(stringify!($policy));
-                }
-            )+
+            $( $crate::common::per_policy!(@test $attrs $scenario $policy); )+
         }
+    };
+    (@test [$(#[$attr:meta])*] $scenario:ident $policy:ident) => {
+        $(#[$attr])*
+        #[test]
+        fn $policy() {
+            super::$scenario(stringify!($policy));
+        }
+    };
+    ($(#[$attr:meta])* $scenario:ident: $($policy:ident),+ $(,)?) => {
+        $crate::common::per_policy!(@mod [$(#[$attr])*] $scenario: $($policy),+);
     };
 }
 #[allow(unused_imports)]
@@ -492,6 +501,26 @@ pub fn accept_queue(port: u16) -> usize {
 /// Whether the tests run as root (some need to drop privileges).
 pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
+}
+
+/// The lowest port anyone may bind (net.ipv4.ip_unprivileged_port_start).
+pub fn unprivileged_port_start() -> u32 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(1024)
+}
+
+/// For a test that build.rs let run (its cfg set): panics if the condition
+/// it saw no longer holds, say the tests were built as root and run as
+/// another user. Rebuilding as this user, or with HERD_TESTS_RECHECK set to
+/// something new, runs build.rs again, and the test is then skipped.
+pub fn still_holds(holds: bool, condition: &str) {
+    assert!(
+        holds,
+        "built where {condition}, which no longer holds: rebuild the tests \
+         here (HERD_TESTS_RECHECK=$(date +%s) makes build.rs look again)"
+    );
 }
 
 /// An HTTP/1.1 client that keeps one connection open across requests.

@@ -1,0 +1,33 @@
+//! For the integration tests only: sets the cfg `herd_privileged_port_80`
+//! when port 80 is privileged here (net.ipv4.ip_unprivileged_port_start
+//! above 80; kernels before 4.11 have no such setting: ports below 1024 are
+//! privileged). The test that needs a refused bind carries
+//! `#[cfg_attr(not(herd_privileged_port_80), ignore = "...")]`, so where
+//! anyone may bind port 80 the runner reports it as skipped, with the
+//! reason, instead of passing it untested. The herd binary ignores the cfg.
+//!
+//! Why at build time: CI (scripts/test.sh) builds and runs the tests on
+//! the same machine, so what holds when this script runs holds when the
+//! tests run; the test checks again and fails, not passes, if not. After
+//! changing the setting, set HERD_TESTS_RECHECK to anything new (e.g.
+//! `HERD_TESTS_RECHECK=$(date +%s)`) for Cargo to run this script again.
+//! HERD_TESTS_ASSUME_PORT_80_FREE (any non-empty value but `0`) makes it act
+//! as if anyone may bind port 80, to see the skipping.
+//!
+//! The same detection, with more conditions, is in crates/herd-tests/build.rs.
+
+fn main() {
+    println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-env-changed=HERD_TESTS_RECHECK");
+    println!("cargo:rerun-if-env-changed=HERD_TESTS_ASSUME_PORT_80_FREE");
+    println!("cargo:rustc-check-cfg=cfg(herd_privileged_port_80)");
+    let assume_free = std::env::var_os("HERD_TESTS_ASSUME_PORT_80_FREE")
+        .is_some_and(|v| !v.is_empty() && v != "0");
+    let start: u32 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(1024);
+    if !assume_free && start > 80 {
+        println!("cargo:rustc-cfg=herd_privileged_port_80");
+    }
+}
