@@ -445,8 +445,8 @@ async fn signals(shared: Arc<Shared>) {
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
         signal(SignalKind::hangup()),
-        signal(SignalKind::from_raw(Signal::SIGTTIN as i32)),
-        signal(SignalKind::from_raw(Signal::SIGTTOU as i32)),
+        signal(SignalKind::from_raw(Signal::SIGTTIN.as_raw())),
+        signal(SignalKind::from_raw(Signal::SIGTTOU.as_raw())),
     ) else {
         tracing::error!("cannot install signal handlers");
         return;

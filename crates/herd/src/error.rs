@@ -47,6 +47,14 @@ pub enum Error {
     /// primary-only function, or the reverse).
     #[error("{0}")]
     WrongRole(String),
+    /// A variable the primary sets for its workers is malformed.
+    #[error("{var}: {why}; start this program from a herd primary, which sets it")]
+    Environment {
+        /// The variable.
+        var: &'static str,
+        /// What is wrong with it.
+        why: String,
+    },
     /// The primary cannot find its own executable to start as a worker (or
     /// as a foreign worker's trampoline).
     #[error("cannot find this program's own executable to start workers with: set it in the settings (Settings::exec, or Foreign::trampoline)")]

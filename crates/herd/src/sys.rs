@@ -18,21 +18,33 @@ use nix::fcntl::{fcntl, FcntlArg, FdFlag};
 /// Takes ownership of a descriptor inherited from the parent (named by an
 /// environment variable), after checking that it is open.
 ///
-/// The caller must make sure nothing else in the process owns `fd`; herd calls
-/// it once per descriptor, guarded by a process-wide flag (`worker::connect`
-/// for the channel, `systemd::listen_fds` for sockets from systemd).
+/// Each number is taken at most once per process, whatever happens after:
+/// a caller that fails half-way (and so closes the descriptor) and is
+/// retried gets an error here instead of a second owner of a number that
+/// may by then name another file.
 pub(crate) fn take_inherited_fd(fd: RawFd) -> io::Result<OwnedFd> {
+    static TAKEN: std::sync::Mutex<std::collections::BTreeSet<RawFd>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
     if fd < 0 {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             "negative descriptor",
         ));
     }
+    let mut taken = TAKEN.lock().unwrap_or_else(|e| e.into_inner());
+    if taken.contains(&fd) {
+        return Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!("descriptor {fd} was already taken by this process (an earlier attempt that failed closed it); it is not taken twice"),
+        ));
+    }
     fcntl(fd, FcntlArg::F_GETFD).map_err(io::Error::from)?;
-    // SAFETY: the descriptor is open (F_GETFD succeeded), it was handed to this
-    // process by its parent for herd alone, and the process-wide flags in
-    // `worker::connect` and `systemd::listen_fds` ensure it is wrapped at most
-    // once, so no other owner exists that could close it behind our back.
+    taken.insert(fd);
+    // SAFETY: the descriptor is open (F_GETFD succeeded) and was handed to
+    // this process by its parent for herd alone; `TAKEN` records every
+    // number wrapped here, under its lock, so this is the first and only
+    // owner of it: no other `OwnedFd` for this number was made by herd
+    // before, and none will be.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 

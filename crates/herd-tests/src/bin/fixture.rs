@@ -349,6 +349,9 @@ async fn worker() {
             .unwrap_or(1);
         std::process::exit(code);
     }
+    if mode == "connect_twice" {
+        return connect_twice().await;
+    }
     let worker = Worker::connect().await.expect("connect");
     if mode == "garbage" {
         write_garbage();
@@ -525,6 +528,30 @@ fn accept_now() -> &'static tokio::sync::watch::Sender<bool> {
     static ACCEPT: std::sync::OnceLock<tokio::sync::watch::Sender<bool>> =
         std::sync::OnceLock::new();
     ACCEPT.get_or_init(|| tokio::sync::watch::channel(false).0)
+}
+
+/// `FIXTURE_MODE=connect_twice`, started by a test (not by a primary)
+/// with `HERD_CHANNEL_FD` naming a descriptor open on /dev/null: the first
+/// `Worker::connect` takes it and fails half-way (it cannot be registered
+/// with the runtime), closing it. Then another file is opened at that same
+/// number and `connect` is called again: it must fail without taking (and
+/// so closing) that file. Prints `{"first","second","reopened_still_open"}`.
+async fn connect_twice() {
+    use std::os::fd::AsRawFd;
+    let fd: i32 = std::env::var(herd::ENV_CHANNEL_FD)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let first = Worker::connect().await.err().map(|e| e.to_string());
+    let file = std::fs::File::open("/dev/null").unwrap();
+    // SAFETY: dup2 onto `fd`, a number this test owns (herd closed it);
+    // the file's own descriptor stays owned by `file`.
+    let r = unsafe { libc::dup2(file.as_raw_fd(), fd) };
+    assert_eq!(r, fd);
+    let second = Worker::connect().await.err().map(|e| e.to_string());
+    // SAFETY: F_GETFD only reads the descriptor's flags.
+    let still_open = unsafe { libc::fcntl(fd, libc::F_GETFD) } != -1;
+    out(json!({ "first": first, "second": second, "reopened_still_open": still_open }));
 }
 
 /// Writes bytes that are no valid frame straight onto the channel.

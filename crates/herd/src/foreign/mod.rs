@@ -65,9 +65,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use nix::sys::signal::Signal;
-
-use crate::{Error, ListenAddr, ListenOptions, EXIT_CANNOT_BOOT};
+use crate::{Error, ListenAddr, ListenOptions, Signal, EXIT_CANNOT_BOOT};
 
 mod accepting;
 pub(crate) mod notify;

@@ -61,7 +61,7 @@ impl From<std::process::ExitStatus> for ExitStatus {
     fn from(s: std::process::ExitStatus) -> Self {
         ExitStatus {
             code: s.code(),
-            signal: s.signal().and_then(|n| Signal::try_from(n).ok()),
+            signal: s.signal().and_then(Signal::from_raw),
         }
     }
 }

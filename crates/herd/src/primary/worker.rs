@@ -3,7 +3,7 @@
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Instant;
 
-use nix::sys::signal::{kill, Signal};
+use nix::sys::signal::kill;
 use nix::unistd::Pid;
 use serde::Serialize;
 use tokio::process::{ChildStderr, ChildStdout};
@@ -13,7 +13,7 @@ use crate::channel::wire::{Control, Heartbeat};
 use crate::primary::events::{Event, Events};
 use crate::primary::link::Link;
 use crate::primary::{ExitStatus, Inner};
-use crate::Error;
+use crate::{Error, Signal};
 
 /// Where a worker is in its life, as Node's `worker.state`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -193,7 +193,7 @@ impl WorkerHandle {
     /// Sends `signal` without marking the exit as deliberate.
     pub(crate) fn signal(&self, signal: Signal) {
         if !self.is_dead() {
-            let _ = kill(Pid::from_raw(self.shared.pid as i32), signal);
+            let _ = kill(Pid::from_raw(self.shared.pid as i32), signal.to_nix());
         }
     }
 

@@ -30,7 +30,7 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::Signal;
+use crate::Signal;
 use tokio::sync::mpsc;
 
 use crate::primary::{Event, ExitStatus, Primary, WorkerHandle};
@@ -284,8 +284,8 @@ impl Sup {
                 sig(SignalKind::terminate()),
                 sig(SignalKind::interrupt()),
                 sig(SignalKind::hangup()),
-                sig(SignalKind::from_raw(Signal::SIGTTIN as i32)),
-                sig(SignalKind::from_raw(Signal::SIGTTOU as i32)),
+                sig(SignalKind::from_raw(Signal::SIGTTIN.as_raw())),
+                sig(SignalKind::from_raw(Signal::SIGTTOU.as_raw())),
             )
         } else {
             (None, None, None, None, None)

@@ -17,17 +17,21 @@
 //! for, the channel is flushed and closed, and the process exits with code 0.
 //! If the primary goes away, the worker exits at once.
 
+mod busy;
+mod heartbeat;
 mod listener;
+#[cfg(feature = "axum")]
+mod serve;
 
 use std::collections::HashMap;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use serde::Serialize;
-use tokio::sync::{mpsc, oneshot, watch, Notify};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::addr::ListenOptions;
 use crate::channel::wire::{Control, Kind, VERSION};
@@ -35,8 +39,12 @@ use crate::channel::{Frame, Outbox, Reader};
 use crate::message::Message;
 use crate::sched::ListenAddr;
 use crate::{Error, ENV_CHANNEL_FD, ENV_WORKER_ID};
+pub use busy::Hold;
+pub(crate) use busy::{Accepting, Busy};
 use listener::ListenerShared;
 pub use listener::{Connection, Listener, PeerAddr};
+#[cfg(feature = "axum")]
+pub use serve::LINGER;
 
 /// A worker process's link to its primary. Cheap to clone; every clone is
 /// the same link.
@@ -62,10 +70,6 @@ struct Inner {
 
 static WORKER: OnceLock<Worker> = OnceLock::new();
 
-/// How long [`Worker::serve`] lets idle keep-alive connections linger after a
-/// disconnect begins, so that clients still using them get one last answer
-/// with `Connection: close` instead of a reset.
-pub const LINGER: Duration = Duration::from_secs(1);
 static CONNECTING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 impl Worker {
@@ -73,7 +77,11 @@ impl Worker {
     /// same link) and announces the worker online.
     ///
     /// # Errors
-    /// [`Error::WrongRole`] when this process was not started by a herd primary.
+    /// [`Error::WrongRole`] when this process was not started by a herd
+    /// primary; [`Error::Environment`] when the variables the primary sets
+    /// are malformed, or the channel was already taken by an earlier call
+    /// that failed half-way (it is not taken twice); [`Error::Io`] when the
+    /// channel cannot be set up.
     pub async fn connect() -> Result<Worker, Error> {
         let _guard = CONNECTING.lock().await;
         if let Some(w) = WORKER.get() {
@@ -86,21 +94,19 @@ impl Worker {
         let id: u32 = std::env::var(ENV_WORKER_ID)
             .ok()
             .and_then(|v| v.parse().ok())
-            .ok_or_else(|| {
-                Error::WrongRole(format!(
-                    "not a herd worker: {ENV_WORKER_ID} is missing or not a number"
-                ))
+            .ok_or_else(|| Error::Environment {
+                var: ENV_WORKER_ID,
+                why: "missing or not a number".into(),
             })?;
-        let raw: i32 = fd_text.parse().map_err(|_| {
-            Error::WrongRole(format!(
-                "{ENV_CHANNEL_FD}={fd_text:?} is not a descriptor number"
-            ))
+        let raw: i32 = fd_text.parse().map_err(|_| Error::Environment {
+            var: ENV_CHANNEL_FD,
+            why: format!("{fd_text:?} is not a descriptor number"),
         })?;
-        let fd = crate::sys::take_inherited_fd(raw).map_err(|e| {
-            Error::io(
-                format!("{ENV_CHANNEL_FD}={raw} is not an open descriptor"),
-                e,
-            )
+        // Taken once per process: a connect that fails below (and so
+        // closes the descriptor) is never retried on the same number.
+        let fd = crate::sys::take_inherited_fd(raw).map_err(|e| Error::Environment {
+            var: ENV_CHANNEL_FD,
+            why: format!("descriptor {raw}: {e}"),
         })?;
         // Our children must not inherit the channel.
         nix::fcntl::fcntl(
@@ -139,7 +145,7 @@ impl Worker {
             .and_then(|v| v.parse::<u64>().ok())
             .filter(|ms| *ms > 0)
             .map_or(Duration::from_secs(1), Duration::from_millis);
-        tokio::spawn(heartbeats(worker.clone(), every));
+        tokio::spawn(heartbeat::run(worker.clone(), every));
         let _ = WORKER.set(worker.clone());
         tracing::debug!(worker = id, "connected to the primary");
         Ok(worker)
@@ -341,40 +347,6 @@ impl Worker {
         *self.inner.disconnecting.borrow()
     }
 
-    /// Serves `app` on `listener` with axum until the worker disconnects,
-    /// without the keep-alive race that drops requests on a reload.
-    ///
-    /// A plain `with_graceful_shutdown` closes idle keep-alive connections
-    /// at once, and a client that sent its next request at that moment sees
-    /// a reset. Here, once the disconnect begins every response carries
-    /// `Connection: close` (so busy clients move to another worker after the
-    /// request they are making), and only connections still idle after
-    /// [`LINGER`] are closed.
-    #[cfg(feature = "axum")]
-    pub async fn serve(&self, listener: Listener, app: axum::Router) -> io::Result<()> {
-        use axum::http::{header, HeaderValue};
-        let w = self.clone();
-        let app = app.layer(axum::middleware::map_response(
-            move |mut res: axum::response::Response| {
-                let closing = w.is_disconnecting();
-                async move {
-                    if closing {
-                        res.headers_mut()
-                            .insert(header::CONNECTION, HeaderValue::from_static("close"));
-                    }
-                    res
-                }
-            },
-        ));
-        let disconnecting = self.disconnecting();
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                disconnecting.await;
-                tokio::time::sleep(LINGER).await;
-            })
-            .await
-    }
-
     /// Keeps the process alive through a graceful disconnect until the
     /// returned guard is dropped (for work that is not a connection).
     pub fn hold(&self) -> Hold {
@@ -426,45 +398,6 @@ async fn resolve(addr: &str) -> io::Result<ListenAddr> {
     })
 }
 
-/// Reports liveness and load at each interval. It runs on the worker's
-/// runtime, so a worker whose runtime is blocked stops beating, and the
-/// primary's nanny notices.
-async fn heartbeats(worker: Worker, every: Duration) {
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let started = std::time::Instant::now();
-    loop {
-        tick.tick().await;
-        let (rss, cpu_ms) = own_usage();
-        let beat = crate::channel::wire::Heartbeat {
-            uptime_ms: started.elapsed().as_millis() as u64,
-            rss,
-            cpu_ms,
-            open: worker.inner.busy.count.load(Ordering::Relaxed) as u64,
-            handled: worker.inner.busy.handled.load(Ordering::Relaxed),
-            app: worker.inner.status.lock().unwrap().clone(),
-        };
-        if worker
-            .inner
-            .outbox
-            .control(&Control::Heartbeat(beat), Vec::new())
-            .is_err()
-        {
-            return;
-        }
-    }
-}
-
-/// This process's resident memory (bytes) and CPU time (ms), from /proc;
-/// zeros where /proc cannot be read.
-fn own_usage() -> (u64, u64) {
-    use crate::procfs::{cpu_ms, rss_bytes, Proc};
-    (
-        rss_bytes(Proc::Me).unwrap_or(0),
-        cpu_ms(Proc::Me).unwrap_or(0),
-    )
-}
-
 async fn read_loop(worker: Worker, mut reader: Reader, messages: mpsc::UnboundedSender<Message>) {
     loop {
         match reader.next().await {
@@ -511,80 +444,4 @@ fn on_frame(
         }
     }
     Ok(())
-}
-
-/// Counts what keeps a disconnecting worker alive: open connections and
-/// [`Hold`]s.
-#[derive(Default)]
-pub(crate) struct Busy {
-    count: AtomicUsize,
-    /// Accepts under way (see [`Accepting`]).
-    accepting: AtomicUsize,
-    /// Connections accepted since start.
-    pub(crate) handled: AtomicU64,
-    idle: Notify,
-}
-
-impl Busy {
-    async fn idle(&self) {
-        loop {
-            let n = self.idle.notified();
-            tokio::pin!(n);
-            n.as_mut().enable();
-            if self.count.load(Ordering::SeqCst) == 0 && self.accepting.load(Ordering::SeqCst) == 0
-            {
-                return;
-            }
-            n.await;
-        }
-    }
-}
-
-/// An accept under way: from before a connection can come out of the
-/// socket (or the hand-off queue) until it is wrapped in a `Connection`
-/// with its [`Hold`]. A disconnect waits for it as for a connection; it is
-/// not counted as one (the heartbeat's `open`).
-pub(crate) struct Accepting {
-    busy: Arc<Busy>,
-}
-
-impl Accepting {
-    pub(crate) fn new(busy: Arc<Busy>) -> Accepting {
-        busy.accepting.fetch_add(1, Ordering::SeqCst);
-        Accepting { busy }
-    }
-}
-
-impl Drop for Accepting {
-    fn drop(&mut self) {
-        if self.busy.accepting.fetch_sub(1, Ordering::SeqCst) == 1 {
-            self.busy.idle.notify_waiters();
-        }
-    }
-}
-
-/// Keeps a disconnecting worker alive until dropped; see [`Worker::hold`].
-pub struct Hold {
-    busy: Arc<Busy>,
-}
-
-impl Hold {
-    pub(crate) fn new(busy: Arc<Busy>) -> Hold {
-        busy.count.fetch_add(1, Ordering::SeqCst);
-        Hold { busy }
-    }
-}
-
-impl Drop for Hold {
-    fn drop(&mut self) {
-        if self.busy.count.fetch_sub(1, Ordering::SeqCst) == 1 {
-            self.busy.idle.notify_waiters();
-        }
-    }
-}
-
-impl std::fmt::Debug for Hold {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Hold")
-    }
 }
