@@ -357,6 +357,10 @@ async fn worker() {
         write_garbage();
         std::future::pending::<()>().await;
     }
+    if mode == "hostlisten" {
+        write_host_listen(worker.id());
+        std::future::pending::<()>().await;
+    }
     let id = worker.id();
     if std::env::var("FIXTURE_ANNOUNCE_DISCONNECT").as_deref() == Ok("1") {
         let w = worker.clone();
@@ -554,17 +558,36 @@ async fn connect_twice() {
     out(json!({ "first": first, "second": second, "reopened_still_open": still_open }));
 }
 
-/// Writes bytes that are no valid frame straight onto the channel.
-fn write_garbage() {
+/// Writes, straight onto the channel, a well-formed `listen` frame whose
+/// address is a host name (as a worker written from docs/protocol.md in
+/// another language might): the wire carries addresses only.
+fn write_host_listen(id: u32) {
+    let body = json!({
+        "type": "listen", "seq": 1000 + id,
+        "addr": {"tcp": "no-such-host.invalid:80"}, "index": 0,
+    })
+    .to_string();
+    let mut frame = (body.len() as u32).to_le_bytes().to_vec();
+    frame.extend_from_slice(&[0, 0, 0, 0]);
+    frame.extend_from_slice(body.as_bytes());
+    write_channel(&frame);
+}
+
+/// Writes `bytes` straight onto the channel.
+fn write_channel(bytes: &[u8]) {
     let fd: i32 = std::env::var(herd::ENV_CHANNEL_FD)
         .unwrap()
         .parse()
         .unwrap();
-    let junk = b"\xde\xad\xbe\xef this is not a herd frame \xff\xff\xff\xff";
     // SAFETY: `fd` is the channel socket, open for this process's whole
     // life; writing to it is the deliberate misbehaviour under test.
-    let n = unsafe { libc::write(fd, junk.as_ptr().cast(), junk.len()) };
-    assert_eq!(n, junk.len() as isize);
+    let n = unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
+    assert_eq!(n, bytes.len() as isize);
+}
+
+/// Writes bytes that are no valid frame straight onto the channel.
+fn write_garbage() {
+    write_channel(b"\xde\xad\xbe\xef this is not a herd frame \xff\xff\xff\xff");
 }
 
 /// `FIXTURE_SUPERVISE=N` runs the primary under `supervise` with N workers;
