@@ -44,6 +44,9 @@ fn a_worker_listening_on_localhost_resolves_it_itself_and_serves() {
         "{address}"
     );
     assert!(!address.ends_with(":0"), "{address}");
-    assert!(event["kind"] == "tcp4" || event["kind"] == "tcp6", "{event}");
+    assert!(
+        event["kind"] == "tcp4" || event["kind"] == "tcp6",
+        "{event}"
+    );
     assert_eq!(http_get(&address, "/").unwrap(), format!("worker {id}\n"));
 }

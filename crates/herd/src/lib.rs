@@ -66,11 +66,10 @@ pub mod systemd;
 pub mod worker;
 
 pub use addr::{AddrKind, ListenAddr, ListenOptions};
-pub use channel::wire::Heartbeat;
 pub use error::{Error, Result};
 pub use message::Message;
 pub use primary::{
-    Event, Events, ExitStatus, Primary, Readiness, Settings, WorkerHandle, WorkerState,
+    Event, Events, ExitStatus, Heartbeat, Primary, Readiness, Settings, WorkerHandle, WorkerState,
     WorkerStatus,
 };
 pub use sched::Policy;

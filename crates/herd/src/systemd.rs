@@ -27,6 +27,7 @@ pub const LISTEN_FDS_START: i32 = 3;
 
 /// A socket that the service manager passed to this process.
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct ListenFd {
     /// Its name from `LISTEN_FDNAMES` (systemd's `FileDescriptorName=`),
     /// if one was given.

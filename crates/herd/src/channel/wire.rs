@@ -113,7 +113,7 @@ pub enum Control {
     /// The worker finished its warm-up (explicit readiness).
     Ready,
     /// The worker is alive: sent every heartbeat interval.
-    Heartbeat(Heartbeat),
+    Heartbeat(Beat),
 
     // ---- primary -> worker ----
     /// Answer to `Listen`. `mode` is "handoff" (the worker's connection
@@ -138,10 +138,11 @@ pub enum Control {
     Disconnect,
 }
 
-/// What a worker reports at each heartbeat.
+/// What a worker reports at each heartbeat, as it travels (the public
+/// [`crate::Heartbeat`] is what the primary makes of it).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
-pub struct Heartbeat {
+pub struct Beat {
     /// Milliseconds since the worker connected.
     pub uptime_ms: u64,
     /// Resident memory in bytes (0 where unknown).

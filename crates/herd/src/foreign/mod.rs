@@ -287,6 +287,7 @@ impl Foreign {
 
 /// A socket the primary bound (or adopted) for foreign workers.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Bound {
     /// Its name in `LISTEN_FDNAMES`.
     pub name: String,

@@ -38,11 +38,12 @@ use events::Bus;
 pub use events::{Event, Events};
 use runtime::Forker;
 pub use settings::{Readiness, Settings};
-pub use status::WorkerStatus;
+pub use status::{Heartbeat, WorkerStatus};
 pub use worker::{WorkerHandle, WorkerState};
 
 /// How a worker's process ended: an exit code or a signal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub struct ExitStatus {
     /// The exit code, if the process exited.
     pub code: Option<i32>,

@@ -4,6 +4,7 @@
 use serde::Serialize;
 
 use super::{Primary, WorkerState};
+use crate::channel::wire::Beat;
 use crate::procfs::{self, Proc};
 
 /// One worker as [`Primary::status`] shows it.
@@ -36,6 +37,39 @@ pub struct WorkerStatus {
     /// What the worker says of itself: `STATUS=` for a foreign worker, its
     /// heartbeat's application fields for a herd-aware one.
     pub status: Option<String>,
+}
+
+/// What a herd-aware worker last reported of itself (see
+/// [`WorkerHandle::last_heartbeat`](crate::WorkerHandle::last_heartbeat)).
+/// A foreign worker's has only `handled` (from `HERD_HANDLED=`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct Heartbeat {
+    /// Milliseconds since the worker connected.
+    pub uptime_ms: u64,
+    /// Resident memory in bytes (0 where unknown).
+    pub rss: u64,
+    /// CPU time used, user plus system, in milliseconds (0 where unknown).
+    pub cpu_ms: u64,
+    /// Connections open now.
+    pub open: u64,
+    /// Connections accepted since the worker started.
+    pub handled: u64,
+    /// Fields the application set with [`Worker::set_status`](crate::Worker::set_status).
+    pub app: serde_json::Map<String, serde_json::Value>,
+}
+
+impl From<Beat> for Heartbeat {
+    fn from(b: Beat) -> Heartbeat {
+        Heartbeat {
+            uptime_ms: b.uptime_ms,
+            rss: b.rss,
+            cpu_ms: b.cpu_ms,
+            open: b.open,
+            handled: b.handled,
+            app: b.app,
+        }
+    }
 }
 
 impl Primary {

@@ -9,9 +9,10 @@ use serde::Serialize;
 use tokio::process::{ChildStderr, ChildStdout};
 use tokio::sync::watch;
 
-use crate::channel::wire::{Control, Heartbeat};
+use crate::channel::wire::{Beat, Control};
 use crate::primary::events::{Event, Events};
 use crate::primary::link::Link;
+use crate::primary::Heartbeat;
 use crate::primary::{ExitStatus, Inner};
 use crate::{Error, Signal};
 
@@ -274,8 +275,8 @@ impl WorkerHandle {
         self.shared.started
     }
 
-    pub(crate) fn heartbeat(&self, beat: Heartbeat) {
-        *self.shared.beat.lock().unwrap() = Some((Instant::now(), beat));
+    pub(crate) fn heartbeat(&self, beat: Beat) {
+        *self.shared.beat.lock().unwrap() = Some((Instant::now(), beat.into()));
     }
 
     /// A foreign worker's heartbeat: the time moves, the contents stay.

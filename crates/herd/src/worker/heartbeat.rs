@@ -17,7 +17,7 @@ pub(super) async fn run(worker: Worker, every: Duration) {
     loop {
         tick.tick().await;
         let (rss, cpu_ms) = own_usage();
-        let beat = crate::channel::wire::Heartbeat {
+        let beat = crate::channel::wire::Beat {
             uptime_ms: started.elapsed().as_millis() as u64,
             rss,
             cpu_ms,
