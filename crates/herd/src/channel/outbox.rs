@@ -1,0 +1,266 @@
+//! The sending half of a channel: frames queued under a short lock and
+//! flushed by one writer task per channel (see the module docs of
+//! `channel`).
+
+use std::io::{self, IoSlice};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+use serde::Serialize;
+use tokio::sync::Notify;
+
+use super::wire::{Control, Header, Kind, HEADER_LEN, MAX_BODY, MAX_FDS};
+use super::UnixStream;
+use crate::error::Error;
+
+/// Senders wait while more than this many bytes are queued.
+pub const HIGH_WATER: usize = 8 << 20;
+
+#[derive(Default)]
+struct OutState {
+    buf: Vec<u8>,
+    /// Descriptors to attach at a byte offset of `buf` (a frame's start).
+    fds: Vec<(usize, Vec<OwnedFd>)>,
+    closed: bool,
+    /// The writer task holds bytes it has not finished writing.
+    writing: bool,
+}
+
+/// The sending half of a channel; cheap to share.
+pub struct Outbox {
+    state: Mutex<OutState>,
+    stream: Arc<UnixStream>,
+    wake_writer: Notify,
+    drained: Notify,
+}
+
+impl Outbox {
+    /// Starts the writer task for `stream` and returns the outbox feeding it.
+    pub fn start(stream: Arc<UnixStream>) -> Arc<Outbox> {
+        let outbox = Arc::new(Outbox {
+            state: Mutex::new(OutState::default()),
+            stream: stream.clone(),
+            wake_writer: Notify::new(),
+            drained: Notify::new(),
+        });
+        tokio::spawn(writer(stream, outbox.clone()));
+        outbox
+    }
+
+    /// Queues a control frame. Control frames skip backpressure: they are
+    /// small and must not wait behind the application's messages.
+    pub fn control(&self, msg: &Control, fds: Vec<OwnedFd>) -> Result<(), Error> {
+        let mut st = self.state.lock().unwrap();
+        if st.closed {
+            return Err(Error::ChannelClosed);
+        }
+        push_frame(&mut st, Kind::Control, msg, fds)?;
+        self.write_or_wake(st);
+        Ok(())
+    }
+
+    /// Queues a user message, waiting while the queue is over [`HIGH_WATER`].
+    pub async fn user<T: Serialize + ?Sized>(&self, msg: &T) -> Result<(), Error> {
+        loop {
+            let drained = self.drained.notified();
+            tokio::pin!(drained);
+            drained.as_mut().enable();
+            {
+                let mut st = self.state.lock().unwrap();
+                if st.closed {
+                    return Err(Error::ChannelClosed);
+                }
+                if st.buf.len() < HIGH_WATER {
+                    push_frame(&mut st, Kind::User, msg, Vec::new())?;
+                    self.write_or_wake(st);
+                    return Ok(());
+                }
+            }
+            drained.await;
+        }
+    }
+
+    /// Called with a frame just queued: when the writer is idle (it has
+    /// written everything it took, so no byte can overtake another) and no
+    /// queued frame carries descriptors, writes the queue now; otherwise, or
+    /// for what the socket does not take at once, wakes the writer.
+    fn write_or_wake(&self, mut st: MutexGuard<'_, OutState>) {
+        if !st.writing && st.fds.is_empty() {
+            match self.stream.try_write(&st.buf) {
+                Ok(n) if n == st.buf.len() => {
+                    st.buf.clear();
+                    return;
+                }
+                Ok(n) => {
+                    st.buf.drain(..n);
+                }
+                // WouldBlock, or an error that the writer meets again and
+                // handles (closing the channel).
+                Err(_) => {}
+            }
+        }
+        drop(st);
+        self.wake_writer.notify_one();
+    }
+
+    /// Stops accepting frames; the writer flushes what is queued, then shuts
+    /// the socket's write side so the peer reads end-of-file.
+    pub fn close(&self) {
+        self.state.lock().unwrap().closed = true;
+        self.wake_writer.notify_one();
+        self.drained.notify_waiters();
+    }
+
+    /// Waits until everything queued has been written (or the channel failed).
+    pub async fn flushed(&self) {
+        loop {
+            let drained = self.drained.notified();
+            tokio::pin!(drained);
+            drained.as_mut().enable();
+            {
+                let st = self.state.lock().unwrap();
+                if st.buf.is_empty() {
+                    return;
+                }
+            }
+            drained.await;
+        }
+    }
+}
+
+fn push_frame<T: Serialize + ?Sized>(
+    st: &mut OutState,
+    kind: Kind,
+    msg: &T,
+    fds: Vec<OwnedFd>,
+) -> Result<(), Error> {
+    debug_assert!(fds.len() <= MAX_FDS);
+    let start = st.buf.len();
+    st.buf.extend_from_slice(&[0u8; HEADER_LEN]);
+    if let Err(e) = serde_json::to_writer(&mut st.buf, msg) {
+        st.buf.truncate(start);
+        return Err(Error::Codec(e));
+    }
+    let len = st.buf.len() - start - HEADER_LEN;
+    if len > MAX_BODY {
+        st.buf.truncate(start);
+        return Err(Error::TooLarge {
+            size: len,
+            max: MAX_BODY,
+        });
+    }
+    let header = Header {
+        len,
+        kind,
+        nfds: fds.len(),
+    };
+    st.buf[start..start + HEADER_LEN].copy_from_slice(&header.encode());
+    if !fds.is_empty() {
+        st.fds.push((start, fds));
+    }
+    Ok(())
+}
+
+async fn writer(stream: Arc<UnixStream>, outbox: Arc<Outbox>) {
+    let mut buf = Vec::new();
+    let mut fds = Vec::new();
+    loop {
+        let closing = {
+            let mut st = outbox.state.lock().unwrap();
+            std::mem::swap(&mut buf, &mut st.buf);
+            std::mem::swap(&mut fds, &mut st.fds);
+            st.writing = !buf.is_empty();
+            st.closed
+        };
+        if buf.is_empty() {
+            outbox.drained.notify_waiters();
+            if closing {
+                break;
+            }
+            outbox.wake_writer.notified().await;
+            continue;
+        }
+        if let Err(e) = write_all(&stream, &buf, &mut fds).await {
+            tracing::debug!(error = %e, "channel write failed; closing the channel");
+            let mut st = outbox.state.lock().unwrap();
+            st.closed = true;
+            st.buf.clear();
+            st.fds.clear();
+            drop(st);
+            outbox.drained.notify_waiters();
+            return;
+        }
+        buf.clear();
+        fds.clear();
+        outbox.drained.notify_waiters();
+    }
+    let _ = nix::sys::socket::shutdown(stream.as_raw_fd(), nix::sys::socket::Shutdown::Write);
+}
+
+/// Writes `buf`, attaching each descriptor set to the byte at its offset.
+async fn write_all(
+    stream: &UnixStream,
+    buf: &[u8],
+    fds: &mut [(usize, Vec<OwnedFd>)],
+) -> io::Result<()> {
+    let mut pos = 0;
+    let mut next_fd = 0;
+    while pos < buf.len() {
+        // Bytes up to the next descriptor boundary go without ancillary data.
+        let (end, attach) = match fds.get(next_fd) {
+            Some((off, _)) if *off == pos => {
+                let end = fds.get(next_fd + 1).map_or(buf.len(), |(o, _)| *o);
+                (end, Some(next_fd))
+            }
+            Some((off, _)) => (*off, None),
+            None => (buf.len(), None),
+        };
+        let n = match attach {
+            Some(i) => {
+                let raw: Vec<RawFd> = fds[i].1.iter().map(|f| f.as_raw_fd()).collect();
+                let n = send_with_fds(stream, &buf[pos..end], &raw).await?;
+                next_fd += 1;
+                n
+            }
+            None => write_some(stream, &buf[pos..end]).await?,
+        };
+        pos += n;
+        // The rest of a partially sent range goes as plain bytes.
+        while pos < end {
+            pos += write_some(stream, &buf[pos..end]).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn write_some(stream: &UnixStream, bytes: &[u8]) -> io::Result<usize> {
+    loop {
+        match stream.try_write(bytes) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => return Ok(n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => stream.writable().await?,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+async fn send_with_fds(stream: &UnixStream, bytes: &[u8], fds: &[RawFd]) -> io::Result<usize> {
+    let iov = [IoSlice::new(bytes)];
+    let cmsg = [ControlMessage::ScmRights(fds)];
+    loop {
+        let res = sendmsg::<()>(
+            stream.as_raw_fd(),
+            &iov,
+            &cmsg,
+            MsgFlags::MSG_NOSIGNAL | MsgFlags::MSG_DONTWAIT,
+            None,
+        )
+        .map_err(io::Error::from);
+        match res {
+            Ok(n) => return Ok(n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => stream.writable().await?,
+            Err(e) => return Err(e),
+        }
+    }
+}

@@ -1,0 +1,348 @@
+//! The primary's table of listens: one entry per distinct listen, each
+//! holding its policy object (see [`super::Share`]), and which workers are
+//! in it, listening and ready.
+
+use std::collections::{BTreeSet, HashMap};
+use std::io;
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use socket2::Socket;
+
+use super::{bind, handoff, lc, reuseport, rr, shared, Link, ListenAddr, Policy, Share};
+use crate::addr::ListenOptions;
+use crate::channel::wire::{Control, ListenMode};
+
+/// The address a bound socket ended up with (the real port where 0 was
+/// asked).
+fn bound_address(addr: &ListenAddr, sock: &Socket) -> ListenAddr {
+    let local = sock.local_addr().ok().and_then(|a| a.as_socket());
+    match (addr, local) {
+        (ListenAddr::Tcp(_), Some(a)) => ListenAddr::Tcp(a),
+        (ListenAddr::Udp(_), Some(a)) => ListenAddr::Udp(a),
+        (other, _) => other.clone(),
+    }
+}
+
+/// What identifies a listen: the address and the worker's k-th listen of
+/// it (as Node keys its handles), or a socket bound for foreign workers.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Key {
+    Listen(ListenAddr, u32),
+    Preset(u32),
+}
+
+struct Entry {
+    key: Key,
+    address: ListenAddr,
+    share: Box<dyn Share>,
+    workers: BTreeSet<u32>,
+    /// Workers that confirmed they accept (routed to once also ready).
+    listening: BTreeSet<u32>,
+    unix_path: Option<PathBuf>,
+    /// Made by [`Table::preset`]: stays open when its last worker leaves.
+    pinned: bool,
+}
+
+impl Drop for Entry {
+    fn drop(&mut self) {
+        if let Some(path) = &self.unix_path {
+            let _ = std::fs::remove_file(path);
+        }
+        tracing::debug!(key = ?self.key, "last worker left; listener closed");
+    }
+}
+
+#[derive(Default)]
+struct TableInner {
+    next_handle: u32,
+    by_key: HashMap<Key, u32>,
+    entries: HashMap<u32, Entry>,
+    /// Workers past their warm-up: only they are routed to.
+    ready: BTreeSet<u32>,
+    links: HashMap<u32, Link>,
+    /// successor -> predecessor, for replacements in progress.
+    successor_of: HashMap<u32, u32>,
+}
+
+/// The primary's listens, by handle id.
+#[derive(Default)]
+pub(crate) struct Table {
+    inner: Mutex<TableInner>,
+}
+
+impl Table {
+    /// A worker asks to listen. Returns the reply and the descriptors to
+    /// attach to it.
+    pub fn listen(
+        &self,
+        policy: Policy,
+        link: &Link,
+        seq: u64,
+        addr: &ListenAddr,
+        index: u32,
+        opts: ListenOptions,
+    ) -> (Control, Vec<OwnedFd>) {
+        let failed = |e: io::Error| {
+            let mut message = format!("cannot listen on {addr}: {e}");
+            if e.kind() == io::ErrorKind::PermissionDenied {
+                message.push_str(" (ports below 1024 need root or CAP_NET_BIND_SERVICE)");
+            } else if e.kind() == io::ErrorKind::AddrInUse {
+                message.push_str(" (another process holds it: stop it or choose another port)");
+            }
+            tracing::debug!(worker = link.id, "{message}");
+            (
+                Control::ListenFailed {
+                    seq,
+                    errno: e.raw_os_error().unwrap_or(libc_einval()),
+                    message,
+                },
+                Vec::new(),
+            )
+        };
+        let parsed = addr;
+        let key = Key::Listen(parsed.clone(), index);
+        let mut t = self.inner.lock().unwrap();
+        let handle = match t.by_key.get(&key) {
+            Some(h) => *h,
+            None => {
+                t.next_handle += 1;
+                let handle = t.next_handle;
+                match create(policy, parsed, &opts, None) {
+                    Ok((share, address)) => {
+                        let unix_path = parsed.path().map(PathBuf::from);
+                        t.by_key.insert(key.clone(), handle);
+                        t.entries.insert(
+                            handle,
+                            Entry {
+                                key,
+                                address,
+                                share,
+                                workers: BTreeSet::new(),
+                                listening: BTreeSet::new(),
+                                unix_path,
+                                pinned: false,
+                            },
+                        );
+                        handle
+                    }
+                    Err(e) => return failed(e),
+                }
+            }
+        };
+        let predecessor = t.successor_of.get(&link.id).copied();
+        t.links.insert(link.id, link.clone());
+        let entry = t.entries.get_mut(&handle).expect("entry exists");
+        if let Some(pred) = predecessor.filter(|p| entry.workers.contains(p)) {
+            entry.share.inherit(link.id, pred);
+        }
+        match entry.share.add(link) {
+            Ok((mode, fds)) => {
+                entry.workers.insert(link.id);
+                let reply = Control::Listened {
+                    seq,
+                    handle,
+                    mode,
+                    address: entry.address.clone(),
+                    count_closes: entry.share.count_closes(),
+                };
+                (reply, fds)
+            }
+            Err(e) => {
+                if entry.workers.is_empty() {
+                    let key = entry.key.clone();
+                    t.entries.remove(&handle);
+                    t.by_key.remove(&key);
+                }
+                failed(e)
+            }
+        }
+    }
+
+    /// The worker accepts on `handle`; returns the address for the event.
+    /// Connections are routed to it once it is also ready.
+    pub fn listening(&self, link: &Link, handle: u32) -> Option<ListenAddr> {
+        let mut t = self.inner.lock().unwrap();
+        let ready = t.ready.contains(&link.id);
+        let entry = t.entries.get_mut(&handle)?;
+        if !entry.workers.contains(&link.id) {
+            return None;
+        }
+        entry.listening.insert(link.id);
+        if ready {
+            entry.share.listening(link);
+        }
+        Some(entry.address.clone())
+    }
+
+    /// The worker finished its warm-up: route to it wherever it listens.
+    pub fn set_ready(&self, worker: u32) {
+        let mut t = self.inner.lock().unwrap();
+        if !t.ready.insert(worker) {
+            return;
+        }
+        let Some(link) = t.links.get(&worker).cloned() else {
+            return;
+        };
+        for e in t.entries.values_mut() {
+            if e.listening.contains(&worker) {
+                e.share.listening(&link);
+            }
+        }
+    }
+
+    /// The next worker forked with `successor` replaces `predecessor`.
+    pub fn set_successor(&self, successor: u32, predecessor: u32) {
+        self.inner
+            .lock()
+            .unwrap()
+            .successor_of
+            .insert(successor, predecessor);
+    }
+
+    /// Binds `addr` now (or adopts `socket`, already bound and listening)
+    /// for workers that are handed their sockets at start (foreign
+    /// workers). The entry stays open for the primary's life, so a port
+    /// chosen by the kernel (port 0) stays the same through respawns.
+    /// Returns the handle and the address as bound.
+    pub fn preset(
+        &self,
+        policy: Policy,
+        addr: &ListenAddr,
+        opts: ListenOptions,
+        socket: Option<Socket>,
+    ) -> io::Result<(u32, ListenAddr)> {
+        let mut t = self.inner.lock().unwrap();
+        t.next_handle += 1;
+        let handle = t.next_handle;
+        let (share, address) = create(policy, addr, &opts, socket)?;
+        let key = Key::Preset(handle);
+        t.by_key.insert(key.clone(), handle);
+        t.entries.insert(
+            handle,
+            Entry {
+                key,
+                address: address.clone(),
+                share,
+                workers: BTreeSet::new(),
+                listening: BTreeSet::new(),
+                unix_path: None,
+                pinned: true,
+            },
+        );
+        Ok((handle, address))
+    }
+
+    /// Adds a worker that cannot take hand-offs to a preset entry and
+    /// returns the socket it accepts on (a successor gets its predecessor's
+    /// under `reuseport`).
+    pub fn attach(&self, handle: u32, link: &Link) -> io::Result<OwnedFd> {
+        let mut t = self.inner.lock().unwrap();
+        let predecessor = t.successor_of.get(&link.id).copied();
+        let entry = t
+            .entries
+            .get_mut(&handle)
+            .ok_or_else(|| io::Error::other(format!("no listen with handle {handle}")))?;
+        if let Some(pred) = predecessor.filter(|p| entry.workers.contains(p)) {
+            entry.share.inherit(link.id, pred);
+        }
+        let (mode, fds) = entry.share.add(link)?;
+        entry.workers.insert(link.id);
+        match (mode, fds.into_iter().next()) {
+            (ListenMode::Socket, Some(fd)) => Ok(fd),
+            _ => Err(io::Error::other(
+                "this policy gives workers no socket of their own",
+            )),
+        }
+    }
+
+    pub fn unlisten(&self, worker: u32, handle: u32) {
+        let mut t = self.inner.lock().unwrap();
+        Self::leave(&mut t, worker, handle);
+    }
+
+    pub fn remove_worker(&self, worker: u32) {
+        let mut t = self.inner.lock().unwrap();
+        t.ready.remove(&worker);
+        t.links.remove(&worker);
+        t.successor_of.remove(&worker);
+        t.successor_of.retain(|_, p| *p != worker);
+        let handles: Vec<u32> = t
+            .entries
+            .iter()
+            .filter(|(_, e)| e.workers.contains(&worker))
+            .map(|(h, _)| *h)
+            .collect();
+        for h in handles {
+            Self::leave(&mut t, worker, h);
+        }
+    }
+
+    fn leave(t: &mut TableInner, worker: u32, handle: u32) {
+        let Some(entry) = t.entries.get_mut(&handle) else {
+            return;
+        };
+        if !entry.workers.remove(&worker) {
+            return;
+        }
+        entry.listening.remove(&worker);
+        entry.share.remove(worker);
+        if entry.workers.is_empty() && !entry.pinned {
+            if let Some(e) = t.entries.remove(&handle) {
+                t.by_key.remove(&e.key);
+            }
+        }
+    }
+
+    pub fn stop_routing(&self, worker: u32) {
+        let mut t = self.inner.lock().unwrap();
+        for e in t.entries.values_mut() {
+            if e.workers.contains(&worker) {
+                e.share.stop(worker);
+            }
+        }
+    }
+
+    pub fn closed(&self, worker: u32, handle: u32, n: u32) {
+        if let Some(e) = self.inner.lock().unwrap().entries.get_mut(&handle) {
+            e.share.closed(worker, n);
+        }
+    }
+}
+
+fn libc_einval() -> i32 {
+    nix::errno::Errno::EINVAL as i32
+}
+
+fn create(
+    policy: Policy,
+    addr: &ListenAddr,
+    opts: &ListenOptions,
+    socket: Option<Socket>,
+) -> io::Result<(Box<dyn Share>, ListenAddr)> {
+    let datagram = matches!(addr, ListenAddr::Udp(_));
+    let unix = matches!(addr, ListenAddr::Unix(_));
+    let reuse_port = policy == Policy::ReusePort && !unix;
+    let sock = match socket {
+        Some(s) => s,
+        None => bind(addr, opts, reuse_port)?,
+    };
+    let address = bound_address(addr, &sock);
+    let share: Box<dyn Share> = match policy {
+        _ if reuse_port => Box::new(reuseport::ReusePort::new(addr.clone(), *opts, sock)?),
+        Policy::Shared | Policy::ReusePort => Box::new(shared::SharedSocket::new(sock)),
+        _ if datagram => Box::new(shared::SharedSocket::new(sock)),
+        Policy::RoundRobin => Box::new(handoff::Handoff::start(
+            sock,
+            Box::new(rr::RoundRobin::default()),
+            false,
+        )?),
+        Policy::LeastConnections => Box::new(handoff::Handoff::start(
+            sock,
+            Box::new(lc::LeastConnections::default()),
+            true,
+        )?),
+    };
+    Ok((share, address))
+}
