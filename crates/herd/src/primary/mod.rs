@@ -423,9 +423,9 @@ impl Primary {
                 let (connections, handled, status) = if w.is_foreign() {
                     let handled = beat.as_ref().map(|(_, b)| b.handled).filter(|h| *h > 0);
                     (
-                        inodes.as_ref().and_then(|i| {
-                            crate::procfs::count_sockets(crate::procfs::Proc::Pid(w.pid()), i)
-                        }),
+                        inodes
+                            .as_ref()
+                            .and_then(|i| crate::procfs::count_sockets(crate::procfs::Proc::Pid(w.pid()), i)),
                         handled,
                         w.shared.status_text.lock().unwrap().clone(),
                     )
