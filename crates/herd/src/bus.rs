@@ -10,22 +10,26 @@ use tokio::sync::mpsc;
 
 /// The sending side, shared by whoever emits.
 pub(crate) struct Bus<T> {
-    subs: Mutex<Vec<mpsc::UnboundedSender<T>>>,
+    /// The subscribers; `None` once the bus is closed.
+    subs: Mutex<Option<Vec<mpsc::UnboundedSender<T>>>>,
 }
 
 impl<T> Default for Bus<T> {
     fn default() -> Self {
         Bus {
-            subs: Mutex::new(Vec::new()),
+            subs: Mutex::new(Some(Vec::new())),
         }
     }
 }
 
 impl<T: Clone> Bus<T> {
     /// A new subscription: the items emitted from now on.
+    /// (On a closed bus: a subscription that ends at once.)
     pub fn subscribe(&self) -> Subscription<T> {
         let (tx, rx) = mpsc::unbounded_channel();
-        self.subs.lock().unwrap().push(tx);
+        if let Some(subs) = self.subs.lock().unwrap().as_mut() {
+            subs.push(tx);
+        }
         Subscription { rx }
     }
 
@@ -33,14 +37,24 @@ impl<T: Clone> Bus<T> {
     /// skipped).
     pub fn has_subscribers(&self) -> bool {
         let mut subs = self.subs.lock().unwrap();
+        let Some(subs) = subs.as_mut() else {
+            return false;
+        };
         subs.retain(|s| !s.is_closed());
         !subs.is_empty()
     }
 
     /// Sends `item` to every subscriber; forgets those that are gone.
     pub fn emit(&self, item: T) {
-        let mut subs = self.subs.lock().unwrap();
-        subs.retain(|s| s.send(item.clone()).is_ok());
+        if let Some(subs) = self.subs.lock().unwrap().as_mut() {
+            subs.retain(|s| s.send(item.clone()).is_ok());
+        }
+    }
+
+    /// Ends every subscription (after what was emitted); nothing more is
+    /// sent.
+    pub fn close(&self) {
+        self.subs.lock().unwrap().take();
     }
 }
 
@@ -94,5 +108,11 @@ mod tests {
         bus.emit(3);
         assert!(bus.has_subscribers());
         assert_eq!(b.try_next(), Some(3));
+        bus.close();
+        bus.emit(4);
+        assert_eq!(b.try_next(), None);
+        assert!(!bus.has_subscribers());
+        let mut late = bus.subscribe();
+        assert_eq!(late.try_next(), None);
     }
 }

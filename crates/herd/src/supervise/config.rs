@@ -206,8 +206,13 @@ impl Supervision {
     }
 
     /// Whether the supervisor handles TERM and INT (stop; a second one
-    /// kills), HUP (reload), TTIN and TTOU (one worker more or less).
-    /// On by default.
+    /// kills), HUP (reload), TTIN and TTOU (one worker more or less), from
+    /// the start of [`Supervisor::run`] to its end. On by default. (Once a
+    /// handler is installed the process keeps it: after `run` returns,
+    /// these signals no longer end the process by themselves. Exit with
+    /// the code `run` returned.)
+    ///
+    /// [`Supervisor::run`]: crate::Supervisor::run
     pub fn handle_signals(mut self, on: bool) -> Self {
         self.handle_signals = on;
         self

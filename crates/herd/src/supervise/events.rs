@@ -111,6 +111,15 @@ impl fmt::Display for SupervisorEvent {
     }
 }
 
+/// `now`, or `in 200ms`.
+pub(crate) fn when(after: Duration) -> String {
+    if after.is_zero() {
+        "now".into()
+    } else {
+        format!("in {after:?}")
+    }
+}
+
 /// A rolling restart's progress, in [`SupervisorEvent::Reload`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -262,6 +271,12 @@ impl Emitter {
         }
     }
 
+    /// Ends both streams: the supervisor has stopped.
+    pub fn close(&self) {
+        self.supervisor.close();
+        self.all.close();
+    }
+
     pub fn subscribe(&self) -> SupervisorEvents {
         SupervisorEvents {
             sub: self.supervisor.subscribe(),
@@ -278,7 +293,9 @@ impl Emitter {
 /// A stream of [`SupervisorEvent`]s, from
 /// [`Supervisor::events`](crate::Supervisor::events): those that happen
 /// after it was made. Use [`next`](Self::next) in a loop, or as a
-/// `futures_core::Stream`. It ends when the supervisor is gone.
+/// `futures_core::Stream`. It ends when [`Supervisor::run`] returns.
+///
+/// [`Supervisor::run`]: crate::Supervisor::run
 pub struct SupervisorEvents {
     sub: Subscription<SupervisorEvent>,
 }
@@ -303,7 +320,8 @@ impl futures_core::Stream for SupervisorEvents {
 }
 
 /// A stream of [`ClusterEvent`]s, from
-/// [`Supervisor::cluster_events`](crate::Supervisor::cluster_events).
+/// [`Supervisor::cluster_events`](crate::Supervisor::cluster_events). It
+/// ends when [`Supervisor::run`](crate::Supervisor::run) returns.
 pub struct ClusterEvents {
     sub: Subscription<ClusterEvent>,
 }

@@ -8,13 +8,12 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::breaker::{Breaker, Verdict};
-use super::config::{Restart, Supervision, EXIT_CANNOT_BOOT};
+use super::breaker::Breaker;
+use super::config::Supervision;
 use super::core::{Core, Kill};
 use super::events::{Emitter, RecycleReason, SupervisorEvent};
-use super::health::{self, Jitter};
+use super::health::Jitter;
 use super::replace::ReplaceQueue;
-use super::status::{ClusterStatus, LastExit, ReloadStatus, SlotState, SlotStatus, Snapshot};
 use super::{ReloadDone, ReloadError};
 use crate::primary::{Event, ExitStatus};
 
@@ -385,253 +384,6 @@ impl<C: Core> Machine<C> {
         }
         self.emit(SupervisorEvent::Stopping);
     }
-
-    // ---- the slots ----
-
-    fn spawn(&mut self, slot: usize, respawn: bool) {
-        if self.stopping {
-            return;
-        }
-        match self.core.fork() {
-            Ok(id) => {
-                let recycle_after = self.jitter.recycle_point(&self.cfg);
-                let Some(s) = self.slots.get_mut(&slot) else {
-                    return;
-                };
-                s.restarts += u32::from(respawn);
-                s.state = State::Up(Current {
-                    id,
-                    boot: Boot::Booting,
-                    recycle_after,
-                });
-            }
-            Err(e) => {
-                tracing::error!("cannot start a worker for slot {slot}: {e}");
-                self.trip(slot, format!("cannot start a worker: {e}"));
-            }
-        }
-    }
-
-    fn trip(&mut self, slot: usize, reason: String) {
-        if let Some(s) = self.slots.get_mut(&slot) {
-            s.state = State::Broken;
-        }
-        tracing::error!("{reason}");
-        self.emit(SupervisorEvent::BreakerTripped { slot, reason });
-    }
-
-    fn slot_where(&self, pred: impl Fn(&State) -> bool) -> Option<usize> {
-        self.slots
-            .iter()
-            .find(|(_, s)| pred(&s.state))
-            .map(|(k, _)| *k)
-    }
-
-    fn on_ready(&mut self, id: u32, now: Instant) {
-        let successor_of = self
-            .slot_where(|st| matches!(st, State::Replacing { successor, .. } if *successor == id));
-        if let Some(slot) = successor_of {
-            if !self.stopping {
-                self.promote(slot, now);
-            }
-            return;
-        }
-        for s in self.slots.values_mut() {
-            if let Some(c) = s.state.current_mut().filter(|c| c.id == id) {
-                c.boot = Boot::Ready;
-                s.breaker.ready();
-                return;
-            }
-        }
-    }
-
-    fn on_exit(&mut self, id: u32, status: ExitStatus, deliberate: bool, now: Instant) {
-        if let Some(r) = self.retiring.remove(&id) {
-            if let Some(s) = self.slots.get_mut(&r.slot) {
-                s.last_exit = Some((id, status, r.why, now));
-            }
-            return;
-        }
-        let successor_of = self
-            .slot_where(|st| matches!(st, State::Replacing { successor, .. } if *successor == id));
-        if let Some(slot) = successor_of {
-            let reason = format!("new worker {id} exited ({status}) before it was ready");
-            return self.failed_replacement(slot, reason, now);
-        }
-        if let Some(slot) = self.slot_where(|st| st.current().is_some_and(|c| c.id == id)) {
-            self.on_slot_exit(slot, id, status, deliberate, now);
-        }
-    }
-
-    fn on_slot_exit(
-        &mut self,
-        slot: usize,
-        id: u32,
-        status: ExitStatus,
-        deliberate: bool,
-        now: Instant,
-    ) {
-        let (cfg, stopping) = (&self.cfg, self.stopping);
-        let s = self.slots.get_mut(&slot).unwrap();
-        let (cur, successor) = match std::mem::replace(&mut s.state, State::Stopped) {
-            State::Up(c) => (c, None),
-            State::Queued { old, .. } => {
-                // Nothing left to replace.
-                self.queue.finished(slot);
-                (old, None)
-            }
-            State::Replacing {
-                old: Old::Running(c),
-                why,
-                successor,
-                since,
-            } => {
-                s.state = State::Replacing {
-                    old: Old::Died(c.id),
-                    why,
-                    successor,
-                    since,
-                };
-                (c, Some(successor))
-            }
-            other => {
-                s.state = other;
-                return;
-            }
-        };
-        let overdue = format!("not ready within {:?}", cfg.boot_timeout);
-        let words = match (deliberate, cur.boot) {
-            (true, _) => "asked to leave".to_string(),
-            (false, Boot::Overdue) => overdue.clone(),
-            (false, _) if status.success() => "exited".into(),
-            (false, Boot::Ready) => "crashed".into(),
-            (false, Boot::Booting) => "crashed before it was ready".into(),
-        };
-        s.last_exit = Some((id, status, words, now));
-        if let Some(successor) = successor {
-            // Its successor takes the slot once ready (or the slot starts
-            // afresh if it fails): respawning now as well would leave one
-            // worker outside every slot, never stopped.
-            tracing::info!(
-                "worker {id} died ({status}) while being replaced; slot {slot} waits for worker {successor}"
-            );
-            return;
-        }
-        if stopping {
-            return;
-        }
-        let respawn = match cfg.restart {
-            Restart::Never => false,
-            Restart::Always => !deliberate,
-            Restart::OnFailure => !deliberate && !status.success(),
-        };
-        if !respawn {
-            tracing::info!(
-                "worker {id} exited ({status}); not respawning (restart policy {})",
-                cfg.restart
-            );
-            return;
-        }
-        if status.code == Some(EXIT_CANNOT_BOOT) {
-            let reason = format!(
-                "worker {id} exited with code {EXIT_CANNOT_BOOT} (cannot boot): slot {slot} stays down"
-            );
-            return self.trip(slot, reason);
-        }
-        let how = if cur.boot == Boot::Overdue {
-            overdue
-        } else {
-            status.to_string()
-        };
-        match s.breaker.death(cfg, slot, cur.ready(), how, now) {
-            Verdict::Trip(reason) => self.trip(slot, reason),
-            Verdict::Respawn(after) => {
-                tracing::info!("worker {id} died ({status}); respawning in {after:?}");
-                s.state = State::Backoff { at: now + after };
-                self.emit(SupervisorEvent::Respawn {
-                    slot,
-                    previous: id,
-                    after,
-                });
-            }
-        }
-    }
-
-    /// Workers (and successors) not ready within the boot timeout.
-    fn check_boots(&mut self, now: Instant) {
-        let late: Vec<(usize, u32)> = self
-            .slots
-            .iter()
-            .filter_map(|(k, s)| match s.state {
-                State::Replacing {
-                    successor, since, ..
-                } if health::boot_overdue(&self.cfg, since, now) => Some((*k, successor)),
-                _ => None,
-            })
-            .collect();
-        for (slot, successor) in late {
-            self.core.kill(successor, Kill::Deliberate);
-            let reason = format!(
-                "new worker {successor} was not ready within {:?}",
-                self.cfg.boot_timeout
-            );
-            self.failed_replacement(slot, reason, now);
-        }
-        for s in self.slots.values_mut() {
-            let Some(c) = s.state.current_mut().filter(|c| c.boot == Boot::Booting) else {
-                continue;
-            };
-            let Some(w) = self.core.worker(c.id) else {
-                continue;
-            };
-            if !w.ready && health::boot_overdue(&self.cfg, w.started, now) {
-                tracing::warn!(
-                    "worker {} was not ready within {:?}; killing it",
-                    c.id,
-                    self.cfg.boot_timeout
-                );
-                c.boot = Boot::Overdue;
-                self.core.kill(c.id, Kill::AsCrash);
-            }
-        }
-    }
-
-    /// The nanny and the recyclers queue replacements.
-    fn check_health(&mut self, now: Instant) {
-        let mut wanted = Vec::new();
-        for (slot, s) in &self.slots {
-            let State::Up(c) = &s.state else { continue };
-            if !c.ready() {
-                continue;
-            }
-            let Some(w) = self.core.worker(c.id).filter(|w| !w.leaving) else {
-                continue;
-            };
-            let rss = || self.core.rss(c.id);
-            if let Some(reason) = health::check(&self.cfg, c.id, &w, c.recycle_after, rss, now) {
-                wanted.push((*slot, reason));
-            }
-        }
-        for (slot, reason) in wanted {
-            self.enqueue(slot, Why::Recycle(reason));
-        }
-    }
-
-    fn enqueue(&mut self, slot: usize, why: Why) {
-        let Some(s) = self.slots.get_mut(&slot) else {
-            return;
-        };
-        let State::Up(old) = s.state else { return };
-        tracing::info!("replacing worker {}: {why}", old.id);
-        // A hung worker goes first.
-        self.queue.push(slot, why.is_hung());
-        s.state = State::Queued { old, why };
-    }
-
-    fn retire(&mut self, id: u32, slot: usize, why: String, now: Instant) {
-        let kill_at = Some(now + self.cfg.grace);
-        self.retiring.insert(id, Retiring { slot, kill_at, why });
-    }
 }
 
 impl Slot {
@@ -644,71 +396,15 @@ impl Slot {
             last_exit: None,
         }
     }
-
-    fn status(&self, slot: usize, now: Instant) -> SlotStatus {
-        let (state, worker, successor) = match &self.state {
-            State::Pending => (SlotState::Starting, None, None),
-            State::Stopped => (SlotState::Stopped, None, None),
-            State::Backoff { .. } => (SlotState::Backoff, None, None),
-            State::Broken => (SlotState::Broken, None, None),
-            State::Up(c) if c.ready() => (SlotState::Ready, Some(c.id), None),
-            State::Up(c) => (SlotState::Starting, Some(c.id), None),
-            State::Queued { old, .. } => (SlotState::Replacing, Some(old.id), None),
-            State::Replacing { old, successor, .. } => {
-                let old = match old {
-                    Old::Running(c) => Some(c.id),
-                    Old::Died(_) => None,
-                };
-                (SlotState::Replacing, old, Some(*successor))
-            }
-        };
-        SlotStatus {
-            slot,
-            state,
-            worker,
-            successor,
-            restarts: self.restarts,
-            reloads: self.reloads,
-            last_exit: self
-                .last_exit
-                .as_ref()
-                .map(|(worker, status, reason, at)| LastExit {
-                    worker: *worker,
-                    status: *status,
-                    reason: reason.clone(),
-                    ago_secs: now.saturating_duration_since(*at).as_secs_f64(),
-                }),
-        }
-    }
 }
 
-impl<C: Core> Machine<C> {
-    /// The supervisor's part of the status, at `now`.
-    pub fn snapshot(&self, now: Instant) -> Snapshot {
-        let status = ClusterStatus {
-            wanted: self.cfg.workers,
-            ready: self.ready_count(),
-            reload: self.reload.as_ref().map(|r| ReloadStatus {
-                replaced: r.replaced,
-                total: r.total,
-                running_secs: now.saturating_duration_since(r.started).as_secs_f64(),
-            }),
-            stopping: self.stopping,
-            slots: self.slots.iter().map(|(k, s)| s.status(*k, now)).collect(),
-            workers: Vec::new(),
-            uptime_secs: now.saturating_duration_since(self.born).as_secs_f64(),
-        };
-        Snapshot { status, at: now }
-    }
-
-    fn ready_count(&self) -> usize {
-        self.slots
-            .values()
-            .filter(|s| s.state.current().is_some_and(Current::ready))
-            .count()
-    }
-}
+/// Births and deaths: spawning, respawning, the breaker, boot timeouts,
+/// the nanny and the recyclers.
+mod slots;
 
 /// The replacement flow: successors, promotions, reloads, and what is
 /// checked after every step.
 mod rolling;
+
+/// The status the machine publishes.
+mod view;

@@ -384,6 +384,7 @@ async fn drive(shared: Arc<Shared>, parts: Parts) -> i32 {
     if let Some(signals) = signals {
         signals.abort();
     }
+    shared.emitter.close();
     if clean && !machine.gave_up() {
         0
     } else {
