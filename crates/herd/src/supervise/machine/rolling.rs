@@ -237,7 +237,7 @@ impl<C: Core> Machine<C> {
     }
 
     pub(super) fn reload_aborted(&mut self, id: u64, reason: String) {
-        tracing::warn!("reload aborted: {reason}; the old workers keep serving");
+        tracing::warn!("reload aborted: {reason}");
         self.emit(SupervisorEvent::Reload(ReloadPhase::Aborted {
             reason: reason.clone(),
         }));
