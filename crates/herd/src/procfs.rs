@@ -73,11 +73,7 @@ pub(crate) fn cpu_ms(p: Proc) -> Option<u64> {
 
 /// The inode of a `socket:[INODE]` link target.
 fn socket_inode(target: &str) -> Option<u64> {
-    target
-        .strip_prefix("socket:[")?
-        .strip_suffix(']')?
-        .parse()
-        .ok()
+    target.strip_prefix("socket:[")?.strip_suffix(']')?.parse().ok()
 }
 
 /// The socket inode that descriptor `fd` of the process is, if it is one.

@@ -457,10 +457,7 @@ async fn heartbeats(worker: Worker, every: Duration) {
 /// zeros where /proc cannot be read.
 fn own_usage() -> (u64, u64) {
     use crate::procfs::{cpu_ms, rss_bytes, Proc};
-    (
-        rss_bytes(Proc::Me).unwrap_or(0),
-        cpu_ms(Proc::Me).unwrap_or(0),
-    )
+    (rss_bytes(Proc::Me).unwrap_or(0), cpu_ms(Proc::Me).unwrap_or(0))
 }
 
 async fn read_loop(worker: Worker, mut reader: Reader, messages: mpsc::UnboundedSender<Message>) {
