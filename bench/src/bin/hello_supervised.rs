@@ -1,5 +1,5 @@
 //! The reload benchmark's herd server: the same `hello world` app as
-//! `hello.rs`, run under [`Primary::supervise`], so that SIGHUP starts a
+//! `hello.rs`, run under a [`Supervisor`], so that SIGHUP starts a
 //! rolling restart (successor first, one worker at a time) and SIGTERM a
 //! graceful shutdown. Workers serve with [`Worker::serve`], which answers
 //! with `Connection: close` once a disconnect begins instead of closing idle
@@ -27,7 +27,8 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use axum::{routing::get, Router};
-use herd::{Event, Primary, ReloadPhase, Role, Supervision, Worker};
+use herd::supervise::ClusterEvent;
+use herd::{Event, Primary, ReloadPhase, Role, Supervision, Supervisor, SupervisorEvent, Worker};
 
 fn parse_args() -> Result<(String, usize), String> {
     herd_bench::parse_args(2, false).map(|a| (a.addr, a.workers))
@@ -54,23 +55,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
 async fn primary(workers: usize) -> Result<(), Box<dyn std::error::Error>> {
     let primary = Primary::new()?;
-    let mut events = primary.events();
-    let supervisor = primary.clone();
-    let mut run = tokio::spawn(async move {
-        supervisor
-            .supervise(Supervision::new(workers).grace(Duration::from_secs(10)))
-            .await
-    });
+    let sup = Supervisor::new(
+        primary.clone(),
+        Supervision::new(workers).grace(Duration::from_secs(10)),
+    );
+    let mut events = sup.cluster_events();
+    let mut run = tokio::spawn(sup.run());
     let mut port = None;
     let mut ready = BTreeSet::new();
     let mut announced = false;
     loop {
         tokio::select! {
             event = events.next() => match event {
-                Some(Event::Listening { address, .. }) => {
+                Some(ClusterEvent::Core(Event::Listening { address, .. })) => {
                     port.get_or_insert_with(|| address.port().map_or("?".to_string(), |p| p.to_string()));
                 }
-                Some(Event::Ready { worker }) => {
+                Some(ClusterEvent::Core(Event::Ready { worker })) => {
                     ready.insert(worker);
                     if !announced && ready.len() >= workers {
                         announced = true;
@@ -82,13 +82,13 @@ async fn primary(workers: usize) -> Result<(), Box<dyn std::error::Error>> {
                         );
                     }
                 }
-                Some(Event::Exit { worker, status, exited_after_disconnect }) => {
+                Some(ClusterEvent::Core(Event::Exit { worker, status, exited_after_disconnect })) => {
                     ready.remove(&worker);
                     if !exited_after_disconnect {
                         eprintln!("hello_supervised: worker {worker} died ({status})");
                     }
                 }
-                Some(Event::Reload(phase)) => match phase {
+                Some(ClusterEvent::Supervisor(SupervisorEvent::Reload(phase))) => match phase {
                     ReloadPhase::Started { workers } => println!("reload started workers={workers}"),
                     ReloadPhase::Finished { replaced, took } => println!(
                         "reload finished replaced={replaced} ms={:.1}",
@@ -97,7 +97,9 @@ async fn primary(workers: usize) -> Result<(), Box<dyn std::error::Error>> {
                     ReloadPhase::Aborted { reason } => println!("reload aborted reason={reason}"),
                     _ => {}
                 },
-                Some(Event::Critical { reason, .. }) => eprintln!("hello_supervised: critical: {reason}"),
+                Some(ClusterEvent::Supervisor(SupervisorEvent::BreakerTripped { reason, .. })) => {
+                    eprintln!("hello_supervised: critical: {reason}")
+                }
                 Some(_) => {}
                 None => return Ok(()),
             },

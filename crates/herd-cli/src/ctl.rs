@@ -13,12 +13,12 @@
 //! the client knows when it is gone.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use herd::{Event, WorkerStatus};
+use herd::supervise::{ReloadError, SlotStatus};
+use herd::{ClusterStatus, WorkerStatus};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
@@ -70,15 +70,19 @@ pub struct Status {
 }
 
 /// [`herd::WorkerStatus`] as it travels (the library type is not
-/// deserializable, on purpose: it is a snapshot, not an input).
+/// deserializable, on purpose: it is a snapshot, not an input), with what
+/// the supervisor knows of its slot.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct WorkerStatusOut {
     pub id: u32,
     pub pid: u32,
-    pub slot: usize,
+    /// Its slot; none for a worker on its way out.
+    pub slot: Option<usize>,
     pub state: String,
     pub leaving: bool,
     pub uptime_secs: f64,
+    /// Workers started in its slot before it: respawns, recycles and
+    /// reloads.
     pub restarts: u32,
     pub rss_bytes: Option<u64>,
     pub connections: Option<u64>,
@@ -87,22 +91,22 @@ pub struct WorkerStatusOut {
     pub status: Option<String>,
 }
 
-impl From<WorkerStatus> for WorkerStatusOut {
-    fn from(w: WorkerStatus) -> Self {
+impl WorkerStatusOut {
+    /// Worker `w`, of `slot` (by the supervisor's status).
+    pub fn new(w: &WorkerStatus, slot: Option<&SlotStatus>) -> WorkerStatusOut {
         WorkerStatusOut {
             id: w.id,
             pid: w.pid,
-            // (merge) slot and restarts come from the supervisor's status.
-            slot: 0,
+            slot: slot.map(|s| s.slot),
             state: w.state.name().to_string(),
             leaving: w.leaving,
             uptime_secs: w.uptime_secs,
-            restarts: 0,
+            restarts: slot.map_or(0, |s| s.restarts + s.reloads),
             rss_bytes: w.rss_bytes,
             connections: w.connections,
             handled: w.handled,
             heartbeat_age_secs: w.heartbeat_age_secs,
-            status: w.status,
+            status: w.status.clone(),
         }
     }
 }
@@ -189,8 +193,9 @@ async fn handle(stream: UnixStream, shared: Arc<Shared>) -> Result<()> {
         Ok(Request::Reload) => reload(&shared).await,
         Ok(Request::Scale { workers }) => scale(&shared, workers).await,
         Ok(Request::Stop) => {
-            let n = shared.primary.workers().len();
-            shared.stop("herd ctl stop");
+            let n = shared.sup.primary().workers().len();
+            tracing::info!("herd ctl stop: stopping (grace {:?})", shared.grace);
+            shared.sup.shutdown();
             let mut text = serde_json::to_string(&Reply {
                 ok: true,
                 message: format!(
@@ -214,89 +219,78 @@ async fn handle(stream: UnixStream, shared: Arc<Shared>) -> Result<()> {
     Ok(())
 }
 
-async fn reload(shared: &Shared) -> Reply {
-    let fail = |m: String| Reply {
+fn fail(message: String) -> Reply {
+    Reply {
         ok: false,
-        message: m,
+        message,
         status: None,
-    };
-    if shared.stopping.load(Ordering::SeqCst) {
-        return fail("herd is stopping".into());
     }
-    if shared.reloading.load(Ordering::SeqCst) {
-        return fail("a reload is already in progress; wait for it to finish".into());
-    }
-    let mut events = shared.primary.events();
-    shared.primary.reload();
-    while let Some(ev) = events.next().await {
-        if let Event::Reload(phase) = ev {
-            match phase {
-                herd::ReloadPhase::Finished { replaced, took } => {
-                    return Reply {
-                        ok: true,
-                        message: format!(
-                            "reloaded: {replaced} worker{} replaced in {:.1}s",
-                            if replaced == 1 { "" } else { "s" },
-                            took.as_secs_f64()
-                        ),
-                        status: None,
-                    }
-                }
-                herd::ReloadPhase::Aborted { reason } => {
-                    return fail(format!(
-                        "reload aborted: {reason}; the old workers keep serving"
-                    ))
-                }
-                _ => {}
-            }
-        }
-    }
-    fail("herd is shutting down".into())
 }
 
-async fn scale(shared: &Shared, n: usize) -> Reply {
+fn done(message: String) -> Reply {
+    Reply {
+        ok: true,
+        message,
+        status: None,
+    }
+}
+
+async fn reload(shared: &Shared) -> Reply {
+    match shared.sup.reload().await {
+        Ok(r) => done(format!(
+            "reloaded: {} worker{} replaced in {:.1}s",
+            r.replaced,
+            if r.replaced == 1 { "" } else { "s" },
+            r.took.as_secs_f64()
+        )),
+        Err(ReloadError::Aborted { reason }) => fail(format!(
+            "reload aborted: {reason}; the old workers keep serving"
+        )),
+        Err(ReloadError::Stopping) => fail("herd is stopping".into()),
+        Err(e) => fail(e.to_string()),
+    }
+}
+
+/// The supervisor's status, read where blocking is fine.
+async fn cluster_status(shared: &Arc<Shared>) -> Option<ClusterStatus> {
+    let sup = shared.sup.clone();
+    tokio::task::spawn_blocking(move || sup.status()).await.ok()
+}
+
+async fn scale(shared: &Arc<Shared>, n: usize) -> Reply {
     if n == 0 {
-        return Reply {
-            ok: false,
-            message: "cannot scale to 0 workers: use herd ctl stop".into(),
-            status: None,
-        };
+        return fail("cannot scale to 0 workers: use herd ctl stop".into());
     }
-    if shared.stopping.load(Ordering::SeqCst) {
-        return Reply {
-            ok: false,
-            message: "herd is stopping".into(),
-            status: None,
-        };
+    let Some(before) = cluster_status(shared).await else {
+        return fail("herd is stopping".into());
+    };
+    if before.stopping {
+        return fail("herd is stopping".into());
     }
-    let before = shared.wanted.swap(n, Ordering::SeqCst);
-    shared.primary.scale(n);
+    shared.sup.scale(n);
     let limit = shared.boot_timeout + shared.grace + Duration::from_secs(5);
     let start = Instant::now();
     loop {
-        let workers = shared.primary.workers();
-        let staying: Vec<_> = workers
-            .iter()
-            .filter(|w| !w.exited_after_disconnect())
-            .collect();
-        let ready = staying.iter().filter(|w| w.is_ready()).count();
-        if staying.len() == n && ready == n && workers.len() == n {
-            return Reply {
-                ok: true,
-                message: format!("scaled from {before} to {n} workers ({ready} ready)"),
-                status: None,
-            };
+        let Some(s) = cluster_status(shared).await else {
+            return fail("herd is stopping".into());
+        };
+        let staying = s.workers.iter().filter(|w| !w.leaving).count();
+        if s.wanted == n && s.ready == n && staying == n && s.workers.len() == n {
+            return done(format!(
+                "scaled from {} to {n} workers ({} ready)",
+                before.wanted, s.ready
+            ));
+        }
+        if s.stopping {
+            return fail("herd is stopping".into());
         }
         if start.elapsed() > limit {
-            return Reply {
-                ok: false,
-                message: format!(
-                    "scale to {n}: {ready} of {n} workers ready, {} running, after {:.0}s",
-                    workers.len(),
-                    limit.as_secs_f64()
-                ),
-                status: None,
-            };
+            return fail(format!(
+                "scale to {n}: {} of {n} workers ready, {} running, after {:.0}s",
+                s.ready,
+                s.workers.len(),
+                limit.as_secs_f64()
+            ));
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

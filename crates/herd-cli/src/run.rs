@@ -3,60 +3,52 @@
 
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{anyhow, bail, Result};
 use herd::foreign::{Bound, Foreign};
-use herd::systemd::{ListenFd, Notifier};
-use herd::{Event, Primary, ReloadPhase, Settings, Signal, Supervision};
+use herd::supervise::{ClusterEvent, ClusterEvents, ReloadPhase};
+use herd::systemd::{ListenFd, ServiceManager};
+use herd::{Event, Primary, Settings, Supervision, Supervisor, SupervisorEvent};
 
 use crate::cli::{LogFormat, Output, RunArgs};
 use crate::config::{Listen, Run};
 use crate::ctl;
 use crate::output::{pump, Stream};
 
-/// What the control socket, the signal handlers and the event loop share.
+/// What the control socket serves: the supervisor, and how herd was
+/// started.
 pub struct Shared {
-    pub primary: Primary,
+    pub sup: Supervisor,
     pub name: String,
     pub policy: String,
     pub ready_rule: String,
-    pub wanted: AtomicUsize,
-    pub reloading: AtomicBool,
-    pub stopping: AtomicBool,
     pub grace: Duration,
     pub boot_timeout: Duration,
-    pub started: Instant,
     pub bound: Vec<Bound>,
-    pub notifier: Option<Notifier>,
-    /// The exit code herd ends with, when something other than the
-    /// supervisor decides it (1: crash loop everywhere, forced stop).
-    pub exit_code: AtomicI32,
 }
 
 impl Shared {
-    pub fn ready_count(&self) -> usize {
-        self.primary
-            .workers()
-            .iter()
-            .filter(|w| w.is_ready() && !w.exited_after_disconnect())
-            .count()
-    }
-
+    /// The status as `herd ctl status` shows it. Reads /proc: call it
+    /// where blocking is fine.
     pub fn status(&self) -> ctl::Status {
-        let workers = self.primary.status().into_iter().map(Into::into).collect();
+        let s = self.sup.status();
+        let workers = s
+            .workers
+            .iter()
+            .map(|w| ctl::WorkerStatusOut::new(w, s.slot_of(w.id)))
+            .collect();
         ctl::Status {
             name: self.name.clone(),
             pid: std::process::id(),
             policy: self.policy.clone(),
             ready_rule: self.ready_rule.clone(),
-            wanted: self.wanted.load(Ordering::SeqCst),
-            ready: self.ready_count(),
-            reloading: self.reloading.load(Ordering::SeqCst),
-            stopping: self.stopping.load(Ordering::SeqCst),
-            uptime_secs: self.started.elapsed().as_secs_f64(),
+            wanted: s.wanted,
+            ready: s.ready,
+            reloading: s.reload.is_some(),
+            stopping: s.stopping,
+            uptime_secs: s.uptime_secs,
             listening: self
                 .bound
                 .iter()
@@ -68,31 +60,6 @@ impl Shared {
                 .collect(),
             workers,
         }
-    }
-
-    /// Tells systemd (when herd runs under it).
-    pub fn sd(&self, msg: &str) {
-        if let Some(n) = &self.notifier {
-            if let Err(e) = n.notify(msg) {
-                tracing::debug!("sd_notify {msg:?}: {e}");
-            }
-        }
-    }
-
-    fn sd_status(&self) {
-        let ready = self.ready_count();
-        let wanted = self.wanted.load(Ordering::SeqCst);
-        self.sd(&format!("STATUS={ready} of {wanted} workers ready"));
-    }
-
-    /// Begins a graceful stop (once).
-    pub fn stop(&self, why: &str) {
-        if self.stopping.swap(true, Ordering::SeqCst) {
-            return;
-        }
-        tracing::info!("{why}: stopping (grace {:?})", self.grace);
-        self.sd("STOPPING=1\nSTATUS=stopping");
-        self.primary.shutdown();
     }
 }
 
@@ -165,8 +132,7 @@ pub fn run(args: RunArgs, format: LogFormat) -> Result<i32> {
     // workers get their own values of these.
     let passed = herd::systemd::listen_fds()
         .map_err(|e| anyhow!("cannot take the sockets systemd passed: {e}"))?;
-    let notifier = Notifier::from_env();
-    let sd_watchdog = herd::systemd::watchdog_interval();
+    let manager = ServiceManager::from_env();
     for k in [
         "LISTEN_FDS",
         "LISTEN_PID",
@@ -198,23 +164,13 @@ pub fn run(args: RunArgs, format: LogFormat) -> Result<i32> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    rt.block_on(serve(
-        cfg,
-        sources,
-        notifier,
-        sd_watchdog,
-        runtime_dir,
-        ctl_path,
-        format,
-    ))
+    rt.block_on(serve(cfg, sources, manager, runtime_dir, ctl_path, format))
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn serve(
     cfg: Run,
     sources: Vec<(Option<String>, Source)>,
-    notifier: Option<Notifier>,
-    sd_watchdog: Option<Duration>,
+    manager: Option<ServiceManager>,
     runtime_dir: PathBuf,
     ctl_path: PathBuf,
     format: LogFormat,
@@ -262,37 +218,33 @@ async fn serve(
     };
     tracing::info!("control socket {}", ctl_path.display());
 
-    let mut sup = Supervision::new(cfg.workers).grace(cfg.grace);
-    sup.restart = cfg.restart;
+    let mut supervision = Supervision::new(cfg.workers)
+        .grace(cfg.grace)
+        .restart(cfg.restart)
+        .heartbeat_timeout(cfg.heartbeat_timeout)
+        .max_age(cfg.max_age)
+        .max_requests(cfg.max_requests)
+        .max_memory(cfg.max_memory)
+        .systemd(manager);
     if let Some(b) = cfg.backoff {
-        sup.backoff = b;
+        supervision = supervision.backoff(b);
     }
     if let Some(n) = cfg.crash_limit {
-        sup.crash_limit = n.max(1);
+        supervision = supervision.crash_limit(n);
     }
     if let Some(t) = cfg.boot_timeout {
-        sup.boot_timeout = t;
+        supervision = supervision.boot_timeout(t);
     }
-    sup.heartbeat_timeout = cfg.heartbeat_timeout;
-    sup.max_age = cfg.max_age;
-    sup.max_requests = cfg.max_requests;
-    sup.max_memory = cfg.max_memory;
-    sup.handle_signals = false;
-
+    let boot_timeout = supervision.get_boot_timeout();
+    let sup = Supervisor::new(primary.clone(), supervision);
     let shared = Arc::new(Shared {
-        primary: primary.clone(),
+        sup: sup.clone(),
         name: cfg.name.clone(),
         policy: cfg.policy.to_string(),
         ready_rule: cfg.ready.to_string(),
-        wanted: AtomicUsize::new(cfg.workers),
-        reloading: AtomicBool::new(false),
-        stopping: AtomicBool::new(false),
         grace: cfg.grace,
-        boot_timeout: sup.boot_timeout,
-        started: Instant::now(),
+        boot_timeout,
         bound,
-        notifier,
-        exit_code: AtomicI32::new(0),
     });
     tracing::info!(
         "starting {} worker{}: {} (policy {}, ready when {})",
@@ -311,176 +263,64 @@ async fn serve(
         Output::Silent => Some(None),
         Output::Raw => None,
     };
-    tokio::spawn(events(shared.clone(), primary.events(), output));
-    tokio::spawn(signals(shared.clone()));
-    tokio::spawn(ctl::serve(listener, shared.clone()));
-    if let Some(every) = sd_watchdog {
-        let s = shared.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            loop {
-                tick.tick().await;
-                s.sd("WATCHDOG=1");
-            }
-        });
-    }
+    tokio::spawn(log(primary.clone(), sup.cluster_events(), output));
+    tokio::spawn(ctl::serve(listener, shared));
 
-    let code = primary.supervise(sup).await;
+    let code = sup.run().await;
 
     let _ = std::fs::remove_file(&ctl_path);
     for p in unix_paths {
         let _ = std::fs::remove_file(p);
     }
     primary.remove_foreign_files();
-    let code = code.max(shared.exit_code.load(Ordering::SeqCst));
     tracing::info!("stopped (exit code {code})");
     Ok(code)
 }
 
-/// Logs the cluster's life, pumps worker output, tells systemd.
-async fn events(shared: Arc<Shared>, mut events: herd::Events, output: Option<Option<LogFormat>>) {
-    let mut was_ready = false;
-    let broken: Mutex<std::collections::BTreeSet<usize>> = Mutex::default();
+/// Logs the cluster's life (what the library does not log itself), and
+/// pumps worker output.
+async fn log(primary: Primary, mut events: ClusterEvents, output: Option<Option<LogFormat>>) {
     while let Some(ev) = events.next().await {
-        match &ev {
-            Event::Fork { worker } => {
-                if let Some(w) = shared.primary.worker(*worker) {
-                    tracing::info!("worker {worker} started (pid {})", w.pid());
-                    if let Some(fmt) = output {
-                        if let Some(out) = w.take_stdout() {
-                            tokio::spawn(pump(out, fmt, *worker, w.pid(), Stream::Stdout));
-                        }
-                        if let Some(err) = w.take_stderr() {
-                            tokio::spawn(pump(err, fmt, *worker, w.pid(), Stream::Stderr));
+        match ev {
+            ClusterEvent::Core(ev) => match ev {
+                Event::Fork { worker } => {
+                    if let Some(w) = primary.worker(worker) {
+                        tracing::info!("worker {worker} started (pid {})", w.pid());
+                        if let Some(fmt) = output {
+                            if let Some(out) = w.take_stdout() {
+                                tokio::spawn(pump(out, fmt, worker, w.pid(), Stream::Stdout));
+                            }
+                            if let Some(err) = w.take_stderr() {
+                                tokio::spawn(pump(err, fmt, worker, w.pid(), Stream::Stderr));
+                            }
                         }
                     }
                 }
-            }
-            Event::Ready { worker } => tracing::info!("worker {worker} ready"),
-            Event::Exit {
-                worker,
-                status,
-                exited_after_disconnect,
-            } => {
-                if *exited_after_disconnect {
-                    tracing::info!("worker {worker} exited ({status})");
-                } else {
-                    tracing::warn!("worker {worker} died ({status})");
+                Event::Ready { worker } => tracing::info!("worker {worker} ready"),
+                Event::Exit {
+                    worker,
+                    status,
+                    exited_after_disconnect: true,
+                } => tracing::info!("worker {worker} exited ({status})"),
+                Event::Exit { worker, status, .. } => {
+                    tracing::warn!("worker {worker} died ({status})")
                 }
-            }
-            Event::Critical { slot, reason } => {
-                tracing::error!("{reason}");
-                let mut b = broken.lock().unwrap();
-                b.insert(*slot);
-                if b.len() >= shared.wanted.load(Ordering::SeqCst)
-                    && !shared.primary.workers().iter().any(|w| w.is_ready())
-                {
-                    tracing::error!("every worker slot is down; giving up");
-                    shared.exit_code.store(1, Ordering::SeqCst);
-                    shared.stop("no worker can run");
+                Event::Error { worker, error } => tracing::warn!("worker {worker}: {error}"),
+                _ => {}
+            },
+            // Breaker trips, respawns, reload ends and giving up are in the
+            // library's own log.
+            ClusterEvent::Supervisor(ev) => match &ev {
+                SupervisorEvent::Recycle { .. } | SupervisorEvent::ClusterReady { .. } => {
+                    tracing::info!("{ev}")
                 }
-            }
-            Event::Recycle { worker, reason } => {
-                tracing::info!("recycling worker {worker}: {reason}")
-            }
-            Event::Error { worker, error } => tracing::warn!("worker {worker}: {error}"),
-            Event::Reload(phase) => match phase {
-                ReloadPhase::Started { workers } => {
-                    shared.reloading.store(true, Ordering::SeqCst);
-                    tracing::info!("reload: replacing {workers} workers, one at a time");
-                    shared.sd(&format!(
-                        "RELOADING=1\nMONOTONIC_USEC={}\nSTATUS=reloading",
-                        herd::systemd::monotonic_usec()
-                    ));
+                SupervisorEvent::Reload(ReloadPhase::Started { workers }) => {
+                    tracing::info!("reload: replacing {workers} workers, one at a time")
                 }
-                ReloadPhase::Replaced { old, new } => {
-                    tracing::info!("reload: worker {old} replaced by worker {new}")
-                }
-                ReloadPhase::Finished { replaced, took } => {
-                    shared.reloading.store(false, Ordering::SeqCst);
-                    tracing::info!(
-                        "reload finished: {replaced} workers replaced in {:.1}s",
-                        took.as_secs_f64()
-                    );
-                    shared.sd("READY=1");
-                    shared.sd_status();
-                }
-                ReloadPhase::Aborted { reason } => {
-                    shared.reloading.store(false, Ordering::SeqCst);
-                    tracing::warn!("reload aborted: {reason}; the old workers keep serving");
-                    shared.sd("READY=1");
-                    shared.sd_status();
-                }
+                SupervisorEvent::Reload(ReloadPhase::Replaced { .. }) => tracing::info!("{ev}"),
                 _ => {}
             },
             _ => {}
-        }
-        if matches!(ev, Event::Ready { .. }) {
-            broken.lock().unwrap().clear();
-        }
-        if matches!(
-            ev,
-            Event::Fork { .. } | Event::Ready { .. } | Event::Exit { .. }
-        ) {
-            let ready = shared.ready_count();
-            let wanted = shared.wanted.load(Ordering::SeqCst);
-            let now_ready = ready >= wanted;
-            if now_ready && !was_ready && !shared.stopping.load(Ordering::SeqCst) {
-                tracing::info!("cluster ready: {ready} of {wanted} workers");
-                shared.sd("READY=1");
-            }
-            was_ready = now_ready;
-            if !shared.stopping.load(Ordering::SeqCst) {
-                shared.sd_status();
-            }
-        }
-    }
-}
-
-/// TERM/INT stop gracefully (a second one kills), HUP reloads, TTIN/TTOU
-/// add or remove a worker.
-async fn signals(shared: Arc<Shared>) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int), Ok(mut hup), Ok(mut ttin), Ok(mut ttou)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::hangup()),
-        signal(SignalKind::from_raw(Signal::SIGTTIN.as_raw())),
-        signal(SignalKind::from_raw(Signal::SIGTTOU.as_raw())),
-    ) else {
-        tracing::error!("cannot install signal handlers");
-        return;
-    };
-    loop {
-        let name = tokio::select! {
-            _ = term.recv() => "SIGTERM",
-            _ = int.recv() => "SIGINT",
-            _ = hup.recv() => {
-                if shared.stopping.load(Ordering::SeqCst) { continue; }
-                tracing::info!("SIGHUP: rolling restart");
-                shared.primary.reload();
-                continue;
-            }
-            _ = ttin.recv() => {
-                let n = shared.wanted.fetch_add(1, Ordering::SeqCst) + 1;
-                tracing::info!("SIGTTIN: scaling to {n} workers");
-                shared.primary.scale(n);
-                continue;
-            }
-            _ = ttou.recv() => {
-                let n = shared.wanted.load(Ordering::SeqCst).saturating_sub(1).max(1);
-                shared.wanted.store(n, Ordering::SeqCst);
-                tracing::info!("SIGTTOU: scaling to {n} workers");
-                shared.primary.scale(n);
-                continue;
-            }
-        };
-        if shared.stopping.load(Ordering::SeqCst) {
-            tracing::warn!("{name} again: killing the workers now");
-            shared.exit_code.store(1, Ordering::SeqCst);
-            shared.primary.kill_all(Signal::SIGKILL).await;
-        } else {
-            shared.stop(name);
         }
     }
 }

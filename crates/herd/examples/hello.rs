@@ -16,7 +16,8 @@
 //! SIGHUP replaces every worker one at a time without dropping a request;
 //! Ctrl-C (SIGINT) or SIGTERM disconnects them gracefully and exits.
 
-use herd::{Event, Primary, Role, Supervision, Worker};
+use herd::supervise::ClusterEvent;
+use herd::{Event, Primary, Role, Supervision, Supervisor, SupervisorEvent, Worker};
 
 const DEFAULT_ADDRESS: &str = "127.0.0.1:8080";
 
@@ -56,24 +57,21 @@ async fn primary(address: &str) {
         primary.policy()
     );
 
-    let mut events = primary.events();
-    let mut supervisor = tokio::spawn({
-        let primary = primary.clone();
-        async move { primary.supervise(Supervision::new(workers)).await }
-    });
-    let mut log = Log {
-        workers,
-        ..Log::default()
-    };
+    // The supervisor keeps the workers up, handles the signals, and gives
+    // up (exit code 1) when no worker can start.
+    let sup = Supervisor::new(primary, Supervision::new(workers));
+    let mut events = sup.cluster_events();
+    let run = sup.run();
+    tokio::pin!(run);
+    let mut log = Log::default();
     loop {
         tokio::select! {
             Some(event) = events.next() => log.print(&event),
-            code = &mut supervisor => {
+            code = &mut run => {
                 // The last events (the last exits) may still be queued.
                 while let Some(event) = events.try_next() {
                     log.print(&event);
                 }
-                let code = code.unwrap_or(1);
                 println!("hello: all workers gone; exiting with code {code}");
                 std::process::exit(code);
             }
@@ -84,13 +82,22 @@ async fn primary(address: &str) {
 /// Prints the cluster's life, one line per event.
 #[derive(Default)]
 struct Log {
-    workers: usize,
     announced: bool,
-    critical: usize,
 }
 
 impl Log {
-    fn print(&mut self, event: &Event) {
+    fn print(&mut self, event: &ClusterEvent) {
+        match event {
+            ClusterEvent::Core(event) => self.core(event),
+            ClusterEvent::Supervisor(SupervisorEvent::BreakerTripped { slot, reason }) => {
+                println!("hello: worker slot {slot} left down: {reason}")
+            }
+            ClusterEvent::Supervisor(event) => println!("hello: {event}"),
+            _ => {}
+        }
+    }
+
+    fn core(&mut self, event: &Event) {
         match event {
             Event::Fork { worker } => println!("worker {worker}: forked"),
             Event::Online { worker } => println!("worker {worker}: online"),
@@ -122,16 +129,6 @@ impl Log {
                 println!("worker {worker}: exited {how} ({status})");
             }
             Event::Error { worker, error } => println!("worker {worker}: error: {error}"),
-            Event::Critical { slot, reason } => {
-                println!("hello: worker slot {slot} left down: {reason}");
-                self.critical += 1;
-                if self.critical == self.workers {
-                    eprintln!("hello: no worker can start; giving up");
-                    std::process::exit(1);
-                }
-            }
-            Event::Reload(phase) => println!("hello: reload: {phase:?}"),
-            Event::Recycle { worker, reason } => println!("worker {worker}: recycled ({reason})"),
             _ => {}
         }
     }

@@ -40,7 +40,8 @@
 //! The modules, one concept each: [`primary`] (fork, registry, events),
 //! [`worker`] (the worker's side, listeners), `channel` (the wire between
 //! them, documented in docs/protocol.md), [`sched`] (how a port is shared:
-//! `rr`, `lc`, `shared`, `reuseport`), [`supervise`] (restart policy),
+//! `rr`, `lc`, `shared`, `reuseport`), [`supervise`] (the [`Supervisor`]: restart policy, rolling restarts,
+//! recycling),
 //! [`foreign`] (any program as a worker, by systemd's conventions) and
 //! [`systemd`] (those conventions, for the primary itself too).
 
@@ -50,6 +51,7 @@
 #![deny(unsafe_code)]
 
 mod addr;
+mod bus;
 pub(crate) mod channel;
 mod error;
 pub mod foreign;
@@ -74,7 +76,9 @@ pub use primary::{
 };
 pub use sched::Policy;
 pub use signal::Signal;
-pub use supervise::{ReloadPhase, Restart, Supervision, EXIT_CANNOT_BOOT};
+pub use supervise::{
+    ClusterStatus, ReloadPhase, Restart, Supervision, Supervisor, SupervisorEvent, EXIT_CANNOT_BOOT,
+};
 pub use worker::{Connection, Hold, Listener, PeerAddr, Worker};
 
 /// The environment variable that carries a worker's id (1, 2, 3...).

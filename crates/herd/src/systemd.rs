@@ -182,6 +182,55 @@ pub fn watchdog_interval() -> Option<Duration> {
     (usec > 0).then(|| Duration::from_micros(usec / 2))
 }
 
+/// The service manager of this process, as it told it in its environment:
+/// where to send notifications and how often to send `WATCHDOG=1`.
+///
+/// ```no_run
+/// if let Some(manager) = herd::systemd::ServiceManager::from_env() {
+///     manager.notify("READY=1").ok();
+///     println!("watchdog every {:?}", manager.watchdog());
+/// }
+/// ```
+#[derive(Debug)]
+pub struct ServiceManager {
+    notifier: Notifier,
+    watchdog: Option<Duration>,
+}
+
+impl ServiceManager {
+    /// The manager of `NOTIFY_SOCKET` (none when it is not set), with the
+    /// watchdog interval of [`watchdog_interval`].
+    ///
+    /// The variables stay in the environment: a program that starts
+    /// children which must not see them should take the manager and remove
+    /// them before it starts threads (as `herd run` does).
+    pub fn from_env() -> Option<ServiceManager> {
+        Some(ServiceManager::new(
+            Notifier::from_env()?,
+            watchdog_interval(),
+        ))
+    }
+
+    /// A manager reached by `notifier`, expecting `WATCHDOG=1` every
+    /// `watchdog` (if given).
+    pub fn new(notifier: Notifier, watchdog: Option<Duration>) -> ServiceManager {
+        ServiceManager { notifier, watchdog }
+    }
+
+    /// Sends one notification (fields separated by newlines).
+    ///
+    /// # Errors
+    /// When the datagram cannot be sent (the manager is gone).
+    pub fn notify(&self, msg: &str) -> io::Result<()> {
+        self.notifier.notify(msg)
+    }
+
+    /// How often to send `WATCHDOG=1`, if the manager watches.
+    pub fn watchdog(&self) -> Option<Duration> {
+        self.watchdog
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -37,7 +37,7 @@
 //!
 //! ```no_run
 //! use herd::foreign::{Foreign, ForeignReady};
-//! use herd::{Policy, Primary, Settings, Supervision};
+//! use herd::{Policy, Primary, Settings, Supervision, Supervisor};
 //!
 //! fn main() -> Result<(), Box<dyn std::error::Error>> {
 //!     herd::foreign::trampoline(); // returns unless started as a trampoline
@@ -52,7 +52,7 @@
 //!         for b in primary.bind_foreign()? {
 //!             println!("listening on {} (fd {})", b.address, b.fd);
 //!         }
-//!         std::process::exit(primary.supervise(Supervision::new(2)).await)
+//!         std::process::exit(Supervisor::new(primary, Supervision::new(2)).run().await)
 //!     })
 //! }
 //! ```

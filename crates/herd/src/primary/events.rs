@@ -68,22 +68,6 @@ pub enum Event {
         /// The message; decode it with [`Message::decode`].
         message: Message,
     },
-    /// The supervisor gave up on a worker slot (crash loop, cannot boot).
-    Critical {
-        /// The slot (0-based) left down.
-        slot: usize,
-        /// Why, with the exit statuses seen.
-        reason: String,
-    },
-    /// A rolling restart's progress.
-    Reload(crate::supervise::ReloadPhase),
-    /// The supervisor is replacing a worker (age, requests, memory).
-    Recycle {
-        /// The worker being replaced.
-        worker: u32,
-        /// Why (age, connections handled, memory).
-        reason: String,
-    },
     /// Something went wrong with a worker (a protocol violation, a failed
     /// system call); the primary carries on.
     Error {
@@ -98,7 +82,7 @@ impl Event {
     /// The worker this event is about, if any.
     pub fn worker(&self) -> Option<u32> {
         match self {
-            Event::Setup(_) | Event::Critical { .. } | Event::Reload(_) => None,
+            Event::Setup(_) => None,
             Event::Fork { worker }
             | Event::Online { worker }
             | Event::Listening { worker, .. }
@@ -106,7 +90,6 @@ impl Event {
             | Event::Disconnect { worker }
             | Event::Exit { worker, .. }
             | Event::Message { worker, .. }
-            | Event::Recycle { worker, .. }
             | Event::Error { worker, .. } => Some(*worker),
         }
     }
@@ -123,9 +106,6 @@ impl Event {
             Event::Exit { .. } => "exit",
             Event::Message { .. } => "message",
             Event::Error { .. } => "error",
-            Event::Critical { .. } => "critical",
-            Event::Reload(_) => "reload",
-            Event::Recycle { .. } => "recycle",
         }
     }
 }

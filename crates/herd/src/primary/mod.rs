@@ -100,8 +100,6 @@ pub(crate) struct Inner {
     registry_changed: Notify,
     /// The primary's own runtime (see [`runtime::start_runtime`]).
     rt: tokio::runtime::Handle,
-    /// (merge) The old supervisor's command queue; goes with it.
-    pub(crate) control: OnceLock<tokio::sync::mpsc::UnboundedSender<crate::supervise::Command>>,
     /// The program path at start: a reload execs what is on disk there now.
     default_exec: Option<std::path::PathBuf>,
     /// Foreign workers' sockets and notification directory, once bound.
@@ -149,7 +147,6 @@ impl Primary {
                 forker: Forker::start(rt.clone())?,
                 rt,
                 registry_changed: Notify::new(),
-                control: OnceLock::new(),
                 default_exec: std::env::current_exe().ok(),
                 foreign: Mutex::new(None),
             }),
