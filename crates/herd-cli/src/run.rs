@@ -191,7 +191,7 @@ async fn serve(
             Source::Passed(fd) => spec.listen_socket(name.as_deref(), fd),
         };
     }
-    let mut settings = Settings::new()
+    let mut settings = Settings::builder()
         .policy(cfg.policy)
         .silent(cfg.output != Output::Raw)
         .foreign(spec);
@@ -235,7 +235,9 @@ async fn serve(
     if let Some(t) = cfg.boot_timeout {
         supervision = supervision.boot_timeout(t);
     }
-    let boot_timeout = supervision.get_boot_timeout();
+    let boot_timeout = cfg
+        .boot_timeout
+        .unwrap_or(Supervision::DEFAULT_BOOT_TIMEOUT);
     let sup = Supervisor::new(primary.clone(), supervision);
     let shared = Arc::new(Shared {
         sup: sup.clone(),

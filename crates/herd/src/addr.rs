@@ -249,7 +249,6 @@ impl fmt::Display for ListenAddr {
 ///
 /// ```
 /// let o = herd::ListenOptions::new().backlog(4096).mode(0o660);
-/// assert_eq!(o.get_backlog(), 4096);
 /// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -285,7 +284,7 @@ impl ListenOptions {
     }
 
     /// The accept queue's length in force.
-    pub fn get_backlog(&self) -> u32 {
+    pub(crate) fn backlog_or_default(&self) -> u32 {
         self.backlog.unwrap_or(1024)
     }
 }

@@ -71,8 +71,8 @@ pub use addr::{AddrKind, ListenAddr, ListenOptions};
 pub use error::{Error, Result};
 pub use message::Message;
 pub use primary::{
-    Event, Events, ExitStatus, Heartbeat, Primary, Readiness, Settings, WorkerHandle, WorkerState,
-    WorkerStatus,
+    Event, Events, ExitStatus, Heartbeat, Primary, Readiness, Settings, SettingsBuilder,
+    WorkerHandle, WorkerState, WorkerStatus,
 };
 pub use sched::Policy;
 pub use signal::Signal;

@@ -47,7 +47,7 @@
 //!             .listen(Some("web"), "127.0.0.1:8080".parse()?)
 //!             .ready(ForeignReady::Notify);
 //!         let primary = Primary::with_settings(
-//!             Settings::new().policy(Policy::ReusePort).foreign(node),
+//!             Settings::builder().policy(Policy::ReusePort).foreign(node),
 //!         )?;
 //!         for b in primary.bind_foreign()? {
 //!             println!("listening on {} (fd {})", b.address, b.fd);
@@ -277,11 +277,6 @@ impl Foreign {
     /// The program.
     pub fn program(&self) -> &OsStr {
         &self.program
-    }
-
-    /// The readiness rule.
-    pub fn get_ready(&self) -> ForeignReady {
-        self.ready
     }
 }
 

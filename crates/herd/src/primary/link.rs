@@ -203,13 +203,13 @@ fn on_frame(inner: &Inner, w: &WorkerHandle, online: &mut bool, frame: Frame) ->
         Control::Listening { handle } => {
             if let Some(address) = inner.table.listening(&link, handle) {
                 w.listening(inner, address);
-                if inner.settings.lock().unwrap().get_readiness() == Readiness::Listening {
+                if inner.settings.lock().unwrap().readiness() == Readiness::Listening {
                     w.ready(inner);
                 }
             }
         }
         Control::Ready => {
-            if inner.settings.lock().unwrap().get_readiness() == Readiness::Explicit {
+            if inner.settings.lock().unwrap().readiness() == Readiness::Explicit {
                 w.ready(inner);
             }
         }

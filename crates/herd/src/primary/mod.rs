@@ -37,7 +37,7 @@ use crate::{Error, Signal, ENV_CHANNEL_FD};
 use events::Bus;
 pub use events::{Event, Events};
 use runtime::Forker;
-pub use settings::{Readiness, Settings};
+pub use settings::{Readiness, Settings, SettingsBuilder};
 pub use status::{Heartbeat, WorkerStatus};
 pub use worker::{WorkerHandle, WorkerState};
 
@@ -127,7 +127,8 @@ impl Primary {
     ///
     /// # Errors
     /// As [`Primary::new`], and [`Error::Io`] when its threads cannot start.
-    pub fn with_settings(settings: Settings) -> Result<Primary, Error> {
+    pub fn with_settings(settings: impl Into<Settings>) -> Result<Primary, Error> {
+        let settings = settings.into();
         if crate::role() == crate::Role::Worker {
             return Err(Error::WrongRole(format!(
                 "Primary::new called in a worker process ({ENV_CHANNEL_FD} is set); use Worker::connect"
@@ -155,7 +156,8 @@ impl Primary {
 
     /// Merges `settings` into those in force and emits [`Event::Setup`], as
     /// Node's `setupPrimary`.
-    pub fn setup(&self, settings: Settings) {
+    pub fn setup(&self, settings: impl Into<Settings>) {
+        let settings = settings.into();
         let merged = {
             let mut s = self.inner.settings.lock().unwrap();
             s.merge(settings);

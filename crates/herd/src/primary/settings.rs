@@ -5,14 +5,16 @@ use std::path::PathBuf;
 
 use crate::sched::Policy;
 
-/// How the primary starts workers and shares ports.
+/// How the primary starts workers and shares ports, built with
+/// [`Settings::builder`].
 ///
 /// Every field is optional: a `setup` call merges the fields it sets into
 /// the settings already in force, as Node's `setupPrimary` does.
 ///
 /// ```
-/// let s = herd::Settings::new().exec("/usr/bin/env").args(["true"]).silent(true);
-/// assert_eq!(s.get_exec().unwrap(), std::path::Path::new("/usr/bin/env"));
+/// let s = herd::Settings::builder().exec("/usr/bin/env").args(["true"]).silent(true).build();
+/// assert_eq!(s.exec().unwrap(), std::path::Path::new("/usr/bin/env"));
+/// assert!(s.silent());
 /// ```
 #[derive(Debug, Clone, Default)]
 pub struct Settings {
@@ -40,15 +42,29 @@ pub enum Readiness {
     Explicit,
 }
 
-impl Settings {
-    /// Empty settings: everything at its default.
-    pub fn new() -> Settings {
-        Settings::default()
+/// Builds [`Settings`]: each method sets one field; what is not set keeps
+/// its default (or, in a `setup`, the value in force).
+#[derive(Debug, Clone, Default)]
+#[must_use]
+pub struct SettingsBuilder {
+    s: Settings,
+}
+
+impl From<SettingsBuilder> for Settings {
+    fn from(b: SettingsBuilder) -> Settings {
+        b.s
+    }
+}
+
+impl SettingsBuilder {
+    /// The settings built.
+    pub fn build(self) -> Settings {
+        self.s
     }
 
     /// The worker program. Default: the current executable.
     pub fn exec(mut self, path: impl Into<PathBuf>) -> Self {
-        self.exec = Some(path.into());
+        self.s.exec = Some(path.into());
         self
     }
 
@@ -58,13 +74,13 @@ impl Settings {
         I: IntoIterator<Item = S>,
         S: Into<OsString>,
     {
-        self.args = Some(args.into_iter().map(Into::into).collect());
+        self.s.args = Some(args.into_iter().map(Into::into).collect());
         self
     }
 
     /// The worker's working directory. Default: the primary's.
     pub fn cwd(mut self, dir: impl Into<PathBuf>) -> Self {
-        self.cwd = Some(dir.into());
+        self.s.cwd = Some(dir.into());
         self
     }
 
@@ -72,44 +88,44 @@ impl Settings {
     /// [`WorkerHandle::take_stdout`](crate::WorkerHandle::take_stdout))
     /// instead of sharing the primary's. Default: false.
     pub fn silent(mut self, silent: bool) -> Self {
-        self.silent = Some(silent);
+        self.s.silent = Some(silent);
         self
     }
 
     /// Run workers as this user id.
     pub fn uid(mut self, uid: u32) -> Self {
-        self.uid = Some(uid);
+        self.s.uid = Some(uid);
         self
     }
 
     /// Run workers as this group id.
     pub fn gid(mut self, gid: u32) -> Self {
-        self.gid = Some(gid);
+        self.s.gid = Some(gid);
         self
     }
 
     /// An environment variable for every worker (`fork_with_env` adds more).
     pub fn env(mut self, key: impl Into<OsString>, value: impl Into<OsString>) -> Self {
-        self.env.push((key.into(), value.into()));
+        self.s.env.push((key.into(), value.into()));
         self
     }
 
     /// How workers share ports. Default: `HERD_SCHED_POLICY` if set, else
     /// round-robin. Fixed once the first worker is forked.
     pub fn policy(mut self, policy: Policy) -> Self {
-        self.policy = Some(policy);
+        self.s.policy = Some(policy);
         self
     }
 
     /// When workers count as ready. Default: [`Readiness::Listening`].
     pub fn readiness(mut self, readiness: Readiness) -> Self {
-        self.readiness = Some(readiness);
+        self.s.readiness = Some(readiness);
         self
     }
 
     /// How often workers report a heartbeat. Default: 1 s.
     pub fn heartbeat(mut self, every: std::time::Duration) -> Self {
-        self.heartbeat = Some(every);
+        self.s.heartbeat = Some(every);
         self
     }
 
@@ -117,47 +133,69 @@ impl Settings {
     /// herd's channel (see [`crate::foreign`]). Needs the `shared` or
     /// `reuseport` policy.
     pub fn foreign(mut self, spec: crate::foreign::Foreign) -> Self {
-        self.foreign = Some(std::sync::Arc::new(spec));
+        self.s.foreign = Some(std::sync::Arc::new(spec));
         self
+    }
+}
+
+impl Settings {
+    /// A builder of settings, every field at its default.
+    pub fn builder() -> SettingsBuilder {
+        SettingsBuilder::default()
     }
 
     /// The foreign worker spec, if set.
-    pub fn get_foreign(&self) -> Option<&crate::foreign::Foreign> {
+    pub fn foreign(&self) -> Option<&crate::foreign::Foreign> {
         self.foreign.as_deref()
     }
 
     /// The heartbeat interval in force.
-    pub fn get_heartbeat(&self) -> std::time::Duration {
+    pub fn heartbeat(&self) -> std::time::Duration {
         self.heartbeat.unwrap_or(std::time::Duration::from_secs(1))
     }
 
     /// The readiness rule in force.
-    pub fn get_readiness(&self) -> Readiness {
+    pub fn readiness(&self) -> Readiness {
         self.readiness.unwrap_or_default()
     }
 
     /// The worker program, if set.
-    pub fn get_exec(&self) -> Option<&std::path::Path> {
+    pub fn exec(&self) -> Option<&std::path::Path> {
         self.exec.as_deref()
     }
 
     /// The worker arguments, if set.
-    pub fn get_args(&self) -> Option<&[OsString]> {
+    pub fn args(&self) -> Option<&[OsString]> {
         self.args.as_deref()
     }
 
     /// The working directory, if set.
-    pub fn get_cwd(&self) -> Option<&std::path::Path> {
+    pub fn cwd(&self) -> Option<&std::path::Path> {
         self.cwd.as_deref()
     }
 
     /// Whether worker output is piped to the primary.
-    pub fn get_silent(&self) -> bool {
+    pub fn silent(&self) -> bool {
         self.silent.unwrap_or(false)
     }
 
+    /// The user id workers run as, if set.
+    pub fn uid(&self) -> Option<u32> {
+        self.uid
+    }
+
+    /// The group id workers run as, if set.
+    pub fn gid(&self) -> Option<u32> {
+        self.gid
+    }
+
+    /// The environment variables every worker gets, in the order set.
+    pub fn env(&self) -> &[(OsString, OsString)] {
+        &self.env
+    }
+
     /// The scheduling policy, if set.
-    pub fn get_policy(&self) -> Option<Policy> {
+    pub fn policy(&self) -> Option<Policy> {
         self.policy
     }
 
@@ -175,7 +213,7 @@ impl Settings {
         if let Some(gid) = self.gid {
             cmd.gid(gid);
         }
-        if self.get_silent() {
+        if self.silent() {
             cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         }
         cmd.stdin(Stdio::null());
@@ -197,10 +235,14 @@ mod tests {
 
     #[test]
     fn later_settings_merge_into_earlier() {
-        let mut s = Settings::new().exec("/a").silent(true).env("A", "1");
-        s.merge(Settings::new().exec("/b").env("B", "2"));
-        assert_eq!(s.get_exec().unwrap(), std::path::Path::new("/b"));
-        assert!(s.get_silent());
+        let mut s = Settings::builder()
+            .exec("/a")
+            .silent(true)
+            .env("A", "1")
+            .build();
+        s.merge(Settings::builder().exec("/b").env("B", "2").build());
+        assert_eq!(s.exec().unwrap(), std::path::Path::new("/b"));
+        assert!(s.silent());
         assert_eq!(s.env.len(), 2);
     }
 }

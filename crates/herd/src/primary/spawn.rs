@@ -96,7 +96,7 @@ impl Primary {
         state: Option<Arc<foreign::State>>,
         extra: Vec<(OsString, OsString)>,
     ) -> Result<(tokio::process::Child, Kind), Error> {
-        let every = settings.get_heartbeat();
+        let every = settings.heartbeat();
         let mut kind = match (state, &settings.foreign) {
             (Some(state), Some(spec)) => {
                 let plan = foreign::plan(&self.inner, &state, spec, id, every)?;
@@ -173,7 +173,7 @@ impl Primary {
             (ENV_CHANNEL_FD.into(), theirs.as_raw_fd().to_string().into()),
             (
                 ENV_HEARTBEAT_MS.into(),
-                settings.get_heartbeat().as_millis().to_string().into(),
+                settings.heartbeat().as_millis().to_string().into(),
             ),
         ];
         let stream =

@@ -135,7 +135,7 @@ pub(crate) fn bind(
     opts: &ListenOptions,
     reuse_port: bool,
 ) -> io::Result<Socket> {
-    let backlog = opts.backlog.unwrap_or(1024) as i32;
+    let backlog = opts.backlog_or_default() as i32;
     match addr {
         ListenAddr::Tcp(sa) | ListenAddr::Udp(sa) => {
             let udp = matches!(addr, ListenAddr::Udp(_));

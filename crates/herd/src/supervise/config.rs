@@ -70,7 +70,6 @@ pub(crate) enum Systemd {
 ///     .grace(Duration::from_secs(10))
 ///     .max_requests(10_000)
 ///     .max_requests_jitter(1_000);
-/// assert_eq!(supervision.get_workers(), 4);
 /// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -94,6 +93,12 @@ pub struct Supervision {
 }
 
 impl Supervision {
+    /// How long a new worker may take to become ready, unless set.
+    pub const DEFAULT_BOOT_TIMEOUT: Duration = Duration::from_secs(30);
+    /// How long a disconnecting worker may take before it is killed,
+    /// unless set.
+    pub const DEFAULT_GRACE: Duration = Duration::from_secs(30);
+
     /// Supervision of `workers` workers (at least 1) with the defaults:
     /// restart on failure, backoff from 100 ms doubling up to 10 s, 5
     /// deaths before ready within 60 s trip the breaker, 30 s to boot, 30 s
@@ -107,8 +112,8 @@ impl Supervision {
             backoff_max: Duration::from_secs(10),
             crash_limit: 5,
             crash_window: Duration::from_secs(60),
-            boot_timeout: Duration::from_secs(30),
-            grace: Duration::from_secs(30),
+            boot_timeout: Supervision::DEFAULT_BOOT_TIMEOUT,
+            grace: Supervision::DEFAULT_GRACE,
             surge: 1,
             heartbeat_timeout: Some(Duration::from_secs(10)),
             max_age: None,
@@ -227,20 +232,5 @@ impl Supervision {
     pub fn systemd(mut self, manager: Option<ServiceManager>) -> Self {
         self.systemd = Systemd::Given(manager.map(Arc::new));
         self
-    }
-
-    /// The number of workers to keep up.
-    pub fn get_workers(&self) -> usize {
-        self.workers
-    }
-
-    /// The grace period of disconnects.
-    pub fn get_grace(&self) -> Duration {
-        self.grace
-    }
-
-    /// How long a new worker may take to become ready.
-    pub fn get_boot_timeout(&self) -> Duration {
-        self.boot_timeout
     }
 }
