@@ -37,12 +37,17 @@
 //! }
 //! ```
 //!
-//! The modules, one concept each: [`primary`] (fork, registry, events),
-//! [`worker`] (the worker's side, listeners), `channel` (the wire between
-//! them, documented in docs/protocol.md), [`sched`] (how a port is shared:
-//! `rr`, `lc`, `shared`, `reuseport`), [`supervise`] (the [`Supervisor`]: restart policy, rolling restarts,
-//! recycling),
-//! [`foreign`] (any program as a worker, by systemd's conventions) and
+//! To keep a number of workers up, replace them without dropping a
+//! request and handle signals, put a [`Supervisor`] on the primary (see
+//! [`supervise`]).
+//!
+//! The modules, in layers (docs/architecture.md). The core, Node's
+//! cluster: [`primary`] (fork, registry, events), [`worker`] (the worker's
+//! side, listeners), `channel` (the wire between them, documented in
+//! docs/protocol.md), [`sched`] (how a port is shared: `rr`, `lc`,
+//! `shared`, `reuseport`), [`foreign`] (any program as a worker, by
+//! systemd's conventions). On top, the policy: [`supervise`] (the
+//! [`Supervisor`]: respawn, rolling restarts, recycling, signals) and
 //! [`systemd`] (those conventions, for the primary itself too).
 
 #![warn(missing_docs)]
