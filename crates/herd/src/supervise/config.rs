@@ -89,6 +89,8 @@ pub struct Supervision {
     pub(crate) max_requests_jitter: u64,
     pub(crate) max_memory: Option<u64>,
     pub(crate) handle_signals: bool,
+    pub(crate) drain_delay: Duration,
+    pub(crate) reload_via_health: bool,
     pub(crate) systemd: Systemd,
 }
 
@@ -121,6 +123,8 @@ impl Supervision {
             max_requests_jitter: 0,
             max_memory: None,
             handle_signals: true,
+            drain_delay: Duration::ZERO,
+            reload_via_health: false,
             systemd: Systemd::FromEnv,
         }
     }
@@ -207,6 +211,26 @@ impl Supervision {
     /// (`None`: never).
     pub fn max_memory(mut self, bytes: impl Into<Option<u64>>) -> Self {
         self.max_memory = bytes.into();
+        self
+    }
+
+    /// How long health answers "draining" before a shutdown disconnects
+    /// the workers (they keep serving meanwhile), so that a load balancer
+    /// polling the health endpoint stops sending first. Set it to a little
+    /// more than the balancer's check interval times its fall count.
+    /// Default: none.
+    pub fn drain_delay(mut self, delay: Duration) -> Self {
+        self.drain_delay = delay;
+        self
+    }
+
+    /// Reload through health: a reload first marks the host down (health
+    /// answers "draining"), waits the drain delay, replaces the workers,
+    /// then marks the host up again, so a load balancer sends nothing to a
+    /// worker that is closing. For hosts behind a balancer whose programs
+    /// close idle keep-alive connections at once. Default: off.
+    pub fn reload_via_health(mut self, on: bool) -> Self {
+        self.reload_via_health = on;
         self
     }
 

@@ -71,11 +71,16 @@ pub enum SupervisorEvent {
     },
     /// The cluster is shutting down: no more respawns or replacements.
     Stopping,
+    /// The health verdict changed (see [`Health`](crate::supervise::Health)).
+    Health {
+        /// The new verdict.
+        health: crate::supervise::Health,
+    },
 }
 
 impl SupervisorEvent {
     /// A short lowercase name: `breaker_tripped`, `reload`, `recycle`,
-    /// `respawn`, `cluster_ready`, `gave_up`, `stopping`.
+    /// `respawn`, `cluster_ready`, `gave_up`, `stopping`, `health`.
     pub fn name(&self) -> &'static str {
         match self {
             SupervisorEvent::BreakerTripped { .. } => "breaker_tripped",
@@ -85,6 +90,7 @@ impl SupervisorEvent {
             SupervisorEvent::ClusterReady { .. } => "cluster_ready",
             SupervisorEvent::GaveUp { .. } => "gave_up",
             SupervisorEvent::Stopping => "stopping",
+            SupervisorEvent::Health { .. } => "health",
         }
     }
 }
@@ -107,6 +113,7 @@ impl fmt::Display for SupervisorEvent {
             }
             SupervisorEvent::GaveUp { reason } => write!(f, "giving up: {reason}"),
             SupervisorEvent::Stopping => f.write_str("stopping"),
+            SupervisorEvent::Health { health } => write!(f, "health: {health}"),
         }
     }
 }

@@ -14,6 +14,7 @@ use super::core::{Core, Kill};
 use super::events::{Emitter, RecycleReason, SupervisorEvent};
 use super::health::Jitter;
 use super::replace::ReplaceQueue;
+use super::status::Health;
 use super::{ReloadDone, ReloadError};
 use crate::primary::{Event, ExitStatus};
 
@@ -157,6 +158,12 @@ struct Retiring {
     why: String,
 }
 
+struct DrainReload {
+    id: u64,
+    at: Instant,
+    begun: bool,
+}
+
 struct ReloadRun {
     id: u64,
     started: Instant,
@@ -179,6 +186,13 @@ pub(crate) struct Machine<C> {
     emitted: Vec<SupervisorEvent>,
     stopping: bool,
     gave_up: bool,
+    /// Marked down by an operator.
+    marked_down: bool,
+    /// A reload through health, marked down for it: it begins at `at`
+    /// (after the drain delay) and the mark lifts when it ends.
+    drain_reload: Option<DrainReload>,
+    /// The health verdict after the last step.
+    health: Health,
     /// Whether every wanted worker was ready after the last step.
     full: bool,
     jitter: Jitter,
@@ -203,6 +217,9 @@ impl<C: Core> Machine<C> {
             emitted: Vec::new(),
             stopping: false,
             gave_up: false,
+            marked_down: false,
+            drain_reload: None,
+            health: Health::Down,
             full: false,
             born: now,
         }
@@ -224,14 +241,21 @@ impl<C: Core> Machine<C> {
         self.gave_up
     }
 
-    /// The earliest respawn due, which should not wait for the next tick.
+    /// The earliest respawn (or reload through health) due, which should
+    /// not wait for the next tick.
     pub fn next_due(&self) -> Option<Instant> {
+        let drain = self
+            .drain_reload
+            .as_ref()
+            .filter(|d| !d.begun)
+            .map(|d| d.at);
         self.slots
             .values()
             .filter_map(|s| match s.state {
                 State::Backoff { at } => Some(at),
                 _ => None,
             })
+            .chain(drain)
             .min()
     }
 
@@ -304,6 +328,19 @@ impl<C: Core> Machine<C> {
             }
         }
         self.check_health(now);
+        if let Some(d) = self
+            .drain_reload
+            .as_mut()
+            .filter(|d| !d.begun && d.at <= now)
+        {
+            d.begun = true;
+            let id = d.id;
+            if self.reload.is_none() {
+                self.begin_reload(id, now);
+            } else {
+                self.next_reload = Some(id);
+            }
+        }
         self.settle(now);
     }
 
@@ -313,6 +350,10 @@ impl<C: Core> Machine<C> {
     pub fn reload(&mut self, now: Instant) -> Result<u64, ReloadError> {
         if self.stopping {
             return Err(ReloadError::Stopping);
+        }
+        if let Some(d) = self.drain_reload.as_ref().filter(|d| !d.begun) {
+            // Still draining for the reload asked before: this is the same.
+            return Ok(d.id);
         }
         if self.reload.is_some() {
             if let Some(id) = self.next_reload {
@@ -325,9 +366,48 @@ impl<C: Core> Machine<C> {
         }
         self.reload_ids += 1;
         let id = self.reload_ids;
+        if self.cfg.reload_via_health {
+            let delay = self.cfg.drain_delay;
+            tracing::info!("reload: marking the host down for {delay:?} first");
+            self.drain_reload = Some(DrainReload {
+                id,
+                at: now + delay,
+                begun: false,
+            });
+            self.tick(now);
+            return Ok(id);
+        }
         self.begin_reload(id, now);
         self.settle(now);
         Ok(id)
+    }
+
+    /// Marks the host down (health answers "draining", the workers keep
+    /// serving) or up again.
+    pub fn mark_down(&mut self, down: bool, now: Instant) {
+        if self.marked_down != down {
+            tracing::info!("marked {}", if down { "down" } else { "up" });
+        }
+        self.marked_down = down;
+        self.settle(now);
+    }
+
+    /// What a load balancer should be told now.
+    pub fn health(&self) -> Health {
+        if self.stopping || self.marked_down || self.drain_reload.is_some() {
+            Health::Draining
+        } else if self.ready_count() >= self.cfg.workers {
+            Health::Up
+        } else {
+            Health::Down
+        }
+    }
+
+    /// A reload ended: a reload through health lifts its mark.
+    fn reload_ended(&mut self, id: u64) {
+        if self.drain_reload.as_ref().is_some_and(|d| d.id == id) {
+            self.drain_reload = None;
+        }
     }
 
     /// Keeps `n` workers (at least 1) from now on.
@@ -382,7 +462,11 @@ impl<C: Core> Machine<C> {
         if let Some(id) = self.next_reload.take() {
             self.outcomes.push((id, Err(ReloadError::Stopping)));
         }
+        if let Some(d) = self.drain_reload.take().filter(|d| !d.begun) {
+            self.outcomes.push((d.id, Err(ReloadError::Stopping)));
+        }
         self.emit(SupervisorEvent::Stopping);
+        self.note_health();
     }
 }
 

@@ -74,7 +74,7 @@ pub use config::{Restart, Supervision, EXIT_CANNOT_BOOT};
 pub use events::{
     ClusterEvent, ClusterEvents, RecycleReason, ReloadPhase, SupervisorEvent, SupervisorEvents,
 };
-pub use status::{ClusterStatus, LastExit, ReloadStatus, SlotState, SlotStatus};
+pub use status::{ClusterStatus, Health, LastExit, ReloadStatus, SlotState, SlotStatus};
 
 use crate::primary::{Event, Primary};
 use events::Emitter;
@@ -139,6 +139,8 @@ enum Command {
         signal: &'static str,
     },
     Kill,
+    /// Mark the host down (true) or up.
+    MarkDown(bool),
 }
 
 /// The supervisor of a cluster: cheap to clone, every clone the same
@@ -240,6 +242,18 @@ impl Supervisor {
         self.send(Command::Shutdown);
     }
 
+    /// Marks the host down: health answers "draining" (a load balancer
+    /// polling it stops sending new traffic) while every worker keeps
+    /// serving, until [`mark_up`](Self::mark_up).
+    pub fn mark_down(&self) {
+        self.send(Command::MarkDown(true));
+    }
+
+    /// Marks the host up again after [`mark_down`](Self::mark_down).
+    pub fn mark_up(&self) {
+        self.send(Command::MarkDown(false));
+    }
+
     /// Kills every worker now (what a second TERM does); `run` returns 1.
     pub fn kill(&self) {
         self.send(Command::Kill);
@@ -310,6 +324,7 @@ async fn drive(shared: Arc<Shared>, parts: Parts) -> i32 {
         .handle_signals
         .then(|| signals::spawn(shared.commands.clone()));
     let grace = machine.config().grace;
+    let drain_delay = machine.config().drain_delay;
     let mut waiters: Vec<Waiter> = Vec::new();
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -321,11 +336,11 @@ async fn drive(shared: Arc<Shared>, parts: Parts) -> i32 {
     let clean = loop {
         publish(&shared, &mut machine, &mut notify, &mut waiters);
         if machine.stopping() && draining.is_none() {
-            tracing::info!(
-                "disconnecting all workers (grace {grace:?}; signal again to kill them now)"
-            );
+            // Health says "draining" from now (published above); the
+            // workers keep serving through the drain delay, then leave.
             draining = Some(Box::pin(stop_workers(
                 primary.clone(),
+                drain_delay,
                 grace,
                 killed.clone(),
             )));
@@ -363,6 +378,7 @@ async fn drive(shared: Arc<Shared>, parts: Parts) -> i32 {
                         machine.stop(now);
                         let _ = kill.send(true);
                     }
+                    Command::MarkDown(down) => machine.mark_down(down, now),
                 }
             }
             _ = sleep_until(due), if due.is_some() => machine.tick(Instant::now()),
@@ -420,9 +436,22 @@ fn publish(
     }
 }
 
-/// Disconnects every worker; kills those left after `grace`, or at once
-/// when `kill` says so. True when all left in time.
-async fn stop_workers(primary: Primary, grace: Duration, mut kill: watch::Receiver<bool>) -> bool {
+/// After `drain_delay`, disconnects every worker; kills those left after
+/// `grace`, or at once when `kill` says so. True when all left in time.
+async fn stop_workers(
+    primary: Primary,
+    drain_delay: Duration,
+    grace: Duration,
+    mut kill: watch::Receiver<bool>,
+) -> bool {
+    if !drain_delay.is_zero() {
+        tracing::info!("health says draining; disconnecting the workers in {drain_delay:?}");
+        tokio::select! {
+            _ = tokio::time::sleep(drain_delay) => {}
+            _ = kill.wait_for(|k| *k) => {}
+        }
+    }
+    tracing::info!("disconnecting all workers (grace {grace:?}; signal again to kill them now)");
     let clean = tokio::select! {
         r = tokio::time::timeout(grace, primary.disconnect()) => r.is_ok(),
         _ = kill.wait_for(|k| *k) => false,

@@ -23,6 +23,12 @@ pub struct ClusterStatus {
     pub reload: Option<ReloadStatus>,
     /// Shutting down.
     pub stopping: bool,
+    /// What a load balancer should be told (see [`Health`]).
+    pub health: Health,
+    /// Marked down by an operator ([`Supervisor::mark_down`]).
+    ///
+    /// [`Supervisor::mark_down`]: crate::Supervisor::mark_down
+    pub marked_down: bool,
     /// Every slot, by number.
     pub slots: Vec<SlotStatus>,
     /// Every live worker, by id, as [`Primary::status`] shows it (leaving
@@ -40,6 +46,41 @@ impl ClusterStatus {
         self.slots
             .iter()
             .find(|s| s.worker == Some(worker) || s.successor == Some(worker))
+    }
+}
+
+/// What a load balancer should be told about this host: three answers,
+/// not two.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum Health {
+    /// Every wanted worker is ready and nobody marked the host down: send
+    /// traffic.
+    Up,
+    /// Marked down (by an operator, a shutdown or a reload through health)
+    /// while the workers still serve: stop sending new traffic; what is
+    /// open finishes.
+    Draining,
+    /// Fewer workers are ready than wanted (starting, or crashed): do not
+    /// send traffic.
+    Down,
+}
+
+impl Health {
+    /// `up`, `draining` or `down`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Health::Up => "up",
+            Health::Draining => "draining",
+            Health::Down => "down",
+        }
+    }
+}
+
+impl std::fmt::Display for Health {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
     }
 }
 

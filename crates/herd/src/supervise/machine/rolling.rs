@@ -35,6 +35,16 @@ impl<C: Core> Machine<C> {
             self.emit(SupervisorEvent::ClusterReady { ready, wanted });
         }
         self.full = full;
+        self.note_health();
+    }
+
+    /// Says when the health verdict changed.
+    pub(super) fn note_health(&mut self) {
+        let health = self.health();
+        if health != self.health {
+            self.health = health;
+            self.emit(SupervisorEvent::Health { health });
+        }
     }
 
     /// Starts successors while the queue has room.
@@ -200,6 +210,7 @@ impl<C: Core> Machine<C> {
         }));
         self.outcomes
             .push((run.id, Ok(ReloadDone { replaced, took })));
+        self.reload_ended(run.id);
     }
 
     /// Stops the reload: queued replacements are dropped, booting
@@ -243,6 +254,7 @@ impl<C: Core> Machine<C> {
         }));
         self.outcomes
             .push((id, Err(ReloadError::Aborted { reason })));
+        self.reload_ended(id);
     }
 
     /// Every slot down and no worker ready: nothing will come back.

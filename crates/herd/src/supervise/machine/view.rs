@@ -59,6 +59,8 @@ impl<C: Core> Machine<C> {
                 running_secs: now.saturating_duration_since(r.started).as_secs_f64(),
             }),
             stopping: self.stopping,
+            health: self.health(),
+            marked_down: self.marked_down,
             slots: self.slots.iter().map(|(k, s)| s.status(*k, now)).collect(),
             workers: Vec::new(),
             uptime_secs: now.saturating_duration_since(self.born).as_secs_f64(),

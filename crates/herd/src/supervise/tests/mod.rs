@@ -2,6 +2,7 @@
 //! core. Time moves only when a test says so: each step is given a later
 //! `Instant`, nothing sleeps.
 
+mod health;
 mod recycle;
 mod reload;
 mod respawn;
@@ -212,8 +213,17 @@ impl Rig {
         std::mem::take(&mut self.core.0.lock().unwrap().calls)
     }
 
-    /// The supervisor's events since the last look.
+    /// The supervisor's events since the last look, but for the health
+    /// verdicts (see [`all_events`](Self::all_events)).
     pub fn events(&mut self) -> Vec<SupervisorEvent> {
+        self.all_events()
+            .into_iter()
+            .filter(|e| !matches!(e, SupervisorEvent::Health { .. }))
+            .collect()
+    }
+
+    /// Every event of the supervisor since the last look.
+    pub fn all_events(&mut self) -> Vec<SupervisorEvent> {
         let _ = self.m.take_emitted();
         std::iter::from_fn(|| self.events.try_next()).collect()
     }
