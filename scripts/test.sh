@@ -2,6 +2,19 @@
 # The whole test suite: lints, unit and integration tests, doctests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# What the tests need, installed when missing (Debian's packages; as root,
+# or through sudo), so that this one command passes on a fresh machine.
+need=()
+command -v curl >/dev/null || need+=(curl)
+command -v node >/dev/null || need+=(nodejs)
+command -v python3 >/dev/null || need+=(python3)
+command -v promtool >/dev/null || need+=(prometheus)
+if [ ${#need[@]} -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "test.sh: installing ${need[*]}" >&2
+  $sudo apt-get update -qq && $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
 # The library without its default features (the herd command builds it so).

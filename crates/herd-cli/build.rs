@@ -18,6 +18,7 @@
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
+    build_info();
     println!("cargo:rerun-if-env-changed=HERD_TESTS_RECHECK");
     println!("cargo:rerun-if-env-changed=HERD_TESTS_ASSUME_PORT_80_FREE");
     println!("cargo:rustc-check-cfg=cfg(herd_privileged_port_80)");
@@ -29,5 +30,34 @@ fn main() {
         .unwrap_or(1024);
     if !assume_free && start > 80 {
         println!("cargo:rustc-cfg=herd_privileged_port_80");
+    }
+}
+
+/// For the monitor's /deps: the git commit and the compiler, as
+/// HERD_GIT_COMMIT and HERD_RUSTC (left unset where they cannot be found).
+fn build_info() {
+    let run = |cmd: &str, args: &[&str]| {
+        std::process::Command::new(cmd)
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    if let Some(v) = run(&rustc, &["--version"]) {
+        println!("cargo:rustc-env=HERD_RUSTC={v}");
+    }
+    if let Some(commit) = run("git", &["rev-parse", "HEAD"]) {
+        println!("cargo:rustc-env=HERD_GIT_COMMIT={commit}");
+    }
+    // Again when the checked-out commit changes.
+    let git = std::path::Path::new("../../.git");
+    println!("cargo:rerun-if-changed=../../.git/HEAD");
+    if let Some(r) = std::fs::read_to_string(git.join("HEAD"))
+        .ok()
+        .and_then(|h| h.strip_prefix("ref: ").map(|r| r.trim().to_string()))
+    {
+        println!("cargo:rerun-if-changed=../../.git/{r}");
     }
 }

@@ -46,6 +46,8 @@ fn main() {
         "herd_ipv6",
         !assumed("HERD_TESTS_ASSUME_NO_IPV6") && have_ipv6(),
     );
+    // promtool (Debian's prometheus package) checks /metrics.
+    cfg("herd_promtool", on_path("promtool"));
     cfg(
         "herd_privileged_port_80",
         !assumed("HERD_TESTS_ASSUME_PORT_80_FREE") && unprivileged_port_start() > 80,
@@ -88,4 +90,10 @@ fn unprivileged_port_start() -> u32 {
         .ok()
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(1024)
+}
+
+/// Whether `program` is on PATH.
+fn on_path(program: &str) -> bool {
+    env::var_os("PATH")
+        .is_some_and(|paths| env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
 }

@@ -165,6 +165,47 @@ pub struct RunArgs {
     #[arg(long, value_name = "DURATION", env = "HERD_HEARTBEAT_TIMEOUT")]
     pub heartbeat_timeout: Option<String>,
 
+    /// Serve the monitor (health for load balancers at /ecv, /livez,
+    /// /readyz, /status, /metrics, /deps) on this address: loopback or a
+    /// private interface. Off by default.
+    #[arg(long, value_name = "ADDR", env = "HERD_MONITOR")]
+    pub monitor: Option<String>,
+
+    /// The monitor's token for its control routes (markDown, markUp,
+    /// reload, scale), from the first line of FILE (or HERD_MONITOR_TOKEN);
+    /// without one those routes are off.
+    #[arg(long, value_name = "FILE", env = "HERD_MONITOR_TOKEN_FILE")]
+    pub monitor_token_file: Option<PathBuf>,
+
+    /// Where the monitor answers ECV [default: /ecv].
+    #[arg(long, value_name = "PATH", env = "HERD_ECV_ROOT")]
+    pub ecv_root: Option<String>,
+
+    /// Monitor mode: each ECV request also fetches PATH from the program
+    /// (through the workers) and reports the host down unless it answers
+    /// 200 (and contains --monitor-probe-body, if given).
+    #[arg(long, value_name = "PATH", env = "HERD_MONITOR_PROBE")]
+    pub monitor_probe: Option<String>,
+
+    /// Text the probe's answer must contain.
+    #[arg(long, value_name = "TEXT", env = "HERD_MONITOR_PROBE_BODY")]
+    pub monitor_probe_body: Option<String>,
+
+    /// Answer HAProxy's agent-check on this address (up N%, drain, down).
+    #[arg(long, value_name = "ADDR", env = "HERD_AGENT_CHECK")]
+    pub agent_check: Option<String>,
+
+    /// On stop, how long health says "draining" before the workers are
+    /// asked to leave (they keep serving meanwhile) [default: 0s].
+    #[arg(long, value_name = "DURATION", env = "HERD_DRAIN_DELAY")]
+    pub drain_delay: Option<String>,
+
+    /// A reload first marks the host down, waits the drain delay, replaces
+    /// the workers, then marks it up (for programs that close idle
+    /// keep-alive connections at once, behind a load balancer).
+    #[arg(long, env = "HERD_RELOAD_VIA_HEALTH")]
+    pub reload_via_health: bool,
+
     /// Discard the workers' output (same as --output silent).
     #[arg(long, env = "HERD_SILENT")]
     pub silent: bool,

@@ -32,6 +32,14 @@ pub struct File {
     pub max_requests: Option<u64>,
     pub max_memory: Option<String>,
     pub heartbeat_timeout: Option<String>,
+    pub monitor: Option<String>,
+    pub monitor_token_file: Option<PathBuf>,
+    pub ecv_root: Option<String>,
+    pub monitor_probe: Option<String>,
+    pub monitor_probe_body: Option<String>,
+    pub agent_check: Option<String>,
+    pub drain_delay: Option<String>,
+    pub reload_via_health: Option<bool>,
     pub silent: Option<bool>,
     pub output: Option<Output>,
     pub name: Option<String>,
@@ -88,11 +96,31 @@ pub struct Run {
     pub max_requests: Option<u64>,
     pub max_memory: Option<u64>,
     pub heartbeat_timeout: Option<Duration>,
+    pub monitor: Option<MonitorOptions>,
+    pub drain_delay: Duration,
+    pub reload_via_health: bool,
     pub output: Output,
     pub name: String,
     pub program: PathBuf,
     pub args: Vec<OsString>,
     pub env: Vec<(String, String)>,
+}
+
+/// `--monitor` and the options that go with it.
+#[derive(Debug, Clone)]
+pub struct MonitorOptions {
+    pub addr: std::net::SocketAddr,
+    pub token_file: Option<PathBuf>,
+    pub ecv_root: String,
+    pub probe: Option<(String, Option<String>)>,
+    pub agent: Option<std::net::SocketAddr>,
+}
+
+/// An `IP:PORT` for the monitor's options.
+fn socket_addr(what: &str, v: &str) -> Result<std::net::SocketAddr> {
+    v.trim()
+        .parse()
+        .map_err(|_| anyhow!("--{what} {v:?}: give an IP address and port, e.g. 127.0.0.1:9090"))
 }
 
 fn duration(what: &str, v: &str) -> Result<Duration> {
@@ -239,6 +267,26 @@ impl Run {
             .or(file.max_memory.as_deref())
             .map(|s| parse_size(s).map_err(|e| anyhow!("--max-memory: {e}")))
             .transpose()?;
+        let pick = |a: &Option<String>, f: &Option<String>| a.clone().or(f.clone());
+        let monitor = match pick(&args.monitor, &file.monitor) {
+            None => None,
+            Some(addr) => Some(MonitorOptions {
+                addr: socket_addr("monitor", &addr)?,
+                token_file: args
+                    .monitor_token_file
+                    .clone()
+                    .or(file.monitor_token_file.clone()),
+                ecv_root: pick(&args.ecv_root, &file.ecv_root).unwrap_or_else(|| "/ecv".into()),
+                probe: pick(&args.monitor_probe, &file.monitor_probe)
+                    .map(|p| (p, pick(&args.monitor_probe_body, &file.monitor_probe_body))),
+                agent: pick(&args.agent_check, &file.agent_check)
+                    .map(|a| socket_addr("agent-check", &a))
+                    .transpose()?,
+            }),
+        };
+        let drain_delay =
+            opt_dur("drain-delay", &args.drain_delay, &file.drain_delay)?.unwrap_or_default();
+        let reload_via_health = args.reload_via_health || file.reload_via_health == Some(true);
         let output = if args.silent {
             Output::Silent
         } else if let Some(o) = args.output {
@@ -293,6 +341,9 @@ impl Run {
             max_requests: args.max_requests.or(file.max_requests),
             max_memory,
             heartbeat_timeout,
+            monitor,
+            drain_delay,
+            reload_via_health,
             output,
             name,
             program,

@@ -225,6 +225,8 @@ async fn serve(
         .max_age(cfg.max_age)
         .max_requests(cfg.max_requests)
         .max_memory(cfg.max_memory)
+        .drain_delay(cfg.drain_delay)
+        .reload_via_health(cfg.reload_via_health)
         .systemd(manager);
     if let Some(b) = cfg.backoff {
         supervision = supervision.backoff(b);
@@ -266,6 +268,10 @@ async fn serve(
         Output::Raw => None,
     };
     tokio::spawn(log(primary.clone(), sup.cluster_events(), output));
+    let _monitor = match &cfg.monitor {
+        Some(m) => Some(start_monitor(m, &cfg, &sup)?),
+        None => None,
+    };
     tokio::spawn(ctl::serve(listener, shared));
 
     let code = sup.run().await;
@@ -325,4 +331,36 @@ async fn log(primary: Primary, mut events: ClusterEvents, output: Option<Option<
             _ => {}
         }
     }
+}
+
+/// `--monitor`: the library's monitor, with what `herd run` knows of the
+/// program for `/deps`.
+fn start_monitor(
+    m: &crate::config::MonitorOptions,
+    cfg: &Run,
+    sup: &Supervisor,
+) -> Result<herd::MonitorServer> {
+    let command = std::iter::once(cfg.program.display().to_string())
+        .chain(cfg.args.iter().map(|a| a.to_string_lossy().into_owned()))
+        .collect();
+    let mut monitor = herd::Monitor::new(m.addr)
+        .ecv_root(&m.ecv_root)
+        .deps(herd::deps!(lock = "../../Cargo.lock").command(command))
+        .token_from_env("HERD_MONITOR_TOKEN")?;
+    if let Some(file) = &m.token_file {
+        monitor = monitor.token_file(file)?;
+    }
+    if let Some((path, body)) = &m.probe {
+        monitor = monitor.probe(herd::monitor::Probe::expect(
+            path.clone(),
+            200,
+            body.clone(),
+        ));
+    }
+    if let Some(agent) = m.agent {
+        monitor = monitor.agent_check(agent);
+    }
+    let server = monitor.start(sup)?;
+    tracing::info!("monitor on http://{}{}", server.local_addr(), m.ecv_root);
+    Ok(server)
 }

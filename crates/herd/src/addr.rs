@@ -227,6 +227,12 @@ impl ListenAddr {
     }
 }
 
+/// Serializes an address as its text form (for status documents; the wire
+/// keeps the typed form).
+pub(crate) fn as_text<S: serde::Serializer>(a: &ListenAddr, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(a)
+}
+
 impl FromStr for ListenAddr {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {

@@ -62,6 +62,8 @@ mod error;
 pub mod foreign;
 mod logging;
 mod message;
+#[cfg(feature = "monitor")]
+pub mod monitor;
 pub mod primary;
 mod procfs;
 pub mod sched;
@@ -75,6 +77,8 @@ pub mod worker;
 pub use addr::{AddrKind, ListenAddr, ListenOptions};
 pub use error::{Error, Result};
 pub use message::Message;
+#[cfg(feature = "monitor")]
+pub use monitor::{Deps, Monitor, MonitorServer};
 pub use primary::{
     Event, Events, ExitStatus, Heartbeat, Primary, Readiness, Settings, SettingsBuilder,
     WorkerHandle, WorkerState, WorkerStatus,

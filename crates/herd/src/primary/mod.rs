@@ -38,7 +38,7 @@ use events::Bus;
 pub use events::{Event, Events};
 use runtime::Forker;
 pub use settings::{Readiness, Settings, SettingsBuilder};
-pub use status::{Heartbeat, WorkerStatus};
+pub use status::{Heartbeat, ListenStatus, WorkerStatus};
 pub use worker::{WorkerHandle, WorkerState};
 
 /// How a worker's process ended: an exit code or a signal.
@@ -258,6 +258,14 @@ impl Primary {
         if let Some(s) = self.inner.foreign.lock().unwrap().as_ref() {
             s.remove_files();
         }
+    }
+
+    /// Whether the primary's dispatch thread (which runs its side of every
+    /// channel and socket) answers within `within`: a no-op is run on it.
+    /// What a liveness probe asks.
+    pub async fn responsive(&self, within: std::time::Duration) -> bool {
+        let task = self.inner.rt.spawn(async {});
+        matches!(tokio::time::timeout(within, task).await, Ok(Ok(())))
     }
 
     /// The live workers (not yet both disconnected and exited), by id.

@@ -72,7 +72,32 @@ impl From<Beat> for Heartbeat {
     }
 }
 
+/// One listen, as [`Primary::listens`] shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct ListenStatus {
+    /// Its handle (the order listens were made in).
+    pub handle: u32,
+    /// The address, as bound (in JSON, its text form).
+    #[serde(serialize_with = "crate::addr::as_text")]
+    pub address: crate::ListenAddr,
+    /// Workers in it.
+    pub workers: usize,
+    /// Connections the primary handed to workers since it began (`rr`,
+    /// `lc`; 0 where workers accept themselves).
+    pub handed_off: u64,
+    /// Accepted by the primary and waiting for a worker with room.
+    pub waiting: u64,
+    /// In workers' connection queues, not yet taken.
+    pub queued: u64,
+}
+
 impl Primary {
+    /// Every listen of the cluster now, with its hand-off counts.
+    pub fn listens(&self) -> Vec<ListenStatus> {
+        self.inner.table.listens()
+    }
+
     /// A snapshot of every live worker, by id: state, memory, CPU,
     /// connections, what it reports. Reads /proc (for foreign workers'
     /// connections, the TCP table too: on a busy machine that takes a

@@ -121,6 +121,8 @@ struct State {
     pending: VecDeque<OwnedFd>,
     /// A [`retry_pending`] task is running.
     retrying: bool,
+    /// Connections handed to any worker since the start.
+    handed_total: u64,
 }
 
 impl State {
@@ -202,6 +204,7 @@ impl State {
                 }
             }
             slot.handed += sent as u64;
+            self.handed_total += sent as u64;
             if sent < share.len() {
                 slot.refused = true;
                 slot.queued = WINDOW;
@@ -238,6 +241,7 @@ impl Handoff {
                 slots: Vec::new(),
                 pending: VecDeque::new(),
                 retrying: false,
+                handed_total: 0,
             })),
             room: Arc::new(Notify::new()),
             tasks: HashMap::new(),
@@ -351,6 +355,19 @@ impl Share for Handoff {
     fn closed(&mut self, worker: u32, n: u32) {
         if let Some(s) = self.state.lock().unwrap().slot(worker) {
             s.closed += u64::from(n);
+        }
+    }
+
+    fn stats(&self) -> super::ShareStats {
+        let st = self.state.lock().unwrap();
+        super::ShareStats {
+            handed_off: st.handed_total,
+            waiting: st.pending.len() as u64,
+            queued: st
+                .slots
+                .iter()
+                .map(|s| conns::queued(s.queue.as_fd()).unwrap_or(0) as u64)
+                .sum(),
         }
     }
 

@@ -127,6 +127,22 @@ pub(crate) trait Share: Send {
     /// `successor` replaces `predecessor` (before `add` of the successor):
     /// policies whose sockets carry queues (reuseport) hand them on.
     fn inherit(&mut self, _successor: u32, _predecessor: u32) {}
+    /// What the primary has handed off so far and holds now (nothing for
+    /// policies where the workers accept).
+    fn stats(&self) -> ShareStats {
+        ShareStats::default()
+    }
+}
+
+/// A policy's hand-off counts, for [`ListenStatus`](crate::primary::ListenStatus).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct ShareStats {
+    /// Connections handed to workers since the listen began.
+    pub handed_off: u64,
+    /// Accepted by the primary, waiting for a worker with room.
+    pub waiting: u64,
+    /// In workers' connection queues, not yet taken.
+    pub queued: u64,
 }
 
 /// Creates, binds and (for streams) listens on a socket for `addr`.

@@ -257,6 +257,28 @@ impl Table {
         }
     }
 
+    /// Every listen now: its address, workers, and hand-off counts.
+    pub fn listens(&self) -> Vec<crate::primary::ListenStatus> {
+        let t = self.inner.lock().unwrap();
+        let mut out: Vec<_> = t
+            .entries
+            .iter()
+            .map(|(handle, e)| {
+                let stats = e.share.stats();
+                crate::primary::ListenStatus {
+                    handle: *handle,
+                    address: e.address.clone(),
+                    workers: e.workers.len(),
+                    handed_off: stats.handed_off,
+                    waiting: stats.waiting,
+                    queued: stats.queued,
+                }
+            })
+            .collect();
+        out.sort_by_key(|l| l.handle);
+        out
+    }
+
     pub fn unlisten(&self, worker: u32, handle: u32) {
         let mut t = self.inner.lock().unwrap();
         Self::leave(&mut t, worker, handle);

@@ -267,6 +267,14 @@ impl Supervisor {
         snapshot.complete(self.shared.primary.status(), Instant::now())
     }
 
+    /// The supervisor's view alone (no /proc read): cheap, for a health
+    /// answer.
+    #[cfg_attr(not(feature = "monitor"), allow(dead_code))]
+    pub(crate) fn state(&self) -> ClusterStatus {
+        let snapshot = self.shared.state.borrow().clone();
+        snapshot.complete(Vec::new(), Instant::now())
+    }
+
     /// The supervisor's events from now on (subscribe before
     /// [`run`](Self::run) to see them all).
     pub fn events(&self) -> SupervisorEvents {

@@ -1,0 +1,269 @@
+//! The monitor: an HTTP server in the primary, on a port of its own, for
+//! load balancers, probes, people and Prometheus (cluster2's monitor app
+//! and ECV). Feature `monitor` (on by default).
+//!
+//! | route | answers |
+//! |---|---|
+//! | `GET /ecv` (the root is configurable) | 200 `status=AVAILABLE&ServeTraffic=true&...` when the cluster is up; 503 with `status=WARNING` (not enough workers ready, or the probe failed) or `status=DISABLED` (marked down, stopping, reloading through health) |
+//! | `POST /ecv/markDown`, `POST /ecv/markUp` | with the token: mark the host down (health answers draining while the workers keep serving) or up |
+//! | `GET /livez` | 200 while the primary's dispatch thread answers |
+//! | `GET /readyz` | the ECV verdict, for Kubernetes |
+//! | `GET /status` | the cluster and every worker as JSON |
+//! | `GET /metrics` | Prometheus text format |
+//! | `GET /deps` | what the program is built from |
+//! | `POST /reload`, `POST /scale?workers=N` | with the token: a rolling restart (answered when it ends), a new worker count |
+//!
+//! Control routes need the token (`Authorization: Bearer TOKEN`), compared
+//! in constant time; without a configured token they do not exist (404).
+//! Put the monitor on loopback or a private interface.
+//!
+//! ```no_run
+//! # async fn demo(sup: herd::Supervisor) -> Result<(), herd::Error> {
+//! let monitor = herd::Monitor::new("127.0.0.1:9090".parse().unwrap())
+//!     .token_from_env("HERD_MONITOR_TOKEN")?
+//!     .start(&sup)?;
+//! println!("monitor on http://{}/ecv", monitor.local_addr());
+//! # Ok(()) }
+//! ```
+
+mod agent;
+mod deps;
+mod ecv;
+mod metrics;
+mod routes;
+mod status;
+mod token;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+
+use crate::{Error, Supervisor};
+pub use deps::{Dep, Deps};
+pub use ecv::Probe;
+use token::Token;
+
+/// Connections the monitor serves at once; more wait in the accept queue.
+const MAX_CONNECTIONS: usize = 64;
+/// How long a client may take to send its request's head.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// The largest request head read.
+const MAX_HEAD: usize = 16 << 10;
+
+/// The monitor's configuration (see the [module docs](self)).
+#[derive(Clone)]
+#[must_use]
+pub struct Monitor {
+    addr: SocketAddr,
+    ecv_root: String,
+    probe: Option<Probe>,
+    token: Option<Token>,
+    agent: Option<SocketAddr>,
+    deps: Deps,
+}
+
+impl std::fmt::Debug for Monitor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Monitor")
+            .field("addr", &self.addr)
+            .field("ecv_root", &self.ecv_root)
+            .field("probe", &self.probe.is_some())
+            .field("token", &self.token.is_some())
+            .field("agent", &self.agent)
+            .finish()
+    }
+}
+
+impl Monitor {
+    /// A monitor on `addr` (port 0: any free port), ECV at `/ecv` in
+    /// control mode, no token (so no control routes), no agent check.
+    pub fn new(addr: SocketAddr) -> Monitor {
+        Monitor {
+            addr,
+            ecv_root: "/ecv".into(),
+            probe: None,
+            token: None,
+            agent: None,
+            deps: Deps::of_herd(),
+        }
+    }
+
+    /// Where ECV answers (default `/ecv`); its control routes are
+    /// `ROOT/markDown` and `ROOT/markUp`.
+    pub fn ecv_root(mut self, root: &str) -> Self {
+        let root = root.trim_end_matches('/');
+        self.ecv_root = if root.starts_with('/') {
+            root.to_string()
+        } else {
+            format!("/{root}")
+        };
+        self
+    }
+
+    /// Monitor mode: each health request also probes the application
+    /// through the workers, and the probe's validator decides.
+    pub fn probe(mut self, probe: Probe) -> Self {
+        self.probe = Some(probe);
+        self
+    }
+
+    /// The token control routes need.
+    pub fn token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(Token::new(token.into()));
+        self
+    }
+
+    /// The token, from the first line of a file.
+    ///
+    /// # Errors
+    /// [`Error::Io`] naming the file, or [`Error::Unsupported`] when it
+    /// holds no token.
+    pub fn token_file(self, path: &Path) -> Result<Self, Error> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::io(format!("monitor token file {}", path.display()), e))?;
+        let token = text.lines().next().unwrap_or("").trim().to_string();
+        if token.is_empty() {
+            return Err(Error::Unsupported(format!(
+                "the monitor token file {} is empty: put the token on its first line",
+                path.display()
+            )));
+        }
+        Ok(self.token(token))
+    }
+
+    /// The token, from an environment variable, if it is set (and not
+    /// empty).
+    ///
+    /// # Errors
+    /// Never for a missing variable; [`Error::Unsupported`] for one that
+    /// is not UTF-8.
+    pub fn token_from_env(self, var: &str) -> Result<Self, Error> {
+        match std::env::var(var) {
+            Ok(t) if !t.trim().is_empty() => Ok(self.token(t.trim())),
+            Ok(_) | Err(std::env::VarError::NotPresent) => Ok(self),
+            Err(std::env::VarError::NotUnicode(_)) => {
+                Err(Error::Unsupported(format!("{var} is not valid UTF-8")))
+            }
+        }
+    }
+
+    /// Also answer HAProxy's agent-check on `addr` (TCP): `up 75%` (the
+    /// share of wanted workers ready), `drain` or `down`.
+    pub fn agent_check(mut self, addr: SocketAddr) -> Self {
+        self.agent = Some(addr);
+        self
+    }
+
+    /// What `/deps` reports (default: herd itself; see [`deps!`](crate::deps)).
+    pub fn deps(mut self, deps: Deps) -> Self {
+        self.deps = deps;
+        self
+    }
+
+    /// Binds the monitor (and the agent check) and serves it on the
+    /// current tokio runtime until the returned server is dropped.
+    ///
+    /// # Errors
+    /// [`Error::Listen`] naming the address when it cannot be bound.
+    pub fn start(self, sup: &Supervisor) -> Result<MonitorServer, Error> {
+        let listener = bind(self.addr)?;
+        let local = listener.local_addr().map_err(|e| Error::io("monitor", e))?;
+        let agent = self.agent.map(bind).transpose()?;
+        let agent_addr = agent.as_ref().and_then(|l| l.local_addr().ok());
+        let ctx = Arc::new(routes::Ctx {
+            sup: sup.clone(),
+            ecv_root: self.ecv_root,
+            probe: self.probe,
+            token: self.token,
+            deps: self.deps,
+            started: std::time::SystemTime::now(),
+        });
+        let mut tasks = vec![tokio::spawn(serve(listener, ctx.clone()))];
+        if let Some(agent) = agent {
+            tasks.push(tokio::spawn(agent::serve(agent, sup.clone())));
+        }
+        tracing::info!("monitor on http://{local}");
+        Ok(MonitorServer {
+            local,
+            agent: agent_addr,
+            tasks,
+        })
+    }
+}
+
+/// A running monitor; dropping it stops it.
+#[derive(Debug)]
+pub struct MonitorServer {
+    local: SocketAddr,
+    agent: Option<SocketAddr>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl MonitorServer {
+    /// The address it answers on (the real port where 0 was asked).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// The agent check's address, if one was asked for.
+    pub fn agent_addr(&self) -> Option<SocketAddr> {
+        self.agent
+    }
+}
+
+impl Drop for MonitorServer {
+    fn drop(&mut self) {
+        self.tasks.iter().for_each(|t| t.abort());
+    }
+}
+
+fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, Error> {
+    let listen = |source| Error::Listen {
+        address: addr.to_string(),
+        source,
+    };
+    let std = std::net::TcpListener::bind(addr).map_err(listen)?;
+    std.set_nonblocking(true).map_err(listen)?;
+    tokio::net::TcpListener::from_std(std).map_err(listen)
+}
+
+async fn serve(listener: tokio::net::TcpListener, ctx: Arc<routes::Ctx>) {
+    use hyper::server::conn::http1;
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let Ok(permit) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let (stream, peer) = match listener.accept().await {
+            Ok(s) => s,
+            Err(e) => {
+                // EMFILE and the like: back off rather than spin.
+                tracing::warn!(error = %e, "monitor: accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let local = stream.local_addr().ok();
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let ctx = ctx.clone();
+                async move { Ok::<_, std::convert::Infallible>(routes::handle(&ctx, req, local).await) }
+            });
+            let conn = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .max_buf_size(MAX_HEAD)
+                .keep_alive(true)
+                .serve_connection(TokioIo::new(stream), service);
+            if let Err(e) = conn.await {
+                tracing::debug!(%peer, error = %e, "monitor connection");
+            }
+            drop(permit);
+        });
+    }
+}

@@ -1,0 +1,99 @@
+//! `/status`: the cluster and every worker as one JSON document (also what
+//! `herd ctl status --json` prints).
+
+use serde::Serialize;
+
+use crate::primary::ListenStatus;
+use crate::supervise::{ClusterStatus, Health, LastExit, ReloadStatus, SlotStatus};
+use crate::WorkerState;
+
+/// The `/status` document.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Document {
+    pub cluster: Cluster,
+    pub listeners: Vec<ListenStatus>,
+    pub slots: Vec<SlotStatus>,
+    pub workers: Vec<Worker>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Cluster {
+    pub pid: u32,
+    pub herd_version: &'static str,
+    pub policy: String,
+    pub uptime_secs: f64,
+    pub wanted: usize,
+    pub ready: usize,
+    pub health: Health,
+    pub marked_down: bool,
+    pub stopping: bool,
+    pub reload: Option<ReloadStatus>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Worker {
+    pub id: u32,
+    pub pid: u32,
+    /// Its slot; none for a worker on its way out.
+    pub slot: Option<usize>,
+    pub state: WorkerState,
+    pub leaving: bool,
+    pub foreign: bool,
+    pub uptime_secs: f64,
+    pub rss_bytes: Option<u64>,
+    pub cpu_secs: Option<f64>,
+    pub connections: Option<u64>,
+    pub handled: Option<u64>,
+    pub heartbeat_age_secs: Option<f64>,
+    /// Workers started in its slot before it (crashes, recycles, reloads).
+    pub restarts: u32,
+    pub last_exit: Option<LastExit>,
+    /// What the worker says of itself (`STATUS=`, or its status fields).
+    pub status: Option<String>,
+}
+
+impl Document {
+    pub fn new(s: ClusterStatus, listeners: Vec<ListenStatus>, policy: String) -> Document {
+        let workers = s
+            .workers
+            .iter()
+            .map(|w| {
+                let slot = s.slot_of(w.id);
+                Worker {
+                    id: w.id,
+                    pid: w.pid,
+                    slot: slot.map(|s| s.slot),
+                    state: w.state,
+                    leaving: w.leaving,
+                    foreign: w.foreign,
+                    uptime_secs: w.uptime_secs,
+                    rss_bytes: w.rss_bytes,
+                    cpu_secs: w.cpu_secs,
+                    connections: w.connections,
+                    handled: w.handled,
+                    heartbeat_age_secs: w.heartbeat_age_secs,
+                    restarts: slot.map_or(0, |s| s.restarts + s.reloads),
+                    last_exit: slot.and_then(|s| s.last_exit.clone()),
+                    status: w.status.clone(),
+                }
+            })
+            .collect();
+        Document {
+            cluster: Cluster {
+                pid: std::process::id(),
+                herd_version: env!("CARGO_PKG_VERSION"),
+                policy,
+                uptime_secs: s.uptime_secs,
+                wanted: s.wanted,
+                ready: s.ready,
+                health: s.health,
+                marked_down: s.marked_down,
+                stopping: s.stopping,
+                reload: s.reload.clone(),
+            },
+            listeners,
+            slots: s.slots,
+            workers,
+        }
+    }
+}
