@@ -47,6 +47,9 @@ pub enum Error {
     /// primary-only function, or the reverse).
     #[error("{0}")]
     WrongRole(String),
+    /// The application's warm-up failed: the worker takes no traffic.
+    #[error("warm-up failed: {0}")]
+    WarmUp(String),
     /// A variable the primary sets for its workers is malformed.
     #[error("{var}: {why}; start this program from a herd primary, which sets it")]
     Environment {

@@ -58,6 +58,8 @@
 mod addr;
 mod bus;
 pub(crate) mod channel;
+#[cfg(feature = "axum")]
+mod cluster;
 mod error;
 pub mod foreign;
 mod logging;
@@ -75,6 +77,8 @@ pub mod systemd;
 pub mod worker;
 
 pub use addr::{AddrKind, ListenAddr, ListenOptions};
+#[cfg(feature = "axum")]
+pub use cluster::{Cluster, Listening, Running, Serving, WarmUp};
 pub use error::{Error, Result};
 pub use message::Message;
 #[cfg(feature = "monitor")]

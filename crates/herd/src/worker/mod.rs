@@ -72,6 +72,12 @@ static WORKER: OnceLock<Worker> = OnceLock::new();
 
 static CONNECTING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker").field("id", &self.id()).finish()
+    }
+}
+
 impl Worker {
     /// Connects to the primary (once per process; later calls return the
     /// same link) and announces the worker online.
