@@ -313,3 +313,57 @@ fn livez_deps_reload_and_the_agent_check_answer() {
     assert_eq!(code, 400, "{body}");
     assert_eq!(get(&format!("{base}/nope")).0, 404);
 }
+
+#[test]
+fn requests_and_their_latency_show_in_status_and_metrics_within_a_heartbeat() {
+    let (_c, addr, base) = monitored(1, 1, &[("FIXTURE_HEARTBEAT_MS", "100")]);
+    for _ in 0..40 {
+        http_get(&addr, "/").unwrap();
+    }
+    // A steady trickle of 30 ms requests: each interval's p99 sees them.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let slow = {
+        let (addr, stop) = (addr.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                http_get(&addr, "/slow?ms=30").unwrap();
+                n += 1;
+            }
+            n
+        })
+    };
+    let mut status = Value::Null;
+    let seen = wait_until(TIMEOUT, || {
+        status = serde_json::from_str(&get(&format!("{base}/status")).1).unwrap();
+        let w = &status["workers"][0];
+        w["requests"].as_u64().unwrap_or(0) >= 45
+            && w["latency_p99_ms"].as_f64().is_some_and(|p| p >= 25.0)
+            && w["requests_per_sec"].as_f64().is_some_and(|r| r > 0.0)
+    });
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let slow_done = slow.join().unwrap();
+    assert!(seen, "{status}");
+    // The histogram: every request counted (by the next heartbeat), the
+    // slow ones above 25 ms.
+    let labels = "worker=\"1\",slot=\"0\"";
+    let value = |metrics: &str, line: &str| -> Option<u64> {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(line))?
+            .rsplit(' ')
+            .next()?
+            .parse()
+            .ok()
+    };
+    let count_line = format!("herd_worker_request_duration_seconds_count{{{labels}}}");
+    let fast_line = format!("herd_worker_request_duration_seconds_bucket{{le=\"0.025\",{labels}}}");
+    let mut metrics = String::new();
+    let all = wait_until(Duration::from_secs(2), || {
+        metrics = get(&format!("{base}/metrics")).1;
+        value(&metrics, &count_line) == Some(40 + slow_done)
+    });
+    assert!(all, "not every request counted: {metrics}");
+    let fast = value(&metrics, &fast_line).unwrap();
+    assert_eq!(40 + slow_done - fast, slow_done, "{metrics}");
+}

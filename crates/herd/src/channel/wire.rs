@@ -153,6 +153,15 @@ pub struct Beat {
     pub open: u64,
     /// Connections accepted since the worker started.
     pub handled: u64,
+    /// Requests served since the worker started (counted by `serve`).
+    pub requests: u64,
+    /// Requests under way now.
+    pub in_flight: u64,
+    /// The sum of the requests' durations, in microseconds.
+    pub latency_sum_us: u64,
+    /// Requests per latency bucket since the start (not cumulative; the
+    /// bounds are `worker::LATENCY_BOUNDS_MS`, then one for slower ones).
+    pub latency_buckets: Vec<u64>,
     /// Fields the application adds.
     pub app: serde_json::Map<String, serde_json::Value>,
 }

@@ -198,6 +198,51 @@ impl Collector for Snapshot {
                 .iter()
                 .filter_map(|w| Some((worker_labels(w), ConstCounter::new(w.handled?)))),
         )?;
+        family(
+            &mut e,
+            "herd_worker_requests",
+            "Requests each worker served (herd-aware workers, in serve)",
+            MetricType::Counter,
+            d.workers
+                .iter()
+                .filter_map(|w| Some((worker_labels(w), ConstCounter::new(w.requests?)))),
+        )?;
+        family(
+            &mut e,
+            "herd_worker_requests_in_flight",
+            "Requests each worker is serving now",
+            MetricType::Gauge,
+            d.workers
+                .iter()
+                .filter_map(|w| Some((worker_labels(w), ConstGauge::new(w.in_flight? as i64)))),
+        )?;
+        {
+            let mut metric = e.encode_descriptor(
+                "herd_worker_request_duration_seconds",
+                "How long each worker's requests took",
+                None,
+                MetricType::Histogram,
+            )?;
+            for w in &d.workers {
+                let Some((counts, sum)) = &w.latency else {
+                    continue;
+                };
+                let labels = worker_labels(w);
+                let mut buckets: Vec<(f64, u64)> = crate::worker::LATENCY_BOUNDS_MS
+                    .iter()
+                    .map(|ms| ms / 1000.0)
+                    .chain([f64::INFINITY])
+                    .zip(counts.iter().copied())
+                    .collect();
+                buckets.truncate(counts.len());
+                let count = counts.iter().sum();
+                metric
+                    .encode_family(&labels)?
+                    .encode_histogram::<prometheus_client::encoding::NoLabelSet>(
+                        *sum, count, &buckets, None,
+                    )?;
+            }
+        }
         let listener = |l: &crate::primary::ListenStatus| vec![("address", l.address.to_string())];
         family(
             &mut e,

@@ -220,6 +220,7 @@ impl Primary {
                 stderr: Mutex::new(child.stderr.take()),
                 started: std::time::Instant::now(),
                 beat: Mutex::new(None),
+                handled_at: Mutex::new(None),
                 status_text: Mutex::new(None),
             }),
         };

@@ -1,6 +1,8 @@
 //! [`WorkerStatus`]: one worker as the primary sees it now, for status
 //! pages and `herd ctl status`.
 
+use std::time::Instant;
+
 use serde::Serialize;
 
 use super::{Primary, WorkerState};
@@ -32,6 +34,22 @@ pub struct WorkerStatus {
     pub connections: Option<u64>,
     /// Connections handled since start, when reported.
     pub handled: Option<u64>,
+    /// Requests served since start (a herd-aware worker serving with
+    /// [`Worker::serve`](crate::Worker::serve)).
+    pub requests: Option<u64>,
+    /// Requests per second over the last heartbeat interval (a foreign
+    /// worker's: connections handled, from `HERD_HANDLED=`).
+    pub requests_per_sec: Option<f64>,
+    /// Requests under way.
+    pub in_flight: Option<u64>,
+    /// The median request duration over the last interval, in ms.
+    pub latency_p50_ms: Option<f64>,
+    /// The 99th percentile over the last interval, in ms.
+    pub latency_p99_ms: Option<f64>,
+    /// The latency histogram since start (counts per bucket) and the sum
+    /// of durations in seconds, for /metrics.
+    #[serde(skip)]
+    pub(crate) latency: Option<(Vec<u64>, f64)>,
     /// Seconds since the last heartbeat (`WATCHDOG=1` for a foreign worker).
     pub heartbeat_age_secs: Option<f64>,
     /// What the worker says of itself: `STATUS=` for a foreign worker, its
@@ -57,10 +75,56 @@ pub struct Heartbeat {
     pub handled: u64,
     /// Fields the application set with [`Worker::set_status`](crate::Worker::set_status).
     pub app: serde_json::Map<String, serde_json::Value>,
+    /// Requests served since the worker started (herd-aware workers
+    /// serving with [`Worker::serve`](crate::Worker::serve)).
+    pub requests: u64,
+    /// Requests under way.
+    pub in_flight: u64,
+    /// Requests (for a foreign worker: connections handled) per second
+    /// over the last heartbeat interval.
+    pub requests_per_sec: Option<f64>,
+    /// The median request duration over the last interval, in ms.
+    pub latency_p50_ms: Option<f64>,
+    /// The 99th percentile over the last interval, in ms.
+    pub latency_p99_ms: Option<f64>,
+    /// Requests per latency bucket since the start (bounds:
+    /// [`LATENCY_BOUNDS_MS`](crate::worker::LATENCY_BOUNDS_MS), then one
+    /// for slower ones).
+    pub latency_buckets: Vec<u64>,
+    /// The requests' durations added up, in seconds.
+    pub latency_sum_secs: f64,
 }
 
-impl From<Beat> for Heartbeat {
-    fn from(b: Beat) -> Heartbeat {
+/// Per second, from two counts `dt` apart.
+fn rate(now: u64, before: u64, dt: std::time::Duration) -> Option<f64> {
+    (dt.as_secs_f64() > 0.0).then(|| now.saturating_sub(before) as f64 / dt.as_secs_f64())
+}
+
+impl Heartbeat {
+    /// What a worker's heartbeat says, with its interval's figures from
+    /// the one before (`prev`, and when it came).
+    pub(crate) fn from_beat(
+        b: Beat,
+        prev: Option<&(Instant, Heartbeat)>,
+        now: Instant,
+    ) -> Heartbeat {
+        let (rps, p50, p99) = match prev {
+            Some((at, p)) => {
+                let dt = now.saturating_duration_since(*at);
+                let delta: Vec<u64> = b
+                    .latency_buckets
+                    .iter()
+                    .enumerate()
+                    .map(|(i, n)| n.saturating_sub(p.latency_buckets.get(i).copied().unwrap_or(0)))
+                    .collect();
+                (
+                    rate(b.requests, p.requests, dt),
+                    crate::worker::quantile_ms(&delta, 0.5),
+                    crate::worker::quantile_ms(&delta, 0.99),
+                )
+            }
+            None => (None, None, None),
+        };
         Heartbeat {
             uptime_ms: b.uptime_ms,
             rss: b.rss,
@@ -68,7 +132,28 @@ impl From<Beat> for Heartbeat {
             open: b.open,
             handled: b.handled,
             app: b.app,
+            requests: b.requests,
+            in_flight: b.in_flight,
+            requests_per_sec: rps,
+            latency_p50_ms: p50,
+            latency_p99_ms: p99,
+            latency_buckets: b.latency_buckets,
+            latency_sum_secs: b.latency_sum_us as f64 / 1e6,
         }
+    }
+
+    /// A foreign worker's `HERD_HANDLED=N`, with the rate since the last.
+    pub(crate) fn with_handled(
+        mut self,
+        handled: u64,
+        since: Option<Instant>,
+        now: Instant,
+    ) -> Heartbeat {
+        if let Some(at) = since {
+            self.requests_per_sec = rate(handled, self.handled, now.saturating_duration_since(at));
+        }
+        self.handled = handled;
+        self
     }
 }
 
@@ -137,7 +222,18 @@ impl Primary {
                         None => (None, None, None),
                     }
                 };
+                let served = beat
+                    .as_ref()
+                    .map(|(_, b)| b)
+                    .filter(|b| !w.is_foreign() && !b.latency_buckets.is_empty());
+                let rate = beat.as_ref().and_then(|(_, b)| b.requests_per_sec);
                 WorkerStatus {
+                    requests: served.map(|b| b.requests),
+                    requests_per_sec: rate,
+                    in_flight: served.map(|b| b.in_flight),
+                    latency_p50_ms: served.and_then(|b| b.latency_p50_ms),
+                    latency_p99_ms: served.and_then(|b| b.latency_p99_ms),
+                    latency: served.map(|b| (b.latency_buckets.clone(), b.latency_sum_secs)),
                     id: w.id(),
                     pid: w.pid(),
                     state: w.state(),

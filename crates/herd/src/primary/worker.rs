@@ -55,6 +55,8 @@ pub(crate) struct Shared {
     pub stderr: Mutex<Option<ChildStderr>>,
     pub started: Instant,
     pub beat: Mutex<Option<(Instant, Heartbeat)>>,
+    /// When a foreign worker last said `HERD_HANDLED=`.
+    pub handled_at: Mutex<Option<Instant>>,
     /// The last `STATUS=` a foreign worker sent.
     pub status_text: Mutex<Option<String>>,
 }
@@ -276,7 +278,10 @@ impl WorkerHandle {
     }
 
     pub(crate) fn heartbeat(&self, beat: Beat) {
-        *self.shared.beat.lock().unwrap() = Some((Instant::now(), beat.into()));
+        let now = Instant::now();
+        let mut b = self.shared.beat.lock().unwrap();
+        let next = Heartbeat::from_beat(beat, b.as_ref(), now);
+        *b = Some((now, next));
     }
 
     /// A foreign worker's heartbeat: the time moves, the contents stay.
@@ -288,19 +293,14 @@ impl WorkerHandle {
 
     /// A foreign worker's count of handled connections (`HERD_HANDLED=`).
     pub(crate) fn set_handled(&self, handled: u64) {
+        let now = Instant::now();
+        let mut last = self.shared.handled_at.lock().unwrap();
         let mut b = self.shared.beat.lock().unwrap();
-        match b.as_mut() {
-            Some((_, h)) => h.handled = handled,
-            None => {
-                *b = Some((
-                    self.shared.started,
-                    Heartbeat {
-                        handled,
-                        ..Heartbeat::default()
-                    },
-                ))
-            }
-        }
+        let (at, beat) = b
+            .take()
+            .unwrap_or((self.shared.started, Heartbeat::default()));
+        *b = Some((at, beat.with_handled(handled, *last, now)));
+        *last = Some(now);
     }
 
     /// Whether the worker has finished its warm-up.

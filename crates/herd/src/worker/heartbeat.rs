@@ -17,7 +17,12 @@ pub(super) async fn run(worker: Worker, every: Duration) {
     loop {
         tick.tick().await;
         let (rss, cpu_ms) = own_usage();
+        let r = worker.inner.requests.counts();
         let beat = crate::channel::wire::Beat {
+            requests: r.total,
+            in_flight: r.in_flight,
+            latency_sum_us: r.sum_us,
+            latency_buckets: r.buckets,
             uptime_ms: started.elapsed().as_millis() as u64,
             rss,
             cpu_ms,

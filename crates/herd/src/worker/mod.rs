@@ -20,6 +20,7 @@
 mod busy;
 mod heartbeat;
 mod listener;
+mod requests;
 #[cfg(feature = "axum")]
 mod serve;
 
@@ -43,6 +44,7 @@ pub use busy::Hold;
 pub(crate) use busy::{Accepting, Busy};
 use listener::ListenerShared;
 pub use listener::{Connection, Listener, PeerAddr};
+pub use requests::{quantile_ms, LATENCY_BOUNDS_MS};
 #[cfg(feature = "axum")]
 pub use serve::LINGER;
 
@@ -65,6 +67,7 @@ struct Inner {
     listen_counts: Mutex<HashMap<ListenAddr, u32>>,
     disconnecting: watch::Sender<bool>,
     busy: Arc<Busy>,
+    requests: Arc<requests::Requests>,
     status: Mutex<serde_json::Map<String, serde_json::Value>>,
 }
 
@@ -135,6 +138,7 @@ impl Worker {
                 listen_counts: Mutex::new(HashMap::new()),
                 disconnecting: watch::channel(false).0,
                 busy: Arc::new(Busy::default()),
+                requests: Arc::default(),
                 status: Mutex::new(serde_json::Map::new()),
             }),
         };

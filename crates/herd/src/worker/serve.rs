@@ -24,11 +24,16 @@ impl Worker {
     pub async fn serve(&self, listener: Listener, app: axum::Router) -> io::Result<()> {
         use axum::http::{header, HeaderValue};
         let w = self.clone();
-        let app = app.layer(axum::middleware::map_response(
-            move |mut res: axum::response::Response| {
-                let closing = w.is_disconnecting();
+        // One layer: counts each request and its duration (for heartbeats)
+        // and, once the disconnect begins, says `Connection: close`.
+        let app = app.layer(axum::middleware::from_fn(
+            move |req: axum::extract::Request, next: axum::middleware::Next| {
+                let counted = w.inner.requests.begin();
+                let w = w.clone();
                 async move {
-                    if closing {
+                    let mut res = next.run(req).await;
+                    drop(counted);
+                    if w.is_disconnecting() {
                         res.headers_mut()
                             .insert(header::CONNECTION, HeaderValue::from_static("close"));
                     }
