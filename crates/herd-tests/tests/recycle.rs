@@ -77,3 +77,36 @@ fn recycling_by_max_memory_replaces_the_worker_that_grew_and_fails_nothing() {
     ids.sort();
     assert_eq!(ids, vec![2, 3]);
 }
+
+#[test]
+fn the_applications_own_judgement_replaces_the_worker_it_judges_and_fails_nothing() {
+    let (mut c, addr) = supervised(
+        2,
+        &[
+            ("FIXTURE_HEARTBEAT_MS", "50"),
+            ("FIXTURE_SUP_RECYCLE_WHEN_STATUS", "sick"),
+        ],
+    );
+    let load = Load::start(&addr);
+    load.wait_more(20);
+    c.cmd(
+        json!({"cmd": "send", "worker": 1, "msg": {"cmd": "status", "key": "sick", "value": true}}),
+    );
+    let v = c.expect(|v| v["event"] == "recycle");
+    assert_eq!(v["worker"], 1, "{v}");
+    assert_eq!(v["reason"], "worker 1: the application set sick", "{v}");
+    // Successor first: worker 3 is ready before worker 1 leaves.
+    c.expect(|v| v["event"] == "ready" && v["worker"] == 3);
+    let exit = c.expect_event("exit", 1);
+    assert_eq!(exit["exited_after_disconnect"], true, "{exit}");
+    load.wait_more(20);
+    let (ok, failed, errors) = load.finish();
+    assert_eq!(failed, 0, "{failed} of {} failed: {errors:?}", ok + failed);
+    assert!(
+        c.seen
+            .iter()
+            .all(|v| !(v["event"] == "recycle" && v["worker"] == 2)),
+        "{}",
+        c.dump()
+    );
+}

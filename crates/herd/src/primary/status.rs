@@ -80,6 +80,8 @@ pub struct Heartbeat {
     pub requests: u64,
     /// Requests under way.
     pub in_flight: u64,
+    /// CPU seconds used per second over the last interval.
+    pub cpu_per_sec: Option<f64>,
     /// Requests (for a foreign worker: connections handled) per second
     /// over the last heartbeat interval.
     pub requests_per_sec: Option<f64>,
@@ -108,6 +110,10 @@ impl Heartbeat {
         prev: Option<&(Instant, Heartbeat)>,
         now: Instant,
     ) -> Heartbeat {
+        let cpu_per_sec = prev.and_then(|(at, p)| {
+            let dt = now.saturating_duration_since(*at).as_secs_f64();
+            (dt > 0.0).then(|| b.cpu_ms.saturating_sub(p.cpu_ms) as f64 / 1000.0 / dt)
+        });
         let (rps, p50, p99) = match prev {
             Some((at, p)) => {
                 let dt = now.saturating_duration_since(*at);
@@ -134,6 +140,7 @@ impl Heartbeat {
             app: b.app,
             requests: b.requests,
             in_flight: b.in_flight,
+            cpu_per_sec,
             requests_per_sec: rps,
             latency_p50_ms: p50,
             latency_p99_ms: p99,

@@ -90,6 +90,8 @@ pub struct Supervision {
     pub(crate) max_memory: Option<u64>,
     pub(crate) handle_signals: bool,
     pub(crate) drain_delay: Duration,
+    pub(crate) recycle_when: Option<super::judge::Judge>,
+    pub(crate) degraded: Option<super::judge::Degraded>,
     pub(crate) reload_via_health: bool,
     pub(crate) systemd: Systemd,
 }
@@ -124,6 +126,8 @@ impl Supervision {
             max_memory: None,
             handle_signals: true,
             drain_delay: Duration::ZERO,
+            recycle_when: None,
+            degraded: None,
             reload_via_health: false,
             systemd: Systemd::FromEnv,
         }
@@ -211,6 +215,28 @@ impl Supervision {
     /// (`None`: never).
     pub fn max_memory(mut self, bytes: impl Into<Option<u64>>) -> Self {
         self.max_memory = bytes.into();
+        self
+    }
+
+    /// Recycle by the application's judgement (cluster2's `shouldKill`): at
+    /// each tick, `judge` sees every ready worker's last [`WorkerHealth`]
+    /// and returns a reason to replace it (successor first), or `None`.
+    ///
+    /// [`WorkerHealth`]: crate::supervise::WorkerHealth
+    pub fn recycle_when(
+        mut self,
+        judge: impl Fn(&super::judge::WorkerHealth) -> Option<String> + Send + Sync + 'static,
+    ) -> Self {
+        self.recycle_when = Some(super::judge::Judge(Arc::new(judge)));
+        self
+    }
+
+    /// Recycle degraded workers, by `rule` (see [`Degraded`]). Off by
+    /// default.
+    ///
+    /// [`Degraded`]: crate::supervise::Degraded
+    pub fn recycle_degraded(mut self, rule: super::judge::Degraded) -> Self {
+        self.degraded = Some(rule);
         self
     }
 

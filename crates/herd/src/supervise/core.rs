@@ -10,7 +10,7 @@ use crate::primary::{Primary, WorkerHandle};
 use crate::Error;
 
 /// What the supervisor reads of a live worker.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct WorkerFacts {
     /// Past its warm-up.
     pub ready: bool,
@@ -20,6 +20,8 @@ pub(crate) struct WorkerFacts {
     pub leaving: bool,
     /// Its last heartbeat: when, and the connections it had handled.
     pub heartbeat: Option<(Instant, u64)>,
+    /// How it is doing, from its last heartbeat.
+    pub health: Option<super::judge::WorkerHealth>,
 }
 
 /// How a kill counts.
@@ -95,5 +97,17 @@ fn facts(w: &WorkerHandle) -> WorkerFacts {
         started: w.started(),
         leaving: w.exited_after_disconnect(),
         heartbeat: w.last_heartbeat().map(|(at, beat)| (at, beat.handled)),
+        health: w.last_heartbeat().map(|(_, b)| super::judge::WorkerHealth {
+            worker: w.id(),
+            uptime: w.started().elapsed(),
+            rss_bytes: b.rss,
+            cpu_per_sec: b.cpu_per_sec,
+            requests: b.requests,
+            requests_per_sec: b.requests_per_sec,
+            in_flight: b.in_flight,
+            latency_p50_ms: b.latency_p50_ms,
+            latency_p99_ms: b.latency_p99_ms,
+            app: b.app,
+        }),
     }
 }

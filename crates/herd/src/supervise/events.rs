@@ -128,7 +128,7 @@ pub(crate) fn when(after: Duration) -> String {
 }
 
 /// A rolling restart's progress, in [`SupervisorEvent::Reload`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum ReloadPhase {
     /// A reload began; `workers` will be replaced.
@@ -178,7 +178,7 @@ impl fmt::Display for ReloadPhase {
 
 /// Why a worker is recycled. Its [`Display`](fmt::Display) names the
 /// worker and the limit: `worker 3 is older than 1h`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum RecycleReason {
     /// Older than [`Supervision::max_age`](crate::Supervision::max_age).
@@ -207,6 +207,24 @@ pub enum RecycleReason {
         rss: u64,
         /// The limit in bytes.
         limit: u64,
+    },
+    /// Degraded (see [`Degraded`](crate::supervise::Degraded)): slower
+    /// than its own peak while it costs more.
+    Degraded {
+        /// The worker.
+        worker: u32,
+        /// Its requests per second now.
+        requests_per_sec: f64,
+        /// Its peak.
+        peak: f64,
+    },
+    /// The application's own judgement
+    /// ([`Supervision::recycle_when`](crate::Supervision::recycle_when)).
+    App {
+        /// The worker.
+        worker: u32,
+        /// What the predicate said.
+        reason: String,
     },
     /// Hung: no heartbeat within
     /// [`Supervision::heartbeat_timeout`](crate::Supervision::heartbeat_timeout).
@@ -240,6 +258,15 @@ impl fmt::Display for RecycleReason {
             RecycleReason::Hung { worker, timeout } => {
                 write!(f, "worker {worker} sent no heartbeat for {timeout:?}")
             }
+            RecycleReason::Degraded {
+                worker,
+                requests_per_sec,
+                peak,
+            } => write!(
+                f,
+                "worker {worker} is degraded: {requests_per_sec:.1} requests/s against its peak of {peak:.1}, while its CPU and memory rose"
+            ),
+            RecycleReason::App { worker, reason } => write!(f, "worker {worker}: {reason}"),
         }
     }
 }

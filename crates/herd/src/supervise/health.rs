@@ -53,6 +53,11 @@ pub(crate) fn check(
             }
         }
     }
+    if let (Some(judge), Some(health)) = (&cfg.recycle_when, &w.health) {
+        if let Some(reason) = (judge.0)(health) {
+            return Some(RecycleReason::App { worker: id, reason });
+        }
+    }
     None
 }
 
@@ -108,6 +113,7 @@ mod tests {
             started: t,
             leaving: false,
             heartbeat: Some((t, 0)),
+            health: None,
         }
     }
 
@@ -123,6 +129,7 @@ mod tests {
         assert_eq!(r.to_string(), "worker 7 sent no heartbeat for 2s");
         let beating = WorkerFacts {
             heartbeat: Some((t + secs(2), 0)),
+            health: None,
             ..w
         };
         let r = check(&cfg, 7, &beating, None, || None, t + secs(3)).unwrap();
@@ -135,6 +142,7 @@ mod tests {
         let t = Instant::now();
         let w = WorkerFacts {
             heartbeat: Some((t, 130)),
+            health: None,
             ..worker(t)
         };
         assert_eq!(check(&cfg, 1, &w, Some(131), || None, t), None);

@@ -193,6 +193,8 @@ pub(crate) struct Machine<C> {
     drain_reload: Option<DrainReload>,
     /// The health verdict after the last step.
     health: Health,
+    /// Each worker's course, for the degraded rule.
+    declines: HashMap<u32, super::judge::Decline>,
     /// Whether every wanted worker was ready after the last step.
     full: bool,
     jitter: Jitter,
@@ -220,6 +222,7 @@ impl<C: Core> Machine<C> {
             marked_down: false,
             drain_reload: None,
             health: Health::Down,
+            declines: HashMap::new(),
             full: false,
             born: now,
         }

@@ -53,6 +53,7 @@ mod config;
 mod core;
 mod events;
 mod health;
+mod judge;
 mod machine;
 mod notify;
 mod replace;
@@ -74,6 +75,7 @@ pub use config::{Restart, Supervision, EXIT_CANNOT_BOOT};
 pub use events::{
     ClusterEvent, ClusterEvents, RecycleReason, ReloadPhase, SupervisorEvent, SupervisorEvents,
 };
+pub use judge::{Degraded, WorkerHealth};
 pub use status::{ClusterStatus, Health, LastExit, ReloadStatus, SlotState, SlotStatus};
 
 use crate::primary::{Event, Primary};

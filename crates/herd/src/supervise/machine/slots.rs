@@ -237,8 +237,20 @@ impl<C: Core> Machine<C> {
             let rss = || self.core.rss(c.id);
             if let Some(reason) = health::check(&self.cfg, c.id, &w, c.recycle_after, rss, now) {
                 wanted.push((*slot, reason));
+                continue;
+            }
+            if let (Some(rule), Some(h), Some((at, _))) =
+                (&self.cfg.degraded, &w.health, w.heartbeat)
+            {
+                let decline = self.declines.entry(c.id).or_default();
+                if let Some(reason) = decline.observe(rule, at, h) {
+                    wanted.push((*slot, reason));
+                }
             }
         }
+        // Forget the course of workers that are gone.
+        let core = &self.core;
+        self.declines.retain(|id, _| core.worker(*id).is_some());
         for (slot, reason) in wanted {
             self.enqueue(slot, Why::Recycle(reason));
         }

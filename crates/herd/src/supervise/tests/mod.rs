@@ -59,6 +59,7 @@ impl Fake {
                 started,
                 leaving: false,
                 heartbeat: None,
+                health: None,
             },
         );
         s.calls.push(call(id));
@@ -88,7 +89,7 @@ impl Core for Fake {
         s.calls.push(Call::Kill(id, how));
     }
     fn worker(&self, id: u32) -> Option<WorkerFacts> {
-        self.0.lock().unwrap().workers.get(&id).copied()
+        self.0.lock().unwrap().workers.get(&id).cloned()
     }
     fn rss(&self, id: u32) -> Option<u64> {
         self.0.lock().unwrap().rss.get(&id).copied()
@@ -152,6 +153,18 @@ impl Rig {
             w.heartbeat = Some((self.now, 0));
         }
         self.m.on_event(&Event::Ready { worker: id }, self.now);
+        self
+    }
+
+    /// Worker `id` sends a heartbeat saying `health`.
+    pub fn health(&mut self, id: u32, health: crate::supervise::WorkerHealth) -> &mut Rig {
+        let now = self.now;
+        {
+            let mut s = self.core.0.lock().unwrap();
+            let w = s.workers.get_mut(&id).unwrap();
+            w.heartbeat = Some((now, 0));
+            w.health = Some(health);
+        }
         self
     }
 

@@ -81,3 +81,65 @@ fn workers_not_ready_or_leaving_are_not_recycled() {
     r.at(500).tick();
     assert_eq!(r.calls(), vec![]);
 }
+
+fn health(id: u32, rps: f64, cpu: f64, rss: u64) -> crate::supervise::WorkerHealth {
+    let mut h = crate::supervise::WorkerHealth::default();
+    h.worker = id;
+    h.requests_per_sec = Some(rps);
+    h.cpu_per_sec = Some(cpu);
+    h.rss_bytes = rss;
+    h
+}
+
+#[test]
+fn the_applications_own_judgement_replaces_a_worker_successor_first() {
+    let mut r = ready_cluster(quiet(2).recycle_when(|h| {
+        (h.app.get("sick") == Some(&serde_json::json!(true)))
+            .then(|| "the app says it is sick".into())
+    }));
+    let mut sick = health(2, 10.0, 0.1, 1);
+    sick.app.insert("sick".into(), serde_json::json!(true));
+    r.at(100)
+        .health(1, health(1, 10.0, 0.1, 1))
+        .health(2, sick)
+        .tick();
+    assert_eq!(r.calls(), vec![Call::Successor { old: 2, new: 3 }]);
+    let ev = r.events();
+    assert!(
+        ev.iter().any(
+            |e| matches!(e, SupervisorEvent::Recycle { worker: 2, reason, .. }
+            if reason.to_string() == "worker 2: the app says it is sick")
+        ),
+        "{ev:?}"
+    );
+}
+
+#[test]
+fn a_degraded_worker_is_replaced_after_its_streak_and_a_healthy_one_is_not() {
+    let mut r =
+        ready_cluster(quiet(2).recycle_degraded(crate::supervise::Degraded::new().beats(3)));
+    r.at(1000)
+        .health(1, health(1, 100.0, 0.5, 100))
+        .health(2, health(2, 100.0, 0.5, 100))
+        .tick();
+    for i in 2..=4 {
+        // Worker 1 slows down while it costs more; worker 2 holds.
+        r.at(1000 * i)
+            .health(1, health(1, 70.0, 0.7, 150))
+            .health(2, health(2, 99.0, 0.5, 100))
+            .tick();
+    }
+    assert_eq!(r.calls(), vec![Call::Successor { old: 1, new: 3 }]);
+    let ev = r.events();
+    assert!(
+        ev.iter().any(|e| matches!(
+            e,
+            SupervisorEvent::Recycle {
+                worker: 1,
+                reason: RecycleReason::Degraded { .. },
+                ..
+            }
+        )),
+        "{ev:?}"
+    );
+}
