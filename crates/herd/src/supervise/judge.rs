@@ -35,9 +35,12 @@ pub struct WorkerHealth {
     pub app: serde_json::Map<String, serde_json::Value>,
 }
 
-/// A user predicate: a reason to replace the worker, or none.
+/// What a user predicate is: a reason to replace the worker, or none.
+type JudgeFn = dyn Fn(&WorkerHealth) -> Option<String> + Send + Sync;
+
+/// A user predicate.
 #[derive(Clone)]
-pub(crate) struct Judge(pub Arc<dyn Fn(&WorkerHealth) -> Option<String> + Send + Sync>);
+pub(crate) struct Judge(pub Arc<JudgeFn>);
 
 impl std::fmt::Debug for Judge {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -137,7 +140,7 @@ impl Decline {
         (self.streak >= rule.beats).then(|| RecycleReason::Degraded {
             worker: h.worker,
             requests_per_sec: rps,
-            peak: peak,
+            peak,
         })
     }
 }
