@@ -137,7 +137,7 @@ impl Decline {
             && cpu > peak_cpu
             && h.rss_bytes > peak_rss;
         self.streak = if worse { self.streak + 1 } else { 0 };
-        (self.streak >= rule.beats).then(|| RecycleReason::Degraded {
+        (self.streak >= rule.beats).then_some(RecycleReason::Degraded {
             worker: h.worker,
             requests_per_sec: rps,
             peak,

@@ -83,12 +83,13 @@ fn workers_not_ready_or_leaving_are_not_recycled() {
 }
 
 fn health(id: u32, rps: f64, cpu: f64, rss: u64) -> crate::supervise::WorkerHealth {
-    let mut h = crate::supervise::WorkerHealth::default();
-    h.worker = id;
-    h.requests_per_sec = Some(rps);
-    h.cpu_per_sec = Some(cpu);
-    h.rss_bytes = rss;
-    h
+    crate::supervise::WorkerHealth {
+        worker: id,
+        requests_per_sec: Some(rps),
+        cpu_per_sec: Some(cpu),
+        rss_bytes: rss,
+        ..Default::default()
+    }
 }
 
 #[test]
