@@ -44,6 +44,10 @@ pub struct Reply {
     pub message: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<Status>,
+    /// The monitor's `/status` document (with this herd's name), which
+    /// `herd ctl status --json` prints.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub document: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -89,6 +93,13 @@ pub struct WorkerStatusOut {
     pub handled: Option<u64>,
     pub heartbeat_age_secs: Option<f64>,
     pub status: Option<String>,
+    #[serde(default)]
+    pub requests_per_sec: Option<f64>,
+    #[serde(default)]
+    pub latency_p99_ms: Option<f64>,
+    /// How its slot's last worker ended, and how long ago (seconds).
+    #[serde(default)]
+    pub last_exit: Option<(String, f64)>,
 }
 
 impl WorkerStatusOut {
@@ -107,6 +118,11 @@ impl WorkerStatusOut {
             handled: w.handled,
             heartbeat_age_secs: w.heartbeat_age_secs,
             status: w.status.clone(),
+            requests_per_sec: w.requests_per_sec,
+            latency_p99_ms: w.latency_p99_ms,
+            last_exit: slot
+                .and_then(|s| s.last_exit.as_ref())
+                .map(|e| (format!("{}: {}", e.reason, e.status), e.ago_secs)),
         }
     }
 }
@@ -180,14 +196,19 @@ async fn handle(stream: UnixStream, shared: Arc<Shared>) -> Result<()> {
             ok: false,
             message: format!("bad request: {e}"),
             status: None,
+            document: None,
         },
         Ok(Request::Status) => {
             let s = shared.clone();
-            let status = tokio::task::spawn_blocking(move || s.status()).await?;
+            let (status, document) = tokio::task::spawn_blocking(move || {
+                (s.status(), herd::monitor::status_json(&s.sup))
+            })
+            .await?;
             Reply {
                 ok: true,
                 message: String::new(),
                 status: Some(status),
+                document: Some(document),
             }
         }
         Ok(Request::Reload) => reload(&shared).await,
@@ -204,6 +225,7 @@ async fn handle(stream: UnixStream, shared: Arc<Shared>) -> Result<()> {
                     shared.grace
                 ),
                 status: None,
+                document: None,
             })?;
             text.push('\n');
             w.write_all(text.as_bytes()).await?;
@@ -224,6 +246,7 @@ fn fail(message: String) -> Reply {
         ok: false,
         message,
         status: None,
+        document: None,
     }
 }
 
@@ -232,6 +255,7 @@ fn done(message: String) -> Reply {
         ok: true,
         message,
         status: None,
+        document: None,
     }
 }
 
@@ -345,7 +369,10 @@ pub fn table(s: &Status) -> String {
         "UPTIME".into(),
         "RSS".into(),
         "CONNS".into(),
+        "REQ/S".into(),
+        "P99".into(),
         "RESTARTS".into(),
+        "LAST EXIT".into(),
         "STATUS".into(),
     ]];
     for w in &s.workers {
@@ -360,17 +387,23 @@ pub fn table(s: &Status) -> String {
             human_duration(w.uptime_secs),
             w.rss_bytes.map_or("-".into(), human_bytes),
             w.connections.map_or("-".into(), |c| c.to_string()),
+            w.requests_per_sec.map_or("-".into(), |r| format!("{r:.1}")),
+            w.latency_p99_ms.map_or("-".into(), |p| format!("{p:.1}ms")),
             w.restarts.to_string(),
+            w.last_exit.as_ref().map_or("-".into(), |(why, ago)| {
+                format!("{why} ({} ago)", human_duration(*ago))
+            }),
             w.status.clone().unwrap_or_else(|| "-".into()),
         ]);
     }
-    let widths: Vec<usize> = (0..8)
+    let columns = rows[0].len();
+    let widths: Vec<usize> = (0..columns)
         .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
         .collect();
     for r in rows {
         let mut line = String::new();
         for (i, cell) in r.iter().enumerate() {
-            if i == 7 {
+            if i == columns - 1 {
                 line.push_str(cell);
             } else {
                 line.push_str(&format!("{cell:<w$}  ", w = widths[i]));
@@ -431,7 +464,15 @@ pub fn client(args: CtlArgs) -> Result<i32> {
     }
     match (&args.action, &reply.status) {
         (CtlAction::Status { json: true }, Some(s)) => {
-            println!("{}", serde_json::to_string_pretty(s)?)
+            // The /status document, with this herd's own fields.
+            let mut doc = reply.document.clone().unwrap_or(serde_json::Value::Null);
+            if let Some(m) = doc.as_object_mut() {
+                m.insert("name".into(), serde_json::json!(s.name));
+                m.insert("ready_rule".into(), serde_json::json!(s.ready_rule));
+                m.insert("reloading".into(), serde_json::json!(s.reloading));
+                m.insert("listening".into(), serde_json::to_value(&s.listening)?);
+            }
+            println!("{}", serde_json::to_string_pretty(&doc)?)
         }
         (CtlAction::Status { .. }, Some(s)) => print!("{}", table(s)),
         (CtlAction::Stop, _) => {

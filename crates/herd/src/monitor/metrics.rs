@@ -80,7 +80,7 @@ fn worker_labels(w: &super::status::Worker) -> Labels {
 impl Collector for Snapshot {
     fn encode(&self, mut e: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let d = &self.0;
-        let c = &d.cluster;
+        let c = d;
         family(
             &mut e,
             "herd_health",

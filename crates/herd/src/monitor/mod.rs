@@ -44,6 +44,7 @@ use tokio::sync::Semaphore;
 use crate::{Error, Supervisor};
 pub use deps::{Dep, Deps};
 pub use ecv::Probe;
+pub use status::status_json;
 use token::Token;
 
 /// Connections the monitor serves at once; more wait in the accept queue.

@@ -7,17 +7,10 @@ use crate::primary::ListenStatus;
 use crate::supervise::{ClusterStatus, Health, LastExit, ReloadStatus, SlotStatus};
 use crate::WorkerState;
 
-/// The `/status` document.
+/// The `/status` document: the cluster's figures at the top, then its
+/// listeners, slots and workers.
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct Document {
-    pub cluster: Cluster,
-    pub listeners: Vec<ListenStatus>,
-    pub slots: Vec<SlotStatus>,
-    pub workers: Vec<Worker>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub(crate) struct Cluster {
     pub pid: u32,
     pub herd_version: &'static str,
     pub policy: String,
@@ -28,6 +21,9 @@ pub(crate) struct Cluster {
     pub marked_down: bool,
     pub stopping: bool,
     pub reload: Option<ReloadStatus>,
+    pub listeners: Vec<ListenStatus>,
+    pub slots: Vec<SlotStatus>,
+    pub workers: Vec<Worker>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -92,21 +88,28 @@ impl Document {
             })
             .collect();
         Document {
-            cluster: Cluster {
-                pid: std::process::id(),
-                herd_version: env!("CARGO_PKG_VERSION"),
-                policy,
-                uptime_secs: s.uptime_secs,
-                wanted: s.wanted,
-                ready: s.ready,
-                health: s.health,
-                marked_down: s.marked_down,
-                stopping: s.stopping,
-                reload: s.reload.clone(),
-            },
+            pid: std::process::id(),
+            herd_version: env!("CARGO_PKG_VERSION"),
+            policy,
+            uptime_secs: s.uptime_secs,
+            wanted: s.wanted,
+            ready: s.ready,
+            health: s.health,
+            marked_down: s.marked_down,
+            stopping: s.stopping,
+            reload: s.reload.clone(),
             listeners,
             slots: s.slots,
             workers,
         }
     }
+}
+
+/// The `/status` document of `sup`'s cluster, as JSON: what `GET /status`
+/// answers and `herd ctl status --json` prints. Reads /proc: call it where
+/// blocking is fine.
+pub fn status_json(sup: &crate::Supervisor) -> serde_json::Value {
+    let policy = sup.primary().policy().to_string();
+    let doc = Document::new(sup.status(), sup.primary().listens(), policy);
+    serde_json::to_value(doc).unwrap_or(serde_json::Value::Null)
 }

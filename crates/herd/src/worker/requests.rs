@@ -32,6 +32,7 @@ pub(crate) struct Counts {
     pub buckets: Vec<u64>,
 }
 
+#[cfg_attr(not(feature = "axum"), allow(dead_code))]
 impl Requests {
     /// A request begins; it is counted when the guard drops (when the
     /// response is ready, or the request was abandoned).
@@ -58,6 +59,7 @@ impl Requests {
 }
 
 /// A request under way.
+#[cfg_attr(not(feature = "axum"), allow(dead_code))]
 pub(crate) struct InFlight {
     requests: Arc<Requests>,
     start: Instant,
