@@ -150,8 +150,8 @@ impl Monitor {
         }
     }
 
-    /// Also answer HAProxy's agent-check on `addr` (TCP): `up 75%` (the
-    /// share of wanted workers ready), `drain` or `down`.
+    /// Also answer HAProxy's agent-check on `addr` (TCP): `ready up 75%`
+    /// (the share of wanted workers ready), `drain` or `down`.
     pub fn agent_check(mut self, addr: SocketAddr) -> Self {
         self.agent = Some(addr);
         self
