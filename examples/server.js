@@ -6,11 +6,16 @@
 const http = require('node:http');
 const net = require('node:net');
 
+// INSTANCE, when set, names this host in every answer (to
+// tell two herd hosts apart behind a load balancer).
+const instance = process.env.INSTANCE;
+const on = instance ? ` on ${instance}` : '';
+
 let closing = false;
 const server = http.createServer((req, res) => {
   // While stopping, tell keep-alive clients to move on.
   if (closing) res.setHeader('Connection', 'close');
-  res.end(`hello from worker ${process.env.HERD_WORKER_ID}\n`);
+  res.end(`hello from worker ${process.env.HERD_WORKER_ID}${on}\n`);
 });
 server.listen({ fd: 3 });
 

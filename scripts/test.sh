@@ -9,6 +9,12 @@ command -v curl >/dev/null || need+=(curl)
 command -v node >/dev/null || need+=(nodejs)
 command -v python3 >/dev/null || need+=(python3)
 command -v promtool >/dev/null || need+=(prometheus)
+# HAProxy and wrk: the load-balancer tests (crates/herd-cli/tests/haproxy.rs).
+# Debian puts haproxy in /usr/sbin, which a user's PATH may lack.
+command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || need+=(haproxy)
+command -v wrk >/dev/null || need+=(wrk)
+# systemd-analyze checks the README's systemd unit.
+command -v systemd-analyze >/dev/null || need+=(systemd)
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"

@@ -15,6 +15,14 @@
 //! as if anyone may bind port 80, to see the skipping.
 //!
 //! The same detection, with more conditions, is in crates/herd-tests/build.rs.
+//!
+//! Programs some tests drive, each a cfg when found (on PATH, or in
+//! /usr/sbin and /sbin, where Debian puts haproxy), its path in a
+//! `HERD_TEST_<NAME>` variable for the test: `herd_haproxy` (haproxy and
+//! wrk, for tests/haproxy.rs), `herd_promtool` and `herd_systemd_analyze`
+//! (to check the README's Prometheus configuration and systemd unit).
+//! scripts/test.sh installs them when missing; set HERD_TESTS_RECHECK to
+//! something new after installing one by hand.
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
@@ -31,6 +39,36 @@ fn main() {
     if !assume_free && start > 80 {
         println!("cargo:rustc-cfg=herd_privileged_port_80");
     }
+    let haproxy = find_program("haproxy");
+    let wrk = find_program("wrk");
+    cfg("herd_haproxy", haproxy.is_some() && wrk.is_some());
+    cfg("herd_promtool", find_program("promtool").is_some());
+    cfg(
+        "herd_systemd_analyze",
+        find_program("systemd-analyze").is_some(),
+    );
+}
+
+/// Declares `name` (so the unexpected-cfg lint knows it) and sets it when
+/// `holds`.
+fn cfg(name: &str, holds: bool) {
+    println!("cargo:rustc-check-cfg=cfg({name})");
+    if holds {
+        println!("cargo:rustc-cfg={name}");
+    }
+}
+
+/// The program's path (on PATH, else in /usr/sbin or /sbin), also given to
+/// the tests as HERD_TEST_<NAME> (`systemd-analyze`: HERD_TEST_SYSTEMD_ANALYZE).
+fn find_program(name: &str) -> Option<std::path::PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let found = std::env::split_paths(&path)
+        .chain(["/usr/sbin".into(), "/sbin".into()])
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())?;
+    let var = name.to_ascii_uppercase().replace('-', "_");
+    println!("cargo:rustc-env=HERD_TEST_{var}={}", found.display());
+    Some(found)
 }
 
 /// For the monitor's /deps: the git commit and the compiler, as

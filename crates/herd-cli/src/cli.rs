@@ -191,7 +191,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "TEXT", env = "HERD_MONITOR_PROBE_BODY")]
     pub monitor_probe_body: Option<String>,
 
-    /// Answer HAProxy's agent-check on this address (up N%, drain, down).
+    /// Answer HAProxy's agent-check on this address (ready up N%, drain,
+    /// down).
     #[arg(long, value_name = "ADDR", env = "HERD_AGENT_CHECK")]
     pub agent_check: Option<String>,
 

@@ -360,7 +360,5 @@ fn start_monitor(
     if let Some(agent) = m.agent {
         monitor = monitor.agent_check(agent);
     }
-    let server = monitor.start(sup)?;
-    tracing::info!("monitor on http://{}{}", server.local_addr(), m.ecv_root);
-    Ok(server)
+    Ok(monitor.start(sup)?)
 }

@@ -300,7 +300,7 @@ fn livez_deps_reload_and_the_agent_check_answer() {
         s.read_to_string(&mut line).unwrap();
         line
     };
-    assert_eq!(agent_says(), "up 100%\n");
+    assert_eq!(agent_says(), "ready up 100%\n");
     let (code, body) = curl("POST", &format!("{base}/reload"), Some(TOKEN));
     assert_eq!(
         (code, body.starts_with("reloaded: 1 workers replaced")),
@@ -309,6 +309,10 @@ fn livez_deps_reload_and_the_agent_check_answer() {
     );
     curl("POST", &format!("{base}/ecv/markDown"), Some(TOKEN));
     assert_eq!(agent_says(), "drain\n");
+    // Back up, the agent lifts its own drain (HAProxy keeps a drain set by
+    // the agent until the agent says `ready`).
+    curl("POST", &format!("{base}/ecv/markUp"), Some(TOKEN));
+    assert_eq!(agent_says(), "ready up 100%\n");
     let (code, body) = curl("POST", &format!("{base}/scale?workers=lots"), Some(TOKEN));
     assert_eq!(code, 400, "{body}");
     assert_eq!(get(&format!("{base}/nope")).0, 404);

@@ -316,6 +316,29 @@ pub fn curl_result(addr: &str, path: &str) -> Result<String, String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// One request with curl, any status accepted: the status code (0 when
+/// curl got no answer) and the body.
+pub fn http(method: &str, url: &str, token: Option<&str>) -> (u16, String) {
+    let mut c = Command::new("curl");
+    c.args([
+        "-s",
+        "-S",
+        "--max-time",
+        "10",
+        "-w",
+        "\n%{http_code}",
+        "-X",
+        method,
+    ]);
+    if let Some(t) = token {
+        c.arg("-H").arg(format!("Authorization: Bearer {t}"));
+    }
+    let out = c.arg(url).output().expect("run curl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (code.trim().parse().unwrap_or(0), body.to_string())
+}
+
 /// A minimal HTTP/1.1 client: keep-alive (reconnecting when told
 /// `Connection: close`) or one connection per request.
 pub struct Client {

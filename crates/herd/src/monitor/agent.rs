@@ -4,8 +4,12 @@
 use crate::supervise::Health;
 use crate::Supervisor;
 
-/// The answer for the cluster now: `up 75%` (the share of wanted workers
-/// that are ready), `drain` (marked down or stopping) or `down`.
+/// The answer for the cluster now: `ready up 75%` (the share of wanted
+/// workers that are ready), `drain` (marked down or stopping) or `down`.
+///
+/// `drain` sets HAProxy's administrative state, which only the agent can
+/// lift, and only with the word `ready`: an `up` alone leaves the server
+/// drained for good after a markDown and markUp.
 pub(crate) fn answer(sup: &Supervisor) -> String {
     let s = sup.state();
     match s.health {
@@ -13,7 +17,7 @@ pub(crate) fn answer(sup: &Supervisor) -> String {
         _ if s.ready == 0 => "down\n".into(),
         _ => {
             let pct = (s.ready * 100 / s.wanted.max(1)).clamp(1, 100);
-            format!("up {pct}%\n")
+            format!("ready up {pct}%\n")
         }
     }
 }

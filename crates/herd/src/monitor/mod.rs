@@ -151,8 +151,8 @@ impl Monitor {
         }
     }
 
-    /// Also answer HAProxy's agent-check on `addr` (TCP): `up 75%` (the
-    /// share of wanted workers ready), `drain` or `down`.
+    /// Also answer HAProxy's agent-check on `addr` (TCP): `ready up 75%`
+    /// (the share of wanted workers ready), `drain` or `down`.
     pub fn agent_check(mut self, addr: SocketAddr) -> Self {
         self.agent = Some(addr);
         self
@@ -174,6 +174,10 @@ impl Monitor {
         let local = listener.local_addr().map_err(|e| Error::io("monitor", e))?;
         let agent = self.agent.map(bind).transpose()?;
         let agent_addr = agent.as_ref().and_then(|l| l.local_addr().ok());
+        tracing::info!("monitor on http://{local} (ECV at {})", self.ecv_root);
+        if let Some(a) = agent_addr {
+            tracing::info!("agent check on {a}");
+        }
         let ctx = Arc::new(routes::Ctx {
             sup: sup.clone(),
             ecv_root: self.ecv_root,
@@ -186,7 +190,6 @@ impl Monitor {
         if let Some(agent) = agent {
             tasks.push(tokio::spawn(agent::serve(agent, sup.clone())));
         }
-        tracing::info!("monitor on http://{local}");
         Ok(MonitorServer {
             local,
             agent: agent_addr,
