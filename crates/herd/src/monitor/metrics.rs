@@ -131,28 +131,46 @@ impl Collector for Snapshot {
             MetricType::Gauge,
             count,
         )?;
+        let kinds = [
+            "crash", "reload", "age", "requests", "memory", "hung", "degraded", "app",
+        ];
         family(
             &mut e,
             "herd_worker_restarts",
-            "Workers started in a slot after its first, by why (crash or recycle; reload)",
+            "Workers started to replace another, by why: crash, reload, or the recycle's kind",
             MetricType::Counter,
-            d.slots.iter().flat_map(|s| {
-                let slot = s.slot.to_string();
-                [
-                    (
-                        vec![
-                            ("slot", slot.clone()),
-                            ("reason", "crash_or_recycle".into()),
-                        ],
-                        ConstCounter::new(u64::from(s.restarts)),
-                    ),
-                    (
-                        vec![("slot", slot), ("reason", "reload".into())],
-                        ConstCounter::new(u64::from(s.reloads)),
-                    ),
-                ]
+            kinds.iter().map(|k| {
+                let n = d.replacements.get(*k).copied().unwrap_or(0);
+                (vec![("reason", k.to_string())], ConstCounter::new(n))
             }),
         )?;
+        family(
+            &mut e,
+            "herd_reloads",
+            "Rolling restarts, by outcome",
+            MetricType::Counter,
+            [
+                ("finished", d.reloads.finished),
+                ("aborted", d.reloads.aborted),
+            ]
+            .map(|(o, n)| (vec![("outcome", o.to_string())], ConstCounter::new(n))),
+        )?;
+        family(
+            &mut e,
+            "herd_reload_duration_seconds",
+            "Seconds the finished rolling restarts took, added up",
+            MetricType::Counter,
+            [(vec![], ConstCounter::new(d.reloads.seconds))],
+        )?;
+        if let Some(last) = d.reloads.last_seconds {
+            family(
+                &mut e,
+                "herd_reload_last_duration_seconds",
+                "How long the last finished rolling restart took",
+                MetricType::Gauge,
+                [(vec![], ConstGauge::new(last))],
+            )?;
+        }
         family(
             &mut e,
             "process_resident_memory_bytes",

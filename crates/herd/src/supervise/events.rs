@@ -237,6 +237,21 @@ pub enum RecycleReason {
     },
 }
 
+impl RecycleReason {
+    /// A short name for the kind of reason: `age`, `requests`, `memory`,
+    /// `hung`, `degraded` or `app`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            RecycleReason::Age { .. } => "age",
+            RecycleReason::Requests { .. } => "requests",
+            RecycleReason::Memory { .. } => "memory",
+            RecycleReason::Hung { .. } => "hung",
+            RecycleReason::Degraded { .. } => "degraded",
+            RecycleReason::App { .. } => "app",
+        }
+    }
+}
+
 impl fmt::Display for RecycleReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -195,6 +195,13 @@ pub(crate) struct Machine<C> {
     health: Health,
     /// Each worker's course, for the degraded rule.
     declines: HashMap<u32, super::judge::Decline>,
+    /// Workers started to replace another, by why: `crash`, `reload`, or
+    /// a recycle's kind (`age`, `requests`, `memory`, `hung`, `degraded`,
+    /// `app`).
+    replacements: std::collections::BTreeMap<&'static str, u64>,
+    /// Reloads that finished, that were aborted, and the seconds the
+    /// finished ones took in all.
+    reloads: super::status::ReloadTotals,
     /// Whether every wanted worker was ready after the last step.
     full: bool,
     jitter: Jitter,
@@ -223,6 +230,8 @@ impl<C: Core> Machine<C> {
             drain_reload: None,
             health: Health::Down,
             declines: HashMap::new(),
+            replacements: std::collections::BTreeMap::new(),
+            reloads: super::status::ReloadTotals::default(),
             full: false,
             born: now,
         }

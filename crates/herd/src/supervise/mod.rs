@@ -76,7 +76,9 @@ pub use events::{
     ClusterEvent, ClusterEvents, RecycleReason, ReloadPhase, SupervisorEvent, SupervisorEvents,
 };
 pub use judge::{Degraded, WorkerHealth};
-pub use status::{ClusterStatus, Health, LastExit, ReloadStatus, SlotState, SlotStatus};
+pub use status::{
+    ClusterStatus, Health, LastExit, ReloadStatus, ReloadTotals, SlotState, SlotStatus,
+};
 
 use crate::primary::{Event, Primary};
 use events::Emitter;

@@ -23,6 +23,12 @@ pub struct ClusterStatus {
     pub reload: Option<ReloadStatus>,
     /// Shutting down.
     pub stopping: bool,
+    /// Workers started to replace another since the start, by why:
+    /// `crash`, `reload`, or a recycle's kind (`age`, `requests`,
+    /// `memory`, `hung`, `degraded`, `app`).
+    pub replacements: std::collections::BTreeMap<String, u64>,
+    /// Rolling restarts since the start.
+    pub reloads: ReloadTotals,
     /// What a load balancer should be told (see [`Health`]).
     pub health: Health,
     /// Marked down by an operator ([`Supervisor::mark_down`]).
@@ -82,6 +88,20 @@ impl std::fmt::Display for Health {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name())
     }
+}
+
+/// Rolling restarts since the start.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct ReloadTotals {
+    /// Reloads that replaced every worker.
+    pub finished: u64,
+    /// Reloads that stopped early.
+    pub aborted: u64,
+    /// Seconds the finished ones took, added up.
+    pub seconds: f64,
+    /// How long the last finished one took.
+    pub last_seconds: Option<f64>,
 }
 
 /// A reload's progress.

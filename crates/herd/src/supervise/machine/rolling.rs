@@ -107,10 +107,17 @@ impl<C: Core> Machine<C> {
             recycle_after: self.jitter.recycle_point(&self.cfg),
         });
         s.breaker.ready();
-        match why {
-            Why::Reload => s.reloads += 1,
-            Why::Recycle(_) => s.restarts += 1,
-        }
+        let kind = match &why {
+            Why::Reload => {
+                s.reloads += 1;
+                "reload"
+            }
+            Why::Recycle(r) => {
+                s.restarts += 1;
+                r.kind()
+            }
+        };
+        *self.replacements.entry(kind).or_default() += 1;
         let old_id = old.id();
         tracing::info!("worker {old_id} replaced by worker {successor} ({why})");
         if let Old::Running(_) = old {
@@ -208,6 +215,9 @@ impl<C: Core> Machine<C> {
             replaced,
             took,
         }));
+        self.reloads.finished += 1;
+        self.reloads.seconds += took.as_secs_f64();
+        self.reloads.last_seconds = Some(took.as_secs_f64());
         self.outcomes
             .push((run.id, Ok(ReloadDone { replaced, took })));
         self.reload_ended(run.id);
@@ -248,6 +258,7 @@ impl<C: Core> Machine<C> {
     }
 
     pub(super) fn reload_aborted(&mut self, id: u64, reason: String) {
+        self.reloads.aborted += 1;
         tracing::warn!("reload aborted: {reason}");
         self.emit(SupervisorEvent::Reload(ReloadPhase::Aborted {
             reason: reason.clone(),

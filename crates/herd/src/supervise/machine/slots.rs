@@ -24,6 +24,9 @@ impl<C: Core> Machine<C> {
                     return;
                 };
                 s.restarts += u32::from(respawn);
+                if respawn {
+                    *self.replacements.entry("crash").or_default() += 1;
+                }
                 s.state = State::Up(Current {
                     id,
                     boot: Boot::Booting,

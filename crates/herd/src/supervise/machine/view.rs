@@ -60,6 +60,12 @@ impl<C: Core> Machine<C> {
             }),
             stopping: self.stopping,
             health: self.health(),
+            replacements: self
+                .replacements
+                .iter()
+                .map(|(k, v)| (k.to_string(), *v))
+                .collect(),
+            reloads: self.reloads.clone(),
             marked_down: self.marked_down,
             slots: self.slots.iter().map(|(k, s)| s.status(*k, now)).collect(),
             workers: Vec::new(),
