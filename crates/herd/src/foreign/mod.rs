@@ -69,6 +69,7 @@ use crate::{Error, ListenAddr, ListenOptions, Signal, EXIT_CANNOT_BOOT};
 
 mod accepting;
 pub(crate) mod notify;
+mod rundir;
 pub(crate) use accepting::accepting;
 
 /// The argument that makes an executable a trampoline (see [`trampoline`]).
@@ -327,55 +328,4 @@ pub fn trampoline() {
     std::process::exit(EXIT_CANNOT_BOOT);
 }
 
-/// The per-user directory for herd's sockets (workers' notification
-/// sockets, the CLI's control socket): `$HERD_RUNTIME_DIR` if set, else
-/// `$XDG_RUNTIME_DIR/herd`, else `/tmp/herd-UID`. Created with mode 0700
-/// if missing; refused if another user owns it or others may enter it.
-///
-/// # Errors
-/// [`Error::Io`] naming the directory when it cannot be created or is not
-/// private to this user.
-pub fn runtime_dir() -> Result<PathBuf, Error> {
-    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
-    let uid = nix::unistd::getuid().as_raw();
-    let dir = match (
-        std::env::var_os("HERD_RUNTIME_DIR"),
-        std::env::var_os("XDG_RUNTIME_DIR"),
-    ) {
-        (Some(d), _) if !d.is_empty() => PathBuf::from(d),
-        (_, Some(x)) if !x.is_empty() => PathBuf::from(x).join("herd"),
-        _ => PathBuf::from(format!("/tmp/herd-{uid}")),
-    };
-    match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-        Err(e) => {
-            return Err(Error::io(
-                format!("cannot create herd's runtime directory {}", dir.display()),
-                e,
-            ))
-        }
-    }
-    let meta = std::fs::symlink_metadata(&dir)
-        .map_err(|e| Error::io(format!("runtime directory {}", dir.display()), e))?;
-    let private = |why: &str| {
-        Error::io(
-            format!("runtime directory {}", dir.display()),
-            std::io::Error::new(std::io::ErrorKind::PermissionDenied, why.to_string()),
-        )
-    };
-    if !meta.is_dir() {
-        return Err(private("not a directory"));
-    }
-    if meta.uid() != uid {
-        return Err(private(&format!(
-            "owned by uid {}, not by you (uid {uid}); set HERD_RUNTIME_DIR to a directory of yours",
-            meta.uid()
-        )));
-    }
-    if meta.mode() & 0o077 != 0 {
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
-            .map_err(|e| Error::io(format!("chmod 0700 {}", dir.display()), e))?;
-    }
-    Ok(dir)
-}
+pub use rundir::runtime_dir;
