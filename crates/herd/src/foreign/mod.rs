@@ -65,7 +65,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::{Error, ListenAddr, ListenOptions, Signal, EXIT_CANNOT_BOOT};
+use crate::{ListenAddr, ListenOptions, Signal, EXIT_CANNOT_BOOT};
 
 mod accepting;
 pub(crate) mod notify;
