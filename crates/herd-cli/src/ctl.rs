@@ -161,8 +161,9 @@ pub fn take_name(runtime_dir: &Path, name: &str) -> Result<NameLock> {
                 "a herd named {name:?} is already running{pid}; stop it with `herd ctl --name {name} stop`, or give this one another --name"
             )
         }
-        Err((_, e)) => Err(anyhow::Error::new(e))
-            .with_context(|| format!("cannot lock {}", path.display())),
+        Err((_, e)) => {
+            Err(anyhow::Error::new(e)).with_context(|| format!("cannot lock {}", path.display()))
+        }
     }
 }
 
@@ -438,6 +439,13 @@ pub fn table(s: &Status) -> String {
 
 /// `herd ctl ...`: returns the exit code.
 pub fn client(args: CtlArgs) -> Result<i32> {
+    if let CtlAction::Scale { workers } = &args.action {
+        if let Err(e) = crate::limits::number("workers", *workers, crate::limits::WORKERS) {
+            return Err(anyhow::Error::new(crate::Usage(format!(
+                "herd ctl scale: {e}"
+            ))));
+        }
+    }
     let name = args.name.clone().unwrap_or_else(|| "herd".to_string());
     let path = match &args.socket {
         Some(p) => p.clone(),

@@ -6,6 +6,7 @@
 mod cli;
 mod config;
 mod ctl;
+mod limits;
 mod output;
 mod run;
 

@@ -167,7 +167,16 @@ fn of_herds_started_together_under_one_name_exactly_one_runs() {
     let dir = TempDir::new("race");
     let path = dir.path().to_path_buf();
     let args = [
-        "run", "--name", "same", "-w", "1", "-l", "127.0.0.1:0", "--", "node", &p,
+        "run",
+        "--name",
+        "same",
+        "-w",
+        "1",
+        "-l",
+        "127.0.0.1:0",
+        "--",
+        "node",
+        &p,
     ];
     let children: Vec<std::process::Child> = (0..3)
         .map(|_| {
@@ -215,7 +224,11 @@ fn of_herds_started_together_under_one_name_exactly_one_runs() {
         1,
         "{} herds named \"same\" run:\n{}",
         running.len(),
-        running.iter().map(|h| h.dump()).collect::<Vec<_>>().join("\n---\n")
+        running
+            .iter()
+            .map(|h| h.dump())
+            .collect::<Vec<_>>()
+            .join("\n---\n")
     );
     for h in refused {
         let code = h.wait_exit();

@@ -36,7 +36,11 @@ fn a_shared_sticky_directory_keeps_its_mode() {
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );
-    assert_eq!(mode(&shared), 0o1777, "herd ctl changed the shared directory");
+    assert_eq!(
+        mode(&shared),
+        0o1777,
+        "herd ctl changed the shared directory"
+    );
 
     // herd run works in its own private subdirectory.
     let p = program("server.js");
@@ -48,10 +52,17 @@ fn a_shared_sticky_directory_keeps_its_mode() {
     h.ready(1);
     let uid = nix::unistd::getuid().as_raw();
     let own = shared.join(format!("herd-{uid}"));
-    assert_eq!(mode(&shared), 0o1777, "herd run changed the shared directory");
+    assert_eq!(
+        mode(&shared),
+        0o1777,
+        "herd run changed the shared directory"
+    );
     assert_eq!(mode(&own), 0o700);
     assert_eq!(std::fs::metadata(&own).unwrap().uid(), uid);
-    assert!(own.join("herd.sock").exists(), "no control socket in {own:?}");
+    assert!(
+        own.join("herd.sock").exists(),
+        "no control socket in {own:?}"
+    );
     let o = h.ctl(&["status"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     h.signal(nix::sys::signal::Signal::SIGTERM);

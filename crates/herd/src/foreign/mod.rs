@@ -132,39 +132,29 @@ impl fmt::Display for ForeignReady {
     }
 }
 
-/// Parses a duration: a number with a unit `ms`, `s`, `m` or `h` (`s` if
-/// none), e.g. `250ms`, `30s`, `1.5s`, `2m`.
+/// Parses a duration with [`humantime`]: a sequence of numbers with
+/// units (`ms`, `s`, `m`, `h`, `d`... e.g. `250ms`, `30s`, `1.5s`, `2m`,
+/// `1h 30m`), or a bare whole number of seconds. Never panics: a value too
+/// large for a [`Duration`] is an error.
 ///
 /// ```
 /// use std::time::Duration;
 /// assert_eq!(herd::foreign::parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
 /// assert_eq!(herd::foreign::parse_duration("250ms").unwrap(), Duration::from_millis(250));
+/// assert_eq!(herd::foreign::parse_duration("30").unwrap(), Duration::from_secs(30));
 /// assert!(herd::foreign::parse_duration("fast").is_err());
+/// assert!(herd::foreign::parse_duration("18446744073709551615s").is_err());
 /// ```
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let t = s.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("invalid duration {s:?}: use e.g. 500ms, 30s, 2m or 1h"))?;
-    let secs = match unit.trim() {
-        "ms" => n / 1000.0,
-        "" | "s" => n,
-        "m" | "min" => n * 60.0,
-        "h" => n * 3600.0,
-        u => {
-            return Err(format!(
-                "invalid duration {s:?}: unknown unit {u:?} (use ms, s, m or h)"
-            ))
-        }
-    };
-    if !secs.is_finite() || secs < 0.0 {
-        return Err(format!("invalid duration {s:?}"));
+    if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) {
+        return t
+            .parse::<u64>()
+            .map(Duration::from_secs)
+            .map_err(|_| format!("invalid duration {s:?}: too large"));
     }
-    Ok(Duration::from_secs_f64(secs))
+    humantime::parse_duration(t)
+        .map_err(|e| format!("invalid duration {s:?} ({e}): use e.g. 500ms, 30s, 2m or 1h"))
 }
 
 /// One socket a foreign worker gets.

@@ -398,6 +398,13 @@ impl Slot {
     }
 }
 
+/// `now + d`, for any `d` a caller may give (a grace of `Duration::MAX`
+/// means "never", not a panic).
+pub(super) fn later(now: Instant, d: std::time::Duration) -> Instant {
+    now.checked_add(d)
+        .unwrap_or_else(|| now + std::time::Duration::from_secs(100 * 365 * 86_400))
+}
+
 /// Births and deaths: spawning, respawning, the breaker, boot timeouts,
 /// the nanny and the recyclers.
 mod slots;

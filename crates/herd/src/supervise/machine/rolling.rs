@@ -151,7 +151,7 @@ impl<C: Core> Machine<C> {
                 // The slot is empty: start it afresh.
                 tracing::warn!("{reason}; starting slot {slot} afresh");
                 s.state = State::Backoff {
-                    at: now + s.breaker.current_backoff(&self.cfg),
+                    at: super::later(now, s.breaker.current_backoff(&self.cfg)),
                 };
             }
         }
@@ -219,7 +219,7 @@ impl<C: Core> Machine<C> {
                     match old {
                         Old::Running(c) => State::Up(*c),
                         Old::Died(_) => State::Backoff {
-                            at: now + s.breaker.current_backoff(&self.cfg),
+                            at: super::later(now, s.breaker.current_backoff(&self.cfg)),
                         },
                     }
                 }

@@ -174,7 +174,9 @@ impl<C: Core> Machine<C> {
                     "worker {id} died ({status}); a new one starts {}",
                     crate::supervise::events::when(after)
                 );
-                s.state = State::Backoff { at: now + after };
+                s.state = State::Backoff {
+                    at: super::later(now, after),
+                };
                 self.emit(SupervisorEvent::Respawn {
                     slot,
                     previous: id,
@@ -256,7 +258,7 @@ impl<C: Core> Machine<C> {
     }
 
     pub(super) fn retire(&mut self, id: u32, slot: usize, why: String, now: Instant) {
-        let kill_at = Some(now + self.cfg.grace);
+        let kill_at = Some(super::later(now, self.cfg.grace));
         self.retiring.insert(id, Retiring { slot, kill_at, why });
     }
 }
