@@ -135,12 +135,12 @@ async fn read(inner: Arc<Inner>, w: WorkerHandle, inbound: Inbound, exited: Arc<
             let on = |n| on_notice(&inner, &w, n, ready, watchdog);
             loop {
                 tokio::select! {
-                    r = notify.recv(w.id()) => match r {
+                    r = notify.recv(w.id(), w.pid()) => match r {
                         Ok(notices) => notices.into_iter().for_each(on),
                         Err(e) => tracing::debug!(worker = w.id(), error = %e, "notification socket"),
                     },
                     _ = exited.notified() => {
-                        notify.drain(w.id()).into_iter().for_each(on);
+                        notify.drain(w.id(), w.pid()).into_iter().for_each(on);
                         return;
                     }
                     _ = tick.tick(), if !watchdog => w.touch(),
