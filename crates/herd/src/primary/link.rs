@@ -213,9 +213,12 @@ fn on_frame(inner: &Inner, w: &WorkerHandle, online: &mut bool, frame: Frame) ->
             options,
         } => {
             let policy = *inner.policy.get().unwrap_or(&Policy::RoundRobin);
-            let (reply, fds) = inner
-                .table
-                .listen(policy, &link, seq, &addr, index, options);
+            // What the worker may do itself bounds what it gets bound.
+            let who = crate::procfs::creds(w.pid());
+            let (reply, fds) =
+                inner
+                    .table
+                    .listen(policy, &link, seq, &addr, index, options, who.as_ref());
             w.control(&reply, fds);
         }
         Control::Listening { handle } => {
