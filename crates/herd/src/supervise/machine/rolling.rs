@@ -29,6 +29,7 @@ impl<C: Core> Machine<C> {
             }
         }
         self.check_give_up(now);
+        self.say_fork_failures(now);
         let (ready, wanted) = (self.ready_count(), self.cfg.workers);
         let full = ready >= wanted;
         if full && !self.full && !self.stopping {
