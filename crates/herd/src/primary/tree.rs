@@ -103,10 +103,13 @@ pub(super) fn spawn_tracked(
 }
 
 /// Sends `signal` to the process group of the worker whose process is
-/// `pid` (to the process alone if it left its group).
+/// `pid` (to the process alone if it left its group and is still this
+/// primary's child, so never to a process that took a reaped pid).
 pub(crate) fn signal_group(pid: u32, signal: Signal) {
     let sig = signal.to_nix();
-    if killpg(Pid::from_raw(pid as i32), sig) == Err(Errno::ESRCH) {
+    if killpg(Pid::from_raw(pid as i32), sig) == Err(Errno::ESRCH)
+        && procfs::place(pid).is_some_and(|p| p.ppid == std::process::id())
+    {
         let _ = kill(Pid::from_raw(pid as i32), sig);
     }
 }
