@@ -143,7 +143,8 @@ impl fmt::Display for ForeignReady {
 /// assert_eq!(herd::foreign::parse_duration("250ms").unwrap(), Duration::from_millis(250));
 /// assert_eq!(herd::foreign::parse_duration("30").unwrap(), Duration::from_secs(30));
 /// assert!(herd::foreign::parse_duration("fast").is_err());
-/// assert!(herd::foreign::parse_duration("18446744073709551615s").is_err());
+/// assert!(herd::foreign::parse_duration("18446744073709551616s").is_err());
+/// assert!(herd::foreign::parse_duration("99999999999999999999h").is_err());
 /// ```
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let t = s.trim();
