@@ -7,6 +7,7 @@ mod cli;
 mod config;
 mod ctl;
 mod limits;
+mod name;
 mod output;
 mod run;
 
