@@ -14,6 +14,7 @@ use herd::{ListenAddr, Policy, Restart};
 use serde::Deserialize;
 
 use crate::cli::{Output, RunArgs};
+use crate::limits;
 
 /// The `--config` file: the long options with underscores.
 #[derive(Debug, Default, Deserialize)]
@@ -123,30 +124,20 @@ fn socket_addr(what: &str, v: &str) -> Result<std::net::SocketAddr> {
         .map_err(|_| anyhow!("--{what} {v:?}: give an IP address and port, e.g. 127.0.0.1:9090"))
 }
 
-fn duration(what: &str, v: &str) -> Result<Duration> {
-    parse_duration(v).map_err(|e| anyhow!("--{what}: {e}"))
+/// Parses a duration for `--what` and checks it is within `span`.
+fn duration(what: &str, v: &str, span: &limits::Span) -> Result<Duration> {
+    let d = parse_duration(v).map_err(|e| anyhow!("--{what}: {e}"))?;
+    limits::duration(what, v, d, span)
 }
 
-/// Parses a size: bytes, or a number with K, M, G (powers of 1024).
+/// Parses a size: bytes, or a number (a fraction too) with K, M, G, T
+/// (powers of 1024; `KiB`, `MB`... are read as the same), by `parse-size`.
+/// A value too large for 64 bits is an error, never a wrapped number.
 pub fn parse_size(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("invalid size {s:?}: use e.g. 512M or 2G"))?;
-    let mult = match unit.trim().to_ascii_uppercase().as_str() {
-        "" | "B" => 1,
-        "K" | "KB" | "KIB" => 1 << 10,
-        "M" | "MB" | "MIB" => 1 << 20,
-        "G" | "GB" | "GIB" => 1 << 30,
-        u => {
-            return Err(format!(
-                "invalid size {s:?}: unknown unit {u:?} (use K, M or G)"
-            ))
-        }
-    };
-    Ok(n * mult)
+    parse_size::Config::new()
+        .with_binary()
+        .parse_size(s.trim())
+        .map_err(|e| format!("invalid size {s:?} ({e}): use e.g. 512M or 2G"))
 }
 
 /// Parses `[NAME=]ADDR`.
@@ -210,13 +201,10 @@ impl Run {
             Some(p) => File::load(p)?,
             None => File::default(),
         };
-        let workers = args
-            .workers
-            .or(file.workers)
-            .unwrap_or_else(herd::available_cpus);
-        if workers == 0 {
-            bail!("--workers must be at least 1");
-        }
+        let workers = match args.workers.or(file.workers) {
+            Some(n) => limits::number("workers", n, limits::WORKERS)?,
+            None => herd::available_cpus().clamp(limits::WORKERS.0, limits::WORKERS.1),
+        };
         let listen_texts = if !args.listen.is_empty() {
             args.listen.clone()
         } else {
@@ -227,6 +215,13 @@ impl Run {
             .filter(|s| !s.trim().is_empty())
             .map(|s| parse_listen(s.trim()))
             .collect::<Result<Vec<_>>>()?;
+        if listens.len() > limits::LISTENS {
+            bail!(
+                "--listen: {} sockets is too many: use at most {}",
+                listens.len(),
+                limits::LISTENS
+            );
+        }
         let policy_explicit = args.sched.is_some() || file.sched.is_some();
         let policy: Policy = match args.sched.as_deref().or(file.sched.as_deref()) {
             Some(s) => s.parse().map_err(|e: String| anyhow!("--sched: {e}"))?,
@@ -238,34 +233,64 @@ impl Run {
             );
         }
         let ready = match args.ready.as_deref().or(file.ready.as_deref()) {
-            Some(s) => s.parse().map_err(|e: String| anyhow!("--ready: {e}"))?,
+            Some(s) => {
+                let r: ForeignReady = s.parse().map_err(|e: String| anyhow!("--ready: {e}"))?;
+                if let ForeignReady::Delay(d) = r {
+                    limits::duration("ready", s, d, &limits::READY_DELAY)?;
+                }
+                r
+            }
             None => ForeignReady::Listening,
         };
-        let opt_dur =
-            |what: &str, a: &Option<String>, f: &Option<String>| -> Result<Option<Duration>> {
-                a.as_deref()
-                    .or(f.as_deref())
-                    .map(|v| duration(what, v))
-                    .transpose()
-            };
-        let grace = opt_dur("grace", &args.grace, &file.grace)?.unwrap_or(Duration::from_secs(30));
+        let opt_dur = |what: &str,
+                       a: &Option<String>,
+                       f: &Option<String>,
+                       span: &limits::Span|
+         -> Result<Option<Duration>> {
+            a.as_deref()
+                .or(f.as_deref())
+                .map(|v| duration(what, v, span))
+                .transpose()
+        };
+        let grace = opt_dur("grace", &args.grace, &file.grace, &limits::GRACE)?
+            .unwrap_or(Duration::from_secs(30));
         let restart = match args.restart.as_deref().or(file.restart.as_deref()) {
             Some(s) => s.parse().map_err(|e: String| anyhow!("--restart: {e}"))?,
             None => Restart::OnFailure,
         };
-        let backoff = opt_dur("backoff", &args.backoff, &file.backoff)?;
-        let boot_timeout = opt_dur("boot-timeout", &args.boot_timeout, &file.boot_timeout)?;
-        let max_age = opt_dur("max-age", &args.max_age, &file.max_age)?;
+        let backoff = opt_dur("backoff", &args.backoff, &file.backoff, &limits::BACKOFF)?;
+        let boot_timeout = opt_dur(
+            "boot-timeout",
+            &args.boot_timeout,
+            &file.boot_timeout,
+            &limits::BOOT_TIMEOUT,
+        )?;
+        let max_age = opt_dur("max-age", &args.max_age, &file.max_age, &limits::MAX_AGE)?;
         let heartbeat_timeout = opt_dur(
             "heartbeat-timeout",
             &args.heartbeat_timeout,
             &file.heartbeat_timeout,
+            &limits::HEARTBEAT_TIMEOUT,
         )?;
         let max_memory = args
             .max_memory
             .as_deref()
             .or(file.max_memory.as_deref())
-            .map(|s| parse_size(s).map_err(|e| anyhow!("--max-memory: {e}")))
+            .map(|s| {
+                let n = parse_size(s).map_err(|e| anyhow!("--max-memory: {e}"))?;
+                limits::number("max-memory", n, limits::MAX_MEMORY)
+                    .map_err(|_| anyhow!("--max-memory: {s:?} is out of range: use 1M to 1T"))
+            })
+            .transpose()?;
+        let crash_limit = args
+            .crash_limit
+            .or(file.crash_limit)
+            .map(|n| limits::number("crash-limit", n, limits::CRASH_LIMIT))
+            .transpose()?;
+        let max_requests = args
+            .max_requests
+            .or(file.max_requests)
+            .map(|n| limits::number("max-requests", n, limits::MAX_REQUESTS))
             .transpose()?;
         let pick = |a: &Option<String>, f: &Option<String>| a.clone().or(f.clone());
         let monitor = match pick(&args.monitor, &file.monitor) {
@@ -284,8 +309,13 @@ impl Run {
                     .transpose()?,
             }),
         };
-        let drain_delay =
-            opt_dur("drain-delay", &args.drain_delay, &file.drain_delay)?.unwrap_or_default();
+        let drain_delay = opt_dur(
+            "drain-delay",
+            &args.drain_delay,
+            &file.drain_delay,
+            &limits::DRAIN_DELAY,
+        )?
+        .unwrap_or_default();
         let reload_via_health = args.reload_via_health || file.reload_via_health == Some(true);
         let output = if args.silent {
             Output::Silent
@@ -335,10 +365,10 @@ impl Run {
             grace,
             restart,
             backoff,
-            crash_limit: args.crash_limit.or(file.crash_limit),
+            crash_limit,
             boot_timeout,
             max_age,
-            max_requests: args.max_requests.or(file.max_requests),
+            max_requests,
             max_memory,
             heartbeat_timeout,
             monitor,
@@ -374,7 +404,9 @@ mod tests {
         assert_eq!(parse_size("512M").unwrap(), 512 << 20);
         assert_eq!(parse_size("2g").unwrap(), 2 << 30);
         assert_eq!(parse_size("100").unwrap(), 100);
+        assert_eq!(parse_size("1.5K").unwrap(), 1536);
         assert!(parse_size("lots").is_err());
+        assert!(parse_size("17179869184G").is_err(), "wraps");
     }
 
     #[test]

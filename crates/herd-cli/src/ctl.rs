@@ -285,6 +285,9 @@ async fn scale(shared: &Arc<Shared>, n: usize) -> Reply {
     if n == 0 {
         return fail("cannot scale to 0 workers: use herd ctl stop".into());
     }
+    if let Err(e) = crate::limits::number("workers", n, crate::limits::WORKERS) {
+        return fail(format!("scale: {e}"));
+    }
     let Some(before) = cluster_status(shared).await else {
         return fail("herd is stopping".into());
     };
@@ -417,6 +420,15 @@ pub fn table(s: &Status) -> String {
 
 /// `herd ctl ...`: returns the exit code.
 pub fn client(args: CtlArgs) -> Result<i32> {
+    // 0 goes to herd, which says how to stop instead.
+    if let CtlAction::Scale { workers } = &args.action {
+        let (_, max) = crate::limits::WORKERS;
+        if let Err(e) = crate::limits::number("workers", *workers, (0, max)) {
+            return Err(anyhow::Error::new(crate::Usage(format!(
+                "herd ctl scale: {e}"
+            ))));
+        }
+    }
     let name = args.name.clone().unwrap_or_else(|| "herd".to_string());
     let path = match &args.socket {
         Some(p) => p.clone(),

@@ -6,6 +6,8 @@
 mod cli;
 mod config;
 mod ctl;
+mod limits;
+mod name;
 mod output;
 mod run;
 

@@ -159,6 +159,9 @@ pub fn run(args: RunArgs, format: LogFormat) -> Result<i32> {
         }
     }
     let runtime_dir = herd::foreign::runtime_dir()?;
+    // The name first: of two herds of one name started together, exactly
+    // one goes on to make its control socket.
+    let _name = crate::name::take_name(&runtime_dir, &cfg.name)?;
     let ctl_path = ctl::socket_path(&runtime_dir, &cfg.name);
     ctl::check_free(&ctl_path, &cfg.name)?;
     let rt = tokio::runtime::Builder::new_multi_thread()

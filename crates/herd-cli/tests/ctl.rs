@@ -156,3 +156,87 @@ fn a_second_herd_with_the_same_name_is_refused() {
     );
     assert_eq!(err.lines().count(), 1, "{err}");
 }
+
+/// Three herds of one name started at the same moment: exactly one runs,
+/// the others exit at once with a clear error, and `herd ctl stop` stops
+/// the one that runs (no herd is left unreachable behind a socket another
+/// took over).
+#[test]
+fn of_herds_started_together_under_one_name_exactly_one_runs() {
+    let p = program("server.js");
+    let dir = TempDir::new("race");
+    let path = dir.path().to_path_buf();
+    let args = [
+        "run",
+        "--name",
+        "same",
+        "-w",
+        "1",
+        "-l",
+        "127.0.0.1:0",
+        "--",
+        "node",
+        &p,
+    ];
+    let children: Vec<std::process::Child> = (0..3)
+        .map(|_| {
+            std::process::Command::new(herd_bin())
+                .args(args)
+                .env("HERD_RUNTIME_DIR", &path)
+                .env_remove("NOTIFY_SOCKET")
+                .env_remove("LISTEN_FDS")
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut herds: Vec<Herd> = Vec::new();
+    for (i, c) in children.into_iter().enumerate() {
+        // Only the first owns (and removes) the directory.
+        let d = if i == 0 {
+            TempDir(path.clone())
+        } else {
+            TempDir(path.join(format!("not-{i}")))
+        };
+        let mut h = attach(c, d);
+        h.name = "same".into();
+        herds.push(h);
+    }
+    std::mem::forget(dir);
+    // Each either runs its cluster or exits.
+    for h in herds.iter_mut() {
+        wait_until("each herd runs or exits", || {
+            h.said("cluster ready: 1 of 1") || h.child.try_wait().unwrap().is_some()
+        });
+    }
+    let mut running: Vec<&mut Herd> = Vec::new();
+    let mut refused: Vec<&mut Herd> = Vec::new();
+    for h in herds.iter_mut() {
+        if h.child.try_wait().unwrap().is_none() {
+            running.push(h);
+        } else {
+            refused.push(h);
+        }
+    }
+    for h in refused {
+        let code = h.wait_exit();
+        assert_eq!(code, 1, "{}", h.dump());
+        assert!(
+            h.said("a herd named \"same\" is already running (pid "),
+            "{}",
+            h.dump()
+        );
+        h.assert_no_workers_left();
+    }
+    let h = running.into_iter().next().unwrap();
+    let o = std::process::Command::new(herd_bin())
+        .args(["ctl", "--name", "same", "stop"])
+        .env("HERD_RUNTIME_DIR", &path)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", out(&o));
+    assert_eq!(h.wait_exit(), 0, "{}", h.dump());
+    h.assert_no_workers_left();
+}

@@ -107,3 +107,46 @@ fn rolling_restart_reuseport_loses_nothing() {
 fn rolling_restart_shared_loses_nothing() {
     rolling_restart_under_load("shared");
 }
+
+/// Reloads back to back, each asked as soon as the previous one returned:
+/// every one succeeds (none is "already in progress"), and each replaces
+/// both workers.
+#[test]
+fn thirty_back_to_back_reloads_all_succeed() {
+    let p = program("server.js");
+    let mut h = start(
+        &[
+            "-w",
+            "2",
+            "-l",
+            "127.0.0.1:0",
+            "--grace",
+            "5s",
+            "--",
+            "node",
+            &p,
+        ],
+        &[],
+    );
+    let addr = h.address();
+    h.ready(2);
+    for round in 1..=30 {
+        let o = h.ctl(&["reload"]);
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(o.status.success(), "reload {round}: {said}\n{}", h.dump());
+        assert!(
+            said.contains("reloaded: 2 workers replaced"),
+            "reload {round}: {said}"
+        );
+    }
+    assert!(curl(&addr, "/").starts_with("hello from "));
+    // 2 first workers and 2 per reload.
+    h.expect("worker 62 ready");
+    h.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(h.wait_exit(), 0, "{}", h.dump());
+    h.assert_no_workers_left();
+}

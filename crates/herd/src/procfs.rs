@@ -1,7 +1,8 @@
 //! Every read of /proc in one place: memory and CPU of a process (statm,
 //! stat), the sockets it holds (fd links), what its threads wait in
 //! (task syscall), its epoll sets (fdinfo) and this network namespace's TCP
-//! table. Sizes use the kernel's real page size and clock tick from
+//! table; a process's place in the process tree, its starting environment
+//! and its credentials. Sizes use the kernel's real page size and clock tick from
 //! `sysconf`, never an assumed 4 KiB or 100 Hz.
 //!
 //! Every reader returns `None` (or nothing) when the process is gone or the
@@ -188,6 +189,100 @@ pub(crate) fn tcp_connection_inodes(ports: &[u16]) -> HashSet<u64> {
         }
     }
     out
+}
+
+/// A process's place in the process tree (from its stat).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Place {
+    /// The state letter: `R`, `S`, `D`, `Z` (zombie)...
+    pub state: char,
+    pub ppid: u32,
+    pub pgid: u32,
+}
+
+/// Where process `pid` is in the tree; `None` once it is reaped.
+pub(crate) fn place(pid: u32) -> Option<Place> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let mut f = stat.rsplit_once(')')?.1.split_whitespace();
+    let state = f.next()?.chars().next()?;
+    let ppid = f.next()?.parse().ok()?;
+    let pgid = f.next()?.parse().ok()?;
+    Some(Place { state, ppid, pgid })
+}
+
+/// The children of process `ppid`, with their places: every process of
+/// the system is looked at (the kernel's per-task `children` lists are not
+/// always built in), so call it on an event, not in a tight loop.
+pub(crate) fn children(ppid: u32) -> Vec<(u32, Place)> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| Some((pid, place(pid)?)))
+        .filter(|(_, p)| p.ppid == ppid)
+        .collect()
+}
+
+/// Whether process `pid`, or an ancestor of it below the init process,
+/// is `ancestor` (at most 64 generations up).
+pub(crate) fn descends_from(pid: u32, ancestor: u32) -> bool {
+    let mut p = pid;
+    for _ in 0..64 {
+        if p == ancestor {
+            return true;
+        }
+        match place(p) {
+            Some(pl) if pl.ppid > 1 => p = pl.ppid,
+            _ => return false,
+        }
+    }
+    false
+}
+
+/// The value of `key` in the environment process `pid` was started with
+/// (its /proc environ: readable for the same user, or by root).
+pub(crate) fn env_var(pid: u32, key: &str) -> Option<String> {
+    let env = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+    env.split(|b| *b == 0).find_map(|kv| {
+        let rest = kv.strip_prefix(key.as_bytes())?.strip_prefix(b"=")?;
+        Some(String::from_utf8_lossy(rest).into_owned())
+    })
+}
+
+/// A process's file-system credentials and effective capabilities, from
+/// its status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Creds {
+    pub fs: crate::sys::FsCreds,
+    /// The effective capability set (CapEff), as bits.
+    pub cap_eff: u64,
+}
+
+/// The credentials process `pid` has now; `None` once it is gone.
+pub(crate) fn creds(pid: u32) -> Option<Creds> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+            .map(str::trim)
+    };
+    // Uid: and Gid: are real, effective, saved and file-system ids.
+    let fs_id =
+        |name: &str| -> Option<u32> { field(name)?.split_whitespace().nth(3)?.parse().ok() };
+    let groups = field("Groups")?
+        .split_whitespace()
+        .filter_map(|g| g.parse().ok())
+        .collect();
+    Some(Creds {
+        fs: crate::sys::FsCreds {
+            uid: fs_id("Uid")?,
+            gid: fs_id("Gid")?,
+            groups,
+        },
+        cap_eff: u64::from_str_radix(field("CapEff")?, 16).ok()?,
+    })
 }
 
 #[cfg(test)]

@@ -28,7 +28,7 @@ pub fn program(name: &str) -> String {
         .into_owned()
 }
 
-/// A private temporary directory, removed on drop.
+/// A private temporary directory (mode 0700), removed on drop.
 pub struct TempDir(pub PathBuf);
 
 impl TempDir {
@@ -42,6 +42,10 @@ impl TempDir {
         ));
         let _ = std::fs::remove_dir_all(&p);
         std::fs::create_dir_all(&p).unwrap();
+        // Private, as herd wants its runtime directory (it never changes
+        // the mode of one it did not create).
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o700)).unwrap();
         TempDir(p)
     }
     pub fn path(&self) -> &Path {

@@ -65,10 +65,11 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::{Error, ListenAddr, ListenOptions, Signal, EXIT_CANNOT_BOOT};
+use crate::{ListenAddr, ListenOptions, Signal, EXIT_CANNOT_BOOT};
 
 mod accepting;
 pub(crate) mod notify;
+mod rundir;
 pub(crate) use accepting::accepting;
 
 /// The argument that makes an executable a trampoline (see [`trampoline`]).
@@ -131,39 +132,30 @@ impl fmt::Display for ForeignReady {
     }
 }
 
-/// Parses a duration: a number with a unit `ms`, `s`, `m` or `h` (`s` if
-/// none), e.g. `250ms`, `30s`, `1.5s`, `2m`.
+/// Parses a duration with [`humantime`]: a sequence of numbers with
+/// units (`ms`, `s`, `m`, `h`, `d`... e.g. `250ms`, `30s`, `1.5s`, `2m`,
+/// `1h 30m`), or a bare whole number of seconds. Never panics: a value too
+/// large for a [`Duration`] is an error.
 ///
 /// ```
 /// use std::time::Duration;
 /// assert_eq!(herd::foreign::parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
 /// assert_eq!(herd::foreign::parse_duration("250ms").unwrap(), Duration::from_millis(250));
+/// assert_eq!(herd::foreign::parse_duration("30").unwrap(), Duration::from_secs(30));
 /// assert!(herd::foreign::parse_duration("fast").is_err());
+/// assert!(herd::foreign::parse_duration("18446744073709551616s").is_err());
+/// assert!(herd::foreign::parse_duration("99999999999999999999h").is_err());
 /// ```
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let t = s.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("invalid duration {s:?}: use e.g. 500ms, 30s, 2m or 1h"))?;
-    let secs = match unit.trim() {
-        "ms" => n / 1000.0,
-        "" | "s" => n,
-        "m" | "min" => n * 60.0,
-        "h" => n * 3600.0,
-        u => {
-            return Err(format!(
-                "invalid duration {s:?}: unknown unit {u:?} (use ms, s, m or h)"
-            ))
-        }
-    };
-    if !secs.is_finite() || secs < 0.0 {
-        return Err(format!("invalid duration {s:?}"));
+    if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) {
+        return t
+            .parse::<u64>()
+            .map(Duration::from_secs)
+            .map_err(|_| format!("invalid duration {s:?}: too large"));
     }
-    Ok(Duration::from_secs_f64(secs))
+    humantime::parse_duration(t)
+        .map_err(|e| format!("invalid duration {s:?} ({e}): use e.g. 500ms, 30s, 2m or 1h"))
 }
 
 /// One socket a foreign worker gets.
@@ -327,55 +319,4 @@ pub fn trampoline() {
     std::process::exit(EXIT_CANNOT_BOOT);
 }
 
-/// The per-user directory for herd's sockets (workers' notification
-/// sockets, the CLI's control socket): `$HERD_RUNTIME_DIR` if set, else
-/// `$XDG_RUNTIME_DIR/herd`, else `/tmp/herd-UID`. Created with mode 0700
-/// if missing; refused if another user owns it or others may enter it.
-///
-/// # Errors
-/// [`Error::Io`] naming the directory when it cannot be created or is not
-/// private to this user.
-pub fn runtime_dir() -> Result<PathBuf, Error> {
-    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
-    let uid = nix::unistd::getuid().as_raw();
-    let dir = match (
-        std::env::var_os("HERD_RUNTIME_DIR"),
-        std::env::var_os("XDG_RUNTIME_DIR"),
-    ) {
-        (Some(d), _) if !d.is_empty() => PathBuf::from(d),
-        (_, Some(x)) if !x.is_empty() => PathBuf::from(x).join("herd"),
-        _ => PathBuf::from(format!("/tmp/herd-{uid}")),
-    };
-    match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-        Err(e) => {
-            return Err(Error::io(
-                format!("cannot create herd's runtime directory {}", dir.display()),
-                e,
-            ))
-        }
-    }
-    let meta = std::fs::symlink_metadata(&dir)
-        .map_err(|e| Error::io(format!("runtime directory {}", dir.display()), e))?;
-    let private = |why: &str| {
-        Error::io(
-            format!("runtime directory {}", dir.display()),
-            std::io::Error::new(std::io::ErrorKind::PermissionDenied, why.to_string()),
-        )
-    };
-    if !meta.is_dir() {
-        return Err(private("not a directory"));
-    }
-    if meta.uid() != uid {
-        return Err(private(&format!(
-            "owned by uid {}, not by you (uid {uid}); set HERD_RUNTIME_DIR to a directory of yours",
-            meta.uid()
-        )));
-    }
-    if meta.mode() & 0o077 != 0 {
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
-            .map_err(|e| Error::io(format!("chmod 0700 {}", dir.display()), e))?;
-    }
-    Ok(dir)
-}
+pub use rundir::runtime_dir;

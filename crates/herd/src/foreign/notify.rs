@@ -1,11 +1,49 @@
 //! The receiving end of a foreign worker's `NOTIFY_SOCKET`: one datagram
 //! socket per worker, private to herd's user, whose sd_notify datagrams
 //! become typed [`Notice`]s for the primary to act on.
+//!
+//! The socket speaks only for its worker, as systemd's `NotifyAccess=all`
+//! within the service's cgroup: each datagram carries its sender's pid
+//! (SCM_CREDENTIALS, with SO_PASSCRED on), and only one from the worker's
+//! process or a descendant of it (its process group, or its parent chain)
+//! is read; any other process of the same user is ignored. A sender that
+//! exited before herd read its datagram cannot be told apart from an
+//! outsider and is ignored too. `STATUS=` loses its control characters
+//! (terminal escapes) before anyone shows it.
 
 use std::io;
+use std::io::IoSliceMut;
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
+use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags, UnixCredentials};
+use tokio::io::Interest;
 use tokio::net::UnixDatagram;
+
+/// The longest `STATUS=` kept, in characters.
+const STATUS_MAX: usize = 256;
+
+/// `STATUS=` text as it may be shown: no control characters (C0, C1: no
+/// terminal escape), no bidirectional overrides, at most [`STATUS_MAX`]
+/// characters.
+pub(crate) fn clean_status(s: &str) -> String {
+    s.chars()
+        .filter(|c| {
+            !c.is_control()
+                && !matches!(*c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+        })
+        .take(STATUS_MAX)
+        .collect()
+}
+
+/// Whether `sender` is the worker whose process is `worker`, or one of its
+/// descendants: in its process group (each worker leads its own), or below
+/// it in the parent chain (one that left the group).
+fn of_worker_tree(sender: u32, worker: u32) -> bool {
+    sender == worker
+        || crate::procfs::place(sender).is_some_and(|p| p.pgid == worker)
+        || crate::procfs::descends_from(sender, worker)
+}
 
 /// What a foreign worker said, field by field.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,7 +69,7 @@ pub(crate) fn parse(worker: u32, datagram: &[u8]) -> Vec<Notice> {
         .into_iter()
         .filter_map(|(key, value)| match (key, value) {
             ("READY", "1") => Some(Notice::Ready),
-            ("STATUS", s) => Some(Notice::Status(s.to_string())),
+            ("STATUS", s) => Some(Notice::Status(clean_status(s))),
             ("WATCHDOG", "1") => Some(Notice::Watchdog),
             ("WATCHDOG", "trigger") => Some(Notice::WatchdogTrigger),
             ("STOPPING", "1") => Some(Notice::Stopping),
@@ -49,6 +87,8 @@ pub(crate) struct Receiver {
     socket: UnixDatagram,
     path: PathBuf,
     buf: Vec<u8>,
+    /// Datagrams refused so far (the first is logged as a warning).
+    refused: u64,
 }
 
 impl Receiver {
@@ -59,28 +99,90 @@ impl Receiver {
         let _ = std::fs::remove_file(path);
         let socket = UnixDatagram::bind(path)?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+        nix::sys::socket::setsockopt(&socket, nix::sys::socket::sockopt::PassCred, &true)
+            .map_err(io::Error::from)?;
         Ok(Receiver {
             socket,
             path: path.to_path_buf(),
             buf: vec![0; 4096],
+            refused: 0,
         })
     }
 
-    /// The next datagram's notices. Cancel safe.
-    pub async fn recv(&mut self, worker: u32) -> io::Result<Vec<Notice>> {
-        let n = self.socket.recv(&mut self.buf).await?;
-        Ok(parse(worker, &self.buf[..n]))
+    /// The next datagram's notices from worker `worker` (whose process is
+    /// `pid`) or its descendants; others' are dropped. Cancel safe.
+    pub async fn recv(&mut self, worker: u32, pid: u32) -> io::Result<Vec<Notice>> {
+        loop {
+            let fd = self.socket.as_raw_fd();
+            let buf = &mut self.buf;
+            let (n, sender) = self
+                .socket
+                .async_io(Interest::READABLE, || recv_with_pid(fd, buf))
+                .await?;
+            if let Some(notices) = self.accept(worker, pid, n, sender) {
+                return Ok(notices);
+            }
+        }
     }
 
     /// The notices of every datagram already queued (what a worker said
     /// just before it exited).
-    pub fn drain(&mut self, worker: u32) -> Vec<Notice> {
+    pub fn drain(&mut self, worker: u32, pid: u32) -> Vec<Notice> {
         let mut out = Vec::new();
-        while let Ok(n) = self.socket.try_recv(&mut self.buf) {
-            out.extend(parse(worker, &self.buf[..n]));
+        loop {
+            let fd = self.socket.as_raw_fd();
+            let buf = &mut self.buf;
+            let Ok((n, sender)) = self
+                .socket
+                .try_io(Interest::READABLE, || recv_with_pid(fd, buf))
+            else {
+                return out;
+            };
+            out.extend(self.accept(worker, pid, n, sender).unwrap_or_default());
         }
-        out
     }
+
+    /// The notices of a datagram of `n` bytes from `sender`, if it may
+    /// speak for the worker.
+    fn accept(
+        &mut self,
+        worker: u32,
+        pid: u32,
+        n: usize,
+        sender: Option<u32>,
+    ) -> Option<Vec<Notice>> {
+        match sender {
+            Some(s) if of_worker_tree(s, pid) => Some(parse(worker, &self.buf[..n])),
+            _ => {
+                self.refused += 1;
+                let who = sender.map_or("an unknown process".to_string(), |s| format!("pid {s}"));
+                if self.refused == 1 {
+                    tracing::warn!(
+                        worker,
+                        "notification from {who}, not of worker {worker}'s process tree: ignored"
+                    );
+                } else {
+                    tracing::debug!(worker, "notification from {who} ignored");
+                }
+                None
+            }
+        }
+    }
+}
+
+/// One datagram into `buf`: its length and its sender's pid.
+fn recv_with_pid(fd: std::os::fd::RawFd, buf: &mut [u8]) -> io::Result<(usize, Option<u32>)> {
+    let mut space = nix::cmsg_space!(UnixCredentials);
+    let mut iov = [IoSliceMut::new(buf)];
+    let msg = recvmsg::<()>(fd, &mut iov, Some(&mut space), MsgFlags::MSG_DONTWAIT)
+        .map_err(io::Error::from)?;
+    let sender = msg.cmsgs().ok().and_then(|mut c| {
+        c.find_map(|m| match m {
+            ControlMessageOwned::ScmCredentials(cred) => Some(cred.pid() as u32),
+            _ => None,
+        })
+    });
+    Ok((msg.bytes, sender))
 }
 
 impl Drop for Receiver {
@@ -107,5 +209,15 @@ mod tests {
                 Notice::WatchdogTrigger
             ]
         );
+    }
+
+    #[test]
+    fn status_loses_its_escapes() {
+        assert_eq!(
+            clean_status("\u{1b}[31mred\u{1b}[0m \u{7}bell"),
+            "[31mred[0m bell"
+        );
+        assert_eq!(clean_status("a\u{202e}b\tc\u{9b}d"), "abcd");
+        assert_eq!(clean_status(&"x".repeat(1000)).len(), STATUS_MAX);
     }
 }

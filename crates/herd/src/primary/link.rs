@@ -97,8 +97,26 @@ async fn run(
             ExitStatus::default()
         }
     };
+    // The worker is gone when its whole process group is.
+    super::tree::end_group(w.pid(), w.id(), rest_of_group(&w)).await;
     w.disconnected(&inner);
     w.exited(&inner, status);
+}
+
+/// What becomes of the rest of a worker's process group once its own
+/// process exited: killed after a crash or a kill; waited for when it was
+/// asked to stop and its group got the stop signal (whoever asked bounds
+/// that); otherwise asked to stop now (and killed after a while if it left
+/// by itself, as nobody else will).
+fn rest_of_group(w: &WorkerHandle) -> super::tree::Rest {
+    use super::tree::{Rest, LEFT_BY_ITSELF};
+    match (&w.shared.link, w.exited_after_disconnect(), w.stop_asked()) {
+        (_, false, _) => Rest::Kill,
+        (Link::Foreign { .. }, true, true) => Rest::Wait,
+        (Link::Channel(_), true, true) => Rest::Stop(Signal::SIGTERM, None),
+        (Link::Foreign { stop }, true, false) => Rest::Stop(*stop, Some(LEFT_BY_ITSELF)),
+        (Link::Channel(_), true, false) => Rest::Stop(Signal::SIGTERM, Some(LEFT_BY_ITSELF)),
+    }
 }
 
 /// Reads the link until it closes (a channel), or until the process has
@@ -117,12 +135,12 @@ async fn read(inner: Arc<Inner>, w: WorkerHandle, inbound: Inbound, exited: Arc<
             let on = |n| on_notice(&inner, &w, n, ready, watchdog);
             loop {
                 tokio::select! {
-                    r = notify.recv(w.id()) => match r {
+                    r = notify.recv(w.id(), w.pid()) => match r {
                         Ok(notices) => notices.into_iter().for_each(on),
                         Err(e) => tracing::debug!(worker = w.id(), error = %e, "notification socket"),
                     },
                     _ = exited.notified() => {
-                        notify.drain(w.id()).into_iter().for_each(on);
+                        notify.drain(w.id(), w.pid()).into_iter().for_each(on);
                         return;
                     }
                     _ = tick.tick(), if !watchdog => w.touch(),
@@ -195,9 +213,12 @@ fn on_frame(inner: &Inner, w: &WorkerHandle, online: &mut bool, frame: Frame) ->
             options,
         } => {
             let policy = *inner.policy.get().unwrap_or(&Policy::RoundRobin);
-            let (reply, fds) = inner
-                .table
-                .listen(policy, &link, seq, &addr, index, options);
+            // What the worker may do itself bounds what it gets bound.
+            let who = crate::procfs::creds(w.pid());
+            let (reply, fds) =
+                inner
+                    .table
+                    .listen(policy, &link, seq, &addr, index, options, who.as_ref());
             w.control(&reply, fds);
         }
         Control::Listening { handle } => {

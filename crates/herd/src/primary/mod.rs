@@ -21,6 +21,7 @@ mod runtime;
 mod settings;
 mod spawn;
 mod status;
+mod tree;
 mod worker;
 
 use std::collections::BTreeMap;
@@ -137,6 +138,7 @@ impl Primary {
         crate::logging::init();
         runtime::raise_open_files_limit();
         let rt = runtime::start_runtime()?;
+        tree::init(&rt);
         Ok(Primary {
             inner: Arc::new(Inner {
                 settings: Mutex::new(settings),

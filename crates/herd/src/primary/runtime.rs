@@ -91,7 +91,9 @@ impl Forker {
             .spawn(move || {
                 let _guard = runtime.enter();
                 for (cmd, reply) in rx {
-                    let _ = reply.send(tokio::process::Command::from(cmd).spawn());
+                    let spawned =
+                        super::tree::spawn_tracked(|| tokio::process::Command::from(cmd).spawn());
+                    let _ = reply.send(spawned);
                 }
                 // The primary is gone but the process lives on: park forever,
                 // keeping this thread (the children's parent) alive with it.

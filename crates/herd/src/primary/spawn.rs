@@ -133,6 +133,9 @@ impl Primary {
         }
         cmd.env(ENV_WORKER_ID, id.to_string());
         settings.apply_to(&mut cmd);
+        // Its own process group: its whole tree gets its signals (see
+        // tree.rs), and a terminal's Ctrl-C reaches only the primary.
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         install_child_setup(
             &mut cmd,
             ChildSetup {
@@ -212,6 +215,7 @@ impl Primary {
                     dead: false,
                     exited_after_disconnect: false,
                     disconnect_sent: false,
+                    stop_asked: false,
                     ready: false,
                 }),
                 primary: Arc::downgrade(&self.inner),

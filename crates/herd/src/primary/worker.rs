@@ -3,8 +3,6 @@
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Instant;
 
-use nix::sys::signal::kill;
-use nix::unistd::Pid;
 use serde::Serialize;
 use tokio::process::{ChildStderr, ChildStdout};
 use tokio::sync::watch;
@@ -41,6 +39,8 @@ pub(crate) struct Life {
     pub dead: bool,
     pub exited_after_disconnect: bool,
     pub disconnect_sent: bool,
+    /// Asked to stop by the primary's side: disconnect or kill.
+    pub stop_asked: bool,
     pub ready: bool,
 }
 
@@ -147,6 +147,7 @@ impl WorkerHandle {
                 return;
             }
             life.disconnect_sent = true;
+            life.stop_asked = true;
             life.exited_after_disconnect = true;
         }
         tracing::debug!(worker = self.id(), "asking worker to disconnect");
@@ -185,6 +186,7 @@ impl WorkerHandle {
                 return;
             }
             life.exited_after_disconnect = true;
+            life.stop_asked = true;
         }
         tracing::debug!(worker = self.id(), ?signal, "killing worker");
         if let Some(p) = self.shared.primary.upgrade() {
@@ -193,11 +195,18 @@ impl WorkerHandle {
         self.signal(signal);
     }
 
-    /// Sends `signal` without marking the exit as deliberate.
+    /// Sends `signal` to the worker's process group (its whole tree)
+    /// without marking the exit as deliberate.
     pub(crate) fn signal(&self, signal: Signal) {
         if !self.is_dead() {
-            let _ = kill(Pid::from_raw(self.shared.pid as i32), signal.to_nix());
+            super::tree::signal_group(self.shared.pid, signal);
         }
+    }
+
+    /// Whether the worker was asked to stop (disconnect or kill) by the
+    /// primary's side, rather than leaving by itself.
+    pub(crate) fn stop_asked(&self) -> bool {
+        self.shared.life.lock().unwrap().stop_asked
     }
 
     /// Waits until the worker's process has ended and returns how.

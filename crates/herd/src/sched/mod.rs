@@ -145,6 +145,74 @@ pub(crate) struct ShareStats {
     pub queued: u64,
 }
 
+/// Mode bits a worker may ask for on its Unix socket: permissions only
+/// (no setuid, setgid or sticky bit).
+const MODE_BITS: u32 = 0o777;
+
+/// The capability that lets a process bind ports below
+/// net.ipv4.ip_unprivileged_port_start.
+const CAP_NET_BIND_SERVICE: u32 = 10;
+
+/// Binds `addr` for a worker whose credentials are `who`, doing nothing
+/// the worker could not do itself: a port below
+/// `net.ipv4.ip_unprivileged_port_start` needs CAP_NET_BIND_SERVICE in the
+/// worker, and a Unix socket's path is created, replaced (when stale) and
+/// chmod'ed with the worker's file-system credentials, so the file is the
+/// worker's and the directory's permissions apply to the worker. `None`
+/// (the worker is gone, or unknown) is refused.
+pub(crate) fn bind_for(
+    addr: &ListenAddr,
+    opts: &ListenOptions,
+    reuse_port: bool,
+    who: Option<&crate::procfs::Creds>,
+) -> io::Result<Socket> {
+    let refuse = |why: &str| io::Error::new(io::ErrorKind::PermissionDenied, why.to_string());
+    let Some(who) = who else {
+        return Err(refuse("the worker's credentials cannot be read"));
+    };
+    if opts.mode.is_some_and(|m| m & !MODE_BITS != 0) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "a socket's mode holds permission bits only (at most 0o777)",
+        ));
+    }
+    match addr {
+        ListenAddr::Tcp(sa) | ListenAddr::Udp(sa) => {
+            let port = u32::from(sa.port());
+            if port != 0
+                && port < unprivileged_port_start()
+                && who.cap_eff & (1 << CAP_NET_BIND_SERVICE) == 0
+            {
+                return Err(refuse(
+                    "the worker lacks CAP_NET_BIND_SERVICE, which this port needs",
+                ));
+            }
+            bind(addr, opts, reuse_port)
+        }
+        ListenAddr::Unix(_) if who.fs == own_fs_creds() => bind(addr, opts, reuse_port),
+        ListenAddr::Unix(_) => crate::sys::with_fs_creds(&who.fs, || bind(addr, opts, reuse_port)),
+    }
+}
+
+/// This thread's file-system credentials, as the kernel checks them.
+fn own_fs_creds() -> crate::sys::FsCreds {
+    crate::sys::FsCreds {
+        uid: nix::unistd::geteuid().as_raw(),
+        gid: nix::unistd::getegid().as_raw(),
+        groups: nix::unistd::getgroups()
+            .map(|g| g.into_iter().map(|g| g.as_raw()).collect())
+            .unwrap_or_default(),
+    }
+}
+
+/// net.ipv4.ip_unprivileged_port_start (1024 if unreadable).
+fn unprivileged_port_start() -> u32 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(1024)
+}
+
 /// Creates, binds and (for streams) listens on a socket for `addr`.
 pub(crate) fn bind(
     addr: &ListenAddr,

@@ -10,7 +10,7 @@ use std::sync::Mutex;
 
 use socket2::Socket;
 
-use super::{bind, handoff, lc, reuseport, rr, shared, Link, ListenAddr, Policy, Share};
+use super::{bind, bind_for, handoff, lc, reuseport, rr, shared, Link, ListenAddr, Policy, Share};
 use crate::addr::ListenOptions;
 use crate::channel::wire::{Control, ListenMode};
 
@@ -73,8 +73,10 @@ pub(crate) struct Table {
 }
 
 impl Table {
-    /// A worker asks to listen. Returns the reply and the descriptors to
-    /// attach to it.
+    /// A worker, whose credentials are `who`, asks to listen. Returns the
+    /// reply and the descriptors to attach to it. A new socket is bound as
+    /// the worker could bind it ([`bind_for`]).
+    #[allow(clippy::too_many_arguments)]
     pub fn listen(
         &self,
         policy: Policy,
@@ -83,10 +85,12 @@ impl Table {
         addr: &ListenAddr,
         index: u32,
         opts: ListenOptions,
+        who: Option<&crate::procfs::Creds>,
     ) -> (Control, Vec<OwnedFd>) {
         let failed = |e: io::Error| {
             let mut message = format!("cannot listen on {addr}: {e}");
-            if e.kind() == io::ErrorKind::PermissionDenied {
+            let unix = matches!(addr, ListenAddr::Unix(_));
+            if e.kind() == io::ErrorKind::PermissionDenied && !unix && e.raw_os_error().is_some() {
                 message.push_str(" (ports below 1024 need root or CAP_NET_BIND_SERVICE)");
             } else if e.kind() == io::ErrorKind::AddrInUse {
                 message.push_str(" (another process holds it: stop it or choose another port)");
@@ -95,7 +99,10 @@ impl Table {
             (
                 Control::ListenFailed {
                     seq,
-                    errno: e.raw_os_error().unwrap_or(libc_einval()),
+                    errno: e.raw_os_error().unwrap_or(match e.kind() {
+                        io::ErrorKind::PermissionDenied => nix::libc::EACCES,
+                        _ => libc_einval(),
+                    }),
                     message,
                 },
                 Vec::new(),
@@ -109,7 +116,7 @@ impl Table {
             None => {
                 t.next_handle += 1;
                 let handle = t.next_handle;
-                match create(policy, parsed, &opts, None) {
+                match create(policy, parsed, &opts, None, Some(who)) {
                     Ok((share, address)) => {
                         let unix_path = parsed.path().map(PathBuf::from);
                         t.by_key.insert(key.clone(), handle);
@@ -216,7 +223,7 @@ impl Table {
         let mut t = self.inner.lock().unwrap();
         t.next_handle += 1;
         let handle = t.next_handle;
-        let (share, address) = create(policy, addr, &opts, socket)?;
+        let (share, address) = create(policy, addr, &opts, socket, None)?;
         let key = Key::Preset(handle);
         t.by_key.insert(key.clone(), handle);
         t.entries.insert(
@@ -342,13 +349,17 @@ fn create(
     addr: &ListenAddr,
     opts: &ListenOptions,
     socket: Option<Socket>,
+    for_worker: Option<Option<&crate::procfs::Creds>>,
 ) -> io::Result<(Box<dyn Share>, ListenAddr)> {
     let datagram = matches!(addr, ListenAddr::Udp(_));
     let unix = matches!(addr, ListenAddr::Unix(_));
     let reuse_port = policy == Policy::ReusePort && !unix;
     let sock = match socket {
         Some(s) => s,
-        None => bind(addr, opts, reuse_port)?,
+        None => match for_worker {
+            Some(who) => bind_for(addr, opts, reuse_port, who)?,
+            None => bind(addr, opts, reuse_port)?,
+        },
     };
     let address = bound_address(addr, &sock);
     let share: Box<dyn Share> = match policy {

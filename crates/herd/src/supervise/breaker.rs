@@ -69,7 +69,7 @@ impl Breaker {
         }
         let delay = self
             .backoff
-            .map_or(cfg.backoff, |b| (b * 2).min(cfg.backoff_max));
+            .map_or(cfg.backoff, |b| b.saturating_mul(2).min(cfg.backoff_max));
         self.backoff = Some(delay);
         Verdict::Respawn(delay)
     }

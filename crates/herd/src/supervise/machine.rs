@@ -145,6 +145,9 @@ impl State {
 struct Slot {
     state: State,
     breaker: Breaker,
+    /// The delay before the next try after a fork that failed for want of
+    /// resources (EAGAIN, ENOMEM, EMFILE...): doubles up to the backoff cap.
+    fork_backoff: Option<std::time::Duration>,
     restarts: u32,
     reloads: u32,
     last_exit: Option<(u32, ExitStatus, String, Instant)>,
@@ -206,6 +209,7 @@ pub(crate) struct Machine<C> {
     full: bool,
     jitter: Jitter,
     born: Instant,
+    fork_failures: ForkFailures,
 }
 
 impl<C: Core> Machine<C> {
@@ -234,6 +238,7 @@ impl<C: Core> Machine<C> {
             reloads: super::status::ReloadTotals::default(),
             full: false,
             born: now,
+            fork_failures: ForkFailures::default(),
         }
     }
 
@@ -254,8 +259,17 @@ impl<C: Core> Machine<C> {
     }
 
     /// The earliest respawn (or reload through health) due, which should
-    /// not wait for the next tick.
+    /// not wait for the next tick (now, while slots wait for their first
+    /// worker).
     pub fn next_due(&self) -> Option<Instant> {
+        if !self.stopping
+            && self
+                .slots
+                .values()
+                .any(|s| matches!(s.state, State::Pending))
+        {
+            return Some(Instant::now());
+        }
         let drain = self
             .drain_reload
             .as_ref()
@@ -288,18 +302,25 @@ impl<C: Core> Machine<C> {
 
     // ---- what happens ----
 
-    /// Starts every slot's first worker.
+    /// Starts the slots' first workers, [`SPAWN_BATCH`] now and the rest
+    /// at the next steps ([`tick`](Self::tick)).
     pub fn start(&mut self, now: Instant) {
+        self.spawn_pending();
+        self.settle(now);
+    }
+
+    /// Starts up to [`SPAWN_BATCH`] slots that wait for their first worker.
+    fn spawn_pending(&mut self) {
         let pending: Vec<usize> = self
             .slots
             .iter()
             .filter(|(_, s)| matches!(s.state, State::Pending))
             .map(|(k, _)| *k)
+            .take(SPAWN_BATCH)
             .collect();
         for slot in pending {
             self.spawn(slot, false);
         }
-        self.settle(now);
     }
 
     /// One of the core's events.
@@ -322,11 +343,13 @@ impl<C: Core> Machine<C> {
         if self.stopping {
             return;
         }
+        self.spawn_pending();
         let due: Vec<usize> = self
             .slots
             .iter()
             .filter(|(_, s)| matches!(s.state, State::Backoff { at } if at <= now))
             .map(|(k, _)| *k)
+            .take(SPAWN_BATCH)
             .collect();
         for slot in due {
             self.spawn(slot, true);
@@ -431,11 +454,12 @@ impl<C: Core> Machine<C> {
         }
         tracing::info!("scaling from {current} to {n} workers");
         if n > current {
+            // New slots start in batches, as at the start.
             let first = self.slots.keys().next_back().map_or(0, |k| k + 1);
             for slot in first..first + (n - current) {
                 self.slots.insert(slot, Slot::new());
-                self.spawn(slot, false);
             }
+            self.spawn_pending();
         }
         while self.slots.len() > n {
             // Slots without a worker go first, then the newest.
@@ -490,8 +514,30 @@ impl Slot {
             restarts: 0,
             reloads: 0,
             last_exit: None,
+            fork_backoff: None,
         }
     }
+}
+
+/// Slots started in one step at most: the rest wait for the next step, so
+/// that a command (a stop) is taken between batches however many workers
+/// there are.
+pub(super) const SPAWN_BATCH: usize = 16;
+
+/// Forks that failed for want of resources since the last line about them.
+#[derive(Default)]
+struct ForkFailures {
+    slots: usize,
+    last_error: String,
+    retry_in: Option<std::time::Duration>,
+    logged_at: Option<Instant>,
+}
+
+/// `now + d`, for any `d` a caller may give (a grace of `Duration::MAX`
+/// means "never", not a panic).
+pub(super) fn later(now: Instant, d: std::time::Duration) -> Instant {
+    now.checked_add(d)
+        .unwrap_or_else(|| now + std::time::Duration::from_secs(100 * 365 * 86_400))
 }
 
 /// Births and deaths: spawning, respawning, the breaker, boot timeouts,

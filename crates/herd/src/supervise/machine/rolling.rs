@@ -29,6 +29,7 @@ impl<C: Core> Machine<C> {
             }
         }
         self.check_give_up(now);
+        self.say_fork_failures(now);
         let (ready, wanted) = (self.ready_count(), self.cfg.workers);
         let full = ready >= wanted;
         if full && !self.full && !self.stopping {
@@ -168,7 +169,7 @@ impl<C: Core> Machine<C> {
                 // The slot is empty: start it afresh.
                 tracing::warn!("{reason}; starting slot {slot} afresh");
                 s.state = State::Backoff {
-                    at: now + s.breaker.current_backoff(&self.cfg),
+                    at: super::later(now, s.breaker.current_backoff(&self.cfg)),
                 };
             }
         }
@@ -240,7 +241,7 @@ impl<C: Core> Machine<C> {
                     match old {
                         Old::Running(c) => State::Up(*c),
                         Old::Died(_) => State::Backoff {
-                            at: now + s.breaker.current_backoff(&self.cfg),
+                            at: super::later(now, s.breaker.current_backoff(&self.cfg)),
                         },
                     }
                 }

@@ -12,6 +12,22 @@ use crate::supervise::core::{Core, Kill};
 use crate::supervise::events::SupervisorEvent;
 use crate::supervise::health;
 
+/// Whether a failed fork is for want of resources (and may work later):
+/// EAGAIN (a process limit), ENOMEM, EMFILE, ENFILE, ENOBUFS.
+fn wants_resources(e: &crate::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.raw_os_error(),
+                Some(libc::EAGAIN | libc::ENOMEM | libc::EMFILE | libc::ENFILE | libc::ENOBUFS)
+            );
+        }
+        source = s.source();
+    }
+    false
+}
+
 impl<C: Core> Machine<C> {
     pub(super) fn spawn(&mut self, slot: usize, respawn: bool) {
         if self.stopping {
@@ -23,6 +39,9 @@ impl<C: Core> Machine<C> {
                 let Some(s) = self.slots.get_mut(&slot) else {
                     return;
                 };
+                if s.fork_backoff.take().is_some() {
+                    tracing::info!("slot {slot}: a worker started again");
+                }
                 s.restarts += u32::from(respawn);
                 if respawn {
                     *self.replacements.entry("crash").or_default() += 1;
@@ -33,10 +52,55 @@ impl<C: Core> Machine<C> {
                     recycle_after,
                 });
             }
+            Err(e) if wants_resources(&e) => self.fork_failed(slot, e),
             Err(e) => {
                 self.trip(slot, format!("slot {slot}: cannot start a worker: {e}"));
             }
         }
+    }
+
+    /// A fork failed for want of resources (processes, memory,
+    /// descriptors): the slot tries again after a backoff that doubles up
+    /// to the cap. Said in one line for all slots, at most once a second.
+    fn fork_failed(&mut self, slot: usize, e: crate::Error) {
+        let cfg = &self.cfg;
+        let Some(s) = self.slots.get_mut(&slot) else {
+            return;
+        };
+        let after = s
+            .fork_backoff
+            .map_or(cfg.backoff, |b| b.saturating_mul(2))
+            .min(cfg.backoff_max);
+        s.fork_backoff = Some(after);
+        s.state = State::Backoff {
+            at: super::later(Instant::now(), after),
+        };
+        let f = &mut self.fork_failures;
+        f.slots += 1;
+        f.last_error = e.to_string();
+        f.retry_in = Some(f.retry_in.map_or(after, |r| r.min(after)));
+    }
+
+    /// The line about failed forks, if one is due.
+    pub(super) fn say_fork_failures(&mut self, now: Instant) {
+        let f = &mut self.fork_failures;
+        if f.slots == 0
+            || f.logged_at
+                .is_some_and(|t| now.duration_since(t).as_secs() < 1)
+        {
+            return;
+        }
+        tracing::warn!(
+            "cannot start workers for {} slot{} ({}); each tries again after a backoff (now {}), doubling up to {:?}",
+            f.slots,
+            if f.slots == 1 { "" } else { "s" },
+            f.last_error,
+            crate::supervise::events::when(f.retry_in.unwrap_or_default()),
+            self.cfg.backoff_max
+        );
+        f.slots = 0;
+        f.retry_in = None;
+        f.logged_at = Some(now);
     }
 
     pub(super) fn trip(&mut self, slot: usize, reason: String) {
@@ -177,7 +241,9 @@ impl<C: Core> Machine<C> {
                     "worker {id} died ({status}); a new one starts {}",
                     crate::supervise::events::when(after)
                 );
-                s.state = State::Backoff { at: now + after };
+                s.state = State::Backoff {
+                    at: super::later(now, after),
+                };
                 self.emit(SupervisorEvent::Respawn {
                     slot,
                     previous: id,
@@ -271,7 +337,7 @@ impl<C: Core> Machine<C> {
     }
 
     pub(super) fn retire(&mut self, id: u32, slot: usize, why: String, now: Instant) {
-        let kill_at = Some(now + self.cfg.grace);
+        let kill_at = Some(super::later(now, self.cfg.grace));
         self.retiring.insert(id, Retiring { slot, kill_at, why });
     }
 }

@@ -7,6 +7,11 @@
 //! crate wraps: `ioctl(FIONREAD)`, `sched_setscheduler`, `sendmmsg` with a
 //! different descriptor in each message, and `bpf(2)` with
 //! `setsockopt(SO_ATTACH_REUSEPORT_EBPF)` for reuseport's round-robin.
+//! [`guard`] forks the process-tree guard (a child that runs no `exec`),
+//! and changes this thread's file-system credentials for a worker's listen.
+
+mod guard;
+pub(crate) use guard::{spawn_guard, with_fs_creds, FsCreds};
 
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
