@@ -117,6 +117,20 @@ pub struct MonitorOptions {
     pub agent: Option<std::net::SocketAddr>,
 }
 
+/// A URL path for the monitor (`--ecv-root`, `--monitor-probe`): printable
+/// ASCII, at most 256 bytes, made absolute.
+fn url_path(what: &str, v: &str) -> Result<String> {
+    let p = v.trim();
+    if p.is_empty() || p.len() > 256 || !p.bytes().all(|b| b.is_ascii_graphic()) {
+        bail!("--{what} {v:?}: give a URL path of at most 256 printable characters, e.g. /ecv");
+    }
+    Ok(if p.starts_with('/') {
+        p.to_string()
+    } else {
+        format!("/{p}")
+    })
+}
+
 /// An `IP:PORT` for the monitor's options.
 fn socket_addr(what: &str, v: &str) -> Result<std::net::SocketAddr> {
     v.trim()
@@ -301,9 +315,17 @@ impl Run {
                     .monitor_token_file
                     .clone()
                     .or(file.monitor_token_file.clone()),
-                ecv_root: pick(&args.ecv_root, &file.ecv_root).unwrap_or_else(|| "/ecv".into()),
-                probe: pick(&args.monitor_probe, &file.monitor_probe)
-                    .map(|p| (p, pick(&args.monitor_probe_body, &file.monitor_probe_body))),
+                ecv_root: match pick(&args.ecv_root, &file.ecv_root) {
+                    Some(r) => url_path("ecv-root", &r)?,
+                    None => "/ecv".into(),
+                },
+                probe: match pick(&args.monitor_probe, &file.monitor_probe) {
+                    Some(p) => Some((
+                        url_path("monitor-probe", &p)?,
+                        pick(&args.monitor_probe_body, &file.monitor_probe_body),
+                    )),
+                    None => None,
+                },
                 agent: pick(&args.agent_check, &file.agent_check)
                     .map(|a| socket_addr("agent-check", &a))
                     .transpose()?,

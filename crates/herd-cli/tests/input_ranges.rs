@@ -41,6 +41,11 @@ const OPTS: &[Opt] = &[
     opt("restart", "HERD_RESTART", false),
     opt("sched", "HERD_SCHED_POLICY", false),
     opt("name", "HERD_NAME", false),
+    opt("monitor", "HERD_MONITOR", false),
+    opt("agent-check", "HERD_AGENT_CHECK", false),
+    opt("drain-delay", "HERD_DRAIN_DELAY", false),
+    opt("ecv-root", "HERD_ECV_ROOT", false),
+    opt("monitor-probe", "HERD_MONITOR_PROBE", false),
 ];
 
 const fn opt(flag: &'static str, env: &'static str, number: bool) -> Opt {
