@@ -36,7 +36,9 @@
 //! [`supervision_from_env`]). Every line it prints carries `t_ms`, the
 //! milliseconds since it started. `{"cmd":"heartbeat","worker":ID}` answers
 //! `{"event":"heartbeat","worker":ID,"beat":{"open","handled","app"}|null,
-//! "age_ms"}` from `WorkerHandle::last_heartbeat`.
+//! "age_ms"}` from `WorkerHandle::last_heartbeat`. `{"cmd":"pause_events"}`
+//! stops reading events until `{"cmd":"resume_events"}`; messages `{"f":N}`
+//! are counted, not printed (see [`FloodCount`]).
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -88,7 +90,14 @@ async fn primary() {
     let h2 = handles.clone();
     let p2 = primary.clone();
     tokio::spawn(async move {
-        while let Some(ev) = events.next().await {
+        let mut flood = FloodCount::default();
+        loop {
+            // harden: `pause_events` stops this reader (backpressure tests).
+            let _ = events_paused().subscribe().wait_for(|p| !*p).await;
+            let Some(ev) = events.next().await else { break };
+            if flood.counted(&ev) {
+                continue;
+            }
             let state = ev
                 .worker()
                 .and_then(|id| {
@@ -123,6 +132,9 @@ async fn primary() {
                             v["ok"] = json!(s.bytes().all(|b| b == b'x'));
                         }
                         _ => v["message"] = body,
+                    }
+                    if v["message"].get("flood_done").is_some() {
+                        flood.summary(ev.worker(), &mut v);
                     }
                 }
                 Event::Error { error, .. } => v["error"] = json!(error.to_string()),
@@ -277,6 +289,8 @@ async fn primary() {
             "reload" => primary.reload(),
             "scale" => primary.scale(cmd["workers"].as_u64().unwrap_or(1) as usize),
             "shutdown" => primary.shutdown(),
+            "pause_events" => drop(events_paused().send_replace(true)),
+            "resume_events" => drop(events_paused().send_replace(false)),
             "disconnect_all" => {
                 let p = primary.clone();
                 tokio::spawn(async move {
@@ -524,6 +538,44 @@ async fn listen_and_serve(worker: &Worker, mode: &str, addr: &str) {
                 .send(&json!({ "listen_error": e.to_string(), "kind": kind, "addr": addr }))
                 .await;
         }
+    }
+}
+
+/// harden: set by `{"cmd":"pause_events"}`, cleared by `resume_events`:
+/// while set, the primary's event reader reads nothing.
+fn events_paused() -> &'static tokio::sync::watch::Sender<bool> {
+    static PAUSED: std::sync::OnceLock<tokio::sync::watch::Sender<bool>> =
+        std::sync::OnceLock::new();
+    PAUSED.get_or_init(|| tokio::sync::watch::channel(false).0)
+}
+
+/// harden: messages `{"f": N}` (a flood) are counted, not printed; the
+/// `{"flood_done": N}` message that ends a flood is printed with
+/// `flood_seen` (how many came) and `flood_in_order` (each N was the next).
+#[derive(Default)]
+struct FloodCount(HashMap<u32, (u64, bool)>);
+
+impl FloodCount {
+    fn counted(&mut self, ev: &Event) -> bool {
+        let Event::Message { worker, message } = ev else {
+            return false;
+        };
+        let Some(f) = message.decode::<Value>().ok().and_then(|v| v["f"].as_u64()) else {
+            return false;
+        };
+        let (seen, in_order) = self.0.entry(*worker).or_insert((0, true));
+        *in_order &= f == *seen;
+        *seen += 1;
+        true
+    }
+
+    fn summary(&self, worker: Option<u32>, v: &mut Value) {
+        let (seen, in_order) = worker
+            .and_then(|w| self.0.get(&w))
+            .copied()
+            .unwrap_or((0, true));
+        v["flood_seen"] = json!(seen);
+        v["flood_in_order"] = json!(in_order);
     }
 }
 
