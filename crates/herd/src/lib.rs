@@ -87,6 +87,10 @@ pub const ENV_CHANNEL_FD: &str = "HERD_CHANNEL_FD";
 /// milliseconds.
 pub const ENV_HEARTBEAT_MS: &str = "HERD_HEARTBEAT_MS";
 
+/// The environment variable that carries the largest frame body, in bytes,
+/// that the primary accepts and sends (its `max_frame` setting).
+pub const ENV_MAX_FRAME: &str = "HERD_MAX_FRAME";
+
 /// Which side of the cluster this process is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {

@@ -253,6 +253,19 @@ async fn primary() {
                         s = s.env(k, v.as_str().unwrap_or(""));
                     }
                 }
+                // harden: the limits one worker is held to.
+                if let Some(n) = cmd["max_frame"].as_u64() {
+                    s = s.max_frame(n as usize);
+                }
+                if let Some(ms) = cmd["frame_timeout_ms"].as_u64() {
+                    s = s.frame_timeout(Duration::from_millis(ms));
+                }
+                if let Some(n) = cmd["max_listens"].as_u64() {
+                    s = s.max_listens(n as usize);
+                }
+                if let Some(n) = cmd["message_queue"].as_u64() {
+                    s = s.message_queue(n as usize);
+                }
                 primary.setup(s);
             }
             "send" => {

@@ -37,7 +37,7 @@ use crate::{Error, Signal, ENV_CHANNEL_FD};
 use events::Bus;
 pub use events::{Event, Events};
 use runtime::Forker;
-pub use settings::{Readiness, Settings};
+pub use settings::{limits, Readiness, Settings};
 pub use status::{Heartbeat, WorkerStatus};
 pub use worker::{WorkerHandle, WorkerState};
 

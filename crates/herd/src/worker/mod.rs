@@ -20,6 +20,7 @@
 mod busy;
 mod heartbeat;
 mod listener;
+mod queue;
 #[cfg(feature = "axum")]
 mod serve;
 
@@ -34,8 +35,8 @@ use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::addr::ListenOptions;
-use crate::channel::wire::{Control, Kind, VERSION};
-use crate::channel::{Frame, Outbox, Reader};
+use crate::channel::wire::{Control, Kind, DEFAULT_MAX_BODY, MAX_BODY, MIN_BODY, VERSION};
+use crate::channel::{Frame, Limits, Outbox, Reader};
 use crate::message::Message;
 use crate::sched::ListenAddr;
 use crate::{Error, ENV_CHANNEL_FD, ENV_WORKER_ID};
@@ -116,7 +117,12 @@ impl Worker {
         .map_err(|e| Error::io("channel descriptor", e))?;
         let stream =
             crate::channel::unix_stream(fd).map_err(|e| Error::io("channel descriptor", e))?;
-        let outbox = Outbox::start(stream.clone());
+        // What the primary accepts, we send; and accept as much from it.
+        let max_body = std::env::var(crate::ENV_MAX_FRAME)
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok())
+            .map_or(DEFAULT_MAX_BODY, |n| n.clamp(MIN_BODY, MAX_BODY));
+        let outbox = Outbox::start(stream.clone(), max_body);
         let (msg_tx, msg_rx) = mpsc::unbounded_channel();
         let worker = Worker {
             inner: Arc::new(Inner {
@@ -139,7 +145,12 @@ impl Worker {
             },
             Vec::new(),
         )?;
-        tokio::spawn(read_loop(worker.clone(), Reader::new(stream), msg_tx));
+        let limits = Limits {
+            max_body,
+            frame_timeout: None,
+        };
+        let reader = Reader::with_limits(stream, limits);
+        tokio::spawn(read_loop(worker.clone(), reader, msg_tx));
         let every = std::env::var(crate::ENV_HEARTBEAT_MS)
             .ok()
             .and_then(|v| v.parse::<u64>().ok())
