@@ -16,6 +16,9 @@ use crate::error::Error;
 
 /// Senders wait while more than this many bytes are queued.
 pub const HIGH_WATER: usize = 8 << 20;
+/// Frames with descriptors that may wait to be written before
+/// [`Outbox::room`] waits (each descriptor is an open file of ours).
+pub const MAX_FD_FRAMES: usize = 64;
 
 #[derive(Default)]
 struct OutState {
@@ -115,6 +118,25 @@ impl Outbox {
         self.state.lock().unwrap().closed = true;
         self.wake_writer.notify_one();
         self.drained.notify_waiters();
+    }
+
+    /// Waits while more than [`HIGH_WATER`] bytes, or more than
+    /// [`MAX_FD_FRAMES`] frames with descriptors, wait to be written (or
+    /// until the channel is closed): the primary reads no more requests
+    /// from a worker that does not read the answers.
+    pub async fn room(&self) {
+        loop {
+            let drained = self.drained.notified();
+            tokio::pin!(drained);
+            drained.as_mut().enable();
+            {
+                let st = self.state.lock().unwrap();
+                if st.closed || (st.buf.len() <= HIGH_WATER && st.fds.len() <= MAX_FD_FRAMES) {
+                    return;
+                }
+            }
+            drained.await;
+        }
     }
 
     /// Waits until everything queued has been written (or the channel failed).
