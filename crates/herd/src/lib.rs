@@ -75,6 +75,8 @@ pub use primary::{
 pub use sched::Policy;
 pub use signal::Signal;
 pub use supervise::{ReloadPhase, Restart, Supervision, EXIT_CANNOT_BOOT};
+#[cfg(feature = "axum")]
+pub use worker::ServeOptions;
 pub use worker::{Connection, Hold, Listener, PeerAddr, Worker};
 
 /// The environment variable that carries a worker's id (1, 2, 3...).

@@ -205,6 +205,13 @@ async fn serve() {
                 },
             ),
         );
-    let _ = worker.serve(listener, app).await;
+    let mut options = herd::ServeOptions::new();
+    if let Some(ms) = num("MISBEHAVE_HEADER_MS") {
+        options = options.header_timeout(Duration::from_millis(ms));
+    }
+    if let Some(ms) = num("MISBEHAVE_IDLE_MS") {
+        options = options.idle_timeout(Duration::from_millis(ms));
+    }
+    let _ = worker.serve_with(listener, app, options).await;
     std::future::pending::<()>().await;
 }

@@ -23,6 +23,8 @@ mod listener;
 mod queue;
 #[cfg(feature = "axum")]
 mod serve;
+#[cfg(feature = "axum")]
+mod serve_conn;
 
 use std::collections::HashMap;
 use std::io;
@@ -45,7 +47,7 @@ pub(crate) use busy::{Accepting, Busy};
 use listener::ListenerShared;
 pub use listener::{Connection, Listener, PeerAddr};
 #[cfg(feature = "axum")]
-pub use serve::LINGER;
+pub use serve::{ServeOptions, LINGER};
 
 /// A worker process's link to its primary. Cheap to clone; every clone is
 /// the same link.
