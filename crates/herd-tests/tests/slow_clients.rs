@@ -59,7 +59,7 @@ fn closed_within(s: &mut TcpStream, within: Duration) -> Option<Duration> {
 
 #[test]
 fn a_disconnect_with_slow_clients_ends_in_about_the_header_timeout() {
-    const SLOW: usize = 200;
+    const SLOW: usize = 500;
     let (mut c, id, addr) = start(3000, 60_000);
     // Each client sends part of a request head, then nothing.
     let mut slow: Vec<TcpStream> = (0..SLOW)
