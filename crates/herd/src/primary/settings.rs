@@ -42,6 +42,8 @@ pub mod limits {
 
     /// [`Settings::max_frame`]'s default: 17 MiB, room for a 16 MiB
     /// payload and its JSON.
+    ///
+    /// [`Settings::max_frame`]: super::Settings::max_frame
     pub const MAX_FRAME: usize = crate::channel::wire::DEFAULT_MAX_BODY;
     /// [`Settings::frame_timeout`]'s default: 10 s.
     ///

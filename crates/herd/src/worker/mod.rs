@@ -170,6 +170,17 @@ impl Worker {
     }
 
     /// Sends a message to the primary. Messages arrive in order.
+    ///
+    /// Waits while more than 8 MiB wait to be written, which is also what
+    /// happens while the primary holds this worker back because its
+    /// messages are not being consumed there (the primary's
+    /// `Settings::message_queue`): nothing is dropped.
+    ///
+    /// # Errors
+    /// [`Error::ChannelClosed`] once the channel is closed;
+    /// [`Error::Codec`] if `msg` cannot be encoded; [`Error::TooLarge`] if
+    /// it is larger than the primary accepts (its `max_frame`, 17 MiB by
+    /// default).
     pub async fn send<T: Serialize + ?Sized>(&self, msg: &T) -> Result<(), Error> {
         self.inner.outbox.user(msg).await
     }
