@@ -3,6 +3,7 @@
 //! Meanwhile a healthy worker's requests keep their latency.
 
 mod common;
+mod supervised;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -11,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::json;
+use supervised::supervised;
 
 /// The bound the primary's resident memory must stay under.
 const RSS_LIMIT: u64 = 20 << 20;
@@ -224,4 +226,38 @@ fn the_primary_stays_small_while_workers_stall_frames_and_flood_messages() {
         .iter()
         .all(|v| v["event"] != "error"));
     assert!(c.events_of(good).iter().all(|v| v["event"] != "error"));
+}
+
+#[test]
+fn a_worker_held_back_by_unread_messages_is_not_taken_for_hung() {
+    let (mut c, _addr) = supervised(
+        1,
+        &[
+            ("FIXTURE_HEARTBEAT_MS", "100"),
+            ("FIXTURE_SUP_HEARTBEAT_TIMEOUT_MS", "1000"),
+        ],
+    );
+    c.cmd(json!({"cmd": "pause_events"}));
+    // Far more than may wait in the primary (1024) and than the socket
+    // holds: the worker's heartbeats queue behind them on its channel.
+    const N: u64 = 50_000;
+    c.cmd(json!({"cmd": "send", "worker": 1, "msg": {"cmd": "count", "n": N}}));
+    // Three heartbeat timeouts with nobody reading events: the supervisor
+    // must not replace the worker as hung (its silence is the primary's).
+    let since = Instant::now();
+    while since.elapsed() < Duration::from_secs(3) {
+        c.cmd(json!({"cmd": "workers"}));
+        let workers = c.expect(|v| v["event"] == "workers");
+        assert_eq!(workers["ids"], json!([1]), "after {:?}", since.elapsed());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    c.cmd(json!({"cmd": "resume_events"}));
+    c.expect(|v| v["event"] == "message" && v["worker"] == 1 && v["message"]["seq"] == N - 1);
+    assert!(
+        c.seen
+            .iter()
+            .all(|v| !(v["event"] == "fork" && v["worker"] != 1) && v["event"] != "recycle"),
+        "{}",
+        c.dump()
+    );
 }
