@@ -16,6 +16,9 @@ use serde_json::Value;
 struct OneCall {
     child: Child,
     lines: mpsc::Receiver<Value>,
+    /// Lines read while waiting for another (the primary's and the
+    /// workers' lines interleave in any order).
+    backlog: Vec<Value>,
     pids: Vec<u32>,
 }
 
@@ -39,11 +42,15 @@ impl OneCall {
         OneCall {
             child,
             lines,
+            backlog: Vec::new(),
             pids: Vec::new(),
         }
     }
 
     fn expect(&mut self, event: &str) -> Value {
+        if let Some(i) = self.backlog.iter().position(|v| v["event"] == event) {
+            return self.backlog.remove(i);
+        }
         let deadline = Instant::now() + TIMEOUT;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -57,6 +64,7 @@ impl OneCall {
             if v["event"] == event {
                 return v;
             }
+            self.backlog.push(v);
         }
     }
 }

@@ -154,7 +154,9 @@ async fn worker(address: &str) {
     // `axum::serve(listener, app).with_graceful_shutdown(worker.disconnecting())`
     // works too; `Worker::serve` is that, plus `Connection: close` on the
     // answers given while disconnecting, so that no keep-alive client is
-    // reset by a reload.
+    // reset by a reload, and header-read and idle timeouts (30 s and 75 s,
+    // `Worker::serve_with` and `herd::ServeOptions` to change them), so
+    // that no slow client holds a reload until its grace runs out.
     if let Err(e) = worker.serve(listener, app).await {
         eprintln!("hello worker {}: {e}", worker.id());
         std::process::exit(1);

@@ -36,7 +36,7 @@ pub enum Error {
     #[error("message could not be encoded or decoded as JSON: {0}")]
     Codec(#[from] serde_json::Error),
     /// A message is larger than a frame may be.
-    #[error("message of {size} bytes is larger than the channel's {max}-byte frame limit")]
+    #[error("message of {size} bytes is larger than the channel's {max}-byte frame limit (the primary's `max_frame` setting)")]
     TooLarge {
         /// The encoded size.
         size: usize,

@@ -92,6 +92,8 @@ pub use signal::Signal;
 pub use supervise::{
     ClusterStatus, ReloadPhase, Restart, Supervision, Supervisor, SupervisorEvent, EXIT_CANNOT_BOOT,
 };
+#[cfg(feature = "axum")]
+pub use worker::ServeOptions;
 pub use worker::{Connection, Hold, Listener, PeerAddr, Worker};
 
 /// The environment variable that carries a worker's id (1, 2, 3...).
@@ -103,6 +105,10 @@ pub const ENV_CHANNEL_FD: &str = "HERD_CHANNEL_FD";
 /// The environment variable that carries the heartbeat interval in
 /// milliseconds.
 pub const ENV_HEARTBEAT_MS: &str = "HERD_HEARTBEAT_MS";
+
+/// The environment variable that carries the largest frame body, in bytes,
+/// that the primary accepts and sends (its `max_frame` setting).
+pub const ENV_MAX_FRAME: &str = "HERD_MAX_FRAME";
 
 /// Which side of the cluster this process is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

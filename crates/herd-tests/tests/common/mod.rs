@@ -806,3 +806,31 @@ pub fn listening_sockets(port: u16) -> std::collections::BTreeSet<String> {
         })
         .collect()
 }
+
+// ---- harden: what one worker may cost the primary ----
+
+/// Process `pid`'s resident memory in bytes (VmRSS in /proc/PID/status).
+pub fn vm_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kib| kib * 1024)
+}
+
+/// The `misbehave` program (crates/herd-tests/src/bin/misbehave.rs).
+pub const MISBEHAVE: &str = env!("CARGO_BIN_EXE_misbehave");
+/// The `fixture` program.
+pub const FIXTURE: &str = env!("CARGO_BIN_EXE_fixture");
+
+impl Cluster {
+    /// Forks a `misbehave` worker with `env` (then sets the fixture back as
+    /// the worker program) and returns its id.
+    pub fn fork_misbehaving(&mut self, env: &[(&str, &str)]) -> u32 {
+        self.cmd(json!({"cmd": "setup", "exec": MISBEHAVE}));
+        let id = self.fork(env);
+        self.cmd(json!({"cmd": "setup", "exec": FIXTURE}));
+        id
+    }
+}

@@ -20,14 +20,12 @@
 //! count of descriptors in flight, which must stay under the sending
 //! user's `RLIMIT_NOFILE` (the primary raises its soft limit to the hard
 //! one at start). A worker at its own open-files limit cannot take a
-//! connection: the kernel closes it, and [`take`] says `EMFILE`.
+//! connection: [`take`] says `EMFILE` and leaves it queued.
 
-use std::io::{self, IoSliceMut};
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 
-use nix::sys::socket::{
-    recvmsg, socketpair, AddressFamily, ControlMessageOwned, MsgFlags, SockFlag, SockType,
-};
+use nix::sys::socket::{socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
 
 /// A new queue: `(sending end, receiving end)`, both non-blocking and
 /// close-on-exec.
@@ -49,46 +47,58 @@ pub(crate) fn send(tx: BorrowedFd<'_>, conns: &[BorrowedFd<'_>]) -> io::Result<u
 }
 
 /// Takes the next connection off the queue: `Ok(None)` once the sending end
-/// is closed and the queue empty, `WouldBlock` while it is empty.
+/// is closed and the queue empty, `WouldBlock` while it is empty, `EMFILE`
+/// (or `ENFILE`) while this process has no descriptor free for it.
+///
+/// The message is looked at first (`MSG_PEEK`), which installs a
+/// descriptor of the connection here but leaves the message queued, and is
+/// taken off the queue only once that worked (a plain read, which asks for
+/// no descriptor: the kernel drops its own copy). A process at its
+/// open-files limit therefore loses nothing: the kernel cannot install the
+/// descriptor (MSG_CTRUNC), the connection stays queued, and is taken when
+/// a descriptor is free, or by the primary if this worker goes. Taking in
+/// one read instead would have the kernel close a connection it cannot
+/// install, unseen by the client and by us.
+///
+/// Only one reader may take from a queue at a time (between the look and
+/// the read, another reader would take the message this one holds a copy
+/// of): the worker takes under its listener's lock, and the primary takes
+/// back only after the worker said it stopped taking, or is gone.
 pub(crate) fn take(rx: BorrowedFd<'_>) -> io::Result<Option<OwnedFd>> {
     loop {
         let mut byte = [0u8; 1];
-        let mut iov = [IoSliceMut::new(&mut byte)];
-        // One descriptor per message; room for a few more costs nothing and
-        // keeps a malformed message from truncating (and leaking) any.
-        let mut space = nix::cmsg_space!([RawFd; 4]);
-        let msg = recvmsg::<()>(
+        // One descriptor per message; room for a few more keeps a
+        // malformed message from truncating.
+        let got = crate::sys::recv_with_fds(
             rx.as_raw_fd(),
-            &mut iov,
-            Some(&mut space),
-            MsgFlags::MSG_CMSG_CLOEXEC | MsgFlags::MSG_DONTWAIT,
-        )
-        .map_err(io::Error::from)?;
-        let mut fds = Vec::new();
-        for c in msg.cmsgs().map_err(io::Error::from)? {
-            if let ControlMessageOwned::ScmRights(raw) = c {
-                fds.extend(crate::sys::own_received_fds(&raw));
+            &mut byte,
+            4,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )?;
+        let mut fds = got.fds.into_iter();
+        match fds.next() {
+            Some(conn) => {
+                // Extra descriptors (not sent by herd) close as they drop.
+                discard(rx)?;
+                return Ok(Some(conn));
+            }
+            // Still queued: nothing is lost.
+            None if got.truncated => return Err(io::Error::from_raw_os_error(libc::EMFILE)),
+            None if got.bytes == 0 => return Ok(None),
+            None => {
+                discard(rx)?;
+                tracing::warn!("connection queue: a message without a descriptor");
             }
         }
-        if msg.flags.contains(MsgFlags::MSG_CTRUNC) && fds.is_empty() {
-            // The kernel could not install the descriptor (this process is
-            // at its open-files limit) and closed the connection.
-            tracing::warn!(
-                "a handed-off connection was lost: this worker is at its open-files limit \
-                 (raise `ulimit -n`)"
-            );
-            return Err(io::Error::from_raw_os_error(libc::EMFILE));
-        }
-        if msg.bytes == 0 && fds.is_empty() {
-            return Ok(None);
-        }
-        let mut fds = fds.into_iter();
-        match fds.next() {
-            // Extra descriptors (not sent by herd) are closed as they drop.
-            Some(conn) => return Ok(Some(conn)),
-            None => tracing::warn!("connection queue: a message without a descriptor"),
-        }
     }
+}
+
+/// Removes the message at the head of the queue, dropping its descriptors.
+fn discard(rx: BorrowedFd<'_>) -> io::Result<()> {
+    let mut byte = [0u8; 1];
+    nix::sys::socket::recv(rx.as_raw_fd(), &mut byte, MsgFlags::MSG_DONTWAIT)
+        .map(drop)
+        .map_err(io::Error::from)
 }
 
 /// How many connections are queued (not yet taken).

@@ -31,7 +31,7 @@ use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 
 pub(crate) use outbox::Outbox;
-pub(crate) use reader::{Frame, Reader};
+pub(crate) use reader::{Frame, Limits, Reader};
 
 /// The channel's socket, registered with the runtime for reading only.
 ///
@@ -123,7 +123,7 @@ mod tests {
     async fn frames_keep_their_order_whoever_writes_them() {
         const N: u64 = 20_000;
         let (a, b) = pair();
-        let outbox = Outbox::start(a);
+        let outbox = Outbox::start(a, wire::DEFAULT_MAX_BODY);
         let sender = tokio::spawn(async move {
             for i in 0..N {
                 let pad = "x".repeat(pad_len(i));

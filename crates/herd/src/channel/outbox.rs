@@ -10,12 +10,15 @@ use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
 use serde::Serialize;
 use tokio::sync::Notify;
 
-use super::wire::{Control, Header, Kind, HEADER_LEN, MAX_BODY, MAX_FDS};
+use super::wire::{Control, Header, Kind, HEADER_LEN, MAX_FDS};
 use super::UnixStream;
 use crate::error::Error;
 
 /// Senders wait while more than this many bytes are queued.
 pub const HIGH_WATER: usize = 8 << 20;
+/// Frames with descriptors that may wait to be written before
+/// [`Outbox::room`] waits (each descriptor is an open file of ours).
+pub const MAX_FD_FRAMES: usize = 64;
 
 #[derive(Default)]
 struct OutState {
@@ -33,14 +36,19 @@ pub struct Outbox {
     stream: Arc<UnixStream>,
     wake_writer: Notify,
     drained: Notify,
+    /// The largest frame body the peer accepts.
+    max_body: usize,
 }
 
 impl Outbox {
-    /// Starts the writer task for `stream` and returns the outbox feeding it.
-    pub fn start(stream: Arc<UnixStream>) -> Arc<Outbox> {
+    /// Starts the writer task for `stream` and returns the outbox feeding
+    /// it; a message whose body would exceed `max_body` (what the peer's
+    /// reader accepts) is refused with [`Error::TooLarge`].
+    pub fn start(stream: Arc<UnixStream>, max_body: usize) -> Arc<Outbox> {
         let outbox = Arc::new(Outbox {
             state: Mutex::new(OutState::default()),
             stream: stream.clone(),
+            max_body,
             wake_writer: Notify::new(),
             drained: Notify::new(),
         });
@@ -55,7 +63,7 @@ impl Outbox {
         if st.closed {
             return Err(Error::ChannelClosed);
         }
-        push_frame(&mut st, Kind::Control, msg, fds)?;
+        push_frame(&mut st, Kind::Control, msg, fds, self.max_body)?;
         self.write_or_wake(st);
         Ok(())
     }
@@ -72,7 +80,7 @@ impl Outbox {
                     return Err(Error::ChannelClosed);
                 }
                 if st.buf.len() < HIGH_WATER {
-                    push_frame(&mut st, Kind::User, msg, Vec::new())?;
+                    push_frame(&mut st, Kind::User, msg, Vec::new(), self.max_body)?;
                     self.write_or_wake(st);
                     return Ok(());
                 }
@@ -112,6 +120,25 @@ impl Outbox {
         self.drained.notify_waiters();
     }
 
+    /// Waits while more than [`HIGH_WATER`] bytes, or more than
+    /// [`MAX_FD_FRAMES`] frames with descriptors, wait to be written (or
+    /// until the channel is closed): the primary reads no more requests
+    /// from a worker that does not read the answers.
+    pub async fn room(&self) {
+        loop {
+            let drained = self.drained.notified();
+            tokio::pin!(drained);
+            drained.as_mut().enable();
+            {
+                let st = self.state.lock().unwrap();
+                if st.closed || (st.buf.len() <= HIGH_WATER && st.fds.len() <= MAX_FD_FRAMES) {
+                    return;
+                }
+            }
+            drained.await;
+        }
+    }
+
     /// Waits until everything queued has been written (or the channel failed).
     pub async fn flushed(&self) {
         loop {
@@ -134,6 +161,7 @@ fn push_frame<T: Serialize + ?Sized>(
     kind: Kind,
     msg: &T,
     fds: Vec<OwnedFd>,
+    max_body: usize,
 ) -> Result<(), Error> {
     debug_assert!(fds.len() <= MAX_FDS);
     let start = st.buf.len();
@@ -143,11 +171,11 @@ fn push_frame<T: Serialize + ?Sized>(
         return Err(Error::Codec(e));
     }
     let len = st.buf.len() - start - HEADER_LEN;
-    if len > MAX_BODY {
+    if len > max_body {
         st.buf.truncate(start);
         return Err(Error::TooLarge {
             size: len,
-            max: MAX_BODY,
+            max: max_body,
         });
     }
     let header = Header {

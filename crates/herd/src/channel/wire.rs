@@ -5,7 +5,7 @@
 //!
 //! | bytes | field    | meaning                                             |
 //! |-------|----------|-----------------------------------------------------|
-//! | 0..4  | `len`    | body length, u32 little-endian, at most [`MAX_BODY`] |
+//! | 0..4  | `len`    | body length, u32 little-endian, at most the limit   |
 //! | 4     | `kind`   | 0 = control (herd's own), 1 = user message          |
 //! | 5     | `nfds`   | descriptors sent with this frame, at most [`MAX_FDS`] |
 //! | 6..8  | reserved | zero                                                |
@@ -22,8 +22,15 @@ use crate::addr::{ListenAddr, ListenOptions};
 pub const VERSION: u32 = 3;
 /// Header length in bytes.
 pub const HEADER_LEN: usize = 8;
-/// The largest body a frame may carry (64 MiB).
+/// The largest body limit a primary may set (64 MiB): its `max_frame`
+/// setting is kept under it.
 pub const MAX_BODY: usize = 64 << 20;
+/// The smallest body limit a primary may set (64 KiB): every control
+/// message fits.
+pub const MIN_BODY: usize = 64 << 10;
+/// The body limit unless the primary's settings say otherwise (17 MiB):
+/// a 16 MiB payload, as DESIGN.md promises, with room for its JSON.
+pub const DEFAULT_MAX_BODY: usize = 17 << 20;
 /// The most descriptors one frame may carry.
 pub const MAX_FDS: usize = 64;
 
@@ -55,8 +62,9 @@ impl Header {
     }
 
     /// Parses and validates a header: every field is checked, so a peer
-    /// writing garbage is caught at its first frame.
-    pub fn decode(b: &[u8; HEADER_LEN]) -> Result<Header, String> {
+    /// writing garbage is caught at its first frame. A body over
+    /// `max_body` is refused here, before any of it is read.
+    pub fn decode(b: &[u8; HEADER_LEN], max_body: usize) -> Result<Header, String> {
         let len = u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize;
         let kind = match b[4] {
             0 => Kind::Control,
@@ -69,9 +77,10 @@ impl Header {
                 "reserved header bytes are not zero (header bytes {b:02x?})"
             ));
         }
-        if len > MAX_BODY {
+        if len > max_body {
             return Err(format!(
-                "frame body of {len} bytes exceeds the {MAX_BODY}-byte limit"
+                "a frame announces a body of {len} bytes, over the {max_body}-byte limit \
+                 (the primary's `max_frame` setting)"
             ));
         }
         if nfds > MAX_FDS {
@@ -187,21 +196,22 @@ mod tests {
             kind: Kind::User,
             nfds: 3,
         };
-        assert_eq!(Header::decode(&h.encode()).unwrap(), h);
+        assert_eq!(Header::decode(&h.encode(), MAX_BODY).unwrap(), h);
     }
 
     #[test]
     fn header_rejects_garbage() {
-        assert!(Header::decode(b"\xff\xff\xff\xff\x00\x00\x00\x00")
+        let decode = |b: &[u8; HEADER_LEN]| Header::decode(b, MAX_BODY);
+        assert!(decode(b"\xff\xff\xff\xff\x00\x00\x00\x00")
             .unwrap_err()
-            .contains("exceeds"));
-        assert!(Header::decode(b"\x01\x00\x00\x00\x07\x00\x00\x00")
+            .contains("over the 67108864-byte limit"));
+        assert!(decode(b"\x01\x00\x00\x00\x07\x00\x00\x00")
             .unwrap_err()
             .contains("kind 7"));
-        assert!(Header::decode(b"\x01\x00\x00\x00\x00\x00\x01\x00")
+        assert!(decode(b"\x01\x00\x00\x00\x00\x00\x01\x00")
             .unwrap_err()
             .contains("reserved"));
-        assert!(Header::decode(b"\x01\x00\x00\x00\x00\xff\x00\x00")
+        assert!(decode(b"\x01\x00\x00\x00\x00\xff\x00\x00")
             .unwrap_err()
             .contains("descriptors"));
     }

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
+use super::events::{Credit, Gate};
 use super::{Event, ExitStatus, Inner, Readiness, WorkerHandle};
 use crate::channel::wire::{Control, Kind, VERSION};
 use crate::channel::{Frame, Outbox, Reader};
@@ -151,10 +152,37 @@ async fn read(inner: Arc<Inner>, w: WorkerHandle, inbound: Inbound, exited: Arc<
 }
 
 async fn read_channel(inner: &Inner, w: &WorkerHandle, mut reader: Reader) {
+    let (gate, every) = {
+        let settings = inner.settings.lock().unwrap();
+        let (messages, bytes) = settings.message_queue();
+        (Gate::new(messages, bytes), settings.heartbeat())
+    };
     let mut online = false;
     loop {
         let result = match reader.next().await {
-            Ok(Some(frame)) => on_frame(inner, w, &mut online, frame),
+            Ok(Some(frame)) if frame.kind == Kind::User && online => {
+                let credit = match gate.try_admit(frame.body.len()) {
+                    Some(credit) => credit,
+                    None => held_back(&gate, frame.body.len(), w, every).await,
+                };
+                inner.bus.emit_message(
+                    Event::Message {
+                        worker: w.id(),
+                        message: Message::new(frame.body),
+                    },
+                    credit,
+                );
+                Ok(())
+            }
+            Ok(Some(frame)) => {
+                let r = on_frame(inner, w, &mut online, frame);
+                // A worker that asks without reading the answers is read
+                // no further until they are written.
+                if let Link::Channel(outbox) = &w.shared.link {
+                    outbox.room().await;
+                }
+                r
+            }
             Ok(None) => return,
             Err(e) => Err(e),
         };
@@ -174,16 +202,28 @@ async fn read_channel(inner: &Inner, w: &WorkerHandle, mut reader: Reader) {
     }
 }
 
+/// Waits until the worker's messages waiting in the primary leave room
+/// for one more. Meanwhile the worker counts as alive (its heartbeats wait
+/// behind its messages: its silence is the primary's).
+async fn held_back(gate: &Arc<Gate>, bytes: usize, w: &WorkerHandle, every: Duration) -> Credit {
+    tracing::debug!(
+        worker = w.id(),
+        "messages not consumed; reading no more of them for now"
+    );
+    let admit = gate.admit(bytes);
+    tokio::pin!(admit);
+    loop {
+        tokio::select! {
+            credit = &mut admit => return credit,
+            _ = tokio::time::sleep(every) => w.touch(),
+        }
+    }
+}
+
+/// A control frame, or a user frame before `hello`.
 fn on_frame(inner: &Inner, w: &WorkerHandle, online: &mut bool, frame: Frame) -> Result<(), Error> {
     if frame.kind == Kind::User {
-        if !*online {
-            return Err(Error::Protocol("message before hello".into()));
-        }
-        inner.bus.emit(Event::Message {
-            worker: w.id(),
-            message: Message::new(frame.body),
-        });
-        return Ok(());
+        return Err(Error::Protocol("message before hello".into()));
     }
     let control = frame.control()?;
     if !*online {
@@ -215,10 +255,17 @@ fn on_frame(inner: &Inner, w: &WorkerHandle, online: &mut bool, frame: Frame) ->
             let policy = *inner.policy.get().unwrap_or(&Policy::RoundRobin);
             // What the worker may do itself bounds what it gets bound.
             let who = crate::procfs::creds(w.pid());
-            let (reply, fds) =
-                inner
-                    .table
-                    .listen(policy, &link, seq, &addr, index, options, who.as_ref());
+            let max_listens = inner.settings.lock().unwrap().max_listens();
+            let (reply, fds) = inner.table.listen(
+                policy,
+                &link,
+                seq,
+                &addr,
+                index,
+                options,
+                who.as_ref(),
+                max_listens,
+            );
             w.control(&reply, fds);
         }
         Control::Listening { handle } => {

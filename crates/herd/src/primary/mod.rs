@@ -38,7 +38,7 @@ use crate::{Error, Signal, ENV_CHANNEL_FD};
 use events::Bus;
 pub use events::{Event, Events};
 use runtime::Forker;
-pub use settings::{Readiness, Settings, SettingsBuilder};
+pub use settings::{limits, Readiness, Settings, SettingsBuilder};
 pub use status::{Heartbeat, ListenStatus, WorkerStatus};
 pub use worker::{WorkerHandle, WorkerState};
 

@@ -2,6 +2,7 @@
 
 use std::ffi::OsString;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use crate::sched::Policy;
 
@@ -29,6 +30,39 @@ pub struct Settings {
     pub(crate) readiness: Option<Readiness>,
     pub(crate) heartbeat: Option<std::time::Duration>,
     pub(crate) foreign: Option<std::sync::Arc<crate::foreign::Foreign>>,
+    pub(crate) max_frame: Option<usize>,
+    pub(crate) frame_timeout: Option<Duration>,
+    pub(crate) max_listens: Option<usize>,
+    pub(crate) message_queue: Option<usize>,
+    pub(crate) message_queue_bytes: Option<usize>,
+}
+
+/// Defaults of the limits a worker is held to (docs/security.md, "Limits
+/// herd enforces").
+pub mod limits {
+    use std::time::Duration;
+
+    /// [`Settings::max_frame`]'s default: 17 MiB, room for a 16 MiB
+    /// payload and its JSON.
+    ///
+    /// [`Settings::max_frame`]: super::Settings::max_frame
+    pub const MAX_FRAME: usize = crate::channel::wire::DEFAULT_MAX_BODY;
+    /// [`Settings::frame_timeout`]'s default: 10 s.
+    ///
+    /// [`Settings::frame_timeout`]: super::Settings::frame_timeout
+    pub const FRAME_TIMEOUT: Duration = Duration::from_secs(10);
+    /// [`Settings::max_listens`]'s default: 1024 listens per worker.
+    ///
+    /// [`Settings::max_listens`]: super::Settings::max_listens
+    pub const MAX_LISTENS: usize = 1024;
+    /// [`Settings::message_queue`]'s default: 1024 messages per worker.
+    ///
+    /// [`Settings::message_queue`]: super::Settings::message_queue
+    pub const MESSAGE_QUEUE: usize = 1024;
+    /// [`Settings::message_queue_bytes`]'s default: 8 MiB per worker.
+    ///
+    /// [`Settings::message_queue_bytes`]: super::Settings::message_queue_bytes
+    pub const MESSAGE_QUEUE_BYTES: usize = 8 << 20;
 }
 
 /// When a worker counts as ready (past its warm-up).
@@ -136,12 +170,92 @@ impl SettingsBuilder {
         self.s.foreign = Some(std::sync::Arc::new(spec));
         self
     }
+
+    /// The largest frame body a worker may send, in bytes (and the primary
+    /// send it): 17 MiB by default ([`limits::MAX_FRAME`]), kept within
+    /// 64 KiB to 64 MiB. A worker announcing more is dropped at the frame's
+    /// header, with an [`Event::Error`](crate::Event::Error), before any of
+    /// it is read; a `send` of a larger message fails with
+    /// [`Error::TooLarge`](crate::Error::TooLarge) on either side.
+    pub fn max_frame(mut self, bytes: usize) -> Self {
+        let (min, max) = (
+            crate::channel::wire::MIN_BODY,
+            crate::channel::wire::MAX_BODY,
+        );
+        self.s.max_frame = Some(bytes.clamp(min, max));
+        self
+    }
+
+    /// How long a frame from a worker may take to arrive once its first
+    /// byte has: 10 s by default ([`limits::FRAME_TIMEOUT`]). A worker
+    /// whose frame stops half-way is dropped with an
+    /// [`Event::Error`](crate::Event::Error). A worker quiet between frames
+    /// is never timed out by this.
+    pub fn frame_timeout(mut self, timeout: Duration) -> Self {
+        self.s.frame_timeout = Some(timeout.max(Duration::from_millis(1)));
+        self
+    }
+
+    /// How many listens (distinct address and index) one worker may hold:
+    /// 1024 by default ([`limits::MAX_LISTENS`]). Each costs the primary a
+    /// socket and a connection queue; a listen beyond the limit fails in
+    /// the worker with EMFILE and a message naming the limit and this
+    /// setting.
+    pub fn max_listens(mut self, listens: usize) -> Self {
+        self.s.max_listens = Some(listens);
+        self
+    }
+
+    /// How many of a worker's messages may wait in the primary, emitted as
+    /// [`Event::Message`](crate::Event::Message) and not yet taken by every
+    /// subscription that receives them: 1024 by default
+    /// ([`limits::MESSAGE_QUEUE`]). Past it, the primary stops reading that
+    /// worker's channel, and the worker's `send` waits, until the messages
+    /// are consumed: nothing is dropped, and other workers are not held up.
+    /// See also [`message_queue_bytes`](Self::message_queue_bytes).
+    pub fn message_queue(mut self, messages: usize) -> Self {
+        self.s.message_queue = Some(messages.max(1));
+        self
+    }
+
+    /// The bytes of a worker's messages that may wait in the primary, as
+    /// [`message_queue`](Self::message_queue) counts messages: 8 MiB by
+    /// default ([`limits::MESSAGE_QUEUE_BYTES`]). One message is always let
+    /// through when none waits, however large.
+    pub fn message_queue_bytes(mut self, bytes: usize) -> Self {
+        self.s.message_queue_bytes = Some(bytes);
+        self
+    }
 }
 
 impl Settings {
     /// A builder of settings, every field at its default.
     pub fn builder() -> SettingsBuilder {
         SettingsBuilder::default()
+    }
+
+    /// The frame limit in force.
+    pub fn max_frame(&self) -> usize {
+        self.max_frame.unwrap_or(limits::MAX_FRAME)
+    }
+
+    /// The frame timeout in force.
+    pub fn frame_timeout(&self) -> Duration {
+        self.frame_timeout.unwrap_or(limits::FRAME_TIMEOUT)
+    }
+
+    /// The listen limit per worker in force.
+    pub fn max_listens(&self) -> usize {
+        self.max_listens.unwrap_or(limits::MAX_LISTENS)
+    }
+
+    /// The message queue bound per worker in force: messages and bytes.
+    pub fn message_queue(&self) -> (usize, usize) {
+        (
+            self.message_queue.unwrap_or(limits::MESSAGE_QUEUE),
+            self.message_queue_bytes
+                .unwrap_or(limits::MESSAGE_QUEUE_BYTES),
+        )
     }
 
     /// The foreign worker spec, if set.
@@ -224,7 +338,23 @@ impl Settings {
         macro_rules! take {
             ($($f:ident),*) => { $( if later.$f.is_some() { self.$f = later.$f; } )* };
         }
-        take!(exec, args, cwd, silent, uid, gid, policy, readiness, heartbeat, foreign);
+        take!(
+            exec,
+            args,
+            cwd,
+            silent,
+            uid,
+            gid,
+            policy,
+            readiness,
+            heartbeat,
+            foreign,
+            max_frame,
+            frame_timeout,
+            max_listens,
+            message_queue,
+            message_queue_bytes
+        );
         self.env.extend(later.env);
     }
 }
@@ -244,5 +374,31 @@ mod tests {
         assert_eq!(s.exec().unwrap(), std::path::Path::new("/b"));
         assert!(s.silent());
         assert_eq!(s.env.len(), 2);
+    }
+
+    #[test]
+    fn limits_have_their_defaults_bounds_and_merge() {
+        let s = Settings::default();
+        assert_eq!(s.max_frame(), 17 << 20);
+        assert_eq!(s.frame_timeout(), std::time::Duration::from_secs(10));
+        assert_eq!(s.max_listens(), 1024);
+        assert_eq!(s.message_queue(), (1024, 8 << 20));
+        assert_eq!(
+            Settings::builder().max_frame(1).build().max_frame(),
+            64 << 10
+        );
+        assert_eq!(
+            Settings::builder().max_frame(1 << 40).build().max_frame(),
+            64 << 20
+        );
+        let mut s = Settings::builder().max_listens(5).message_queue(0).build();
+        s.merge(
+            Settings::builder()
+                .frame_timeout(Duration::from_secs(1))
+                .build(),
+        );
+        assert_eq!(s.max_listens(), 5);
+        assert_eq!(s.message_queue().0, 1, "at least one message");
+        assert_eq!(s.frame_timeout(), Duration::from_secs(1));
     }
 }

@@ -14,7 +14,7 @@ use super::{foreign, worker, Event, Primary, WorkerHandle, WorkerState};
 use crate::channel::Outbox;
 use crate::foreign::ForeignReady;
 use crate::sys::{install_child_setup, ChildSetup};
-use crate::{Error, ENV_CHANNEL_FD, ENV_HEARTBEAT_MS, ENV_WORKER_ID};
+use crate::{Error, ENV_CHANNEL_FD, ENV_HEARTBEAT_MS, ENV_MAX_FRAME, ENV_WORKER_ID};
 
 /// Variables of the primary's own service manager, which no worker may
 /// take for its own: a foreign worker gets its own values of some.
@@ -123,6 +123,7 @@ impl Primary {
         for k in MANAGER_VARS.iter().chain(&[
             ENV_CHANNEL_FD,
             ENV_HEARTBEAT_MS,
+            ENV_MAX_FRAME,
             crate::foreign::ENV_TRAMPOLINE,
         ]) {
             cmd.env_remove(k);
@@ -178,9 +179,17 @@ impl Primary {
                 ENV_HEARTBEAT_MS.into(),
                 settings.heartbeat().as_millis().to_string().into(),
             ),
+            (
+                ENV_MAX_FRAME.into(),
+                settings.max_frame().to_string().into(),
+            ),
         ];
         let stream =
             crate::channel::unix_stream(ours).map_err(|e| Error::io("worker channel", e))?;
+        let limits = crate::channel::Limits {
+            max_body: settings.max_frame(),
+            frame_timeout: Some(settings.frame_timeout()),
+        };
         Ok(Kind {
             program: exec,
             args,
@@ -188,8 +197,8 @@ impl Primary {
             keep: vec![theirs.as_raw_fd()],
             moves: Vec::new(),
             handed: vec![theirs],
-            link: Link::Channel(Outbox::start(stream.clone())),
-            inbound: Inbound::Channel(crate::channel::Reader::new(stream)),
+            link: Link::Channel(Outbox::start(stream.clone(), limits.max_body)),
+            inbound: Inbound::Channel(crate::channel::Reader::with_limits(stream, limits)),
             foreign: None,
         })
     }

@@ -99,7 +99,18 @@ impl Slot {
                 Ok(None) => break,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) => {
-                    tracing::warn!(worker = self.id, error = %e, "cannot take back queued connections");
+                    // Left in the queue, they close with it.
+                    let left = conns::queued(self.queue.as_fd()).unwrap_or(0);
+                    crate::logging::warn_always(format_args!(
+                        "cannot take back {left} connection(s) queued for worker {} ({e}): \
+                         they are closed unanswered{}",
+                        self.id,
+                        if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) {
+                            "; the primary is at its open-files limit: raise `ulimit -n`"
+                        } else {
+                            ""
+                        }
+                    ));
                     break;
                 }
             }

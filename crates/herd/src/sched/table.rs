@@ -64,6 +64,22 @@ struct TableInner {
     links: HashMap<u32, Link>,
     /// successor -> predecessor, for replacements in progress.
     successor_of: HashMap<u32, u32>,
+    /// How many entries each worker is in (held against `max_listens`).
+    held: HashMap<u32, usize>,
+}
+
+impl TableInner {
+    /// Enters `worker` in the entry `handle`; false if it was in already.
+    fn join(&mut self, handle: u32, worker: u32) -> bool {
+        let joined = self
+            .entries
+            .get_mut(&handle)
+            .is_some_and(|e| e.workers.insert(worker));
+        if joined {
+            *self.held.entry(worker).or_insert(0) += 1;
+        }
+        joined
+    }
 }
 
 /// The primary's listens, by handle id.
@@ -75,7 +91,9 @@ pub(crate) struct Table {
 impl Table {
     /// A worker, whose credentials are `who`, asks to listen. Returns the
     /// reply and the descriptors to attach to it. A new socket is bound as
-    /// the worker could bind it ([`bind_for`]).
+    /// the worker could bind it ([`bind_for`]). A worker that holds
+    /// `max_listens` listens already is refused a new one (EMFILE), before
+    /// anything is bound for it.
     #[allow(clippy::too_many_arguments)]
     pub fn listen(
         &self,
@@ -86,6 +104,7 @@ impl Table {
         index: u32,
         opts: ListenOptions,
         who: Option<&crate::procfs::Creds>,
+        max_listens: usize,
     ) -> (Control, Vec<OwnedFd>) {
         let failed = |e: io::Error| {
             let mut message = format!("cannot listen on {addr}: {e}");
@@ -111,6 +130,29 @@ impl Table {
         let parsed = addr;
         let key = Key::Listen(parsed.clone(), index);
         let mut t = self.inner.lock().unwrap();
+        let held = t.held.get(&link.id).copied().unwrap_or(0);
+        let joined = t
+            .by_key
+            .get(&key)
+            .and_then(|h| t.entries.get(h))
+            .is_some_and(|e| e.workers.contains(&link.id));
+        if held >= max_listens && !joined {
+            let message = format!(
+                "cannot listen on {addr}: worker {} holds {held} listens already, the most one \
+                 worker may (the primary's `max_listens` setting, {max_listens})",
+                link.id
+            );
+            tracing::warn!(worker = link.id, "{message}");
+            let errno = nix::errno::Errno::EMFILE as i32;
+            return (
+                Control::ListenFailed {
+                    seq,
+                    errno,
+                    message,
+                },
+                Vec::new(),
+            );
+        }
         let handle = match t.by_key.get(&key) {
             Some(h) => *h,
             None => {
@@ -146,7 +188,6 @@ impl Table {
         }
         match entry.share.add(link) {
             Ok((mode, fds)) => {
-                entry.workers.insert(link.id);
                 let reply = Control::Listened {
                     seq,
                     handle,
@@ -154,6 +195,7 @@ impl Table {
                     address: entry.address.clone(),
                     count_closes: entry.share.count_closes(),
                 };
+                t.join(handle, link.id);
                 (reply, fds)
             }
             Err(e) => {
@@ -173,10 +215,11 @@ impl Table {
         let mut t = self.inner.lock().unwrap();
         let ready = t.ready.contains(&link.id);
         let entry = t.entries.get_mut(&handle)?;
-        if !entry.workers.contains(&link.id) {
+        // Only the first `listening` counts: a worker repeating it gets
+        // no more events (each would wait in every subscriber's queue).
+        if !entry.workers.contains(&link.id) || !entry.listening.insert(link.id) {
             return None;
         }
-        entry.listening.insert(link.id);
         if ready {
             entry.share.listening(link);
         }
@@ -255,7 +298,7 @@ impl Table {
             entry.share.inherit(link.id, pred);
         }
         let (mode, fds) = entry.share.add(link)?;
-        entry.workers.insert(link.id);
+        t.join(handle, link.id);
         match (mode, fds.into_iter().next()) {
             (ListenMode::Socket, Some(fd)) => Ok(fd),
             _ => Err(io::Error::other(
@@ -295,6 +338,7 @@ impl Table {
         let mut t = self.inner.lock().unwrap();
         t.ready.remove(&worker);
         t.links.remove(&worker);
+        t.held.remove(&worker);
         t.successor_of.remove(&worker);
         t.successor_of.retain(|_, p| *p != worker);
         let handles: Vec<u32> = t
@@ -315,6 +359,12 @@ impl Table {
         if !entry.workers.remove(&worker) {
             return;
         }
+        if let Some(n) = t.held.get_mut(&worker) {
+            *n = n.saturating_sub(1);
+        }
+        let Some(entry) = t.entries.get_mut(&handle) else {
+            return;
+        };
         entry.listening.remove(&worker);
         entry.share.remove(worker);
         if entry.workers.is_empty() && !entry.pinned {

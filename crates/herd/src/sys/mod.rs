@@ -5,7 +5,8 @@
 //! kernel (SCM_RIGHTS, accept, fcntl's dup), running code in a child
 //! between `fork` and `exec`, and calls with pointer arguments that no safe
 //! crate wraps: `ioctl(FIONREAD)`, `sched_setscheduler`, `sendmmsg` with a
-//! different descriptor in each message, and `bpf(2)` with
+//! different descriptor in each message, `recvmsg` that keeps the
+//! descriptors of a truncated control message, and `bpf(2)` with
 //! `setsockopt(SO_ATTACH_REUSEPORT_EBPF)` for reuseport's round-robin.
 //! [`guard`] forks the process-tree guard (a child that runs no `exec`),
 //! and changes this thread's file-system credentials for a worker's listen.
@@ -66,17 +67,6 @@ pub(crate) fn dup_above(fd: std::os::fd::BorrowedFd<'_>, min: RawFd) -> io::Resu
 /// Whether descriptor number `fd` is open in this process.
 pub(crate) fn fd_is_open(fd: RawFd) -> bool {
     fcntl(fd, FcntlArg::F_GETFD).is_ok()
-}
-
-/// Takes ownership of descriptors that `recvmsg` just installed in this
-/// process (SCM_RIGHTS).
-pub(crate) fn own_received_fds(fds: &[RawFd]) -> Vec<OwnedFd> {
-    fds.iter()
-        // SAFETY: the kernel installed these descriptors in our table during
-        // the recvmsg call that returned them; nothing else knows their numbers
-        // yet, so each is owned exactly once, here.
-        .map(|&fd| unsafe { OwnedFd::from_raw_fd(fd) })
-        .collect()
 }
 
 /// What a child must do between fork and exec.
@@ -225,6 +215,83 @@ pub(crate) fn send_fd_messages(
         return Err(io::Error::last_os_error());
     }
     Ok(n as usize)
+}
+
+/// What one [`recv_with_fds`] brought.
+pub(crate) struct Received {
+    /// Bytes read into the buffer (0 at end of file).
+    pub bytes: usize,
+    /// The descriptors the kernel installed, in order, even when it could
+    /// not install them all.
+    pub fds: Vec<OwnedFd>,
+    /// MSG_CTRUNC: some descriptors were not installed, because the control
+    /// buffer had no room for them or because this process is at its
+    /// open-files limit (the kernel then closes its copies, unless
+    /// `MSG_PEEK` left the message queued).
+    pub truncated: bool,
+}
+
+/// `recvmsg` with room for `max_fds` SCM_RIGHTS descriptors, always with
+/// `MSG_CMSG_CLOEXEC`, plus `flags` (`MSG_PEEK`, `MSG_DONTWAIT`).
+///
+/// Unlike nix's `RecvMsg::cmsgs`, which refuses to read the control
+/// messages when MSG_CTRUNC is set (ENOBUFS), this takes every descriptor
+/// that did arrive, so none is leaked and the caller learns the truncation
+/// for what it is.
+pub(crate) fn recv_with_fds(
+    fd: RawFd,
+    buf: &mut [u8],
+    max_fds: usize,
+    flags: libc::c_int,
+) -> io::Result<Received> {
+    use std::{mem, ptr};
+    // SAFETY: CMSG_SPACE only computes a size from its argument.
+    let space = unsafe { libc::CMSG_SPACE((max_fds * mem::size_of::<RawFd>()) as u32) } as usize;
+    // u64 elements keep the control buffer aligned for cmsghdr.
+    let mut control = vec![0u64; space.div_ceil(mem::size_of::<u64>())];
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // SAFETY: an all-zero msghdr is a valid value (null pointers, zero
+    // lengths); the fields used are set below.
+    let mut hdr: libc::msghdr = unsafe { mem::zeroed() };
+    hdr.msg_iov = &mut iov;
+    hdr.msg_iovlen = 1;
+    hdr.msg_control = control.as_mut_ptr().cast();
+    hdr.msg_controllen = space as _;
+    // SAFETY: `hdr` points to `iov`, which points to `buf` (writable for
+    // `buf.len()` bytes), and to `control` (writable for `space` bytes);
+    // all three outlive the call.
+    let n = unsafe { libc::recvmsg(fd, &mut hdr, flags | libc::MSG_CMSG_CLOEXEC) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut fds = Vec::new();
+    // SAFETY: the kernel wrote `hdr.msg_controllen` bytes of control
+    // messages into `control`, still live and unchanged; CMSG_FIRSTHDR and
+    // CMSG_NXTHDR never step past that length, and an SCM_RIGHTS message's
+    // `cmsg_len` covers exactly the descriptors the kernel installed for
+    // this call: each is read once (unaligned, as CMSG_DATA may be) and
+    // owned once, here; nothing else knows their numbers yet.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(&hdr);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
+                let data = libc::CMSG_DATA(c) as *const RawFd;
+                let len = ((*c).cmsg_len as usize).saturating_sub(libc::CMSG_LEN(0) as usize);
+                for i in 0..len / mem::size_of::<RawFd>() {
+                    fds.push(OwnedFd::from_raw_fd(ptr::read_unaligned(data.add(i))));
+                }
+            }
+            c = libc::CMSG_NXTHDR(&hdr, c);
+        }
+    }
+    Ok(Received {
+        bytes: n as usize,
+        fds,
+        truncated: hdr.msg_flags & libc::MSG_CTRUNC != 0,
+    })
 }
 
 /// Puts the calling thread in the `SCHED_BATCH` class: it no longer

@@ -5,21 +5,21 @@
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 #[cfg(feature = "axum")]
 use std::time::Duration;
 
-use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::sync::Notify;
 
+use super::queue::{at_fd_limit, warn_at_fd_limit, warn_lost, Queue};
 use super::{Accepting, Busy, Hold};
 use crate::channel::wire::Control;
-use crate::channel::{conns, Outbox};
+use crate::channel::Outbox;
 use crate::sched::ListenAddr;
 
 /// State shared between a listener and the worker (which closes it on
@@ -28,7 +28,9 @@ pub(crate) struct ListenerShared {
     handle: u32,
     outbox: Arc<Outbox>,
     count_closes: bool,
-    closed: Mutex<bool>,
+    /// Held by [`Queue::take`] while it takes, and by `close` while it
+    /// tells the primary.
+    pub(super) closed: Mutex<bool>,
     closed_notify: Notify,
 }
 
@@ -74,27 +76,6 @@ impl ListenerShared {
                 return;
             }
             n.await;
-        }
-    }
-}
-
-/// Our connection queue for this listen (see `channel::conns`): what the
-/// primary accepted and handed to us.
-struct Queue(AsyncFd<OwnedFd>);
-
-impl Queue {
-    fn new(fd: OwnedFd) -> io::Result<Queue> {
-        crate::sys::async_fd(fd).map(Queue)
-    }
-
-    /// Takes the next connection; `None` once the primary closed the queue.
-    /// Cancel safe: a connection is taken only in the poll that returns it.
-    async fn take(&self) -> io::Result<Option<OwnedFd>> {
-        loop {
-            let mut guard = self.0.readable().await?;
-            if let Ok(got) = guard.try_io(|fd| conns::take(fd.as_fd())) {
-                return got;
-            }
         }
     }
 }
@@ -220,8 +201,10 @@ impl Listener {
     /// # Errors
     /// What `accept(2)` says on a shared socket (EMFILE...). A hand-off
     /// listener fails with EMFILE when this worker is at its open-files
-    /// limit (the connection it was taking is lost; retry after a pause,
-    /// as `axum::serve` does).
+    /// limit: the connection stays queued (it is not lost), so retry after
+    /// a pause, as `axum::serve` and [`Worker::serve`](crate::Worker::serve)
+    /// do. Either is counted and reported at warning level (even without
+    /// HERD_LOG), at most every 10 s.
     pub async fn accept(&mut self) -> io::Result<(Connection, PeerAddr)> {
         loop {
             if self.shared.is_closed() {
@@ -235,7 +218,7 @@ impl Listener {
             let got = tokio::select! {
                 biased;
                 _ = shared.wait_closed() => None,
-                got = accept_from(&mut self.source) => Some(got),
+                got = accept_from(&mut self.source, &shared) => Some(got),
             };
             match got {
                 None | Some(Ok(None)) => {
@@ -271,17 +254,28 @@ impl Drop for Listener {
 }
 
 /// One accept; `Ok(None)` when the listener is closed for good.
-async fn accept_from(source: &mut Source) -> io::Result<Option<(Io, PeerAddr)>> {
+async fn accept_from(
+    source: &mut Source,
+    shared: &ListenerShared,
+) -> io::Result<Option<(Io, PeerAddr)>> {
+    // A socket's accept at the open-files limit leaves the connection in
+    // the kernel's queue.
+    let in_backlog = |e: io::Error| {
+        if at_fd_limit(&e) {
+            warn_at_fd_limit("waits in the kernel's queue of the shared socket");
+        }
+        e
+    };
     match source {
         Source::Closed => Ok(None),
         // A queue the primary closed is dropped: the socket goes on.
         Source::Tcp(l, queue) => loop {
             tokio::select! {
                 r = l.accept() => {
-                    let (s, a) = r?;
+                    let (s, a) = r.map_err(in_backlog)?;
                     return Ok(Some((Io::Tcp(s), PeerAddr::Tcp(a))));
                 }
-                r = next_handed(queue.as_ref(), false), if queue.is_some() => match r {
+                r = next_handed(queue.as_ref(), shared, false), if queue.is_some() => match r {
                     Ok(Some(pair)) => return Ok(Some(pair)),
                     Ok(None) => *queue = None,
                     Err(e) => return Err(e),
@@ -289,21 +283,25 @@ async fn accept_from(source: &mut Source) -> io::Result<Option<(Io, PeerAddr)>> 
             }
         },
         Source::Unix(l) => {
-            let (s, _) = l.accept().await?;
+            let (s, _) = l.accept().await.map_err(in_backlog)?;
             Ok(Some((Io::Unix(s), PeerAddr::Unix)))
         }
-        Source::Handoff { queue, unix } => next_handed(Some(queue), *unix).await,
+        Source::Handoff { queue, unix } => next_handed(Some(queue), shared, *unix).await,
     }
 }
 
 /// The next connection from our queue, taken (and so ours); `Ok(None)`
 /// when there is no queue or the primary closed it. Cancel safe.
-async fn next_handed(queue: Option<&Queue>, unix: bool) -> io::Result<Option<(Io, PeerAddr)>> {
+async fn next_handed(
+    queue: Option<&Queue>,
+    shared: &ListenerShared,
+    unix: bool,
+) -> io::Result<Option<(Io, PeerAddr)>> {
     let Some(queue) = queue else {
         return Ok(None);
     };
     loop {
-        let Some(fd) = queue.take().await? else {
+        let Some(fd) = queue.take(shared).await? else {
             return Ok(None);
         };
         let made = if unix {
@@ -319,9 +317,7 @@ async fn next_handed(queue: Option<&Queue>, unix: bool) -> io::Result<Option<(Io
         };
         match made {
             Ok(pair) => return Ok(Some(pair)),
-            Err(e) => {
-                tracing::debug!(error = %e, "dropping a handed-off connection that cannot be used")
-            }
+            Err(e) => warn_lost(&e),
         }
     }
 }
@@ -462,8 +458,13 @@ impl axum::serve::Listener for Listener {
                 Ok(pair) => return pair,
                 Err(e) if is_connection_error(&e) => continue,
                 Err(e) => {
-                    // EMFILE and friends: retrying at once would spin.
-                    tracing::warn!(error = %e, "accept failed; retrying in {backoff:?}");
+                    // EMFILE and friends: retrying at once would spin (the
+                    // open-files limit is reported where it is met).
+                    if at_fd_limit(&e) {
+                        tracing::debug!(error = %e, "accept failed; retrying in {backoff:?}");
+                    } else {
+                        tracing::warn!(error = %e, "accept failed; retrying in {backoff:?}");
+                    }
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(1));
                 }

@@ -20,9 +20,12 @@
 mod busy;
 mod heartbeat;
 mod listener;
+mod queue;
 mod requests;
 #[cfg(feature = "axum")]
 mod serve;
+#[cfg(feature = "axum")]
+mod serve_conn;
 
 use std::collections::HashMap;
 use std::io;
@@ -35,8 +38,8 @@ use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::addr::ListenOptions;
-use crate::channel::wire::{Control, Kind, VERSION};
-use crate::channel::{Frame, Outbox, Reader};
+use crate::channel::wire::{Control, Kind, DEFAULT_MAX_BODY, MAX_BODY, MIN_BODY, VERSION};
+use crate::channel::{Frame, Limits, Outbox, Reader};
 use crate::message::Message;
 use crate::sched::ListenAddr;
 use crate::{Error, ENV_CHANNEL_FD, ENV_WORKER_ID};
@@ -46,7 +49,7 @@ use listener::ListenerShared;
 pub use listener::{Connection, Listener, PeerAddr};
 pub use requests::{quantile_ms, LATENCY_BOUNDS_MS};
 #[cfg(feature = "axum")]
-pub use serve::LINGER;
+pub use serve::{ServeOptions, LINGER};
 
 /// A worker process's link to its primary. Cheap to clone; every clone is
 /// the same link.
@@ -125,7 +128,12 @@ impl Worker {
         .map_err(|e| Error::io("channel descriptor", e))?;
         let stream =
             crate::channel::unix_stream(fd).map_err(|e| Error::io("channel descriptor", e))?;
-        let outbox = Outbox::start(stream.clone());
+        // What the primary accepts, we send; and accept as much from it.
+        let max_body = std::env::var(crate::ENV_MAX_FRAME)
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok())
+            .map_or(DEFAULT_MAX_BODY, |n| n.clamp(MIN_BODY, MAX_BODY));
+        let outbox = Outbox::start(stream.clone(), max_body);
         let (msg_tx, msg_rx) = mpsc::unbounded_channel();
         let worker = Worker {
             inner: Arc::new(Inner {
@@ -149,7 +157,12 @@ impl Worker {
             },
             Vec::new(),
         )?;
-        tokio::spawn(read_loop(worker.clone(), Reader::new(stream), msg_tx));
+        let limits = Limits {
+            max_body,
+            frame_timeout: None,
+        };
+        let reader = Reader::with_limits(stream, limits);
+        tokio::spawn(read_loop(worker.clone(), reader, msg_tx));
         let every = std::env::var(crate::ENV_HEARTBEAT_MS)
             .ok()
             .and_then(|v| v.parse::<u64>().ok())
@@ -167,6 +180,17 @@ impl Worker {
     }
 
     /// Sends a message to the primary. Messages arrive in order.
+    ///
+    /// Waits while more than 8 MiB wait to be written, which is also what
+    /// happens while the primary holds this worker back because its
+    /// messages are not being consumed there (the primary's
+    /// `Settings::message_queue`): nothing is dropped.
+    ///
+    /// # Errors
+    /// [`Error::ChannelClosed`] once the channel is closed;
+    /// [`Error::Codec`] if `msg` cannot be encoded; [`Error::TooLarge`] if
+    /// it is larger than the primary accepts (its `max_frame`, 17 MiB by
+    /// default).
     pub async fn send<T: Serialize + ?Sized>(&self, msg: &T) -> Result<(), Error> {
         self.inner.outbox.user(msg).await
     }

@@ -1,52 +1,165 @@
 //! [`Worker::serve`]: axum on a herd listener, with a graceful disconnect
-//! that drops no keep-alive request.
+//! that drops no keep-alive request, and timeouts for clients that are
+//! slow to send a request or idle too long, so that none of them can hold
+//! a disconnecting worker (and so a reload) until its grace runs out.
 
 use std::io;
 use std::time::Duration;
 
-use super::{Listener, Worker};
+use super::{serve_conn, Listener, Worker};
 
 /// How long [`Worker::serve`] lets idle keep-alive connections linger after a
 /// disconnect begins, so that clients still using them get one last answer
 /// with `Connection: close` instead of a reset.
 pub const LINGER: Duration = Duration::from_secs(1);
+
+/// How [`Worker::serve_with`] treats slow and idle clients.
+///
+/// - **Header timeout** (default 30 s): a client has this long to send a
+///   whole request head: from the moment it connects for its first
+///   request, from the first byte of each later one on the same
+///   connection. Past it the connection is closed. This is what a client
+///   holding a partial request (slowloris) gets, and what bounds how long
+///   it can keep a disconnecting worker alive.
+/// - **Idle timeout** (default 75 s): a keep-alive connection with no
+///   request under way is closed after this long.
+///
+/// A request being handled, and its response being written, are never
+/// timed out by either: that is the application's business. The defaults
+/// are those of common servers (nginx closes keep-alive connections after
+/// 75 s; Go's and hyper's header timeouts are 30 s and less). `None`
+/// turns a timeout off.
+///
+/// ```
+/// use std::time::Duration;
+/// let o = herd::ServeOptions::new().header_timeout(Duration::from_secs(10)).idle_timeout(None);
+/// assert_eq!(o, herd::ServeOptions::new().idle_timeout(None).header_timeout(Duration::from_secs(10)));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServeOptions {
+    pub(crate) header_timeout: Option<Duration>,
+    pub(crate) idle_timeout: Option<Duration>,
+}
+
+impl Default for ServeOptions {
+    fn default() -> ServeOptions {
+        ServeOptions {
+            header_timeout: Some(ServeOptions::DEFAULT_HEADER_TIMEOUT),
+            idle_timeout: Some(ServeOptions::DEFAULT_IDLE_TIMEOUT),
+        }
+    }
+}
+
+impl ServeOptions {
+    /// The header timeout unless set: 30 s.
+    pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+    /// The idle timeout unless set: 75 s.
+    pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(75);
+
+    /// The defaults: 30 s to send a request head, 75 s idle.
+    pub fn new() -> ServeOptions {
+        ServeOptions::default()
+    }
+
+    /// How long a client may take to send a request head; `None` for no
+    /// limit.
+    pub fn header_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
+        self.header_timeout = timeout.into();
+        self
+    }
+
+    /// How long a keep-alive connection may wait for its next request;
+    /// `None` for no limit.
+    pub fn idle_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
+        self.idle_timeout = timeout.into();
+        self
+    }
+}
+
 impl Worker {
     /// Serves `app` on `listener` with axum until the worker disconnects,
-    /// without the keep-alive race that drops requests on a reload.
+    /// without the keep-alive race that drops requests on a reload, and
+    /// with the default [`ServeOptions`] (30 s to send a request head, 75 s
+    /// idle).
     ///
     /// A plain `with_graceful_shutdown` closes idle keep-alive connections
     /// at once, and a client that sent its next request at that moment sees
     /// a reset. Here, once the disconnect begins every response carries
     /// `Connection: close` (so busy clients move to another worker after the
     /// request they are making), and only connections still idle after
-    /// [`LINGER`] are closed.
-    #[cfg(feature = "axum")]
+    /// [`LINGER`] are closed. A client that holds a partial request is cut
+    /// at the header timeout, disconnecting or not.
+    ///
+    /// # Errors
+    /// None today: accept errors are retried (with a pause for EMFILE and
+    /// the like) and a connection's error ends that connection only.
     pub async fn serve(&self, listener: Listener, app: axum::Router) -> io::Result<()> {
-        use axum::http::{header, HeaderValue};
-        let w = self.clone();
-        // One layer: counts each request and its duration (for heartbeats)
-        // and, once the disconnect begins, says `Connection: close`.
-        let app = app.layer(axum::middleware::from_fn(
-            move |req: axum::extract::Request, next: axum::middleware::Next| {
-                let counted = w.inner.requests.begin();
-                let w = w.clone();
-                async move {
-                    let mut res = next.run(req).await;
-                    drop(counted);
-                    if w.is_disconnecting() {
-                        res.headers_mut()
-                            .insert(header::CONNECTION, HeaderValue::from_static("close"));
-                    }
-                    res
-                }
-            },
-        ));
-        let disconnecting = self.disconnecting();
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                disconnecting.await;
-                tokio::time::sleep(LINGER).await;
-            })
+        self.serve_with(listener, app, ServeOptions::default())
             .await
     }
+
+    /// [`serve`](Self::serve) with these timeouts.
+    ///
+    /// # Errors
+    /// As [`serve`](Self::serve).
+    pub async fn serve_with(
+        &self,
+        mut listener: Listener,
+        app: axum::Router,
+        options: ServeOptions,
+    ) -> io::Result<()> {
+        let app = close_when_disconnecting(self, app);
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        // Each connection's task holds a sender: all are gone when the
+        // receiver sees the channel closed.
+        let (open, mut all_closed) = tokio::sync::mpsc::channel::<()>(1);
+        let disconnecting = self.disconnecting();
+        let linger = async move {
+            disconnecting.await;
+            tokio::time::sleep(LINGER).await;
+        };
+        tokio::pin!(linger);
+        loop {
+            tokio::select! {
+                () = &mut linger => break,
+                (conn, _peer) = axum::serve::Listener::accept(&mut listener) => {
+                    let (app, stopped, open) = (app.clone(), stopped.clone(), open.clone());
+                    tokio::spawn(async move {
+                        serve_conn::serve(conn, app, options, stopped).await;
+                        drop(open);
+                    });
+                }
+            }
+        }
+        // Past the linger: idle connections close, busy ones after their
+        // response; partial requests at their header timeout.
+        drop(listener);
+        let _ = stop.send(true);
+        drop(open);
+        let _ = all_closed.recv().await;
+        Ok(())
+    }
+}
+
+/// `app` in one layer that counts each request and its duration (for the
+/// heartbeats) and, once the worker is disconnecting, says
+/// `Connection: close` on every response.
+fn close_when_disconnecting(worker: &Worker, app: axum::Router) -> axum::Router {
+    use axum::http::{header, HeaderValue};
+    let w = worker.clone();
+    app.layer(axum::middleware::from_fn(
+        move |req: axum::extract::Request, next: axum::middleware::Next| {
+            let counted = w.inner.requests.begin();
+            let w = w.clone();
+            async move {
+                let mut res = next.run(req).await;
+                drop(counted);
+                if w.is_disconnecting() {
+                    res.headers_mut()
+                        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                }
+                res
+            }
+        },
+    ))
 }
