@@ -2,6 +2,10 @@
 //! told what happened (the core's `Ready` and `Exit`, a tick, a command),
 //! always with the time `now`, and acts through a [`Core`]. No runtime, no
 //! clock of its own: the unit tests drive it with later `Instant`s.
+//!
+//! Over 500 lines: the slot states and the machine's fields are one
+//! definition each, and belong together; what the machine does is split
+//! by concept into the files of `machine/`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -417,34 +421,6 @@ impl<C: Core> Machine<C> {
         Ok(id)
     }
 
-    /// Marks the host down (health answers "draining", the workers keep
-    /// serving) or up again.
-    pub fn mark_down(&mut self, down: bool, now: Instant) {
-        if self.marked_down != down {
-            tracing::info!("marked {}", if down { "down" } else { "up" });
-        }
-        self.marked_down = down;
-        self.settle(now);
-    }
-
-    /// What a load balancer should be told now.
-    pub fn health(&self) -> Health {
-        if self.stopping || self.marked_down || self.drain_reload.is_some() {
-            Health::Draining
-        } else if self.ready_count() >= self.cfg.workers {
-            Health::Up
-        } else {
-            Health::Down
-        }
-    }
-
-    /// A reload ended: a reload through health lifts its mark.
-    fn reload_ended(&mut self, id: u64) {
-        if self.drain_reload.as_ref().is_some_and(|d| d.id == id) {
-            self.drain_reload = None;
-        }
-    }
-
     /// Keeps `n` workers (at least 1) from now on.
     pub fn scale(&mut self, n: usize, now: Instant) {
         let n = n.max(1);
@@ -550,3 +526,6 @@ mod rolling;
 
 /// The status the machine publishes.
 mod view;
+
+/// Health: the verdict, the operator's mark, reloads through health.
+mod verdict;
