@@ -133,14 +133,7 @@ pub fn run(args: RunArgs, format: LogFormat) -> Result<i32> {
     let passed = herd::systemd::listen_fds()
         .map_err(|e| anyhow!("cannot take the sockets systemd passed: {e}"))?;
     let manager = ServiceManager::from_env();
-    for k in [
-        "LISTEN_FDS",
-        "LISTEN_PID",
-        "LISTEN_FDNAMES",
-        "NOTIFY_SOCKET",
-        "WATCHDOG_USEC",
-        "WATCHDOG_PID",
-    ] {
+    for k in herd::systemd::MANAGER_VARIABLES {
         std::env::remove_var(k);
     }
     let sources = match_sockets(&cfg.listens, passed)?;

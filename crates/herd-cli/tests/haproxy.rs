@@ -1,6 +1,6 @@
 //! Behind a real load balancer: HAProxy (Debian's package) in front of two
 //! herd hosts on loopback ports, each `herd run -w 2 --monitor ...
-//! --drain-delay 1s --reload-via-health -- node examples/server.js`, with
+//! --drain-delay 2s --reload-via-health -- node examples/server.js`, with
 //! `option httpchk GET /ecv` on each host's monitor port (or herd's agent
 //! check). Under wrk through HAProxy (keep-alive), marking a host down, a
 //! rolling reload of a host and SIGTERM to a host each fail no request: the
@@ -19,7 +19,7 @@ use std::time::Instant;
 
 const TOKEN: &str = "haproxy-test-token";
 /// Longer than HAProxy takes to see a host down (fall 2 × inter 100ms).
-const DRAIN_DELAY: &str = "1s";
+const DRAIN_DELAY: &str = "2s";
 
 /// One herd host: its cluster, the address it serves and its monitor.
 struct Host {
@@ -238,7 +238,7 @@ fn agent_check_drains_a_marked_down_host_without_a_failed_request() {
 )]
 fn rolling_reload_through_health_fails_no_request() {
     let (a, _b, lb) = two_hosts(false);
-    let mut wrk = Wrk::start(&lb.url(), 5);
+    let mut wrk = Wrk::start(&lb.url(), 7);
     lb.wait_traffic(&["a", "b"], 200);
     let t0 = Instant::now();
     let reload = {
@@ -289,7 +289,7 @@ fn rolling_reload_through_health_fails_no_request() {
 )]
 fn sigterm_to_a_host_fails_no_request() {
     let (_a, mut b, lb) = two_hosts(false);
-    let mut wrk = Wrk::start(&lb.url(), 5);
+    let mut wrk = Wrk::start(&lb.url(), 7);
     lb.wait_traffic(&["a", "b"], 200);
     let t0 = Instant::now();
     b.herd.signal(nix::sys::signal::Signal::SIGTERM);

@@ -204,14 +204,14 @@ fn on_sigterm_health_turns_503_before_the_first_worker_is_asked_to_disconnect() 
 
 #[test]
 fn a_crash_shows_in_status_and_metrics_with_its_restart_and_reason() {
-    let (mut c, _addr, base) = monitored(2, 2, &[("FIXTURE_HEARTBEAT_MS", "200")]);
+    let (mut c, _addr, base) = monitored(2, 2, &[("FIXTURE_HEARTBEAT_MS", "1000")]);
     // A crash: killed from outside, not asked to leave.
     let pid = nix::unistd::Pid::from_raw(c.worker_pid(1) as i32);
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).unwrap();
     c.expect_event("exit", 1);
     // Within one heartbeat of the exit, /status says so.
     let mut status = Value::Null;
-    let seen = wait_until(Duration::from_millis(200), || {
+    let seen = wait_until(Duration::from_millis(1000), || {
         status = serde_json::from_str(&get(&format!("{base}/status")).1).unwrap();
         status["slots"][0]["restarts"] == 1
     });

@@ -22,6 +22,18 @@ use std::time::Duration;
 
 use crate::Error;
 
+/// The variables a service manager gives the process it starts: taken by
+/// the primary (and removed while it is single-threaded), never passed on
+/// to a worker, which gets its own values of some.
+pub const MANAGER_VARIABLES: [&str; 6] = [
+    "LISTEN_FDS",
+    "LISTEN_PID",
+    "LISTEN_FDNAMES",
+    "NOTIFY_SOCKET",
+    "WATCHDOG_USEC",
+    "WATCHDOG_PID",
+];
+
 /// The first descriptor number of passed sockets (`SD_LISTEN_FDS_START`).
 pub const LISTEN_FDS_START: i32 = 3;
 

@@ -69,7 +69,7 @@ fn family<M: EncodeMetric>(
 
 fn worker_labels(w: &super::status::Worker) -> Labels {
     vec![
-        ("worker", w.id.to_string()),
+        ("worker", w.status.id.to_string()),
         (
             "slot",
             w.slot.map_or_else(|| "leaving".into(), |s| s.to_string()),
@@ -114,12 +114,12 @@ impl Collector for Snapshot {
                 let n = d
                     .workers
                     .iter()
-                    .filter(|w| !w.leaving && w.state.name() == *s)
+                    .filter(|w| !w.status.leaving && w.status.state.name() == *s)
                     .count();
                 (vec![("state", s.to_string())], ConstGauge::new(n as i64))
             })
             .collect();
-        let leaving = d.workers.iter().filter(|w| w.leaving).count();
+        let leaving = d.workers.iter().filter(|w| w.status.leaving).count();
         count.push((
             vec![("state", "leaving".into())],
             ConstGauge::new(leaving as i64),
@@ -176,9 +176,12 @@ impl Collector for Snapshot {
             "process_resident_memory_bytes",
             "Resident memory of each worker",
             MetricType::Gauge,
-            d.workers
-                .iter()
-                .filter_map(|w| Some((worker_labels(w), ConstGauge::new(w.rss_bytes? as i64)))),
+            d.workers.iter().filter_map(|w| {
+                Some((
+                    worker_labels(w),
+                    ConstGauge::new(w.status.rss_bytes? as i64),
+                ))
+            }),
         )?;
         family(
             &mut e,
@@ -187,7 +190,7 @@ impl Collector for Snapshot {
             MetricType::Counter,
             d.workers
                 .iter()
-                .filter_map(|w| Some((worker_labels(w), ConstCounter::new(w.cpu_secs?)))),
+                .filter_map(|w| Some((worker_labels(w), ConstCounter::new(w.status.cpu_secs?)))),
         )?;
         family(
             &mut e,
@@ -196,16 +199,19 @@ impl Collector for Snapshot {
             MetricType::Gauge,
             d.workers
                 .iter()
-                .map(|w| (worker_labels(w), ConstGauge::new(w.uptime_secs))),
+                .map(|w| (worker_labels(w), ConstGauge::new(w.status.uptime_secs))),
         )?;
         family(
             &mut e,
             "herd_worker_connections",
             "Open connections of each worker",
             MetricType::Gauge,
-            d.workers
-                .iter()
-                .filter_map(|w| Some((worker_labels(w), ConstGauge::new(w.connections? as i64)))),
+            d.workers.iter().filter_map(|w| {
+                Some((
+                    worker_labels(w),
+                    ConstGauge::new(w.status.connections? as i64),
+                ))
+            }),
         )?;
         family(
             &mut e,
@@ -214,7 +220,7 @@ impl Collector for Snapshot {
             MetricType::Counter,
             d.workers
                 .iter()
-                .filter_map(|w| Some((worker_labels(w), ConstCounter::new(w.handled?)))),
+                .filter_map(|w| Some((worker_labels(w), ConstCounter::new(w.status.handled?)))),
         )?;
         family(
             &mut e,
@@ -223,16 +229,19 @@ impl Collector for Snapshot {
             MetricType::Counter,
             d.workers
                 .iter()
-                .filter_map(|w| Some((worker_labels(w), ConstCounter::new(w.requests?)))),
+                .filter_map(|w| Some((worker_labels(w), ConstCounter::new(w.status.requests?)))),
         )?;
         family(
             &mut e,
             "herd_worker_requests_in_flight",
             "Requests each worker is serving now",
             MetricType::Gauge,
-            d.workers
-                .iter()
-                .filter_map(|w| Some((worker_labels(w), ConstGauge::new(w.in_flight? as i64)))),
+            d.workers.iter().filter_map(|w| {
+                Some((
+                    worker_labels(w),
+                    ConstGauge::new(w.status.in_flight? as i64),
+                ))
+            }),
         )?;
         {
             let mut metric = e.encode_descriptor(
@@ -242,7 +251,7 @@ impl Collector for Snapshot {
                 MetricType::Histogram,
             )?;
             for w in &d.workers {
-                let Some((counts, sum)) = &w.latency else {
+                let Some((counts, sum)) = &w.status.latency else {
                     continue;
                 };
                 let labels = worker_labels(w);
@@ -253,7 +262,7 @@ impl Collector for Snapshot {
                     .zip(counts.iter().copied())
                     .collect();
                 buckets.truncate(counts.len());
-                let count = counts.iter().sum();
+                let count = counts.iter().fold(0u64, |a, b| a.saturating_add(*b));
                 metric
                     .encode_family(&labels)?
                     .encode_histogram::<prometheus_client::encoding::NoLabelSet>(

@@ -94,9 +94,11 @@ pub(crate) async fn handle(ctx: &Ctx, req: Request<Incoming>, local: Option<Sock
             }
             if path.ends_with("/markDown") {
                 ctx.sup.mark_down();
+                ctx.sup.marked(true).await;
                 text(StatusCode::OK, "marked down: health answers 503 while the workers keep serving")
             } else if path.ends_with("/markUp") {
                 ctx.sup.mark_up();
+                ctx.sup.marked(false).await;
                 text(StatusCode::OK, "marked up")
             } else if path == "/reload" {
                 match ctx.sup.reload().await {

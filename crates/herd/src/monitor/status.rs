@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use crate::primary::ListenStatus;
 use crate::supervise::{ClusterStatus, Health, LastExit, ReloadStatus, SlotStatus};
-use crate::WorkerState;
+use crate::WorkerStatus;
 
 /// The `/status` document: the cluster's figures at the top, then its
 /// listeners, slots and workers.
@@ -28,33 +28,16 @@ pub(crate) struct Document {
     pub workers: Vec<Worker>,
 }
 
+/// One worker in the document: the core's view, and its slot's.
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct Worker {
-    pub id: u32,
-    pub pid: u32,
+    #[serde(flatten)]
+    pub status: WorkerStatus,
     /// Its slot; none for a worker on its way out.
     pub slot: Option<usize>,
-    pub state: WorkerState,
-    pub leaving: bool,
-    pub foreign: bool,
-    pub uptime_secs: f64,
-    pub rss_bytes: Option<u64>,
-    pub cpu_secs: Option<f64>,
-    pub connections: Option<u64>,
-    pub handled: Option<u64>,
-    pub requests: Option<u64>,
-    pub requests_per_sec: Option<f64>,
-    pub in_flight: Option<u64>,
-    pub latency_p50_ms: Option<f64>,
-    pub latency_p99_ms: Option<f64>,
-    #[serde(skip)]
-    pub latency: Option<(Vec<u64>, f64)>,
-    pub heartbeat_age_secs: Option<f64>,
     /// Workers started in its slot before it (crashes, recycles, reloads).
     pub restarts: u32,
     pub last_exit: Option<LastExit>,
-    /// What the worker says of itself (`STATUS=`, or its status fields).
-    pub status: Option<String>,
 }
 
 impl Document {
@@ -65,27 +48,10 @@ impl Document {
             .map(|w| {
                 let slot = s.slot_of(w.id);
                 Worker {
-                    id: w.id,
-                    pid: w.pid,
+                    status: w.clone(),
                     slot: slot.map(|s| s.slot),
-                    state: w.state,
-                    leaving: w.leaving,
-                    foreign: w.foreign,
-                    uptime_secs: w.uptime_secs,
-                    rss_bytes: w.rss_bytes,
-                    cpu_secs: w.cpu_secs,
-                    connections: w.connections,
-                    handled: w.handled,
-                    requests: w.requests,
-                    requests_per_sec: w.requests_per_sec,
-                    in_flight: w.in_flight,
-                    latency_p50_ms: w.latency_p50_ms,
-                    latency_p99_ms: w.latency_p99_ms,
-                    latency: w.latency.clone(),
-                    heartbeat_age_secs: w.heartbeat_age_secs,
                     restarts: slot.map_or(0, |s| s.restarts + s.reloads),
                     last_exit: slot.and_then(|s| s.last_exit.clone()),
-                    status: w.status.clone(),
                 }
             })
             .collect();

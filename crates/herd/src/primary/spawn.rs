@@ -16,17 +16,6 @@ use crate::foreign::ForeignReady;
 use crate::sys::{install_child_setup, ChildSetup};
 use crate::{Error, ENV_CHANNEL_FD, ENV_HEARTBEAT_MS, ENV_MAX_FRAME, ENV_WORKER_ID};
 
-/// Variables of the primary's own service manager, which no worker may
-/// take for its own: a foreign worker gets its own values of some.
-const MANAGER_VARS: [&str; 6] = [
-    "LISTEN_FDS",
-    "LISTEN_PID",
-    "LISTEN_FDNAMES",
-    "NOTIFY_SOCKET",
-    "WATCHDOG_USEC",
-    "WATCHDOG_PID",
-];
-
 /// What differs between the two kinds of worker at start.
 struct Kind {
     /// The program (named in an exec error), its arguments, and the
@@ -120,7 +109,9 @@ impl Primary {
         // the settings' and this fork's environment; then herd's own.
         let mut cmd = std::process::Command::new(&kind.program);
         cmd.args(&kind.args);
-        for k in MANAGER_VARS.iter().chain(&[
+        for k in crate::systemd::MANAGER_VARIABLES.iter().chain(&[
+            // The monitor's secret is the primary's alone.
+            "HERD_MONITOR_TOKEN",
             ENV_CHANNEL_FD,
             ENV_HEARTBEAT_MS,
             ENV_MAX_FRAME,
@@ -146,10 +137,19 @@ impl Primary {
                 parent_pid: std::process::id() as i32,
             },
         );
-        let child = self.inner.forker.spawn(cmd).map_err(|source| Error::Exec {
-            path: kind.program.clone(),
-            source,
-        })?;
+        let child = match self.inner.forker.spawn(cmd) {
+            Ok(c) => c,
+            Err(source) => {
+                // The channel's writer task holds its end open until told.
+                if let Link::Channel(outbox) = &kind.link {
+                    outbox.close();
+                }
+                return Err(Error::Exec {
+                    path: kind.program.clone(),
+                    source,
+                });
+            }
+        };
         // The child has its copies.
         kind.handed.clear();
         Ok((child, kind))

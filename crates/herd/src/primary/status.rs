@@ -106,10 +106,15 @@ impl Heartbeat {
     /// What a worker's heartbeat says, with its interval's figures from
     /// the one before (`prev`, and when it came).
     pub(crate) fn from_beat(
-        b: Beat,
+        mut b: Beat,
         prev: Option<&(Instant, Heartbeat)>,
         now: Instant,
     ) -> Heartbeat {
+        // What a worker sends is checked: a histogram of another shape is
+        // no histogram.
+        if b.latency_buckets.len() != crate::worker::LATENCY_BOUNDS_MS.len() + 1 {
+            b.latency_buckets.clear();
+        }
         let cpu_per_sec = prev.and_then(|(at, p)| {
             let dt = now.saturating_duration_since(*at).as_secs_f64();
             (dt > 0.0).then(|| b.cpu_ms.saturating_sub(p.cpu_ms) as f64 / 1000.0 / dt)

@@ -288,9 +288,9 @@ impl WorkerHandle {
 
     pub(crate) fn heartbeat(&self, beat: Beat) {
         let now = Instant::now();
-        let mut b = self.shared.beat.lock().unwrap();
-        let next = Heartbeat::from_beat(beat, b.as_ref(), now);
-        *b = Some((now, next));
+        let prev = self.shared.beat.lock().unwrap().clone();
+        let next = Heartbeat::from_beat(beat, prev.as_ref(), now);
+        *self.shared.beat.lock().unwrap() = Some((now, next));
     }
 
     /// A foreign worker's heartbeat: the time moves, the contents stay.

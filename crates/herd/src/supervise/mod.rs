@@ -258,6 +258,15 @@ impl Supervisor {
         self.send(Command::MarkDown(false));
     }
 
+    /// Waits until the status says the host is marked `down` (or up), as
+    /// asked just before: what a caller that then reads health needs.
+    /// Bounded (2 s), and at once when the supervisor is not running.
+    pub async fn marked(&self, down: bool) {
+        let mut rx = self.shared.state.subscribe();
+        let wait = rx.wait_for(|s| s.status.marked_down == down);
+        let _ = tokio::time::timeout(Duration::from_secs(2), wait).await;
+    }
+
     /// Kills every worker now (what a second TERM does); `run` returns 1.
     pub fn kill(&self) {
         self.send(Command::Kill);

@@ -87,7 +87,7 @@ impl Drop for InFlight {
 /// Prometheus's `histogram_quantile`); `None` for an empty one. Past the
 /// last bound, the last bound.
 pub fn quantile_ms(buckets: &[u64], q: f64) -> Option<f64> {
-    let total: u64 = buckets.iter().sum();
+    let total = buckets.iter().fold(0u64, |a, b| a.saturating_add(*b));
     if total == 0 {
         return None;
     }
@@ -99,7 +99,7 @@ pub fn quantile_ms(buckets: &[u64], q: f64) -> Option<f64> {
             let lower = if i == 0 {
                 0.0
             } else {
-                LATENCY_BOUNDS_MS[i - 1]
+                LATENCY_BOUNDS_MS.get(i - 1).copied().unwrap_or(5000.0)
             };
             let Some(&upper) = LATENCY_BOUNDS_MS.get(i) else {
                 return Some(lower);
@@ -133,6 +133,12 @@ mod tests {
         b[4] = 100;
         assert_eq!(quantile_ms(&b, 0.5), Some(17.5));
         assert_eq!(quantile_ms(&b, 0.99), Some(10.0 + 15.0 * 0.99));
+        // More buckets than bounds (a worker's own heartbeat), or huge
+        // counts: an answer, never a panic.
+        let mut odd = vec![0u64; 20];
+        odd[15] = u64::MAX;
+        odd[16] = u64::MAX;
+        assert_eq!(quantile_ms(&odd, 0.5), Some(5000.0));
         // One very slow one: the p99 stays in the bulk, the max bucket is
         // capped at the last bound.
         b[12] = 1;

@@ -24,6 +24,15 @@ impl<C: Core> Machine<C> {
                 self.finish_reload(now);
             }
             match self.next_reload.take() {
+                // A reload through health drains first, queued or not.
+                Some(id) if !self.stopping && self.cfg.reload_via_health => {
+                    self.drain_reload = Some(super::DrainReload {
+                        id,
+                        at: super::later(now, self.cfg.drain_delay),
+                        begun: false,
+                    });
+                    break;
+                }
                 Some(id) if !self.stopping => self.begin_reload(id, now),
                 _ => break,
             }

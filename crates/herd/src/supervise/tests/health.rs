@@ -88,3 +88,27 @@ fn a_shutdown_answers_draining_and_cancels_a_reload_still_draining() {
     r.at(600).tick();
     assert!(r.calls().is_empty(), "no reload after the stop");
 }
+
+#[test]
+fn a_reload_queued_behind_a_reload_through_health_drains_first_too() {
+    let mut r = ready_cluster(quiet(1).reload_via_health(true).drain_delay(ms(500)));
+    let first = r.m.reload(r.now).unwrap();
+    r.at(500).tick();
+    assert_eq!(r.calls(), vec![Call::Successor { old: 1, new: 2 }]);
+    // Asked while the first replaces: it waits, and then drains again.
+    let second = r.m.reload(r.now).unwrap();
+    assert_ne!(first, second);
+    r.at(600).ready(2);
+    assert_eq!(r.m.take_outcomes().len(), 1, "the first finished");
+    assert_eq!(r.m.health(), Health::Draining, "marked down for the second");
+    assert_eq!(
+        r.calls(),
+        vec![Call::Disconnect(1)],
+        "nothing replaced during its drain delay"
+    );
+    r.at(1100).tick();
+    assert_eq!(r.calls(), vec![Call::Successor { old: 2, new: 3 }]);
+    r.at(1200).ready(3);
+    assert_eq!(r.m.take_outcomes()[0].0, second);
+    assert_eq!(r.m.health(), Health::Up);
+}
