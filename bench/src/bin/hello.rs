@@ -2,7 +2,7 @@
 //! `bench/node/cluster_hello.js`, answering every request with `hello world`.
 //!
 //! ```text
-//! hello [ADDR] [--workers N] [--plain]
+//! hello [ADDR] [--workers N] [--plain] [--monitor]
 //! ```
 //!
 //! - `ADDR`: where to listen (default `127.0.0.1:0`: a free port, shared by
@@ -12,6 +12,14 @@
 //! - `--plain`: no herd at all. One process serves the same axum app on a
 //!   tokio `TcpListener`, with the same runtime as a herd worker: the
 //!   baseline of the keep-alive benchmark.
+//! - `--monitor`: what an operator turns on to watch the cluster, for the
+//!   `monitor` and `metrics64` benchmarks. The primary runs the workers
+//!   under a [`Supervisor`] and serves [`herd::Monitor`] on a free loopback
+//!   port; each worker serves the same app through [`Worker::serve`], whose
+//!   layer counts every request and its latency for the heartbeats.
+//!   Without it (the default, what every other scenario runs) workers serve
+//!   with plain `axum::serve`: no counting layer, no supervisor, no monitor.
+//!   With it there are no connection counts (no `counts` answers).
 //!
 //! Runtimes: every process runs what `#[tokio::main]` builds (a
 //! multi-threaded runtime, a thread per CPU), as herd's examples do.
@@ -24,6 +32,9 @@
 //! ```text
 //! ready port=PORT workers=N policy=POLICY pid=PID
 //! ```
+//!
+//! (with `--monitor`, once every worker is ready, and ending
+//! `monitor=IP:PORT`).
 //!
 //! Each worker counts the connections it accepted. On SIGUSR2, or a line
 //! `counts` on its standard input, the primary asks every worker (a herd
@@ -43,7 +54,8 @@ use std::time::Duration;
 
 use axum::serve::ListenerExt;
 use axum::{routing::get, Router};
-use herd::{Event, Primary, Role, Worker};
+use herd::supervise::ClusterEvent;
+use herd::{Event, Monitor, Primary, Role, Supervision, Supervisor, Worker};
 use herd_bench::Args;
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncBufReadExt;
@@ -87,7 +99,7 @@ fn app() -> Router {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = parse_args().unwrap_or_else(|e| {
-        eprintln!("hello: {e}\nusage: hello [ADDR] [--workers N] [--plain]");
+        eprintln!("hello: {e}\nusage: hello [ADDR] [--workers N] [--plain] [--monitor]");
         std::process::exit(2)
     });
     if args.plain {
@@ -101,8 +113,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 })?),
                 Err(_) => None,
             };
-            runtime(threads)?.block_on(primary(args.workers))
+            if args.monitor {
+                runtime(threads)?.block_on(monitored_primary(args.workers))
+            } else {
+                runtime(threads)?.block_on(primary(args.workers))
+            }
         }
+        Role::Worker if args.monitor => runtime(None)?.block_on(serving_worker(&args.addr)),
         Role::Worker => runtime(None)?.block_on(worker(&args.addr)),
     }
 }
@@ -197,6 +214,54 @@ async fn primary(workers: usize) -> Result<(), Box<dyn std::error::Error>> {
     }
 }
 
+/// `--monitor`: the workers under a supervisor, the monitor on a free
+/// loopback port; prints `ready ... monitor=ADDR` once every worker is
+/// ready, and exits with the supervisor's code (TERM stops it gracefully).
+async fn monitored_primary(workers: usize) -> Result<(), Box<dyn std::error::Error>> {
+    let primary = Primary::new()?;
+    let sup = Supervisor::new(
+        primary.clone(),
+        Supervision::new(workers).grace(Duration::from_secs(10)),
+    );
+    let monitor = Monitor::new("127.0.0.1:0".parse()?).start(&sup)?;
+    let mut events = sup.cluster_events();
+    let mut run = tokio::spawn(sup.run());
+    let mut port = None;
+    let mut ready = std::collections::BTreeSet::new();
+    let mut announced = false;
+    loop {
+        tokio::select! {
+            event = events.next() => match event {
+                Some(ClusterEvent::Core(Event::Listening { address, .. })) => {
+                    port.get_or_insert_with(|| address.port().map_or("?".to_string(), |p| p.to_string()));
+                }
+                Some(ClusterEvent::Core(Event::Ready { worker })) => {
+                    ready.insert(worker);
+                    if !announced && ready.len() >= workers {
+                        announced = true;
+                        println!(
+                            "ready port={} workers={workers} policy={} pid={} monitor={}",
+                            port.as_deref().unwrap_or("?"),
+                            primary.policy(),
+                            std::process::id(),
+                            monitor.local_addr()
+                        );
+                    }
+                }
+                Some(ClusterEvent::Core(Event::Exit { worker, status, exited_after_disconnect })) => {
+                    ready.remove(&worker);
+                    if !exited_after_disconnect {
+                        eprintln!("hello: worker {worker} died ({status})");
+                    }
+                }
+                Some(_) => {}
+                None => std::process::exit((&mut run).await.unwrap_or(1)),
+            },
+            code = &mut run => std::process::exit(code.unwrap_or(1)),
+        }
+    }
+}
+
 fn print_counts(answers: &BTreeMap<u32, u64>) {
     let counts: BTreeMap<String, u64> = answers.iter().map(|(w, n)| (w.to_string(), *n)).collect();
     println!("{}", serde_json::json!({ "counts": counts }));
@@ -263,6 +328,19 @@ async fn worker(addr: &str) -> Result<(), Box<dyn std::error::Error>> {
     axum::serve(listener, app())
         .with_graceful_shutdown(worker.disconnecting())
         .await?;
+    Ok(())
+}
+
+/// `--monitor`: the same app through [`Worker::serve`], which counts each
+/// request and its latency (sent with every heartbeat) in the one layer it
+/// puts in front of the app.
+async fn serving_worker(addr: &str) -> Result<(), Box<dyn std::error::Error>> {
+    let worker = Worker::connect().await?;
+    let listener = worker.listen(addr).await?;
+    worker.serve(listener, app()).await?;
+    // Serving stopped because a disconnect began: the worker exits once its
+    // last connection is done.
+    std::future::pending::<()>().await;
     Ok(())
 }
 
