@@ -24,8 +24,9 @@
 #   env: WORKERS (2), DURATION seconds per run (5), CONNS (32), ROUNDS (7),
 #        WARMUP seconds (1), SCRAPE_EVERY seconds (1)
 # Each round runs both workloads, each with and without, the order of with
-# and without swapped every round. The ratio is the median of the ratios
-# within each round (paired: the machine's drift between rounds cancels).
+# and without swapped every round. The ratios (req/s, and the workers' CPU
+# per request) are the medians of the ratios within each round (paired:
+# the machine's drift between rounds cancels).
 # Last lines:
 #   monitor-connrate: with <req/s> without <req/s> ratio <with/without>
 #   monitor-keepalive: with <req/s> without <req/s> ratio <with/without>
@@ -79,7 +80,7 @@ workers_ticks() {
 }
 
 declare -A RPS CPU WCPU ERRS
-declare -A PAIRS
+declare -A PAIRS CPU_PAIRS
 SCRAPES=0 SCRAPE_FAILS=0
 SCRAPE_TIMES=()
 machine_note
@@ -135,10 +136,12 @@ for ((round = 1; round <= ROUNDS; round++)); do
       WCPU[$key]="${WCPU[$key]:-} $wcpu"
       ERRS[$key]=$((${ERRS[$key]:-0} + WRK_ERRORS))
       THIS[$side]=$WRK_RPS
+      THIS[$side-wcpu]=$wcpu
       echo "# round $round $key: $WRK_RPS req/s, primary $shown, workers $(ratio "$wcpu" 100) us/req, $WRK_ERRORS errors$scraped" >&2
     done
     PAIRS[$load]="${PAIRS[$load]:-} $(awk -v a="${THIS[with]}" -v b="${THIS[without]}" 'BEGIN { printf "%.0f", a * 1000 / b }')"
-    echo "# round $round $load with/without $(ratio "${PAIRS[$load]##* }" 1000)" >&2
+    CPU_PAIRS[$load]="${CPU_PAIRS[$load]:-} $(awk -v a="${THIS[with-wcpu]}" -v b="${THIS[without-wcpu]}" 'BEGIN { printf "%.0f", a * 1000 / b }')"
+    echo "# round $round $load with/without $(ratio "${PAIRS[$load]##* }" 1000), workers' CPU per request $(ratio "${CPU_PAIRS[$load]##* }" 1000)" >&2
   done
 done
 
@@ -158,12 +161,13 @@ for load in "${WORKLOADS[@]}"; do
   done
 done
 for load in "${WORKLOADS[@]}"; do
-  with="wcpu_${load}_with" without="wcpu_${load}_without"
-  echo "monitor-$load-workers-us-per-req: with ${!with} without ${!without} ratio $(ratio "${!with}" "${!without}")"
+  # shellcheck disable=SC2086
+  echo "# $load with/without per round: req/s$(for p in ${PAIRS[$load]}; do printf ' %s' "$(ratio "$p" 1000)"; done), workers' CPU per request$(for p in ${CPU_PAIRS[$load]}; do printf ' %s' "$(ratio "$p" 1000)"; done)"
 done
 for load in "${WORKLOADS[@]}"; do
+  with="wcpu_${load}_with" without="wcpu_${load}_without"
   # shellcheck disable=SC2086
-  echo "# $load with/without per round:$(for p in ${PAIRS[$load]}; do printf ' %s' "$(ratio "$p" 1000)"; done)"
+  echo "monitor-$load-workers-us-per-req: with ${!with} without ${!without} ratio $(ratio "$(median ${CPU_PAIRS[$load]})" 1000)"
 done
 if [ "${#SCRAPE_TIMES[@]}" -gt 0 ]; then
   scrape_med=$(ratio "$(median "${SCRAPE_TIMES[@]}")" 1000 2)
