@@ -39,13 +39,19 @@ pub fn take_name(runtime_dir: &Path, name: &str) -> Result<NameLock> {
             Ok(NameLock { _lock: lock })
         }
         Err((mut file, nix::errno::Errno::EWOULDBLOCK)) => {
-            let mut holder = String::new();
-            let _ = file.read_to_string(&mut holder);
-            let pid = holder
-                .trim()
-                .parse::<u32>()
-                .map(|p| format!(" (pid {p})"))
-                .unwrap_or_default();
+            // The holder writes its pid just after it takes the lock: read
+            // again for a moment if it is not there yet.
+            let mut pid = String::new();
+            for _ in 0..50 {
+                let mut holder = String::new();
+                let _ = file.rewind();
+                let _ = file.read_to_string(&mut holder);
+                if let Ok(p) = holder.trim().parse::<u32>() {
+                    pid = format!(" (pid {p})");
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
             bail!(
                 "a herd named {name:?} is already running{pid}; stop it with `herd ctl --name {name} stop`, or give this one another --name"
             )
