@@ -27,7 +27,10 @@ while True:
 #[test]
 fn lines_are_whole_and_prefixed() {
     let mut h = start(&["-w", "3", "--", "python3", "-c", WRITER], &[]);
+    // stdout and stderr are two pipes (the worker's, and herd's own), so
+    // the last stderr line says nothing about stdout: wait for both ends.
     for w in 1..=3 {
+        h.wait_said(&format!("[w{w}] {w}:99:"));
         h.wait_said(&format!("[w{w}] done {w}"));
     }
     let dump = h.dump();
