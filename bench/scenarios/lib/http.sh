@@ -112,6 +112,13 @@ run_wrk() {
     exit 1
   }
   WRK_PID=
+  parse_wrk "$out"
+}
+
+# parse_wrk OUTFILE: sets WRK_RPS, WRK_REQUESTS and WRK_ERRORS from wrk's
+# output.
+parse_wrk() {
+  local out=$1
   WRK_RPS=$(awk '/^Requests\/sec:/ { printf "%.0f", $2 }' "$out")
   WRK_REQUESTS=$(awk '/ requests in / { print $1 }' "$out")
   WRK_ERRORS=$(awk '
