@@ -12,7 +12,8 @@
 //!   same shared counters and a worker handle cloned per request (herd at
 //!   commit 7eb3d07);
 //! - `map_future+static`: the same map over a `'static` reference, the
-//!   counters in one cache line per thread (herd now).
+//!   counters in one cache line per thread (the work herd does now, in the
+//!   per-request future `Worker::serve`'s hyper service makes anyway).
 //!
 //! ```text
 //! cargo run --release -p herd-bench --bin layer_cost [REQUESTS] [ROUNDS]

@@ -17,7 +17,7 @@ pub(super) async fn run(worker: Worker, every: Duration) {
     loop {
         tick.tick().await;
         let (rss, cpu_ms) = own_usage();
-        let r = worker.inner.requests.counts();
+        let r = worker.inner.counting.requests.counts();
         let beat = crate::channel::wire::Beat {
             requests: r.total,
             in_flight: r.in_flight,

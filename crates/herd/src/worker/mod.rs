@@ -70,7 +70,8 @@ struct Inner {
     listen_counts: Mutex<HashMap<ListenAddr, u32>>,
     disconnecting: watch::Sender<bool>,
     busy: Arc<Busy>,
-    requests: Arc<requests::Requests>,
+    /// Counted by `serve`, with the disconnect flag it reads.
+    counting: &'static requests::Counting,
     status: Mutex<serde_json::Map<String, serde_json::Value>>,
 }
 
@@ -146,7 +147,7 @@ impl Worker {
                 listen_counts: Mutex::new(HashMap::new()),
                 disconnecting: watch::channel(false).0,
                 busy: Arc::new(Busy::default()),
-                requests: Arc::default(),
+                counting: requests::Counting::leak(),
                 status: Mutex::new(serde_json::Map::new()),
             }),
         };
@@ -396,6 +397,10 @@ impl Worker {
     }
 
     fn begin_disconnect(&self, self_initiated: bool) {
+        self.inner
+            .counting
+            .disconnecting
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         if self.inner.disconnecting.send_replace(true) {
             return;
         }

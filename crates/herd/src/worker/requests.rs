@@ -3,8 +3,8 @@
 //! with each heartbeat, as cluster2's heartbeats carried transactions and
 //! their durations.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
 
 /// The upper bounds of the latency histogram's buckets, in milliseconds
@@ -13,13 +13,67 @@ pub const LATENCY_BOUNDS_MS: [f64; 12] = [
     1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0,
 ];
 
-/// Counts since the worker started.
-#[derive(Default)]
+/// How many sets of counters a worker keeps; each runtime thread adds to
+/// one (threads beyond this share), and a reading adds them up.
+const SHARDS: usize = 16;
+
+/// What `serve`'s layer touches on every request: the counts and the
+/// disconnect flag, `'static` (allocated once per worker, for the life of
+/// the process) so that the layer holds a plain reference, and the
+/// per-request clone of the service that hyper makes touches no reference
+/// count. Each thread counts in its own cache line: with one shared set,
+/// a worker's runtime threads took turns owning it on every request.
+pub(crate) struct Counting {
+    pub requests: Requests,
+    /// Set when the disconnect begins, as the worker's `disconnecting`
+    /// channel is; `serve` reads it on every response.
+    pub disconnecting: AtomicBool,
+}
+
+impl Counting {
+    /// A new one, for the life of the process (a worker process connects
+    /// once).
+    pub fn leak() -> &'static Counting {
+        Box::leak(Box::new(Counting {
+            requests: Requests::default(),
+            disconnecting: AtomicBool::new(false),
+        }))
+    }
+}
+
+/// Counts since the worker started, in [`SHARDS`] cache-line-sized sets.
 pub(crate) struct Requests {
-    total: AtomicU64,
-    in_flight: AtomicU64,
+    shards: [Shard; SHARDS],
+}
+
+impl Default for Requests {
+    fn default() -> Requests {
+        Requests {
+            shards: std::array::from_fn(|_| Shard::default()),
+        }
+    }
+}
+
+/// One thread's counters. A request's total is the sum of its buckets,
+/// and those in flight are those begun less those counted.
+#[derive(Default)]
+#[repr(align(128))]
+struct Shard {
+    begun: AtomicU64,
     sum_us: AtomicU64,
     buckets: [AtomicU64; LATENCY_BOUNDS_MS.len() + 1],
+}
+
+/// This thread's shard index, given out in turn on first use.
+fn shard_index() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local!(static INDEX: Cell<usize> = const { Cell::new(usize::MAX) });
+    INDEX.with(|i| {
+        if i.get() == usize::MAX {
+            i.set(NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS);
+        }
+        i.get()
+    })
 }
 
 /// What [`Requests`] says at one moment.
@@ -36,24 +90,36 @@ pub(crate) struct Counts {
 impl Requests {
     /// A request begins; it is counted when the guard drops (when the
     /// response is ready, or the request was abandoned).
-    pub fn begin(self: &Arc<Self>) -> InFlight {
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
+    pub fn begin(&'static self) -> InFlight {
+        let shard = &self.shards[shard_index()];
+        shard.begun.fetch_add(1, Ordering::Relaxed);
         InFlight {
-            requests: self.clone(),
+            shard,
             start: Instant::now(),
         }
     }
 
     pub fn counts(&self) -> Counts {
+        let mut buckets = vec![0u64; LATENCY_BOUNDS_MS.len() + 1];
+        let mut sum_us = 0;
+        for s in &self.shards {
+            for (n, b) in buckets.iter_mut().zip(&s.buckets) {
+                *n += b.load(Ordering::Relaxed);
+            }
+            sum_us += s.sum_us.load(Ordering::Relaxed);
+        }
+        let total = buckets.iter().sum();
+        // Read after the buckets: every request counted was begun before.
+        let begun: u64 = self
+            .shards
+            .iter()
+            .map(|s| s.begun.load(Ordering::Relaxed))
+            .sum();
         Counts {
-            total: self.total.load(Ordering::Relaxed),
-            in_flight: self.in_flight.load(Ordering::Relaxed),
-            sum_us: self.sum_us.load(Ordering::Relaxed),
-            buckets: self
-                .buckets
-                .iter()
-                .map(|b| b.load(Ordering::Relaxed))
-                .collect(),
+            total,
+            in_flight: begun.saturating_sub(total),
+            sum_us,
+            buckets,
         }
     }
 }
@@ -61,24 +127,24 @@ impl Requests {
 /// A request under way.
 #[cfg_attr(not(feature = "axum"), allow(dead_code))]
 pub(crate) struct InFlight {
-    requests: Arc<Requests>,
+    shard: &'static Shard,
     start: Instant,
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        let r = &self.requests;
         let took = self.start.elapsed();
         let ms = took.as_secs_f64() * 1000.0;
         let i = LATENCY_BOUNDS_MS
             .iter()
             .position(|b| ms <= *b)
             .unwrap_or(LATENCY_BOUNDS_MS.len());
-        r.buckets[i].fetch_add(1, Ordering::Relaxed);
-        r.sum_us
+        // Added to the shard it began in: a request may end on another
+        // thread, and sums over shards do not mind.
+        self.shard.buckets[i].fetch_add(1, Ordering::Relaxed);
+        self.shard
+            .sum_us
             .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
-        r.total.fetch_add(1, Ordering::Relaxed);
-        r.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -117,12 +183,35 @@ mod tests {
 
     #[test]
     fn requests_are_counted_with_their_latency() {
-        let r = Arc::new(Requests::default());
+        let r = &Counting::leak().requests;
         let a = r.begin();
         assert_eq!(r.counts().in_flight, 1);
         drop(a);
         let c = r.counts();
         assert_eq!((c.total, c.in_flight, c.buckets[0]), (1, 0, 1));
+    }
+
+    #[test]
+    fn counts_add_up_over_threads() {
+        let r = &Counting::leak().requests;
+        let threads: Vec<_> = (0..SHARDS + 3)
+            .map(|_| {
+                std::thread::spawn(move || {
+                    for _ in 0..100 {
+                        drop(r.begin());
+                    }
+                    r.begin()
+                })
+            })
+            .collect();
+        let open: Vec<InFlight> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        let c = r.counts();
+        let n = (SHARDS + 3) as u64;
+        assert_eq!((c.total, c.in_flight), (100 * n, n));
+        drop(open);
+        let c = r.counts();
+        assert_eq!((c.total, c.in_flight), (101 * n, 0));
+        assert_eq!(c.buckets.iter().sum::<u64>(), c.total);
     }
 
     #[test]

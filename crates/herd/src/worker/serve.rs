@@ -108,7 +108,7 @@ impl Worker {
         app: axum::Router,
         options: ServeOptions,
     ) -> io::Result<()> {
-        let app = close_when_disconnecting(self, app);
+        let counting = self.inner.counting;
         let (stop, stopped) = tokio::sync::watch::channel(false);
         // Each connection's task holds a sender: all are gone when the
         // receiver sees the channel closed.
@@ -125,7 +125,7 @@ impl Worker {
                 (conn, _peer) = axum::serve::Listener::accept(&mut listener) => {
                     let (app, stopped, open) = (app.clone(), stopped.clone(), open.clone());
                     tokio::spawn(async move {
-                        serve_conn::serve(conn, app, options, stopped).await;
+                        serve_conn::serve(conn, app, counting, options, stopped).await;
                         drop(open);
                     });
                 }
@@ -139,27 +139,4 @@ impl Worker {
         let _ = all_closed.recv().await;
         Ok(())
     }
-}
-
-/// `app` in one layer that counts each request and its duration (for the
-/// heartbeats) and, once the worker is disconnecting, says
-/// `Connection: close` on every response.
-fn close_when_disconnecting(worker: &Worker, app: axum::Router) -> axum::Router {
-    use axum::http::{header, HeaderValue};
-    let w = worker.clone();
-    app.layer(axum::middleware::from_fn(
-        move |req: axum::extract::Request, next: axum::middleware::Next| {
-            let counted = w.inner.requests.begin();
-            let w = w.clone();
-            async move {
-                let mut res = next.run(req).await;
-                drop(counted);
-                if w.is_disconnecting() {
-                    res.headers_mut()
-                        .insert(header::CONNECTION, HeaderValue::from_static("close"));
-                }
-                res
-            }
-        },
-    ))
 }

@@ -14,12 +14,14 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use hyper::body::{Frame, Incoming, SizeHint};
+use hyper::header::{self, HeaderValue};
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
@@ -27,14 +29,18 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use super::requests::Counting;
 use super::serve::ServeOptions;
 use super::Connection;
 
 /// Serves one connection until it ends, times out, or (once `stop` says
-/// so) finishes its request under way.
+/// so) finishes its request under way. Every request is counted in
+/// `counting` (for the heartbeats), and once its disconnect flag is set
+/// every response says `Connection: close`.
 pub(super) async fn serve(
     conn: Connection,
     app: axum::Router,
+    counting: &'static Counting,
     options: ServeOptions,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -46,6 +52,7 @@ pub(super) async fn serve(
     let service = Service {
         inner: TowerToHyperService::new(app),
         clock: clock.clone(),
+        counting,
     };
     let mut builder = hyper::server::conn::http1::Builder::new();
     // The clock keeps time instead (see the module docs).
@@ -244,11 +251,16 @@ impl AsyncWrite for Timed {
     }
 }
 
-/// The application, telling the clock when requests begin and end.
+/// The application, telling the clock when requests begin and end, and
+/// counting them. The counting is here, in the one boxed future hyper
+/// needs anyway, rather than in an axum layer around the router: a
+/// `middleware::from_fn` boxes another future and clones the route on
+/// every request (see docs/benchmarks.md, monitor).
 #[derive(Clone)]
 struct Service {
     inner: TowerToHyperService<axum::Router>,
     clock: Arc<Clock>,
+    counting: &'static Counting,
 }
 
 type ResponseFuture = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
@@ -260,9 +272,18 @@ impl hyper::service::Service<Request<Incoming>> for Service {
 
     fn call(&self, req: Request<Incoming>) -> ResponseFuture {
         let busy = self.clock.begin();
+        let counted = self.counting.requests.begin();
+        let disconnecting = &self.counting.disconnecting;
         let response = self.inner.call(req);
         Box::pin(async move {
-            let response = response.await?;
+            let mut response = response.await?;
+            // Counted with the handler's time: the head is ready.
+            drop(counted);
+            if disconnecting.load(Ordering::Relaxed) {
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
             Ok(response.map(|body| Body {
                 inner: body,
                 _busy: busy,
