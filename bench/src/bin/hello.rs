@@ -337,10 +337,9 @@ async fn worker(addr: &str) -> Result<(), Box<dyn std::error::Error>> {
 async fn serving_worker(addr: &str) -> Result<(), Box<dyn std::error::Error>> {
     let worker = Worker::connect().await?;
     let listener = worker.listen(addr).await?;
+    // Returns after a graceful disconnect, once the last connection is
+    // done: the worker ends with `main`.
     worker.serve(listener, app()).await?;
-    // Serving stopped because a disconnect began: the worker exits once its
-    // last connection is done.
-    std::future::pending::<()>().await;
     Ok(())
 }
 

@@ -161,6 +161,7 @@ async fn worker(address: &str) {
         eprintln!("hello worker {}: {e}", worker.id());
         std::process::exit(1);
     }
-    // Disconnecting: herd exits the process once the last connection closed.
-    std::future::pending::<()>().await;
+    // Serving ended with a graceful disconnect: the worker ends with
+    // `main`, as a Node worker ends when its event loop is empty (clean up
+    // here; the primary reports the exit code `main` gives).
 }

@@ -110,6 +110,11 @@ pub const ENV_HEARTBEAT_MS: &str = "HERD_HEARTBEAT_MS";
 /// that the primary accepts and sends (its `max_frame` setting).
 pub const ENV_MAX_FRAME: &str = "HERD_MAX_FRAME";
 
+/// The environment variable that carries, in milliseconds, how long a
+/// worker's program may take to return from `main` once its graceful
+/// disconnect is done (the primary's `exit_timeout` setting).
+pub const ENV_EXIT_TIMEOUT_MS: &str = "HERD_EXIT_TIMEOUT_MS";
+
 /// Which side of the cluster this process is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {

@@ -213,5 +213,4 @@ async fn serve() {
         options = options.idle_timeout(Duration::from_millis(ms));
     }
     let _ = worker.serve_with(listener, app, options).await;
-    std::future::pending::<()>().await;
 }

@@ -35,6 +35,7 @@ pub struct Settings {
     pub(crate) max_listens: Option<usize>,
     pub(crate) message_queue: Option<usize>,
     pub(crate) message_queue_bytes: Option<usize>,
+    pub(crate) exit_timeout: Option<Duration>,
 }
 
 /// Defaults of the limits a worker is held to (docs/security.md, "Limits
@@ -63,6 +64,10 @@ pub mod limits {
     ///
     /// [`Settings::message_queue_bytes`]: super::Settings::message_queue_bytes
     pub const MESSAGE_QUEUE_BYTES: usize = 8 << 20;
+    /// [`Settings::exit_timeout`]'s default: 30 s.
+    ///
+    /// [`Settings::exit_timeout`]: super::Settings::exit_timeout
+    pub const EXIT_TIMEOUT: Duration = Duration::from_secs(30);
 }
 
 /// When a worker counts as ready (past its warm-up).
@@ -226,12 +231,30 @@ impl SettingsBuilder {
         self.s.message_queue_bytes = Some(bytes);
         self
     }
+
+    /// How long a worker's program may take to return from `main` once its
+    /// graceful disconnect is done (its listeners closed, its connections
+    /// and holds ended, its channel flushed): 30 s by default
+    /// ([`limits::EXIT_TIMEOUT`]). As in Node, a disconnected worker leaves
+    /// when its program ends, with the program's own exit code; this is
+    /// the backstop for one that never does: the library then exits the
+    /// process with code 0 and a warning naming this setting.
+    pub fn exit_timeout(mut self, timeout: Duration) -> Self {
+        self.s.exit_timeout = Some(timeout);
+        self
+    }
 }
 
 impl Settings {
     /// A builder of settings, every field at its default.
     pub fn builder() -> SettingsBuilder {
         SettingsBuilder::default()
+    }
+
+    /// The exit timeout in force (see
+    /// [`SettingsBuilder::exit_timeout`]).
+    pub fn exit_timeout(&self) -> Duration {
+        self.exit_timeout.unwrap_or(limits::EXIT_TIMEOUT)
     }
 
     /// The frame limit in force.
@@ -353,7 +376,8 @@ impl Settings {
             frame_timeout,
             max_listens,
             message_queue,
-            message_queue_bytes
+            message_queue_bytes,
+            exit_timeout
         );
         self.env.extend(later.env);
     }

@@ -14,7 +14,9 @@ use super::{foreign, worker, Event, Primary, WorkerHandle, WorkerState};
 use crate::channel::Outbox;
 use crate::foreign::ForeignReady;
 use crate::sys::{install_child_setup, ChildSetup};
-use crate::{Error, ENV_CHANNEL_FD, ENV_HEARTBEAT_MS, ENV_MAX_FRAME, ENV_WORKER_ID};
+use crate::{
+    Error, ENV_CHANNEL_FD, ENV_EXIT_TIMEOUT_MS, ENV_HEARTBEAT_MS, ENV_MAX_FRAME, ENV_WORKER_ID,
+};
 
 /// What differs between the two kinds of worker at start.
 struct Kind {
@@ -115,6 +117,7 @@ impl Primary {
             ENV_CHANNEL_FD,
             ENV_HEARTBEAT_MS,
             ENV_MAX_FRAME,
+            ENV_EXIT_TIMEOUT_MS,
             crate::foreign::ENV_TRAMPOLINE,
         ]) {
             cmd.env_remove(k);
@@ -182,6 +185,10 @@ impl Primary {
             (
                 ENV_MAX_FRAME.into(),
                 settings.max_frame().to_string().into(),
+            ),
+            (
+                ENV_EXIT_TIMEOUT_MS.into(),
+                settings.exit_timeout().as_millis().to_string().into(),
             ),
         ];
         let stream =

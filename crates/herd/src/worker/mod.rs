@@ -14,8 +14,27 @@
 //! Graceful disconnect (asked by the primary or by [`Worker::disconnect`]):
 //! every listener stops accepting (connections handed to this worker but not
 //! taken go to another worker), open connections and [`Hold`]s are waited
-//! for, the channel is flushed and closed, and the process exits with code 0.
-//! If the primary goes away, the worker exits at once.
+//! for, and the channel is flushed and closed. Then, as in Node, the worker
+//! leaves when its program does: [`Worker::serve`] (or your own server's
+//! graceful shutdown) returns, [`Worker::recv`] returns `None`, `main` does
+//! its own cleanup and returns or exits with its own code, and the primary
+//! reports that code. A program that has not ended
+//! [`exit_timeout`](crate::SettingsBuilder::exit_timeout) (30 s) after its
+//! disconnect is done is ended by the library, with code 0 and a warning.
+//! If the primary goes away first, the worker exits at once.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<std::process::ExitCode, Box<dyn std::error::Error>> {
+//! let worker = herd::Worker::connect().await?;
+//! let listener = worker.listen("127.0.0.1:8080").await?;
+//! # #[cfg(feature = "axum")]
+//! worker.serve(listener, axum::Router::new()).await?; // returns after the disconnect
+//! // ... flush logs, close the database ...
+//! worker.send(&"bye").await?;
+//! worker.flush().await; // so that "bye" is written before the process ends
+//! Ok(std::process::ExitCode::from(3))
+//! # }
+//! ```
 
 mod busy;
 mod heartbeat;
@@ -72,6 +91,11 @@ struct Inner {
     busy: Arc<Busy>,
     /// Counted by `serve`, with the disconnect flag it reads.
     counting: &'static requests::Counting,
+    /// Set once the disconnect is done and our end of the channel closed:
+    /// the primary closing its end is then expected, not its death.
+    left: std::sync::atomic::AtomicBool,
+    /// How long the program may take to end once the disconnect is done.
+    exit_timeout: Duration,
     status: Mutex<serde_json::Map<String, serde_json::Value>>,
 }
 
@@ -148,6 +172,11 @@ impl Worker {
                 disconnecting: watch::channel(false).0,
                 busy: Arc::new(Busy::default()),
                 counting: requests::Counting::leak(),
+                left: std::sync::atomic::AtomicBool::new(false),
+                exit_timeout: std::env::var(crate::ENV_EXIT_TIMEOUT_MS)
+                    .ok()
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .map_or(crate::primary::limits::EXIT_TIMEOUT, Duration::from_millis),
                 status: Mutex::new(serde_json::Map::new()),
             }),
         };
@@ -196,8 +225,8 @@ impl Worker {
         self.inner.outbox.user(msg).await
     }
 
-    /// The next message from the primary; `None` once the channel is closed.
-    /// Cancel safe.
+    /// The next message from the primary; `None` once the channel is closed
+    /// (after a graceful disconnect, once it is done). Cancel safe.
     pub async fn recv(&self) -> Option<Message> {
         self.inner.messages.lock().await.recv().await
     }
@@ -350,8 +379,9 @@ impl Worker {
     }
 
     /// Disconnects gracefully: stop accepting, let open connections finish,
-    /// close the channel, exit with code 0. Returns at once; repeated calls
-    /// are harmless.
+    /// close the channel; the process then ends when the program does (see
+    /// the [module docs](self)). Returns at once; repeated calls are
+    /// harmless.
     pub fn disconnect(&self) {
         self.begin_disconnect(true);
     }
@@ -375,6 +405,14 @@ impl Worker {
         async move {
             let _ = rx.wait_for(|d| *d).await;
         }
+    }
+
+    /// Waits until every message sent so far is written to the channel (or
+    /// the channel has failed). Call it before `main` returns if your last
+    /// messages must reach the primary; [`Worker::serve`] does before it
+    /// returns.
+    pub async fn flush(&self) {
+        self.inner.outbox.flushed().await;
     }
 
     /// Whether a graceful disconnect has begun.
@@ -417,9 +455,18 @@ impl Worker {
         let inner = self.inner.clone();
         tokio::spawn(async move {
             inner.busy.idle().await;
+            inner.left.store(true, Ordering::SeqCst);
             inner.outbox.close();
             let _ = tokio::time::timeout(Duration::from_secs(5), inner.outbox.flushed()).await;
-            tracing::debug!(worker = inner.id, "disconnected; exiting");
+            tracing::debug!(worker = inner.id, "disconnected; the program ends when it returns");
+            // The backstop, for a program that never ends by itself.
+            tokio::time::sleep(inner.exit_timeout).await;
+            tracing::warn!(
+                worker = inner.id,
+                timeout = ?inner.exit_timeout,
+                "disconnected, but the program has not ended within its exit timeout \
+                 (the primary's exit_timeout setting): exiting with code 0"
+            );
             std::process::exit(0);
         });
     }
@@ -445,6 +492,12 @@ async fn read_loop(worker: Worker, mut reader: Reader, messages: mpsc::Unbounded
                     tracing::error!(error = %e, "bad frame from the primary; exiting");
                     std::process::exit(1);
                 }
+            }
+            Ok(None) | Err(_) if worker.inner.left.load(Ordering::SeqCst) => {
+                // Our disconnect is done and the primary closed its end in
+                // turn: `recv` ends, and the program with it.
+                tracing::debug!(worker = worker.id(), "channel closed after the disconnect");
+                return;
             }
             Ok(None) | Err(_) => {
                 // The primary is gone (or broke the channel): a worker never

@@ -137,6 +137,9 @@ impl Worker {
         let _ = stop.send(true);
         drop(open);
         let _ = all_closed.recv().await;
+        // What the program sent meanwhile reaches the primary before `main`
+        // can return.
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.flush()).await;
         Ok(())
     }
 }
