@@ -27,9 +27,10 @@
 //!   `slow done by ID` after N ms. `MISBEHAVE_HEADER_MS` and
 //!   `MISBEHAVE_IDLE_MS` set the header-read and idle timeouts.
 
+#![deny(unsafe_code)]
+
 use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::os::fd::FromRawFd;
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
@@ -68,13 +69,7 @@ fn runtime() -> tokio::runtime::Runtime {
 
 /// The channel, as a plain blocking socket.
 fn channel() -> UnixStream {
-    let fd: i32 = var(herd::ENV_CHANNEL_FD)
-        .and_then(|v| v.parse().ok())
-        .expect("HERD_CHANNEL_FD");
-    // SAFETY: the primary handed this descriptor to this process for the
-    // channel, and nothing else in this program uses it: this is its only
-    // owner.
-    unsafe { UnixStream::from_raw_fd(fd) }
+    herd_tests::raw::take_channel()
 }
 
 /// A frame: the 8-byte header (`len` u32 LE, `kind`, `nfds` 0, two zero

@@ -7,6 +7,8 @@
 //! `{"event":"serving","worker":ID,"pid":PID,"address":ADDR}`.
 //! `ONECALL_WARMUP_MS` makes the warm-up take that long.
 
+#![deny(unsafe_code)]
+
 use std::io::Write;
 use std::sync::OnceLock;
 use std::time::Duration;

@@ -458,7 +458,10 @@ impl Worker {
             inner.left.store(true, Ordering::SeqCst);
             inner.outbox.close();
             let _ = tokio::time::timeout(Duration::from_secs(5), inner.outbox.flushed()).await;
-            tracing::debug!(worker = inner.id, "disconnected; the program ends when it returns");
+            tracing::debug!(
+                worker = inner.id,
+                "disconnected; the program ends when it returns"
+            );
             // The backstop, for a program that never ends by itself.
             tokio::time::sleep(inner.exit_timeout).await;
             tracing::warn!(
