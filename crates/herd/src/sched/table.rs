@@ -120,6 +120,7 @@ impl Table {
                     seq,
                     errno: e.raw_os_error().unwrap_or(match e.kind() {
                         io::ErrorKind::PermissionDenied => nix::libc::EACCES,
+                        io::ErrorKind::InvalidFilename => nix::libc::ENAMETOOLONG,
                         _ => libc_einval(),
                     }),
                     message,
