@@ -10,7 +10,7 @@ use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 use tokio::sync::watch;
 
 use super::link::{self, Inbound, Link};
-use super::{foreign, worker, Event, Primary, WorkerHandle, WorkerState};
+use super::{foreign, worker, Event, Events, Primary, WorkerHandle, WorkerState};
 use crate::channel::Outbox;
 use crate::foreign::ForeignReady;
 use crate::sys::{install_child_setup, ChildSetup};
@@ -37,15 +37,20 @@ struct Kind {
 
 impl Primary {
     /// Starts a worker with `extra` environment; a successor of
-    /// `predecessor` takes over its sockets under `reuseport`.
+    /// `predecessor` takes over its sockets under `reuseport`. With
+    /// `subscribe`, also returns a subscription to the worker's events made
+    /// before its first (`Fork`).
     pub(super) fn spawn(
         &self,
         extra: Vec<(OsString, OsString)>,
         predecessor: Option<u32>,
-    ) -> Result<WorkerHandle, Error> {
+        subscribe: bool,
+    ) -> Result<(WorkerHandle, Option<Events>), Error> {
         // Sockets, channels and their tasks belong to the primary's runtime.
         let _rt = self.inner.rt.enter();
-        let _ = self.policy();
+        self.fix_policy();
+        // What `settings()` shows is what is used: one resolution of the
+        // defaults (program, arguments, directory) for both.
         let settings = self.settings();
         // A foreign spec's sockets are bound before an id is taken, so a
         // bind error wastes none.
@@ -54,6 +59,8 @@ impl Primary {
             None => None,
         };
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        // Before anything of this worker can be emitted: it sees all.
+        let events = subscribe.then(|| self.inner.bus.subscribe(Some(id)));
         if let Some(old) = predecessor {
             // Known before the successor can ask to listen.
             self.inner.table.set_successor(id, old);
@@ -74,7 +81,7 @@ impl Primary {
             foreign::started(&self.inner, &state, &handle, ready, inodes);
         }
         link::watch(self.inner.clone(), handle.clone(), child, kind.inbound);
-        Ok(handle)
+        Ok((handle, events))
     }
 
     /// Builds the worker's command and starts it.
@@ -158,14 +165,9 @@ impl Primary {
     /// A herd-aware worker: the settings' program, with one end of a new
     /// channel.
     fn herd_aware(&self, settings: &super::Settings) -> Result<Kind, Error> {
-        let exec = match (&settings.exec, &self.inner.default_exec) {
-            (Some(p), _) | (None, Some(p)) => p.clone(),
-            (None, None) => return Err(Error::NoExecutable),
-        };
-        let args: Vec<OsString> = settings
-            .args
-            .clone()
-            .unwrap_or_else(|| std::env::args_os().skip(1).collect());
+        // Resolved by `settings()`: the program set or this one's own.
+        let exec = settings.exec.clone().ok_or(Error::NoExecutable)?;
+        let args: Vec<OsString> = settings.args.clone().unwrap_or_default();
         let (ours, theirs) = socketpair(
             AddressFamily::Unix,
             SockType::Stream,
