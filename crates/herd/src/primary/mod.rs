@@ -177,7 +177,7 @@ impl Primary {
             s.merge(settings);
             s.clone()
         };
-        self.inner.bus.emit(Event::Setup(self.resolved(merged)));
+        self.inner.bus.emit(Event::Setup(self.shown(merged)));
         Ok(())
     }
 
@@ -189,20 +189,31 @@ impl Primary {
     /// ([`Settings::policy`]: see [`policy`](Self::policy)).
     pub fn settings(&self) -> Settings {
         let raw = self.inner.settings.lock().unwrap().clone();
-        self.resolved(raw)
+        self.shown(raw)
     }
 
-    /// `s` with its defaults filled in, as forks use them: what
-    /// [`settings`](Self::settings) shows and what the spawn path reads.
-    fn resolved(&self, mut s: Settings) -> Settings {
+    /// `s` as [`settings`](Self::settings) shows it: the defaults a fork
+    /// uses filled in, the working directory too.
+    fn shown(&self, s: Settings) -> Settings {
+        let mut s = self.with_defaults(s);
+        if s.cwd.is_none() {
+            // What a fork inherits.
+            s.cwd = std::env::current_dir().ok();
+        }
+        s
+    }
+
+    /// `s` with the program, its arguments and the policy filled in: what
+    /// the spawn path reads, so that what is shown is what is used. (The
+    /// working directory is left as set: a worker not given one inherits
+    /// the primary's rather than entering it, which a worker run as another
+    /// user might not be allowed to.)
+    pub(super) fn with_defaults(&self, mut s: Settings) -> Settings {
         if s.exec.is_none() {
             s.exec.clone_from(&self.inner.default_exec);
         }
         if s.args.is_none() {
             s.args = Some(std::env::args_os().skip(1).collect());
-        }
-        if s.cwd.is_none() {
-            s.cwd = std::env::current_dir().ok();
         }
         let fixed = self.inner.policy.get().copied();
         s.policy = Some(fixed.or(s.policy).unwrap_or_else(Policy::from_env));

@@ -50,8 +50,9 @@ impl Primary {
         let _rt = self.inner.rt.enter();
         self.fix_policy();
         // What `settings()` shows is what is used: one resolution of the
-        // defaults (program, arguments, directory) for both.
-        let settings = self.settings();
+        // defaults (program, arguments) for both.
+        let raw = self.inner.settings.lock().unwrap().clone();
+        let settings = self.with_defaults(raw);
         // A foreign spec's sockets are bound before an id is taken, so a
         // bind error wastes none.
         let state = match &settings.foreign {
@@ -165,7 +166,7 @@ impl Primary {
     /// A herd-aware worker: the settings' program, with one end of a new
     /// channel.
     fn herd_aware(&self, settings: &super::Settings) -> Result<Kind, Error> {
-        // Resolved by `settings()`: the program set or this one's own.
+        // Resolved by `with_defaults`: the program set or this one's own.
         let exec = settings.exec.clone().ok_or(Error::NoExecutable)?;
         let args: Vec<OsString> = settings.args.clone().unwrap_or_default();
         let (ours, theirs) = socketpair(

@@ -38,9 +38,10 @@ impl UnixName {
     /// through its directory.
     ///
     /// # Errors
-    /// `InvalidFilename` when the file name alone is too long even through
-    /// its directory, or there is no file name; the directory's open error
-    /// (`NotFound`, `PermissionDenied`...) when it cannot be opened.
+    /// `InvalidInput` carrying a [`NameTooLong`] when the file name alone
+    /// is too long even through its directory, or there is no file name;
+    /// the directory's open error (`NotFound`, `PermissionDenied`...) when
+    /// it cannot be opened.
     pub fn of(path: &Path) -> io::Result<UnixName> {
         if path.as_os_str().len() <= SUN_PATH_MAX {
             return Ok(UnixName {
@@ -49,9 +50,9 @@ impl UnixName {
             });
         }
         let name = path.file_name().ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::InvalidFilename,
-                "the path names no file (it ends in `..` or `/`): give the socket a file name",
+            NameTooLong::error(
+                "the path names no file (it ends in `..` or `/`): give the socket a file name"
+                    .into(),
             )
         })?;
         // A name too long fails before anything is opened: whatever the
@@ -98,15 +99,36 @@ impl UnixName {
     }
 }
 
+/// A Unix socket name that no form of address can hold; the primary
+/// answers the worker's listen with ENAMETOOLONG and this message.
+#[derive(Debug)]
+pub(crate) struct NameTooLong(String);
+
+impl NameTooLong {
+    fn error(why: String) -> io::Error {
+        io::Error::new(io::ErrorKind::InvalidInput, NameTooLong(why))
+    }
+
+    /// Whether `e` is one.
+    pub fn is(e: &io::Error) -> bool {
+        e.get_ref().is_some_and(|r| r.is::<NameTooLong>())
+    }
+}
+
+impl std::fmt::Display for NameTooLong {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for NameTooLong {}
+
 fn name_too_long(len: usize, room: usize) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::InvalidFilename,
-        format!(
-            "the socket's file name is {len} bytes, too long for a Unix socket address even \
-             through its directory (at most {room} bytes; a whole path of at most \
-             {SUN_PATH_MAX} bytes is bound as it is): choose a shorter file name"
-        ),
-    )
+    NameTooLong::error(format!(
+        "the socket's file name is {len} bytes, too long for a Unix socket address even \
+         through its directory (at most {room} bytes; a whole path of at most \
+         {SUN_PATH_MAX} bytes is bound as it is): choose a shorter file name"
+    ))
 }
 
 #[cfg(test)]
@@ -144,7 +166,7 @@ mod tests {
     fn a_file_name_too_long_for_any_form_is_refused_by_name() {
         let long = Path::new("/tmp").join("n".repeat(120));
         let e = UnixName::of(&long).err().unwrap();
-        assert_eq!(e.kind(), io::ErrorKind::InvalidFilename);
+        assert!(NameTooLong::is(&e), "{e}");
         assert!(e.to_string().contains("120 bytes"), "{e}");
         let missing = Path::new("/no-such-dir-for-herd")
             .join("m".repeat(120))
