@@ -6,11 +6,11 @@
 mod common;
 
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::FileTypeExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use common::*;
-use serde_json::json;
+use serde_json::{json, Value};
 
 /// A directory under `base` in which `app.sock` has an absolute path of
 /// exactly `len` bytes.
@@ -107,4 +107,60 @@ fn a_unix_socket_file_name_too_long_for_any_form_is_refused_clearly() {
         assert!(error.contains(part), "{part:?} not in {error}");
     }
     assert!(!path.exists());
+}
+
+/// Forks a worker that drops to `nobody` and listens on `path`; returns its
+/// id and its address, or its listen error's kind.
+fn listen_as_nobody(c: &mut Cluster, path: &Path) -> (u32, Result<String, String>) {
+    let id = c.fork(&[
+        ("FIXTURE_SETUID", "65534:65534"),
+        ("FIXTURE_LISTEN", &format!("unix:{}", path.display())),
+    ]);
+    let v = c.expect(|v: &Value| {
+        v["worker"] == id
+            && (v["event"] == "listening"
+                || (v["event"] == "message" && v["message"].get("listen_error").is_some()))
+    });
+    match v["address"].as_str() {
+        Some(a) => (id, Ok(a.to_string())),
+        None => (id, Err(v["message"]["kind"].as_str().unwrap().to_string())),
+    }
+}
+
+#[test]
+fn a_long_unix_path_is_bound_with_the_workers_credentials() {
+    if !is_root() {
+        eprintln!("skipped: needs root, to drop a worker's privileges");
+        return;
+    }
+    let top = TempDir::new();
+    std::fs::set_permissions(top.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let private = deep_dir(top.path(), 130);
+    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let mut c = Cluster::with_policy("rr");
+
+    // Root's 0700 directory stays closed to a `nobody` worker.
+    let (_, r) = listen_as_nobody(&mut c, &private.join("app.sock"));
+    assert_eq!(r.unwrap_err(), "PermissionDenied");
+    assert!(!private.join("app.sock").exists(), "the socket was created");
+
+    // In nobody's own directory, the file is nobody's.
+    let open = top
+        .path()
+        .join("o".repeat(130 - top.path().as_os_str().len() - 10));
+    std::fs::create_dir(&open).unwrap();
+    std::os::unix::fs::chown(&open, Some(65534), Some(65534)).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let path = open.join("app.sock");
+    assert!(path.as_os_str().len() > 107);
+    let (id, r) = listen_as_nobody(&mut c, &path);
+    assert_eq!(r.unwrap(), format!("unix:{}", path.display()));
+    c.expect_event("ready", id);
+    let meta = std::fs::symlink_metadata(&path).unwrap();
+    assert_eq!(
+        (meta.uid(), meta.gid()),
+        (65534, 65534),
+        "not the worker's file"
+    );
+    assert_eq!(worker_of(&get_through(&open, "app.sock").unwrap()), id);
 }
