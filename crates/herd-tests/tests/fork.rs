@@ -70,7 +70,11 @@ fn setup_events_carry_the_settings_merged_so_far() {
     let first = c.expect(|v| v["event"] == "setup");
     assert_eq!(first["exec"], fixture);
     assert_eq!(first["silent"], false);
-    assert_eq!(first["args"], Value::Null);
+    assert_eq!(
+        first["args"],
+        json!([]),
+        "the primary's own arguments: none"
+    );
 
     c.cmd(json!({"cmd": "setup", "args": ["--from-setup"]}));
     let second = c.expect(|v| v["event"] == "setup");

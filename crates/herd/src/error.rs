@@ -77,6 +77,16 @@ pub enum Error {
         /// The worker's id.
         id: u32,
     },
+    /// A `setup` asked to change the scheduling policy once it was fixed
+    /// by the first fork (or `bind_foreign`): sockets already bound follow
+    /// it, so it cannot change under them.
+    #[error("the scheduling policy is {policy} since the first fork; setup cannot change it to {asked}: set Settings::policy before the first fork (in Primary::with_settings or an earlier setup), or start a new primary")]
+    PolicyFixed {
+        /// The policy in force.
+        policy: crate::Policy,
+        /// The policy the setup asked for.
+        asked: crate::Policy,
+    },
     /// The settings ask for something this kind of worker cannot do.
     #[error("{0}")]
     Unsupported(String),

@@ -17,7 +17,9 @@ use crate::primary::{ExitStatus, Settings};
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum Event {
-    /// `setup` was called; carries the merged settings.
+    /// `setup` was called; carries the merged settings, with the defaults
+    /// filled in as [`Primary::settings`](crate::Primary::settings) shows
+    /// them.
     Setup(Settings),
     /// A worker process was started.
     Fork {
@@ -265,7 +267,9 @@ impl Drop for Credit {
 /// or [`WorkerHandle::events`](crate::WorkerHandle::events).
 ///
 /// Use [`Events::next`] in a loop, or as a `futures_core::Stream`. A
-/// subscription sees the events that happen after it was made.
+/// subscription sees the events that happen after it was made; the one
+/// [`Primary::fork_with_events`](crate::Primary::fork_with_events) returns
+/// was made before its worker started, and so sees its whole life.
 ///
 /// Read it, or drop it: a worker's messages wait in every subscription
 /// that gets them (a [`WorkerHandle::events`](crate::WorkerHandle::events)

@@ -158,23 +158,83 @@ impl Primary {
 
     /// Merges `settings` into those in force and emits [`Event::Setup`], as
     /// Node's `setupPrimary`.
-    pub fn setup(&self, settings: impl Into<Settings>) {
+    ///
+    /// # Errors
+    /// [`Error::PolicyFixed`] when `settings` asks for another scheduling
+    /// policy than the one the first fork fixed (asking for the same one is
+    /// fine); nothing is merged then.
+    pub fn setup(&self, settings: impl Into<Settings>) -> Result<(), Error> {
         let settings = settings.into();
         let merged = {
             let mut s = self.inner.settings.lock().unwrap();
+            // Checked under the settings' lock, which fixing the policy
+            // takes too: a setup and a first fork never cross.
+            if let (Some(&policy), Some(asked)) = (self.inner.policy.get(), settings.policy) {
+                if asked != policy {
+                    return Err(Error::PolicyFixed { policy, asked });
+                }
+            }
             s.merge(settings);
             s.clone()
         };
-        self.inner.bus.emit(Event::Setup(merged));
+        self.inner.bus.emit(Event::Setup(self.shown(merged)));
+        Ok(())
     }
 
-    /// The settings in force.
+    /// The settings in force, with what is left to its default filled in
+    /// as a fork will use it: the program ([`Settings::exec`]: this
+    /// program's own executable), its arguments ([`Settings::args`]: this
+    /// program's own, without its name), its working directory
+    /// ([`Settings::cwd`]: the primary's, now) and the scheduling policy
+    /// ([`Settings::policy`]: see [`policy`](Self::policy)).
     pub fn settings(&self) -> Settings {
-        self.inner.settings.lock().unwrap().clone()
+        let raw = self.inner.settings.lock().unwrap().clone();
+        self.shown(raw)
     }
 
-    /// The scheduling policy: fixed by the first fork.
+    /// `s` as [`settings`](Self::settings) shows it: the defaults a fork
+    /// uses filled in, the working directory too.
+    fn shown(&self, s: Settings) -> Settings {
+        let mut s = self.with_defaults(s);
+        if s.cwd.is_none() {
+            // What a fork inherits.
+            s.cwd = std::env::current_dir().ok();
+        }
+        s
+    }
+
+    /// `s` with the program, its arguments and the policy filled in: what
+    /// the spawn path reads, so that what is shown is what is used. (The
+    /// working directory is left as set: a worker not given one inherits
+    /// the primary's rather than entering it, which a worker run as another
+    /// user might not be allowed to.)
+    pub(super) fn with_defaults(&self, mut s: Settings) -> Settings {
+        if s.exec.is_none() {
+            s.exec.clone_from(&self.inner.default_exec);
+        }
+        if s.args.is_none() {
+            s.args = Some(std::env::args_os().skip(1).collect());
+        }
+        let fixed = self.inner.policy.get().copied();
+        s.policy = Some(fixed.or(s.policy).unwrap_or_else(Policy::from_env));
+        s
+    }
+
+    /// The scheduling policy: the one the settings name (else
+    /// `HERD_SCHED_POLICY`, else `rr`), fixed by the first fork (or
+    /// [`bind_foreign`](Self::bind_foreign)). Reading it fixes nothing: a
+    /// `setup` before the first fork may still change it.
     pub fn policy(&self) -> Policy {
+        if let Some(&p) = self.inner.policy.get() {
+            return p;
+        }
+        let set = self.inner.settings.lock().unwrap().policy;
+        set.unwrap_or_else(Policy::from_env)
+    }
+
+    /// Fixes the scheduling policy (the first time) and returns it: at the
+    /// first fork, and when sockets are first bound for foreign workers.
+    fn fix_policy(&self) -> Policy {
         *self.inner.policy.get_or_init(|| {
             self.inner
                 .settings
@@ -192,10 +252,14 @@ impl Primary {
 
     /// Starts a worker.
     ///
+    /// Its events can be watched with [`WorkerHandle::events`], from the
+    /// moment that is called; [`fork_with_events`](Self::fork_with_events)
+    /// subscribes before the worker starts, to see all of them.
+    ///
     /// # Errors
     /// [`Error::Exec`] naming the program when it cannot be started.
     pub fn fork(&self) -> Result<WorkerHandle, Error> {
-        self.spawn(Vec::new(), None)
+        self.spawn(Vec::new(), None, false).map(|(w, _)| w)
     }
 
     /// Starts a worker with extra environment variables, as Node's
@@ -209,8 +273,54 @@ impl Primary {
         K: Into<OsString>,
         V: Into<OsString>,
     {
-        let env = env.into_iter().map(|(k, v)| (k.into(), v.into())).collect();
-        self.spawn(env, None)
+        self.spawn(env_of(env), None, false).map(|(w, _)| w)
+    }
+
+    /// Starts a worker, as [`fork`](Self::fork), and returns with its
+    /// handle a subscription to its events made before it started: the
+    /// stream begins with its [`Event::Fork`], then `Online`, `Listening`
+    /// and the rest of its life up to `Exit`, and holds no other worker's
+    /// events. (A [`WorkerHandle::events`] called after `fork` returns
+    /// misses the `Fork`, and may miss more: the worker runs meanwhile.)
+    ///
+    /// ```no_run
+    /// # async fn demo(primary: herd::Primary) -> Result<(), herd::Error> {
+    /// let (worker, mut events) = primary.fork_with_events()?;
+    /// while let Some(event) = events.next().await {
+    ///     println!("worker {}: {}", worker.id(), event.name());
+    ///     if let herd::Event::Exit { .. } = event {
+    ///         break;
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Primary::fork`].
+    pub fn fork_with_events(&self) -> Result<(WorkerHandle, Events), Error> {
+        self.forked_with_events(Vec::new())
+    }
+
+    /// [`fork_with_env`](Self::fork_with_env) and
+    /// [`fork_with_events`](Self::fork_with_events) together.
+    ///
+    /// # Errors
+    /// As [`Primary::fork`].
+    pub fn fork_with_env_and_events<I, K, V>(&self, env: I) -> Result<(WorkerHandle, Events), Error>
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<OsString>,
+        V: Into<OsString>,
+    {
+        self.forked_with_events(env_of(env))
+    }
+
+    fn forked_with_events(
+        &self,
+        env: Vec<(OsString, OsString)>,
+    ) -> Result<(WorkerHandle, Events), Error> {
+        let (worker, events) = self.spawn(env, None, true)?;
+        Ok((worker, events.expect("spawn subscribes when asked")))
     }
 
     /// Starts a worker that will replace `old`: with the `reuseport` policy
@@ -220,7 +330,8 @@ impl Primary {
     /// # Errors
     /// As [`Primary::fork`].
     pub fn fork_successor(&self, old: &WorkerHandle) -> Result<WorkerHandle, Error> {
-        self.spawn(Vec::new(), Some(old.id()))
+        self.spawn(Vec::new(), Some(old.id()), false)
+            .map(|(w, _)| w)
     }
 
     /// Binds the sockets of the foreign worker spec in the settings (see
@@ -249,7 +360,7 @@ impl Primary {
         if let Some(s) = slot.as_ref() {
             return Ok(s.clone());
         }
-        let state = Arc::new(foreign::prepare(&self.inner, self.policy(), spec)?);
+        let state = Arc::new(foreign::prepare(&self.inner, self.fix_policy(), spec)?);
         *slot = Some(state.clone());
         Ok(state)
     }
@@ -312,4 +423,14 @@ impl Primary {
             changed.await;
         }
     }
+}
+
+/// A fork's extra environment, as the spawn path takes it.
+fn env_of<I, K, V>(env: I) -> Vec<(OsString, OsString)>
+where
+    I: IntoIterator<Item = (K, V)>,
+    K: Into<OsString>,
+    V: Into<OsString>,
+{
+    env.into_iter().map(|(k, v)| (k.into(), v.into())).collect()
 }

@@ -10,7 +10,11 @@ use crate::sched::Policy;
 /// [`Settings::builder`].
 ///
 /// Every field is optional: a `setup` call merges the fields it sets into
-/// the settings already in force, as Node's `setupPrimary` does.
+/// the settings already in force, as Node's `setupPrimary` does. Settings
+/// built here say what was set (`exec`, `args`, `cwd` and `policy` are
+/// `None` when not); those [`Primary::settings`](crate::Primary::settings)
+/// returns, and [`Event::Setup`](crate::Event::Setup) carries, have the
+/// defaults filled in, as the next fork will use them.
 ///
 /// ```
 /// let s = herd::Settings::builder().exec("/usr/bin/env").args(["true"]).silent(true).build();
@@ -150,7 +154,9 @@ impl SettingsBuilder {
     }
 
     /// How workers share ports. Default: `HERD_SCHED_POLICY` if set, else
-    /// round-robin. Fixed once the first worker is forked.
+    /// round-robin. Fixed once the first worker is forked: a later `setup`
+    /// asking for another fails with
+    /// [`Error::PolicyFixed`](crate::Error::PolicyFixed).
     pub fn policy(mut self, policy: Policy) -> Self {
         self.s.policy = Some(policy);
         self
@@ -296,17 +302,24 @@ impl Settings {
         self.readiness.unwrap_or_default()
     }
 
-    /// The worker program, if set.
+    /// The worker program: the one set; in the primary's settings, else
+    /// the primary's own executable (`None` only when that cannot be
+    /// found: a fork then fails with
+    /// [`Error::NoExecutable`](crate::Error::NoExecutable)). A foreign
+    /// spec runs its own program instead.
     pub fn exec(&self) -> Option<&std::path::Path> {
         self.exec.as_deref()
     }
 
-    /// The worker arguments, if set.
+    /// The worker's arguments (without the program's name): the ones set;
+    /// in the primary's settings, else the primary's own.
     pub fn args(&self) -> Option<&[OsString]> {
         self.args.as_deref()
     }
 
-    /// The working directory, if set.
+    /// The worker's working directory: the one set; in the primary's
+    /// settings, else the primary's (now: a fork starts in the primary's
+    /// directory of the moment).
     pub fn cwd(&self) -> Option<&std::path::Path> {
         self.cwd.as_deref()
     }
@@ -331,7 +344,8 @@ impl Settings {
         &self.env
     }
 
-    /// The scheduling policy, if set.
+    /// The scheduling policy: the one set; in the primary's settings, the
+    /// one in force (see [`Primary::policy`](crate::Primary::policy)).
     pub fn policy(&self) -> Option<Policy> {
         self.policy
     }

@@ -10,7 +10,7 @@ use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 use tokio::sync::watch;
 
 use super::link::{self, Inbound, Link};
-use super::{foreign, worker, Event, Primary, WorkerHandle, WorkerState};
+use super::{foreign, worker, Event, Events, Primary, WorkerHandle, WorkerState};
 use crate::channel::Outbox;
 use crate::foreign::ForeignReady;
 use crate::sys::{install_child_setup, ChildSetup};
@@ -39,16 +39,22 @@ struct Kind {
 
 impl Primary {
     /// Starts a worker with `extra` environment; a successor of
-    /// `predecessor` takes over its sockets under `reuseport`.
+    /// `predecessor` takes over its sockets under `reuseport`. With
+    /// `subscribe`, also returns a subscription to the worker's events made
+    /// before its first (`Fork`).
     pub(super) fn spawn(
         &self,
         extra: Vec<(OsString, OsString)>,
         predecessor: Option<u32>,
-    ) -> Result<WorkerHandle, Error> {
+        subscribe: bool,
+    ) -> Result<(WorkerHandle, Option<Events>), Error> {
         // Sockets, channels and their tasks belong to the primary's runtime.
         let _rt = self.inner.rt.enter();
-        let _ = self.policy();
-        let settings = self.settings();
+        self.fix_policy();
+        // What `settings()` shows is what is used: one resolution of the
+        // defaults (program, arguments) for both.
+        let raw = self.inner.settings.lock().unwrap().clone();
+        let settings = self.with_defaults(raw);
         // A foreign spec's sockets are bound before an id is taken, so a
         // bind error wastes none.
         let state = match &settings.foreign {
@@ -56,6 +62,8 @@ impl Primary {
             None => None,
         };
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        // Before anything of this worker can be emitted: it sees all.
+        let events = subscribe.then(|| self.inner.bus.subscribe(Some(id)));
         if let Some(old) = predecessor {
             // Known before the successor can ask to listen.
             self.inner.table.set_successor(id, old);
@@ -76,7 +84,7 @@ impl Primary {
             foreign::started(&self.inner, &state, &handle, ready, inodes);
         }
         link::watch(self.inner.clone(), handle.clone(), child, kind.inbound);
-        Ok(handle)
+        Ok((handle, events))
     }
 
     /// Builds the worker's command and starts it.
@@ -161,14 +169,9 @@ impl Primary {
     /// A herd-aware worker: the settings' program, with one end of a new
     /// channel.
     fn herd_aware(&self, settings: &super::Settings) -> Result<Kind, Error> {
-        let exec = match (&settings.exec, &self.inner.default_exec) {
-            (Some(p), _) | (None, Some(p)) => p.clone(),
-            (None, None) => return Err(Error::NoExecutable),
-        };
-        let args: Vec<OsString> = settings
-            .args
-            .clone()
-            .unwrap_or_else(|| std::env::args_os().skip(1).collect());
+        // Resolved by `with_defaults`: the program set or this one's own.
+        let exec = settings.exec.clone().ok_or(Error::NoExecutable)?;
+        let args: Vec<OsString> = settings.args.clone().unwrap_or_default();
         let (ours, theirs) = socketpair(
             AddressFamily::Unix,
             SockType::Stream,

@@ -128,7 +128,10 @@ impl WorkerHandle {
         })
     }
 
-    /// This worker's events only.
+    /// This worker's events only, from now on: its `Fork` is past (and, as
+    /// the worker runs meanwhile, maybe more).
+    /// [`Primary::fork_with_events`](crate::Primary::fork_with_events)
+    /// returns a subscription that sees every one.
     pub fn events(&self) -> Events {
         match self.shared.primary.upgrade() {
             Some(p) => p.bus.subscribe(Some(self.id())),

@@ -22,6 +22,7 @@ pub(crate) mod reuseport_rr;
 pub(crate) mod rr;
 pub(crate) mod shared;
 mod table;
+mod unix;
 
 use std::fmt;
 use std::io;
@@ -250,12 +251,16 @@ pub(crate) fn bind(
         }
         ListenAddr::Unix(path) => {
             let sock = Socket::new(Domain::UNIX, Type::STREAM.nonblocking().cloexec(), None)?;
-            let sa = SockAddr::unix(path)?;
-            match sock.bind(&sa) {
-                Err(e) if e.kind() == io::ErrorKind::AddrInUse && is_stale_unix_socket(path) => {
+            // Through its directory when the path is too long to name.
+            let name = unix::UnixName::of(path)?;
+            match sock.bind(name.addr()) {
+                Err(e)
+                    if e.kind() == io::ErrorKind::AddrInUse
+                        && is_stale_unix_socket(path, &name) =>
+                {
                     tracing::info!(path = %path.display(), "removing stale Unix socket file");
                     std::fs::remove_file(path)?;
-                    sock.bind(&sa)?;
+                    sock.bind(name.addr())?;
                 }
                 r => r?,
             }
@@ -270,12 +275,10 @@ pub(crate) fn bind(
 }
 
 /// A socket file nobody listens on (left by a crash) may be replaced.
-fn is_stale_unix_socket(path: &std::path::Path) -> bool {
+fn is_stale_unix_socket(path: &std::path::Path, name: &unix::UnixName) -> bool {
     use std::os::unix::fs::FileTypeExt;
     let is_socket = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket());
-    is_socket
-        && matches!(std::os::unix::net::UnixStream::connect(path),
-            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused)
+    is_socket && !name.is_listened_on()
 }
 
 #[cfg(test)]

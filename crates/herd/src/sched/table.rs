@@ -119,6 +119,7 @@ impl Table {
                 Control::ListenFailed {
                     seq,
                     errno: e.raw_os_error().unwrap_or(match e.kind() {
+                        _ if super::unix::NameTooLong::is(&e) => nix::libc::ENAMETOOLONG,
                         io::ErrorKind::PermissionDenied => nix::libc::EACCES,
                         _ => libc_einval(),
                     }),

@@ -234,6 +234,9 @@ impl Worker {
     /// Listens on `addr` (`HOST:PORT`, `[V6]:PORT`, `:PORT`, `unix:PATH`),
     /// sharing the socket with the other workers as the primary's policy
     /// says. The returned [`Listener`] works with `axum::serve` unchanged.
+    /// A relative Unix path is taken from this process's working
+    /// directory; a path of any length works, though the file name itself
+    /// must fit in a socket address (docs/protocol.md, "Long Unix paths").
     ///
     /// # Errors
     /// The bind error, with its [`io::ErrorKind`] (`AddrInUse`,
