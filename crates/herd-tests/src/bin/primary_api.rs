@@ -168,7 +168,9 @@ async fn worker() {
         }
     });
     if std::env::args().nth(1).as_deref() != Some("settings") {
-        std::future::pending::<()>().await;
+        // Until the channel closes after the disconnect: then `main` returns.
+        while worker.recv().await.is_some() {}
+        return;
     }
     let report = json!({
         "exe": std::env::current_exe().ok().map(|p| p.display().to_string()),
@@ -176,5 +178,5 @@ async fn worker() {
         "cwd": std::env::current_dir().ok().map(|p| p.display().to_string()),
     });
     worker.send(&report).await.expect("send the report");
-    std::future::pending::<()>().await;
+    while worker.recv().await.is_some() {}
 }
