@@ -166,7 +166,13 @@ fn push_frame<T: Serialize + ?Sized>(
     debug_assert!(fds.len() <= MAX_FDS);
     let start = st.buf.len();
     st.buf.extend_from_slice(&[0u8; HEADER_LEN]);
-    if let Err(e) = serde_json::to_writer(&mut st.buf, msg) {
+    // The application's values go through the message codec (exact
+    // payloads); herd's own control messages are plain JSON.
+    let written = match kind {
+        Kind::Control => serde_json::to_writer(&mut st.buf, msg),
+        _ => crate::message::codec::to_writer(&mut st.buf, msg),
+    };
+    if let Err(e) = written {
         st.buf.truncate(start);
         return Err(Error::Codec(e));
     }
