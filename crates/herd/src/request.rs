@@ -98,10 +98,7 @@ impl Pending {
             let (id, rx) = self.register()?;
             // Cancelled (dropped, timed out) or not, the entry goes.
             let _forget = Forget { pending: self, id };
-            outbox
-                .request(id, msg)
-                .await
-                .map_err(|e| self.gone_or(e))?;
+            outbox.request(id, msg).await.map_err(|e| self.gone_or(e))?;
             match rx.await {
                 Ok(answer) => answer,
                 Err(_) => Err(self.closed_error()),
@@ -189,12 +186,7 @@ struct Forget<'a> {
 
 impl Drop for Forget<'_> {
     fn drop(&mut self) {
-        self.pending
-            .state
-            .lock()
-            .unwrap()
-            .waiting
-            .remove(&self.id);
+        self.pending.state.lock().unwrap().waiting.remove(&self.id);
     }
 }
 

@@ -139,7 +139,11 @@ impl Envelope {
         let bad = |why: String| {
             format!(
                 "malformed {} frame ({why}): {:?}",
-                if kind == Kind::Request { "request" } else { "reply" },
+                if kind == Kind::Request {
+                    "request"
+                } else {
+                    "reply"
+                },
                 String::from_utf8_lossy(&body[..body.len().min(120)])
             )
         };

@@ -72,7 +72,11 @@ pub(crate) fn decode(text: &str) -> Result<Vec<u8>, String> {
         let mut v = 0u32;
         for (j, &c) in four[..4 - pad].iter().enumerate() {
             let d = value(c).ok_or_else(|| {
-                format!("{:?} at offset {} is not a base64 digit", c as char, i * 4 + j)
+                format!(
+                    "{:?} at offset {} is not a base64 digit",
+                    c as char,
+                    i * 4 + j
+                )
             })?;
             v |= d << (18 - 6 * j);
         }

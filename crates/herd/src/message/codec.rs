@@ -452,10 +452,7 @@ macro_rules! visitor_common {
             self.0.visit_some(De(d))
         }
 
-        fn visit_newtype_struct<D2: Deserializer<'de>>(
-            self,
-            d: D2,
-        ) -> Result<V::Value, D2::Error> {
+        fn visit_newtype_struct<D2: Deserializer<'de>>(self, d: D2) -> Result<V::Value, D2::Error> {
             self.0.visit_newtype_struct(De(d))
         }
 
@@ -645,7 +642,10 @@ mod tests {
                 n: None,
                 tag,
             };
-            assert_eq!(from_slice::<Bytes>(encode(&v).unwrap().as_bytes()).unwrap(), v);
+            assert_eq!(
+                from_slice::<Bytes>(encode(&v).unwrap().as_bytes()).unwrap(),
+                v
+            );
         }
         // Other objects where bytes are asked for are refused, by name.
         let e = from_slice::<Bytes>(br#"{"data":{"x":1},"n":null,"tag":"C"}"#).unwrap_err();

@@ -385,10 +385,9 @@ impl WorkerHandle {
         if let Link::Channel(outbox) = &self.shared.link {
             outbox.close();
         }
-        self.shared.calls.close(&format!(
-            "worker {} disconnected (or died) before replying",
-            self.id()
-        ));
+        self.shared
+            .calls
+            .close("it disconnected (or died) before replying");
         p.table.remove_worker(self.id());
         tracing::debug!(worker = self.id(), "worker disconnected");
         p.bus.emit(Event::Disconnect { worker: self.id() });
