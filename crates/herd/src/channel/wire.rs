@@ -302,7 +302,7 @@ mod tests {
         assert_eq!(e.id, 7);
         assert_eq!(&body[e.msg.unwrap()], br#"{"a":[1,null]}"#);
         let e = Envelope::parse(Kind::Reply, br#"{"id":1,"msg":null}"#).unwrap();
-        assert_eq!(e.msg, Ok(15..19));
+        assert_eq!(e.msg, Ok(14..18));
         let e = Envelope::parse(Kind::Reply, br#"{"id":2,"error":"no"}"#).unwrap();
         assert_eq!(e.msg, Err("no".into()));
         let long = format!(r#"{{"id":2,"error":"{}"}}"#, "\u{e9}".repeat(2000));
