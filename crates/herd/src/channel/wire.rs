@@ -147,6 +147,10 @@ impl Envelope {
                 String::from_utf8_lossy(&body[..body.len().min(120)])
             )
         };
+        // An object: serde would take `[id, msg]` for the struct too.
+        if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(bad("not a JSON object".into()));
+        }
         let e: EnvelopeJson<'_> = serde_json::from_slice(body).map_err(|e| bad(e.to_string()))?;
         let msg = match (e.msg, e.error) {
             (Some(raw), None) => {
