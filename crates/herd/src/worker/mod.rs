@@ -21,6 +21,7 @@ mod busy;
 mod heartbeat;
 mod listener;
 mod queue;
+mod read;
 mod requests;
 #[cfg(feature = "axum")]
 mod serve;
@@ -38,10 +39,8 @@ use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::addr::ListenOptions;
-use crate::channel::wire::{
-    Control, Envelope, Kind, DEFAULT_MAX_BODY, MAX_BODY, MIN_BODY, VERSION,
-};
-use crate::channel::{Frame, Limits, Outbox, Reader};
+use crate::channel::wire::{Control, DEFAULT_MAX_BODY, MAX_BODY, MIN_BODY, VERSION};
+use crate::channel::{Limits, Outbox, Reader};
 use crate::message::Message;
 use crate::request::{Pending, Request};
 use crate::sched::ListenAddr;
@@ -175,11 +174,11 @@ impl Worker {
             frame_timeout: None,
         };
         let reader = Reader::with_limits(stream, limits);
-        let inbox = Inbox {
+        let inbox = read::Inbox {
             messages: msg_tx,
             requests: ask_tx,
         };
-        tokio::spawn(read_loop(worker.clone(), reader, inbox));
+        tokio::spawn(read::read_loop(worker.clone(), reader, inbox));
         let every = std::env::var(crate::ENV_HEARTBEAT_MS)
             .ok()
             .and_then(|v| v.parse::<u64>().ok())
@@ -497,72 +496,4 @@ async fn resolve(addr: &str) -> io::Result<ListenAddr> {
         }
         other => other,
     })
-}
-
-/// Where the read loop delivers what the primary sends.
-struct Inbox {
-    messages: mpsc::UnboundedSender<Message>,
-    requests: mpsc::UnboundedSender<Request>,
-}
-
-async fn read_loop(worker: Worker, mut reader: Reader, inbox: Inbox) {
-    loop {
-        match reader.next().await {
-            Ok(Some(frame)) => {
-                if let Err(e) = on_frame(&worker, &inbox, frame) {
-                    tracing::error!(error = %e, "bad frame from the primary; exiting");
-                    std::process::exit(1);
-                }
-            }
-            Ok(None) | Err(_) => {
-                // The primary is gone (or broke the channel): a worker never
-                // outlives its primary.
-                tracing::debug!(
-                    worker = worker.id(),
-                    "channel to the primary closed; exiting"
-                );
-                std::process::exit(0);
-            }
-        }
-    }
-}
-
-fn on_frame(worker: &Worker, inbox: &Inbox, frame: Frame) -> Result<(), Error> {
-    let inner = &worker.inner;
-    match frame.kind {
-        Kind::User => {
-            let _ = inbox.messages.send(Message::new(frame.body));
-            return Ok(());
-        }
-        Kind::Request | Kind::Reply => {
-            let envelope = Envelope::parse(frame.kind, &frame.body).map_err(Error::Protocol)?;
-            let body = bytes::Bytes::from(frame.body);
-            let msg = envelope.msg.map(|range| Message::new(body.slice(range)));
-            if frame.kind == Kind::Reply {
-                inner.calls.answer(envelope.id, msg);
-            } else if let Ok(msg) = msg {
-                let (id, outbox, open) = (envelope.id, inner.outbox.clone(), inner.open.clone());
-                if let Some(request) = Request::arrived(id, msg, None, outbox, open) {
-                    let _ = inbox.requests.send(request);
-                }
-            }
-            return Ok(());
-        }
-        Kind::Control => {}
-    }
-    let control = frame.control()?;
-    match control {
-        Control::Listened { seq, .. } | Control::ListenFailed { seq, .. } => {
-            if let Some(tx) = worker.inner.pending.lock().unwrap().remove(&seq) {
-                let _ = tx.send((control, frame.fds));
-            }
-        }
-        Control::Disconnect => worker.begin_disconnect(false),
-        other => {
-            return Err(Error::Protocol(format!(
-                "primary sent a worker-only message: {other:?}"
-            )))
-        }
-    }
-    Ok(())
 }
