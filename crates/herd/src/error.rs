@@ -90,6 +90,38 @@ pub enum Error {
     /// The settings ask for something this kind of worker cannot do.
     #[error("{0}")]
     Unsupported(String),
+    /// A request got no reply within its timeout (a reply that comes later
+    /// is dropped); the other side may still be handling it.
+    #[error("no reply from {} within {after:?}; the request may still be handled there (give more time with request_with_timeout)", peer(*worker))]
+    Timeout {
+        /// Who was asked: a worker's id, or `None` for the primary.
+        worker: Option<u32>,
+        /// The timeout.
+        after: std::time::Duration,
+    },
+    /// A request will get no reply: the other side went away, dropped the
+    /// request unanswered, or holds too many unanswered requests already.
+    #[error("no reply from {}: {why}", peer(*worker))]
+    NoReply {
+        /// Who was asked: a worker's id, or `None` for the primary.
+        worker: Option<u32>,
+        /// Why.
+        why: String,
+    },
+    /// This side has too many requests waiting for replies already.
+    #[error("{max} requests to {} already wait for their replies; wait for some before asking more", peer(*worker))]
+    TooManyRequests {
+        /// Who would be asked: a worker's id, or `None` for the primary.
+        worker: Option<u32>,
+        /// The limit ([`crate::request::MAX_PENDING`]).
+        max: usize,
+    },
+    /// A request was answered already: it has one reply.
+    #[error("request {id} was answered already; a request has one reply")]
+    AlreadyAnswered {
+        /// The request's number on its channel.
+        id: u64,
+    },
     /// A system call failed.
     #[error("{context}: {source}")]
     Io {
@@ -99,6 +131,14 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+}
+
+/// "worker N", or "the primary".
+fn peer(worker: Option<u32>) -> String {
+    match worker {
+        Some(id) => format!("worker {id}"),
+        None => "the primary".into(),
+    }
 }
 
 fn listen_hint(e: &io::Error) -> &'static str {

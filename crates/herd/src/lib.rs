@@ -68,6 +68,7 @@ mod message;
 pub mod monitor;
 pub mod primary;
 mod procfs;
+pub mod request;
 pub mod sched;
 mod signal;
 pub mod supervise;
@@ -87,6 +88,7 @@ pub use primary::{
     Event, Events, ExitStatus, Heartbeat, Primary, Readiness, Settings, SettingsBuilder,
     WorkerHandle, WorkerState, WorkerStatus,
 };
+pub use request::Request;
 pub use sched::Policy;
 pub use signal::Signal;
 pub use supervise::{

@@ -168,6 +168,7 @@ mod tests {
                     assert_eq!(frame.control().unwrap(), Control::Disconnecting);
                     assert_eq!(frame.fds.len(), usize::from(i % 70 == 0));
                 }
+                k => panic!("a {k:?} frame was never sent"),
             }
         }
         assert_eq!(next, N);

@@ -13,6 +13,7 @@ use tokio::sync::Notify;
 use super::wire::{Control, Header, Kind, HEADER_LEN, MAX_FDS};
 use super::UnixStream;
 use crate::error::Error;
+use crate::message::codec;
 
 /// Senders wait while more than this many bytes are queued.
 pub const HIGH_WATER: usize = 8 << 20;
@@ -63,13 +64,65 @@ impl Outbox {
         if st.closed {
             return Err(Error::ChannelClosed);
         }
-        push_frame(&mut st, Kind::Control, msg, fds, self.max_body)?;
+        push_frame(&mut st, Kind::Control, fds, self.max_body, |buf| {
+            serde_json::to_writer(buf, msg)
+        })?;
         self.write_or_wake(st);
         Ok(())
     }
 
     /// Queues a user message, waiting while the queue is over [`HIGH_WATER`].
     pub async fn user<T: Serialize + ?Sized>(&self, msg: &T) -> Result<(), Error> {
+        self.app(Kind::User, None, msg).await
+    }
+
+    /// Queues request `id` (a [`Kind::Request`] frame), waiting as
+    /// [`user`](Self::user) does.
+    pub async fn request<T: Serialize + ?Sized>(&self, id: u64, msg: &T) -> Result<(), Error> {
+        self.app(Kind::Request, Some(id), msg).await
+    }
+
+    /// Queues the reply to request `id`, waiting as [`user`](Self::user) does.
+    pub async fn reply<T: Serialize + ?Sized>(&self, id: u64, msg: &T) -> Result<(), Error> {
+        self.app(Kind::Reply, Some(id), msg).await
+    }
+
+    /// Queues a reply saying why request `id` gets no answer. It does not
+    /// wait (it is small, and is sent from `Drop`).
+    pub fn reply_error(&self, id: u64, why: &str) -> Result<(), Error> {
+        #[derive(Serialize)]
+        struct NoAnswer<'a> {
+            id: u64,
+            error: &'a str,
+        }
+        let mut st = self.state.lock().unwrap();
+        if st.closed {
+            return Err(Error::ChannelClosed);
+        }
+        push_frame(&mut st, Kind::Reply, Vec::new(), self.max_body, |buf| {
+            serde_json::to_writer(buf, &NoAnswer { id, error: why })
+        })?;
+        self.write_or_wake(st);
+        Ok(())
+    }
+
+    /// Queues the application's value: a message, or a request or reply
+    /// `id` in its envelope (`{"id":N,"msg":VALUE}`).
+    async fn app<T: Serialize + ?Sized>(
+        &self,
+        kind: Kind,
+        id: Option<u64>,
+        msg: &T,
+    ) -> Result<(), Error> {
+        let body = |buf: &mut Vec<u8>| {
+            let Some(id) = id else {
+                return codec::to_writer(buf, msg);
+            };
+            buf.extend_from_slice(format!(r#"{{"id":{id},"msg":"#).as_bytes());
+            codec::to_writer(buf, msg)?;
+            buf.push(b'}');
+            Ok(())
+        };
         loop {
             let drained = self.drained.notified();
             tokio::pin!(drained);
@@ -80,7 +133,7 @@ impl Outbox {
                     return Err(Error::ChannelClosed);
                 }
                 if st.buf.len() < HIGH_WATER {
-                    push_frame(&mut st, Kind::User, msg, Vec::new(), self.max_body)?;
+                    push_frame(&mut st, kind, Vec::new(), self.max_body, body)?;
                     self.write_or_wake(st);
                     return Ok(());
                 }
@@ -156,17 +209,20 @@ impl Outbox {
     }
 }
 
-fn push_frame<T: Serialize + ?Sized>(
+/// Appends a frame whose body `write` writes. The application's values go
+/// through the message codec (exact payloads); herd's own control messages
+/// are plain JSON.
+fn push_frame(
     st: &mut OutState,
     kind: Kind,
-    msg: &T,
     fds: Vec<OwnedFd>,
     max_body: usize,
+    write: impl FnOnce(&mut Vec<u8>) -> Result<(), serde_json::Error>,
 ) -> Result<(), Error> {
     debug_assert!(fds.len() <= MAX_FDS);
     let start = st.buf.len();
     st.buf.extend_from_slice(&[0u8; HEADER_LEN]);
-    if let Err(e) = serde_json::to_writer(&mut st.buf, msg) {
+    if let Err(e) = write(&mut st.buf) {
         st.buf.truncate(start);
         return Err(Error::Codec(e));
     }

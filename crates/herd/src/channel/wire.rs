@@ -6,12 +6,14 @@
 //! | bytes | field    | meaning                                             |
 //! |-------|----------|-----------------------------------------------------|
 //! | 0..4  | `len`    | body length, u32 little-endian, at most the limit   |
-//! | 4     | `kind`   | 0 = control (herd's own), 1 = user message          |
+//! | 4     | `kind`   | 0 = control (herd's own), 1 = user message, 2 = request, 3 = reply |
 //! | 5     | `nfds`   | descriptors sent with this frame, at most [`MAX_FDS`] |
 //! | 6..8  | reserved | zero                                                |
 //!
 //! Bodies are JSON: a user message is any JSON value; a control frame is a
-//! [`Control`] object tagged by `"type"`. Descriptors travel as SCM_RIGHTS
+//! [`Control`] object tagged by `"type"`; a request or a reply is an
+//! [`Envelope`] (`{"id":N,"msg":VALUE}`, or `{"id":N,"error":TEXT}` for a
+//! reply that says why there is none). Descriptors travel as SCM_RIGHTS
 //! ancillary data on the `sendmsg` that carries the frame's first byte.
 
 use serde::{Deserialize, Serialize};
@@ -42,6 +44,12 @@ pub enum Kind {
     Control = 0,
     /// The application's message: any JSON value.
     User = 1,
+    /// The application's request, which the other side answers with a
+    /// [`Kind::Reply`]: an [`Envelope`] with `msg`.
+    Request = 2,
+    /// The answer to a [`Kind::Request`] of the same `id`: an [`Envelope`]
+    /// with `msg`, or with `error`.
+    Reply = 3,
 }
 
 /// A decoded frame header.
@@ -69,6 +77,8 @@ impl Header {
         let kind = match b[4] {
             0 => Kind::Control,
             1 => Kind::User,
+            2 => Kind::Request,
+            3 => Kind::Reply,
             k => return Err(format!("unknown frame kind {k} (header bytes {b:02x?})")),
         };
         let nfds = b[5] as usize;
@@ -89,6 +99,79 @@ impl Header {
             ));
         }
         Ok(Header { len, kind, nfds })
+    }
+}
+
+/// A request's or a reply's body, as it arrives: `msg` is the
+/// application's value, still JSON, as a range of the body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Envelope {
+    /// The request's number, chosen by the side that asks.
+    pub id: u64,
+    /// The value (where in the body its JSON is), or why there is none.
+    pub msg: Result<std::ops::Range<usize>, String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EnvelopeJson<'a> {
+    id: u64,
+    #[serde(borrow, default, deserialize_with = "present")]
+    msg: Option<&'a serde_json::value::RawValue>,
+    #[serde(default)]
+    error: Option<String>,
+}
+
+/// A `msg` that is there, even as `null`.
+fn present<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<&'de serde_json::value::RawValue>, D::Error> {
+    Deserialize::deserialize(d).map(Some)
+}
+
+/// The longest `error` text of a reply that is kept (the rest is cut).
+const MAX_ERROR_TEXT: usize = 1000;
+
+impl Envelope {
+    /// Parses a request's (`kind` [`Kind::Request`]: `msg` only) or a
+    /// reply's (`msg` or `error`) body.
+    pub fn parse(kind: Kind, body: &[u8]) -> Result<Envelope, String> {
+        let bad = |why: String| {
+            format!(
+                "malformed {} frame ({why}): {:?}",
+                if kind == Kind::Request {
+                    "request"
+                } else {
+                    "reply"
+                },
+                String::from_utf8_lossy(&body[..body.len().min(120)])
+            )
+        };
+        // An object: serde would take `[id, msg]` for the struct too.
+        if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(bad("not a JSON object".into()));
+        }
+        let e: EnvelopeJson<'_> = serde_json::from_slice(body).map_err(|e| bad(e.to_string()))?;
+        let msg = match (e.msg, e.error) {
+            (Some(raw), None) => {
+                let start = raw.get().as_ptr() as usize - body.as_ptr() as usize;
+                Ok(start..start + raw.get().len())
+            }
+            (None, Some(mut why)) if kind == Kind::Reply => {
+                if why.len() > MAX_ERROR_TEXT {
+                    let mut cut = MAX_ERROR_TEXT;
+                    while !why.is_char_boundary(cut) {
+                        cut -= 1;
+                    }
+                    why.truncate(cut);
+                    why.push_str("...");
+                }
+                Err(why)
+            }
+            _ if kind == Kind::Request => return Err(bad("a request has `msg` only".into())),
+            _ => return Err(bad("a reply has `msg` or `error`, one of them".into())),
+        };
+        Ok(Envelope { id: e.id, msg })
     }
 }
 
@@ -214,6 +297,32 @@ mod tests {
         assert!(decode(b"\x01\x00\x00\x00\x00\xff\x00\x00")
             .unwrap_err()
             .contains("descriptors"));
+    }
+
+    #[test]
+    fn envelopes_parse_and_refuse_what_is_not_one() {
+        let body = br#"{"id":7,"msg":{"a":[1,null]}}"#;
+        let e = Envelope::parse(Kind::Request, body).unwrap();
+        assert_eq!(e.id, 7);
+        assert_eq!(&body[e.msg.unwrap()], br#"{"a":[1,null]}"#);
+        let e = Envelope::parse(Kind::Reply, br#"{"id":1,"msg":null}"#).unwrap();
+        assert_eq!(e.msg, Ok(14..18));
+        let e = Envelope::parse(Kind::Reply, br#"{"id":2,"error":"no"}"#).unwrap();
+        assert_eq!(e.msg, Err("no".into()));
+        let long = format!(r#"{{"id":2,"error":"{}"}}"#, "\u{e9}".repeat(2000));
+        let e = Envelope::parse(Kind::Reply, long.as_bytes()).unwrap();
+        assert!(e.msg.unwrap_err().len() <= MAX_ERROR_TEXT + 3);
+        for (kind, bad) in [
+            (Kind::Request, &br#"{"id":1,"error":"x"}"#[..]),
+            (Kind::Request, br#"{"id":1}"#),
+            (Kind::Reply, br#"{"id":1,"msg":1,"error":"x"}"#),
+            (Kind::Reply, br#"{"id":-1,"msg":1}"#),
+            (Kind::Reply, br#"{"id":1,"msg":1,"x":2}"#),
+            (Kind::Reply, br#"[1,2]"#),
+            (Kind::Reply, b"\xff"),
+        ] {
+            assert!(Envelope::parse(kind, bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

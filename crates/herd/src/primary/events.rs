@@ -70,6 +70,20 @@ pub enum Event {
         /// The message; decode it with [`Message::decode`].
         message: Message,
     },
+    /// The worker asks something (with [`Worker::request`]): answer it
+    /// with [`Request::reply`]. Every subscriber gets the same request; the
+    /// first reply is the answer, and once every copy is dropped unanswered
+    /// the worker gets an error at once. Like messages, requests wait
+    /// under the worker's `message_queue` bound until taken.
+    ///
+    /// [`Worker::request`]: crate::Worker::request
+    /// [`Request::reply`]: crate::Request::reply
+    Request {
+        /// The asker's id.
+        worker: u32,
+        /// The request.
+        request: crate::Request,
+    },
     /// Something went wrong with a worker (a protocol violation, a failed
     /// system call); the primary carries on.
     Error {
@@ -92,6 +106,7 @@ impl Event {
             | Event::Disconnect { worker }
             | Event::Exit { worker, .. }
             | Event::Message { worker, .. }
+            | Event::Request { worker, .. }
             | Event::Error { worker, .. } => Some(*worker),
         }
     }
@@ -107,6 +122,7 @@ impl Event {
             Event::Disconnect { .. } => "disconnect",
             Event::Exit { .. } => "exit",
             Event::Message { .. } => "message",
+            Event::Request { .. } => "request",
             Event::Error { .. } => "error",
         }
     }

@@ -17,11 +17,12 @@ use tokio::sync::Notify;
 
 use super::events::{Credit, Gate};
 use super::{Event, ExitStatus, Inner, Readiness, WorkerHandle};
-use crate::channel::wire::{Control, Kind, VERSION};
+use crate::channel::wire::{Control, Envelope, Kind, VERSION};
 use crate::channel::{Frame, Outbox, Reader};
 use crate::foreign::notify::{Notice, Receiver};
 use crate::foreign::ForeignReady;
 use crate::message::Message;
+use crate::request::Request;
 use crate::sched::Policy;
 use crate::{Error, Signal};
 
@@ -174,6 +175,10 @@ async fn read_channel(inner: &Inner, w: &WorkerHandle, mut reader: Reader) {
                 );
                 Ok(())
             }
+            Ok(Some(frame)) if frame.kind == Kind::Request && online => {
+                on_request(inner, w, &gate, every, frame).await
+            }
+            Ok(Some(frame)) if frame.kind == Kind::Reply && online => on_reply(w, frame),
             Ok(Some(frame)) => {
                 let r = on_frame(inner, w, &mut online, frame);
                 // A worker that asks without reading the answers is read
@@ -220,9 +225,64 @@ async fn held_back(gate: &Arc<Gate>, bytes: usize, w: &WorkerHandle, every: Dura
     }
 }
 
-/// A control frame, or a user frame before `hello`.
+/// A request from the worker: delivered as [`Event::Request`], under the
+/// worker's message bound as its messages are; answered at once with an
+/// error when too many of its requests wait unanswered already.
+async fn on_request(
+    inner: &Inner,
+    w: &WorkerHandle,
+    gate: &Arc<Gate>,
+    every: Duration,
+    frame: Frame,
+) -> Result<(), Error> {
+    let envelope = Envelope::parse(Kind::Request, &frame.body).map_err(Error::Protocol)?;
+    let Link::Channel(outbox) = &w.shared.link else {
+        return Ok(());
+    };
+    let len = frame.body.len();
+    let Ok(range) = envelope.msg else {
+        return Ok(());
+    };
+    let message = Message::new(bytes::Bytes::from(frame.body).slice(range));
+    let Some(request) = Request::arrived(
+        envelope.id,
+        message,
+        Some(w.id()),
+        outbox.clone(),
+        w.shared.open.clone(),
+    ) else {
+        // Refused with an answer: read no more while answers pile up.
+        outbox.room().await;
+        return Ok(());
+    };
+    let credit = match gate.try_admit(len) {
+        Some(credit) => credit,
+        None => held_back(gate, len, w, every).await,
+    };
+    inner.bus.emit_message(
+        Event::Request {
+            worker: w.id(),
+            request,
+        },
+        credit,
+    );
+    Ok(())
+}
+
+/// A reply from the worker to one of the primary's requests; a reply to
+/// none (timed out, never asked) is dropped.
+fn on_reply(w: &WorkerHandle, frame: Frame) -> Result<(), Error> {
+    let envelope = Envelope::parse(Kind::Reply, &frame.body).map_err(Error::Protocol)?;
+    let answer = envelope
+        .msg
+        .map(|range| Message::new(bytes::Bytes::from(frame.body).slice(range)));
+    w.shared.calls.answer(envelope.id, answer);
+    Ok(())
+}
+
+/// A control frame, or an application's frame before `hello`.
 fn on_frame(inner: &Inner, w: &WorkerHandle, online: &mut bool, frame: Frame) -> Result<(), Error> {
-    if frame.kind == Kind::User {
+    if frame.kind != Kind::Control {
         return Err(Error::Protocol("message before hello".into()));
     }
     let control = frame.control()?;

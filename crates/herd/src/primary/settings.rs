@@ -218,7 +218,8 @@ impl SettingsBuilder {
     }
 
     /// How many of a worker's messages may wait in the primary, emitted as
-    /// [`Event::Message`](crate::Event::Message) and not yet taken by every
+    /// [`Event::Message`](crate::Event::Message) (or as
+    /// [`Event::Request`](crate::Event::Request)) and not yet taken by every
     /// subscription that receives them: 1024 by default
     /// ([`limits::MESSAGE_QUEUE`]). Past it, the primary stops reading that
     /// worker's channel, and the worker's `send` waits, until the messages

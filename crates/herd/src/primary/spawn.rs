@@ -245,6 +245,8 @@ impl Primary {
                 beat: Mutex::new(None),
                 handled_at: Mutex::new(None),
                 status_text: Mutex::new(None),
+                calls: crate::request::Pending::new(Some(id)),
+                open: Default::default(),
             }),
         };
         workers.insert(id, handle.clone());

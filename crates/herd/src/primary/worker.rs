@@ -1,7 +1,8 @@
 //! The primary's handle on one worker, as Node's `Worker` object.
 
+use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex, Weak};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use tokio::process::{ChildStderr, ChildStdout};
@@ -12,6 +13,7 @@ use crate::primary::events::{Event, Events};
 use crate::primary::link::Link;
 use crate::primary::Heartbeat;
 use crate::primary::{ExitStatus, Inner};
+use crate::request::Pending;
 use crate::{Error, Signal};
 
 /// Where a worker is in its life, as Node's `worker.state`.
@@ -59,6 +61,10 @@ pub(crate) struct Shared {
     pub handled_at: Mutex<Option<Instant>>,
     /// The last `STATUS=` a foreign worker sent.
     pub status_text: Mutex<Option<String>>,
+    /// The primary's requests to this worker that wait for replies.
+    pub calls: Pending,
+    /// This worker's requests that wait for the primary's answers.
+    pub open: Arc<AtomicUsize>,
 }
 
 /// The primary's handle on a worker: cheap to clone, valid after the worker
@@ -128,6 +134,49 @@ impl WorkerHandle {
         })
     }
 
+    /// Asks the worker something and waits for its answer (which the
+    /// worker gives through [`Worker::recv_request`] and
+    /// [`Request::reply`]), at most [`DEFAULT_TIMEOUT`] (30 s).
+    ///
+    /// ```no_run
+    /// # async fn demo(w: herd::WorkerHandle) -> Result<(), herd::Error> {
+    /// let open: u64 = w.request(&"open connections?").await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::NoReply`] as soon as the worker disconnects or dies
+    /// without answering, or drops the request; [`Error::Timeout`];
+    /// [`Error::TooManyRequests`] with [`MAX_PENDING`] requests to this
+    /// worker waiting already; [`Error::WorkerGone`] if it is gone already;
+    /// [`Error::Codec`] if `msg` cannot be sent or the answer does not
+    /// decode as `R`; [`Error::NoChannel`] for a foreign worker.
+    ///
+    /// [`Worker::recv_request`]: crate::Worker::recv_request
+    /// [`Request::reply`]: crate::Request::reply
+    /// [`DEFAULT_TIMEOUT`]: crate::request::DEFAULT_TIMEOUT
+    /// [`MAX_PENDING`]: crate::request::MAX_PENDING
+    pub async fn request<T, R>(&self, msg: &T) -> Result<R, Error>
+    where
+        T: Serialize + ?Sized,
+        R: serde::de::DeserializeOwned,
+    {
+        self.request_with_timeout(msg, crate::request::DEFAULT_TIMEOUT)
+            .await
+    }
+
+    /// [`request`](Self::request), waiting at most `timeout` for the answer.
+    pub async fn request_with_timeout<T, R>(&self, msg: &T, timeout: Duration) -> Result<R, Error>
+    where
+        T: Serialize + ?Sized,
+        R: serde::de::DeserializeOwned,
+    {
+        let Link::Channel(outbox) = &self.shared.link else {
+            return Err(Error::NoChannel { id: self.id() });
+        };
+        self.shared.calls.ask(outbox, msg, timeout).await
+    }
+
     /// This worker's events only, from now on: its `Fork` is past (and, as
     /// the worker runs meanwhile, maybe more).
     /// [`Primary::fork_with_events`](crate::Primary::fork_with_events)
@@ -140,8 +189,8 @@ impl WorkerHandle {
     }
 
     /// Asks the worker to disconnect gracefully: it stops accepting, lets
-    /// open connections finish, closes its channel and exits. Returns at
-    /// once; watch for `Exit` or call [`wait`](Self::wait). Repeated calls
+    /// open connections finish and closes its channel; it then exits when
+    /// its program ends, with the program's code. Returns at once; watch for `Exit` or call [`wait`](Self::wait). Repeated calls
     /// are harmless. A foreign worker is sent its stop signal (SIGTERM).
     pub fn disconnect(&self) {
         {
@@ -339,6 +388,9 @@ impl WorkerHandle {
         if let Link::Channel(outbox) = &self.shared.link {
             outbox.close();
         }
+        self.shared
+            .calls
+            .close("it disconnected (or died) before replying");
         p.table.remove_worker(self.id());
         tracing::debug!(worker = self.id(), "worker disconnected");
         p.bus.emit(Event::Disconnect { worker: self.id() });

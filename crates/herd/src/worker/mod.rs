@@ -40,6 +40,7 @@ mod busy;
 mod heartbeat;
 mod listener;
 mod queue;
+mod read;
 mod requests;
 #[cfg(feature = "axum")]
 mod serve;
@@ -49,7 +50,7 @@ mod serve_conn;
 use std::collections::HashMap;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -57,9 +58,10 @@ use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::addr::ListenOptions;
-use crate::channel::wire::{Control, Kind, DEFAULT_MAX_BODY, MAX_BODY, MIN_BODY, VERSION};
-use crate::channel::{Frame, Limits, Outbox, Reader};
+use crate::channel::wire::{Control, DEFAULT_MAX_BODY, MAX_BODY, MIN_BODY, VERSION};
+use crate::channel::{Limits, Outbox, Reader};
 use crate::message::Message;
+use crate::request::{Pending, Request};
 use crate::sched::ListenAddr;
 use crate::{Error, ENV_CHANNEL_FD, ENV_WORKER_ID};
 pub use busy::Hold;
@@ -85,6 +87,12 @@ struct Inner {
     next_seq: AtomicU64,
     pending: Mutex<HashMap<u64, oneshot::Sender<Reply>>>,
     messages: tokio::sync::Mutex<mpsc::UnboundedReceiver<Message>>,
+    /// This worker's requests that wait for the primary's replies.
+    calls: Pending,
+    /// The primary's requests, delivered by `recv_request`.
+    asked: tokio::sync::Mutex<mpsc::UnboundedReceiver<Request>>,
+    /// The primary's requests that wait for an answer here.
+    open: Arc<AtomicUsize>,
     listeners: Mutex<Vec<Arc<ListenerShared>>>,
     listen_counts: Mutex<HashMap<ListenAddr, u32>>,
     disconnecting: watch::Sender<bool>,
@@ -160,6 +168,7 @@ impl Worker {
             .map_or(DEFAULT_MAX_BODY, |n| n.clamp(MIN_BODY, MAX_BODY));
         let outbox = Outbox::start(stream.clone(), max_body);
         let (msg_tx, msg_rx) = mpsc::unbounded_channel();
+        let (ask_tx, ask_rx) = mpsc::unbounded_channel();
         let worker = Worker {
             inner: Arc::new(Inner {
                 id,
@@ -167,6 +176,9 @@ impl Worker {
                 next_seq: AtomicU64::new(1),
                 pending: Mutex::new(HashMap::new()),
                 messages: tokio::sync::Mutex::new(msg_rx),
+                calls: Pending::new(None),
+                asked: tokio::sync::Mutex::new(ask_rx),
+                open: Arc::default(),
                 listeners: Mutex::new(Vec::new()),
                 listen_counts: Mutex::new(HashMap::new()),
                 disconnecting: watch::channel(false).0,
@@ -192,7 +204,11 @@ impl Worker {
             frame_timeout: None,
         };
         let reader = Reader::with_limits(stream, limits);
-        tokio::spawn(read_loop(worker.clone(), reader, msg_tx));
+        let inbox = read::Inbox {
+            messages: msg_tx,
+            requests: ask_tx,
+        };
+        tokio::spawn(read::read_loop(worker.clone(), reader, inbox));
         let every = std::env::var(crate::ENV_HEARTBEAT_MS)
             .ok()
             .and_then(|v| v.parse::<u64>().ok())
@@ -229,6 +245,56 @@ impl Worker {
     /// (after a graceful disconnect, once it is done). Cancel safe.
     pub async fn recv(&self) -> Option<Message> {
         self.inner.messages.lock().await.recv().await
+    }
+
+    /// Asks the primary something and waits for its answer (which the
+    /// primary gives through [`Event::Request`](crate::Event::Request) and
+    /// [`Request::reply`]), at most [`DEFAULT_TIMEOUT`] (30 s). Apart from
+    /// [`send`](Self::send)'s messages: the primary's `Event::Message` and
+    /// this worker's [`recv`](Self::recv) never see a request or a reply.
+    ///
+    /// ```no_run
+    /// # async fn demo(worker: herd::Worker) -> Result<(), herd::Error> {
+    /// #[derive(serde::Deserialize)]
+    /// struct Config { greeting: String }
+    /// let config: Config = worker.request(&"config").await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Timeout`]; [`Error::NoReply`] when the primary drops the
+    /// request unanswered; [`Error::TooManyRequests`] with
+    /// [`MAX_PENDING`] requests waiting already; [`Error::ChannelClosed`];
+    /// [`Error::Codec`] if `msg` cannot be sent or the answer does not
+    /// decode as `R`; [`Error::TooLarge`].
+    ///
+    /// [`DEFAULT_TIMEOUT`]: crate::request::DEFAULT_TIMEOUT
+    /// [`MAX_PENDING`]: crate::request::MAX_PENDING
+    pub async fn request<T, R>(&self, msg: &T) -> Result<R, Error>
+    where
+        T: Serialize + ?Sized,
+        R: serde::de::DeserializeOwned,
+    {
+        self.request_with_timeout(msg, crate::request::DEFAULT_TIMEOUT)
+            .await
+    }
+
+    /// [`request`](Self::request), waiting at most `timeout` for the answer.
+    pub async fn request_with_timeout<T, R>(&self, msg: &T, timeout: Duration) -> Result<R, Error>
+    where
+        T: Serialize + ?Sized,
+        R: serde::de::DeserializeOwned,
+    {
+        self.inner.calls.ask(&self.inner.outbox, msg, timeout).await
+    }
+
+    /// The next request from the primary (made with
+    /// [`WorkerHandle::request`](crate::WorkerHandle::request)), to answer
+    /// with [`Request::reply`]; `None` once the channel is closed. Cancel
+    /// safe. Requests come in the order they were made, apart from
+    /// [`recv`](Self::recv)'s messages.
+    pub async fn recv_request(&self) -> Option<Request> {
+        self.inner.asked.lock().await.recv().await
     }
 
     /// Listens on `addr` (`HOST:PORT`, `[V6]:PORT`, `:PORT`, `unix:PATH`),
@@ -488,58 +554,4 @@ async fn resolve(addr: &str) -> io::Result<ListenAddr> {
         }
         other => other,
     })
-}
-
-async fn read_loop(worker: Worker, mut reader: Reader, messages: mpsc::UnboundedSender<Message>) {
-    loop {
-        match reader.next().await {
-            Ok(Some(frame)) => {
-                if let Err(e) = on_frame(&worker, &messages, frame) {
-                    tracing::error!(error = %e, "bad frame from the primary; exiting");
-                    std::process::exit(1);
-                }
-            }
-            Ok(None) | Err(_) if worker.inner.left.load(Ordering::SeqCst) => {
-                // Our disconnect is done and the primary closed its end in
-                // turn: `recv` ends, and the program with it.
-                tracing::debug!(worker = worker.id(), "channel closed after the disconnect");
-                return;
-            }
-            Ok(None) | Err(_) => {
-                // The primary is gone (or broke the channel): a worker never
-                // outlives its primary.
-                tracing::debug!(
-                    worker = worker.id(),
-                    "channel to the primary closed; exiting"
-                );
-                std::process::exit(0);
-            }
-        }
-    }
-}
-
-fn on_frame(
-    worker: &Worker,
-    messages: &mpsc::UnboundedSender<Message>,
-    frame: Frame,
-) -> Result<(), Error> {
-    if frame.kind == Kind::User {
-        let _ = messages.send(Message::new(frame.body));
-        return Ok(());
-    }
-    let control = frame.control()?;
-    match control {
-        Control::Listened { seq, .. } | Control::ListenFailed { seq, .. } => {
-            if let Some(tx) = worker.inner.pending.lock().unwrap().remove(&seq) {
-                let _ = tx.send((control, frame.fds));
-            }
-        }
-        Control::Disconnect => worker.begin_disconnect(false),
-        other => {
-            return Err(Error::Protocol(format!(
-                "primary sent a worker-only message: {other:?}"
-            )))
-        }
-    }
-    Ok(())
 }

@@ -1,5 +1,8 @@
 //! Messages between the primary and its workers.
 
+mod base64;
+pub(crate) mod codec;
+
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
 
@@ -7,6 +10,15 @@ use crate::Error;
 
 /// A message received from the other side of the channel: a JSON value,
 /// decoded on demand into whatever type the receiver expects.
+///
+/// What is sent arrives exactly: every float as the same double (serde_json
+/// parses each to the nearest one), and serde's byte strings
+/// (`serde_bytes::ByteBuf`, `#[serde(with = "serde_bytes")] Vec<u8>`) as
+/// bytes, which travel as `{"$bytes":"BASE64"}` rather than as an array of
+/// numbers and decode back into bytes wherever the receiving type asks for
+/// bytes (a plain `Vec<u8>` is a sequence to serde, and travels as one). A
+/// float JSON cannot hold (NaN, an infinity) is refused where it is sent,
+/// with [`Error::Codec`] naming it, never at the receiver.
 ///
 /// ```
 /// # fn main() -> Result<(), herd::Error> {
@@ -22,10 +34,8 @@ pub struct Message {
 }
 
 impl Message {
-    pub(crate) fn new(json: Vec<u8>) -> Message {
-        Message {
-            json: Bytes::from(json),
-        }
+    pub(crate) fn new(json: impl Into<Bytes>) -> Message {
+        Message { json: json.into() }
     }
 
     /// A message from JSON text (handy in tests).
@@ -35,7 +45,7 @@ impl Message {
 
     /// Decodes the message into `T`.
     pub fn decode<T: DeserializeOwned>(&self) -> Result<T, Error> {
-        Ok(serde_json::from_slice(&self.json)?)
+        Ok(codec::from_slice(&self.json)?)
     }
 
     /// The message's raw JSON.

@@ -1,0 +1,322 @@
+//! Messages with a reply: a request from either side that the other side
+//! answers, as the Cluster 2.0 proposal's echo callback.
+//!
+//! The side that asks calls [`Worker::request`](crate::Worker::request) or
+//! [`WorkerHandle::request`](crate::WorkerHandle::request) and gets the
+//! answer, decoded, or an error: never a hang. The side that is asked gets
+//! a [`Request`] (in a worker from
+//! [`Worker::recv_request`](crate::Worker::recv_request), in the primary as
+//! [`Event::Request`](crate::Event::Request)) and answers it with
+//! [`Request::reply`].
+//!
+//! ```no_run
+//! # async fn demo(worker: herd::Worker) -> Result<(), herd::Error> {
+//! // In a worker: ask the primary.
+//! let sum: u64 = worker.request(&("add", 2, 3)).await?;
+//! // And answer what the primary asks.
+//! while let Some(req) = worker.recv_request().await {
+//!     let (a, b): (u64, u64) = req.decode()?;
+//!     req.reply(&(a * b)).await?;
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! Requests and replies are frames of their own on the channel
+//! (docs/protocol.md), so a plain `recv` or
+//! [`Event::Message`](crate::Event::Message) never sees
+//! one, and plain messages keep their order among themselves. A request
+//! ends in one of these ways:
+//!
+//! - the answer: `Ok`, decoded as the caller asked;
+//! - [`Error::Timeout`]: nothing came within the timeout
+//!   ([`DEFAULT_TIMEOUT`] unless `request_with_timeout` says otherwise);
+//!   a reply that comes later is dropped;
+//! - [`Error::NoReply`]: the other side will not answer: the worker
+//!   disconnected or died (as soon as the primary knows), or every copy of
+//!   the [`Request`] was dropped unanswered, or the other side holds too
+//!   many unanswered requests already;
+//! - [`Error::TooManyRequests`]: this side has [`MAX_PENDING`] requests
+//!   waiting for their replies on this channel already.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio::sync::oneshot;
+
+use crate::channel::Outbox;
+use crate::message::Message;
+use crate::Error;
+
+/// How long a request waits for its reply unless told otherwise.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The most requests one side may have waiting for replies on one channel
+/// (a worker to its primary, the primary to each worker); one more fails at
+/// once with [`Error::TooManyRequests`]. It is also how many requests from
+/// the other side may wait unanswered here: one past that is answered at
+/// once with [`Error::NoReply`], and never delivered.
+pub const MAX_PENDING: usize = 1024;
+
+type Answer = Result<Message, Error>;
+
+/// The requests one side made on one channel and waits for answers to.
+pub(crate) struct Pending {
+    /// Whom they go to: a worker's id, or `None` for the primary.
+    peer: Option<u32>,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    next: u64,
+    waiting: HashMap<u64, oneshot::Sender<Answer>>,
+    /// Why no reply can come any more, once the channel is closed.
+    closed: Option<String>,
+}
+
+impl Pending {
+    pub fn new(peer: Option<u32>) -> Pending {
+        Pending {
+            peer,
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    /// Sends `msg` as a request on `outbox` and waits, at most `timeout`
+    /// in all (waiting to send included), for its reply.
+    pub async fn ask<T: Serialize + ?Sized, R: DeserializeOwned>(
+        &self,
+        outbox: &Outbox,
+        msg: &T,
+        timeout: Duration,
+    ) -> Result<R, Error> {
+        let asked = async {
+            let (id, rx) = self.register()?;
+            // Cancelled (dropped, timed out) or not, the entry goes.
+            let _forget = Forget { pending: self, id };
+            outbox.request(id, msg).await.map_err(|e| self.gone_or(e))?;
+            match rx.await {
+                Ok(answer) => answer,
+                Err(_) => Err(self.closed_error()),
+            }
+        };
+        let reply = tokio::time::timeout(timeout, asked)
+            .await
+            .map_err(|_| Error::Timeout {
+                worker: self.peer,
+                after: timeout,
+            })??;
+        reply.decode()
+    }
+
+    fn register(&self) -> Result<(u64, oneshot::Receiver<Answer>), Error> {
+        let mut st = self.state.lock().unwrap();
+        if st.closed.is_some() {
+            return Err(self.gone_or(Error::ChannelClosed));
+        }
+        if st.waiting.len() >= MAX_PENDING {
+            return Err(Error::TooManyRequests {
+                worker: self.peer,
+                max: MAX_PENDING,
+            });
+        }
+        st.next += 1;
+        let id = st.next;
+        let (tx, rx) = oneshot::channel();
+        st.waiting.insert(id, tx);
+        Ok((id, rx))
+    }
+
+    /// A reply arrived: the answer, or why there is none. A reply to no
+    /// request (never made, timed out, answered already) is dropped.
+    pub fn answer(&self, id: u64, answer: Result<Message, String>) {
+        let tx = self.state.lock().unwrap().waiting.remove(&id);
+        let Some(tx) = tx else {
+            tracing::debug!(id, peer = ?self.peer, "a reply to no waiting request; dropped");
+            return;
+        };
+        let _ = tx.send(answer.map_err(|why| Error::NoReply {
+            worker: self.peer,
+            why,
+        }));
+    }
+
+    /// No reply can come any more (`why` says why): every request waiting
+    /// fails now, and later ones at once.
+    pub fn close(&self, why: &str) {
+        let waiting = {
+            let mut st = self.state.lock().unwrap();
+            if st.closed.is_some() {
+                return;
+            }
+            st.closed = Some(why.to_string());
+            std::mem::take(&mut st.waiting)
+        };
+        for (_, tx) in waiting {
+            let _ = tx.send(Err(self.closed_error()));
+        }
+    }
+
+    fn closed_error(&self) -> Error {
+        let why = self.state.lock().unwrap().closed.clone();
+        Error::NoReply {
+            worker: self.peer,
+            why: why.unwrap_or_else(|| "the channel closed before the reply came".into()),
+        }
+    }
+
+    /// The error for a channel found closed: in the primary, the worker
+    /// is gone.
+    fn gone_or(&self, e: Error) -> Error {
+        match (e, self.peer) {
+            (Error::ChannelClosed, Some(id)) => Error::WorkerGone { id },
+            (e, _) => e,
+        }
+    }
+}
+
+struct Forget<'a> {
+    pending: &'a Pending,
+    id: u64,
+}
+
+impl Drop for Forget<'_> {
+    fn drop(&mut self) {
+        self.pending.state.lock().unwrap().waiting.remove(&self.id);
+    }
+}
+
+/// A request from the other side, to answer with [`reply`](Self::reply).
+///
+/// Cheap to clone: every clone is the same request (the primary gives one
+/// to each subscriber of its events), and the first reply is the answer.
+/// When the last clone is dropped unanswered, the side that asked is told
+/// at once ([`Error::NoReply`]) rather than at its timeout.
+#[derive(Clone)]
+pub struct Request {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    id: u64,
+    message: Message,
+    /// Who asked: a worker's id, or `None` for the primary.
+    from: Option<u32>,
+    outbox: Arc<Outbox>,
+    answered: AtomicBool,
+    /// The requests from that side waiting for an answer here.
+    open: Arc<AtomicUsize>,
+}
+
+impl Request {
+    /// A request `id` that arrived on `outbox`'s channel; `None` (and the
+    /// asker told why) when `open` requests from that side wait unanswered
+    /// here already.
+    pub(crate) fn arrived(
+        id: u64,
+        message: Message,
+        from: Option<u32>,
+        outbox: Arc<Outbox>,
+        open: Arc<AtomicUsize>,
+    ) -> Option<Request> {
+        if open.fetch_add(1, Ordering::AcqRel) >= MAX_PENDING {
+            open.fetch_sub(1, Ordering::AcqRel);
+            tracing::debug!(id, ?from, "too many unanswered requests; refusing one");
+            let _ = outbox.reply_error(
+                id,
+                &format!(
+                    "{MAX_PENDING} requests from this side already wait for an answer \
+                     there; wait for their replies before asking more"
+                ),
+            );
+            return None;
+        }
+        Some(Request {
+            inner: Arc::new(Inner {
+                id,
+                message,
+                from,
+                outbox,
+                answered: AtomicBool::new(false),
+                open,
+            }),
+        })
+    }
+
+    /// Who asked: the worker's id in the primary, `None` in a worker (the
+    /// primary asked).
+    pub fn worker(&self) -> Option<u32> {
+        self.inner.from
+    }
+
+    /// The request's value.
+    pub fn message(&self) -> &Message {
+        &self.inner.message
+    }
+
+    /// Decodes the request's value into `T` (see [`Message::decode`]).
+    pub fn decode<T: DeserializeOwned>(&self) -> Result<T, Error> {
+        self.inner.message.decode()
+    }
+
+    /// Whether a reply was sent already.
+    pub fn is_answered(&self) -> bool {
+        self.inner.answered.load(Ordering::Acquire)
+    }
+
+    /// Answers the request with `value`. Waits, as `send` does, while the
+    /// channel is full.
+    ///
+    /// # Errors
+    /// [`Error::AlreadyAnswered`] when a reply was sent already (by this
+    /// clone or another); [`Error::WorkerGone`] (in the primary) or
+    /// [`Error::ChannelClosed`] (in a worker) when the side that asked is
+    /// gone; [`Error::Codec`] or [`Error::TooLarge`] if `value` cannot be
+    /// sent, and then the request is still unanswered.
+    pub async fn reply<T: Serialize + ?Sized>(&self, value: &T) -> Result<(), Error> {
+        let inner = &self.inner;
+        if self.is_answered() {
+            return Err(Error::AlreadyAnswered { id: inner.id });
+        }
+        match inner.outbox.reply(inner.id, value).await {
+            Ok(()) => {
+                inner.answered.store(true, Ordering::Release);
+                Ok(())
+            }
+            Err(Error::ChannelClosed) => {
+                inner.answered.store(true, Ordering::Release);
+                Err(match inner.from {
+                    Some(id) => Error::WorkerGone { id },
+                    None => Error::ChannelClosed,
+                })
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.open.fetch_sub(1, Ordering::AcqRel);
+        if !self.answered.load(Ordering::Acquire) {
+            let _ = self
+                .outbox
+                .reply_error(self.id, "the request was dropped there without a reply");
+        }
+    }
+}
+
+impl std::fmt::Debug for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Request")
+            .field("id", &self.inner.id)
+            .field("worker", &self.inner.from)
+            .field("message", &self.inner.message)
+            .field("answered", &self.is_answered())
+            .finish()
+    }
+}
