@@ -37,7 +37,10 @@
 //! ```
 
 mod busy;
+mod closer;
+mod connection;
 mod heartbeat;
+mod indexes;
 mod listener;
 mod queue;
 mod requests;
@@ -64,8 +67,10 @@ use crate::sched::ListenAddr;
 use crate::{Error, ENV_CHANNEL_FD, ENV_WORKER_ID};
 pub use busy::Hold;
 pub(crate) use busy::{Accepting, Busy};
+pub use closer::ListenerCloser;
+pub use connection::{Connection, PeerAddr};
 use listener::ListenerShared;
-pub use listener::{Connection, Listener, PeerAddr};
+pub use listener::Listener;
 pub use requests::{quantile_ms, LATENCY_BOUNDS_MS};
 #[cfg(feature = "axum")]
 pub use serve::{ServeOptions, LINGER};
@@ -86,7 +91,8 @@ struct Inner {
     pending: Mutex<HashMap<u64, oneshot::Sender<Reply>>>,
     messages: tokio::sync::Mutex<mpsc::UnboundedReceiver<Message>>,
     listeners: Mutex<Vec<Arc<ListenerShared>>>,
-    listen_counts: Mutex<HashMap<ListenAddr, u32>>,
+    /// Which listen of each address each listen is (`indexes`).
+    indexes: Arc<indexes::Indexes>,
     disconnecting: watch::Sender<bool>,
     busy: Arc<Busy>,
     /// Counted by `serve`, with the disconnect flag it reads.
@@ -168,7 +174,7 @@ impl Worker {
                 pending: Mutex::new(HashMap::new()),
                 messages: tokio::sync::Mutex::new(msg_rx),
                 listeners: Mutex::new(Vec::new()),
-                listen_counts: Mutex::new(HashMap::new()),
+                indexes: Arc::default(),
                 disconnecting: watch::channel(false).0,
                 busy: Arc::new(Busy::default()),
                 counting: requests::Counting::leak(),
@@ -252,12 +258,13 @@ impl Worker {
                 format!("{addr} is a UDP address: use bind_udp"),
             ));
         }
-        let (handle, mode, address, count_closes, fds) =
+        let (handle, mode, address, count_closes, fds, index) =
             self.request_socket(&parsed, options).await?;
         let shared = Arc::new(ListenerShared::new(
             handle,
             self.inner.outbox.clone(),
             count_closes,
+            index,
         ));
         let mut fds = fds.into_iter();
         let missing = || io::Error::other("the primary sent no descriptor with its answer");
@@ -275,7 +282,12 @@ impl Worker {
                 Listener::socket(shared.clone(), fd, fds.next(), &parsed, address, busy)?
             }
         };
-        self.inner.listeners.lock().unwrap().push(shared.clone());
+        {
+            let mut listeners = self.inner.listeners.lock().unwrap();
+            // Closed ones need no closing at disconnect.
+            listeners.retain(|l| !l.is_closed());
+            listeners.push(shared.clone());
+        }
         if *self.inner.disconnecting.borrow() {
             shared.close();
         } else {
@@ -296,9 +308,12 @@ impl Worker {
             format!("udp:{addr}")
         };
         let parsed = resolve(&spec).await?;
-        let (handle, _, _, _, fds) = self
+        let (handle, _, _, _, fds, index) = self
             .request_socket(&parsed, ListenOptions::default())
             .await?;
+        // A UDP socket says nothing when it closes: the primary keeps this
+        // worker in the listen, and so the index stays taken.
+        index.keep();
         let fd = fds
             .into_iter()
             .next()
@@ -322,14 +337,12 @@ impl Worker {
         ListenAddr,
         bool,
         Vec<OwnedFd>,
+        indexes::Index,
     )> {
         let key = addr.clone();
-        let index = {
-            let mut counts = self.inner.listen_counts.lock().unwrap();
-            let c = counts.entry(key.clone()).or_insert(0);
-            *c += 1;
-            *c - 1
-        };
+        // Given back if this fails (or is cancelled), so a retry gets the
+        // same index; else by the listener's close.
+        let index = self.inner.indexes.take(&key);
         let seq = self.inner.next_seq.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         self.inner.pending.lock().unwrap().insert(seq, tx);
@@ -337,7 +350,7 @@ impl Worker {
             &Control::Listen {
                 seq,
                 addr: key.clone(),
-                index,
+                index: index.get(),
                 options,
             },
             Vec::new(),
@@ -356,12 +369,8 @@ impl Worker {
                 address,
                 count_closes,
                 ..
-            } => Ok((handle, mode, address, count_closes, fds)),
+            } => Ok((handle, mode, address, count_closes, fds, index)),
             Control::ListenFailed { errno, message, .. } => {
-                // A failed listen does not count: a retry gets the same index.
-                if let Some(c) = self.inner.listen_counts.lock().unwrap().get_mut(&key) {
-                    *c -= 1;
-                }
                 let kind = io::Error::from_raw_os_error(errno).kind();
                 Err(io::Error::new(kind, message))
             }
