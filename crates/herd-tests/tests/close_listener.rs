@@ -16,7 +16,9 @@ const QUEUED: usize = 8;
 
 /// Waits for worker `id`'s `{"serve_ended": name}`.
 fn expect_serve_ended(c: &mut Cluster, id: u32, name: &str) {
-    c.expect(|v| v["event"] == "message" && v["worker"] == id && v["message"]["serve_ended"] == name);
+    c.expect(|v| {
+        v["event"] == "message" && v["worker"] == id && v["message"]["serve_ended"] == name
+    });
 }
 
 fn closing_one_listener_under_axum_serve_leaves_its_port_to_the_other_workers(policy: &str) {
@@ -28,7 +30,10 @@ fn closing_one_listener_under_axum_serve_leaves_its_port_to_the_other_workers(po
     assert_ne!(x, y);
 
     // Clients wait for `a` on x: its server takes nothing for now.
-    assert_eq!(ask(&mut c, a, json!({"cmd": "pause", "name": "x"}))["paused"], "x");
+    assert_eq!(
+        ask(&mut c, a, json!({"cmd": "pause", "name": "x"}))["paused"],
+        "x"
+    );
     let waiting = Waiting::start(&x, "/", QUEUED);
     waiting.wait_sent();
     let handed_off = policy == "rr" || policy == "lc";
@@ -53,7 +58,10 @@ fn closing_one_listener_under_axum_serve_leaves_its_port_to_the_other_workers(po
     assert_eq!(worker_of(&http_get(&y, "/").unwrap()), a);
 
     // `a` closes x while its axum::serve runs.
-    assert_eq!(ask(&mut c, a, json!({"cmd": "close", "name": "x"}))["closed"], "x");
+    assert_eq!(
+        ask(&mut c, a, json!({"cmd": "close", "name": "x"}))["closed"],
+        "x"
+    );
     for (i, r) in waiting.finish().into_iter().enumerate() {
         let body = r.unwrap_or_else(|e| panic!("client {i} waiting on x was lost: {e}"));
         assert_eq!(worker_of(&body), b, "client {i}");
@@ -70,7 +78,10 @@ fn closing_one_listener_under_axum_serve_leaves_its_port_to_the_other_workers(po
     }
 
     // No other worker listens on y: closed, it is refused.
-    assert_eq!(ask(&mut c, a, json!({"cmd": "close", "name": "y"}))["closed"], "y");
+    assert_eq!(
+        ask(&mut c, a, json!({"cmd": "close", "name": "y"}))["closed"],
+        "y"
+    );
     expect_serve_ended(&mut c, a, "y");
     assert!(
         wait_until(TIMEOUT, || std::net::TcpStream::connect(&y).is_err()),

@@ -24,13 +24,19 @@ fn a_tcp4_listen_reports_kind_ip_and_port() {
     assert!(v["path"].is_null(), "{v}");
     let port = v["port"].as_u64().expect("a port");
     assert_ne!(port, 0, "the port as bound, not as asked");
-    assert_eq!(worker_of(&http_get(&format!("127.0.0.1:{port}"), "/").unwrap()), id);
+    assert_eq!(
+        worker_of(&http_get(&format!("127.0.0.1:{port}"), "/").unwrap()),
+        id
+    );
 }
 
 #[test]
 #[cfg_attr(not(herd_ipv6), ignore = "needs an IPv6 loopback: [::1] did not bind")]
 fn a_tcp6_listen_reports_kind_ip_and_port() {
-    still_holds(std::net::TcpListener::bind("[::1]:0").is_ok(), "[::1] binds");
+    still_holds(
+        std::net::TcpListener::bind("[::1]:0").is_ok(),
+        "[::1] binds",
+    );
     let mut c = Cluster::start(&[]);
     let (id, v) = listening(&mut c, &[("FIXTURE_LISTEN", "[::1]:0")]);
     assert_eq!(v["kind"], "tcp6", "{v}");
@@ -38,7 +44,10 @@ fn a_tcp6_listen_reports_kind_ip_and_port() {
     assert!(v["path"].is_null(), "{v}");
     let port = v["port"].as_u64().expect("a port");
     assert_ne!(port, 0);
-    assert_eq!(worker_of(&http_get(&format!("[::1]:{port}"), "/").unwrap()), id);
+    assert_eq!(
+        worker_of(&http_get(&format!("[::1]:{port}"), "/").unwrap()),
+        id
+    );
 }
 
 #[test]

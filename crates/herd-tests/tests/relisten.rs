@@ -32,7 +32,11 @@ fn a_worker_alone_on_a_port_closes_and_listens_on_it_again_at_once(policy: &str)
         let r = ask(&mut c, id, json!({"cmd": "relisten", "name": "web"}));
         assert_eq!(r["relistened"], "web", "re-listen {i}: {r}\n{}", c.dump());
         assert_eq!(r["address"], addr.as_str());
-        assert_eq!(worker_of(&http_get(&addr, "/").unwrap()), id, "re-listen {i}");
+        assert_eq!(
+            worker_of(&http_get(&addr, "/").unwrap()),
+            id,
+            "re-listen {i}"
+        );
         assert_eq!(listens_on(&mut c, &addr), [(1, 0)], "re-listen {i}");
         assert_eq!(listening_sockets(port_of(&addr)).len(), 1, "re-listen {i}");
     }
@@ -62,8 +66,14 @@ fn a_worker_sharing_a_port_closes_and_listens_again_sharing_the_same_socket(poli
         let who = worker_of(&http_get(&addr, "/").unwrap());
         assert!(who == a || who == b, "re-listen {i}: {who}");
     }
-    assert!(served_by_eventually(&addr, a), "the re-listened worker gets no connection");
-    assert!(served_by_eventually(&addr, b), "the other worker gets no connection");
+    assert!(
+        served_by_eventually(&addr, a),
+        "the re-listened worker gets no connection"
+    );
+    assert!(
+        served_by_eventually(&addr, b),
+        "the other worker gets no connection"
+    );
 }
 per_policy!(a_worker_sharing_a_port_closes_and_listens_again_sharing_the_same_socket:
     rr, lc, shared, reuseport);

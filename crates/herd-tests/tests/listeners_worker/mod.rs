@@ -42,12 +42,13 @@ pub fn ask(c: &mut Cluster, id: u32, msg: Value) -> Value {
 
 /// Worker `id` listens on `addr` as `name`; returns the address as bound.
 pub fn listen(c: &mut Cluster, id: u32, name: &str, addr: &str) -> String {
-    let r = ask(
-        c,
-        id,
-        json!({"cmd": "listen", "name": name, "addr": addr}),
+    let r = ask(c, id, json!({"cmd": "listen", "name": name, "addr": addr}));
+    assert_eq!(
+        r["listened"],
+        name,
+        "worker {id} listen {addr}: {r}\n{}",
+        c.dump()
     );
-    assert_eq!(r["listened"], name, "worker {id} listen {addr}: {r}\n{}", c.dump());
     r["address"].as_str().unwrap().to_string()
 }
 
@@ -68,11 +69,7 @@ fn free_port() -> u16 {
 pub fn listen_on_a_free_port(c: &mut Cluster, id: u32, name: &str) -> String {
     for _ in 0..5 {
         let addr = format!("127.0.0.1:{}", free_port());
-        let r = ask(
-            c,
-            id,
-            json!({"cmd": "listen", "name": name, "addr": addr}),
-        );
+        let r = ask(c, id, json!({"cmd": "listen", "name": name, "addr": addr}));
         if r["listened"] == name {
             assert_eq!(r["address"], addr.as_str());
             return addr;
@@ -93,7 +90,12 @@ pub fn listens_on(c: &mut Cluster, address: &str) -> Vec<(u64, u64)> {
         .unwrap()
         .iter()
         .filter(|l| l["address"] == address)
-        .map(|l| (l["workers"].as_u64().unwrap(), l["queued"].as_u64().unwrap()))
+        .map(|l| {
+            (
+                l["workers"].as_u64().unwrap(),
+                l["queued"].as_u64().unwrap(),
+            )
+        })
         .collect()
 }
 

@@ -130,4 +130,3 @@ impl AsyncWrite for Connection {
         true
     }
 }
-

@@ -28,7 +28,9 @@ impl Indexes {
     pub(super) fn take(self: &Arc<Self>, addr: &ListenAddr) -> Index {
         let mut held = self.held.lock().unwrap();
         let set = held.entry(addr.clone()).or_default();
-        let index = (0..).find(|i| !set.contains(i)).expect("fewer than u32::MAX listens");
+        let index = (0..)
+            .find(|i| !set.contains(i))
+            .expect("fewer than u32::MAX listens");
         set.insert(index);
         Index {
             indexes: self.clone(),
@@ -101,6 +103,10 @@ mod tests {
         drop(second);
         drop(again);
         let (x, y, z) = (indexes.take(&a), indexes.take(&a), indexes.take(&a));
-        assert_eq!((x.get(), y.get(), z.get()), (0, 1, 3), "a kept index is never given back");
+        assert_eq!(
+            (x.get(), y.get(), z.get()),
+            (0, 1, 3),
+            "a kept index is never given back"
+        );
     }
 }

@@ -35,6 +35,11 @@
 //! Ok(std::process::ExitCode::from(3))
 //! # }
 //! ```
+//!
+//! One listener alone is closed with [`Listener::close`], by dropping it, or
+//! (while `axum::serve` owns it) with its [`ListenerCloser`], as Node's
+//! `server.close()`: the others go on, and listening on the same address
+//! again shares the socket the other workers kept.
 
 mod busy;
 mod closer;
@@ -69,8 +74,8 @@ pub use busy::Hold;
 pub(crate) use busy::{Accepting, Busy};
 pub use closer::ListenerCloser;
 pub use connection::{Connection, PeerAddr};
-use listener::ListenerShared;
 pub use listener::Listener;
+use listener::ListenerShared;
 pub use requests::{quantile_ms, LATENCY_BOUNDS_MS};
 #[cfg(feature = "axum")]
 pub use serve::{ServeOptions, LINGER};
