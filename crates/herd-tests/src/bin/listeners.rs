@@ -21,6 +21,8 @@
 //!
 //! [`ListenerCloser`]: herd::ListenerCloser
 
+#![deny(unsafe_code)]
+
 use std::collections::HashMap;
 
 use herd::{Connection, Listener, ListenerCloser, PeerAddr, Worker};
