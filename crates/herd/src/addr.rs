@@ -18,7 +18,7 @@
 
 use std::fmt;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
@@ -211,6 +211,18 @@ impl ListenAddr {
             ListenAddr::Tcp(a) | ListenAddr::Udp(a) => Some(*a),
             ListenAddr::Unix(_) => None,
         }
+    }
+
+    /// The IP address, for TCP and UDP (Node's `address().address`).
+    ///
+    /// ```
+    /// let a: herd::ListenAddr = "[::1]:8080".parse().unwrap();
+    /// assert_eq!(a.ip(), Some(std::net::Ipv6Addr::LOCALHOST.into()));
+    /// assert_eq!(a.port(), Some(8080));
+    /// assert_eq!(a.kind(), herd::AddrKind::Tcp6);
+    /// ```
+    pub fn ip(&self) -> Option<IpAddr> {
+        self.socket_addr().map(|a| a.ip())
     }
 
     /// The port, for TCP and UDP.

@@ -96,7 +96,7 @@ pub use supervise::{
 };
 #[cfg(feature = "axum")]
 pub use worker::ServeOptions;
-pub use worker::{Connection, Hold, Listener, PeerAddr, Worker};
+pub use worker::{Connection, Hold, Listener, ListenerCloser, PeerAddr, Worker};
 
 /// The environment variable that carries a worker's id (1, 2, 3...).
 pub const ENV_WORKER_ID: &str = "HERD_WORKER_ID";

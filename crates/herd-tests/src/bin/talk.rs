@@ -17,6 +17,8 @@
 //!   worker (`TALK_RAW=1`, speaking the wire itself) that floods requests
 //!   the primary holds, and sends replies to no request.
 
+#![deny(unsafe_code)]
+
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
@@ -384,15 +386,7 @@ async fn worker(scenario: &str) {
 /// A worker written against the wire (docs/protocol.md) that floods the
 /// primary with requests and replies to requests never made.
 fn raw_worker() {
-    use std::os::fd::FromRawFd;
-    let fd: i32 = std::env::var(herd::ENV_CHANNEL_FD)
-        .unwrap()
-        .parse()
-        .unwrap();
-    // SAFETY: the primary handed this descriptor to this process for the
-    // channel, and nothing else in this program uses it: this is its only
-    // owner.
-    let mut ch = unsafe { std::os::unix::net::UnixStream::from_raw_fd(fd) };
+    let mut ch = herd_tests::raw::take_channel();
     let frame = |kind: u8, body: Value| {
         let body = body.to_string().into_bytes();
         let mut f = (body.len() as u32).to_le_bytes().to_vec();

@@ -32,10 +32,15 @@ pub enum Event {
         worker: u32,
     },
     /// The worker listens on `address` (`127.0.0.1:8080`, `[::]:80`,
-    /// `unix:/run/app.sock`, `udp:0.0.0.0:53`; its [`kind`] is Node's
-    /// `addressType`).
+    /// `unix:/run/app.sock`, `udp:0.0.0.0:53` as text). It is typed, with
+    /// nothing to parse: its [`kind`] is Node's `addressType` (tcp4, tcp6,
+    /// udp4, udp6, unix), [`ip`] and [`port`] are Node's `address` and
+    /// `port`, [`path`] a Unix socket's path.
     ///
     /// [`kind`]: crate::ListenAddr::kind
+    /// [`ip`]: crate::ListenAddr::ip
+    /// [`port`]: crate::ListenAddr::port
+    /// [`path`]: crate::ListenAddr::path
     Listening {
         /// The worker's id.
         worker: u32,

@@ -1,29 +1,36 @@
 //! A worker's listener: connections handed over by the primary (`rr`,
 //! `lc`) or accepted on a socket the primary bound (`shared`, `reuseport`),
 //! behind one type that works with `axum::serve`.
+//!
+//! Closing one (its [`Listener::close`], its drop, its
+//! [`ListenerCloser`](super::ListenerCloser), or the worker's disconnect)
+//! does it all before it returns: no connection is taken from it after,
+//! the primary is told (what is queued for it goes to another worker), its
+//! socket is closed (the worker's copy: so a listen of the same port right
+//! after binds), and its listen index is given back (`super::indexes`).
 
 use std::fmt;
+use std::future::poll_fn;
 use std::io;
-use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
-use std::pin::Pin;
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::sync::{Arc, Mutex, Weak};
+use std::task::Poll;
 #[cfg(feature = "axum")]
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::sync::Notify;
 
+use super::connection::{ConnGuard, Io};
+use super::indexes::Index;
 use super::queue::{at_fd_limit, warn_at_fd_limit, warn_lost, Queue};
-use super::{Accepting, Busy, Hold};
+use super::{Accepting, Busy, Connection, Hold, PeerAddr};
 use crate::channel::wire::Control;
 use crate::channel::Outbox;
 use crate::sched::ListenAddr;
 
-/// State shared between a listener and the worker (which closes it on
-/// disconnect).
+/// State shared between a listener, its closers and the worker (which
+/// closes it on disconnect).
 pub(crate) struct ListenerShared {
     handle: u32,
     outbox: Arc<Outbox>,
@@ -32,22 +39,36 @@ pub(crate) struct ListenerShared {
     /// tells the primary.
     pub(super) closed: Mutex<bool>,
     closed_notify: Notify,
+    /// The socket this worker accepts on (`shared`, `reuseport`): owned
+    /// here, and only borrowed by the listener while it polls, so that
+    /// `close` closes it whoever holds the listener.
+    socket: Mutex<Option<Arc<OwnSocket>>>,
+    /// This listen's index of its address, given back by `close`.
+    index: Mutex<Option<Index>>,
 }
 
 impl ListenerShared {
-    pub fn new(handle: u32, outbox: Arc<Outbox>, count_closes: bool) -> ListenerShared {
+    pub(super) fn new(
+        handle: u32,
+        outbox: Arc<Outbox>,
+        count_closes: bool,
+        index: Index,
+    ) -> ListenerShared {
         ListenerShared {
             handle,
             outbox,
             count_closes,
             closed: Mutex::new(false),
             closed_notify: Notify::new(),
+            socket: Mutex::new(None),
+            index: Mutex::new(Some(index)),
         }
     }
 
     /// Stops accepting and tells the primary, so that connections queued for
-    /// us but not taken go to another worker.
-    pub fn close(&self) {
+    /// us but not taken go to another worker; closes our socket, and gives
+    /// the listen index back.
+    pub(super) fn close(&self) {
         let mut closed = self.closed.lock().unwrap();
         if *closed {
             return;
@@ -59,15 +80,21 @@ impl ListenerShared {
             },
             Vec::new(),
         );
+        // Only now: a listen that takes the index again goes out after the
+        // `unlisten`, so the primary has let this one go when it reads it.
+        drop(self.index.lock().unwrap().take());
+        let socket = self.socket.lock().unwrap().take();
         drop(closed);
+        drop(socket);
         self.closed_notify.notify_waiters();
     }
 
-    fn is_closed(&self) -> bool {
+    pub(super) fn is_closed(&self) -> bool {
         *self.closed.lock().unwrap()
     }
 
-    async fn wait_closed(&self) {
+    /// Resolves once closed. Cancel safe.
+    pub(super) async fn wait_closed(&self) {
         loop {
             let n = self.closed_notify.notified();
             tokio::pin!(n);
@@ -78,6 +105,36 @@ impl ListenerShared {
             n.await;
         }
     }
+
+    /// A handed-off connection of ours closed (least-connections counts).
+    pub(super) fn report_closed(&self) {
+        let _ = self.outbox.control(
+            &Control::Closed {
+                handle: self.handle,
+                n: 1,
+            },
+            Vec::new(),
+        );
+    }
+
+    /// Keeps `socket` as this listener's (unless closed already, when it
+    /// is closed at once); returns what the listener polls.
+    fn own(&self, socket: OwnSocket) -> Weak<OwnSocket> {
+        let socket = Arc::new(socket);
+        let weak = Arc::downgrade(&socket);
+        let closed = self.closed.lock().unwrap();
+        if !*closed {
+            *self.socket.lock().unwrap() = Some(socket);
+        }
+        drop(closed);
+        weak
+    }
+}
+
+/// A socket of this worker's own to accept on.
+enum OwnSocket {
+    Tcp(TcpListener),
+    Unix(UnixListener),
 }
 
 enum Source {
@@ -85,10 +142,9 @@ enum Source {
         queue: Queue,
         unix: bool,
     },
-    /// A socket of our own, plus (TCP under `reuseport`) a queue for what
-    /// the primary accepts on a departed worker's socket.
-    Tcp(TcpListener, Option<Queue>),
-    Unix(UnixListener),
+    /// A socket (held by [`ListenerShared`]), plus (TCP under `reuseport`)
+    /// a queue for what the primary accepts on a departed worker's socket.
+    Socket(Weak<OwnSocket>, Option<Queue>),
     Closed,
 }
 
@@ -112,7 +168,9 @@ enum Source {
 /// # }
 /// ```
 ///
-/// After the worker begins to disconnect, `accept` never returns again.
+/// To close it while something else owns it (`axum::serve`), take a
+/// [`closer`](Self::closer) first. Once it is closed, or the worker begins
+/// to disconnect, `accept` never returns again.
 pub struct Listener {
     shared: Arc<ListenerShared>,
     source: Source,
@@ -156,19 +214,20 @@ impl Listener {
         address: ListenAddr,
         busy: Arc<Busy>,
     ) -> io::Result<Listener> {
-        let source = match addr {
+        let socket = match addr {
             ListenAddr::Unix(_) => {
                 let l = std::os::unix::net::UnixListener::from(fd);
                 l.set_nonblocking(true)?;
-                Source::Unix(UnixListener::from_std(l)?)
+                OwnSocket::Unix(UnixListener::from_std(l)?)
             }
             _ => {
                 let l = std::net::TcpListener::from(fd);
                 l.set_nonblocking(true)?;
-                let queue = queue.map(Queue::new).transpose()?;
-                Source::Tcp(TcpListener::from_std(l)?, queue)
+                OwnSocket::Tcp(TcpListener::from_std(l)?)
             }
         };
+        let queue = queue.map(Queue::new).transpose()?;
+        let source = Source::Socket(shared.own(socket), queue);
         Ok(Listener {
             shared,
             source,
@@ -190,10 +249,21 @@ impl Listener {
         self.address.clone()
     }
 
-    /// Stops accepting (as the worker's disconnect does).
+    /// Stops accepting (as the worker's disconnect does): connections
+    /// queued for this worker and not taken go to the others, and a listen
+    /// of the same address after this shares their socket (or binds anew
+    /// if no other worker listens).
     pub fn close(&mut self) {
         self.shared.close();
         self.source = Source::Closed;
+    }
+
+    /// A handle that closes this listener from anywhere, while something
+    /// else owns it (Node's `server.close()`); see [`ListenerCloser`].
+    ///
+    /// [`ListenerCloser`]: crate::ListenerCloser
+    pub fn closer(&self) -> super::ListenerCloser {
+        super::ListenerCloser::new(self.shared.clone(), self.address.clone())
     }
 
     /// The next connection. Cancel safe.
@@ -269,12 +339,9 @@ async fn accept_from(
     match source {
         Source::Closed => Ok(None),
         // A queue the primary closed is dropped: the socket goes on.
-        Source::Tcp(l, queue) => loop {
+        Source::Socket(socket, queue) => loop {
             tokio::select! {
-                r = l.accept() => {
-                    let (s, a) = r.map_err(in_backlog)?;
-                    return Ok(Some((Io::Tcp(s), PeerAddr::Tcp(a))));
-                }
+                r = accept_own(socket) => return r.map_err(in_backlog),
                 r = next_handed(queue.as_ref(), shared, false), if queue.is_some() => match r {
                     Ok(Some(pair)) => return Ok(Some(pair)),
                     Ok(None) => *queue = None,
@@ -282,12 +349,27 @@ async fn accept_from(
                 },
             }
         },
-        Source::Unix(l) => {
-            let (s, _) = l.accept().await.map_err(in_backlog)?;
-            Ok(Some((Io::Unix(s), PeerAddr::Unix)))
-        }
         Source::Handoff { queue, unix } => next_handed(Some(queue), shared, *unix).await,
     }
+}
+
+/// One accept on our own socket; `Ok(None)` once it is closed. The socket
+/// is held only within a poll (see [`ListenerShared::own`]). Cancel safe.
+async fn accept_own(socket: &Weak<OwnSocket>) -> io::Result<Option<(Io, PeerAddr)>> {
+    poll_fn(|cx| {
+        let Some(socket) = socket.upgrade() else {
+            return Poll::Ready(Ok(None));
+        };
+        match &*socket {
+            OwnSocket::Tcp(l) => l
+                .poll_accept(cx)
+                .map_ok(|(s, a)| Some((Io::Tcp(s), PeerAddr::Tcp(a)))),
+            OwnSocket::Unix(l) => l
+                .poll_accept(cx)
+                .map_ok(|(s, _)| Some((Io::Unix(s), PeerAddr::Unix))),
+        }
+    })
+    .await
 }
 
 /// The next connection from our queue, taken (and so ours); `Ok(None)`
@@ -319,130 +401,6 @@ async fn next_handed(
             Ok(pair) => return Ok(Some(pair)),
             Err(e) => warn_lost(&e),
         }
-    }
-}
-
-/// The remote address of a [`Connection`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PeerAddr {
-    /// A TCP peer.
-    Tcp(SocketAddr),
-    /// A Unix domain socket peer (usually unnamed).
-    Unix,
-    /// The peer had already gone when the connection was taken.
-    Unknown,
-}
-
-impl fmt::Display for PeerAddr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            PeerAddr::Tcp(a) => write!(f, "{a}"),
-            PeerAddr::Unix => f.write_str("unix"),
-            PeerAddr::Unknown => f.write_str("unknown"),
-        }
-    }
-}
-
-enum Io {
-    Tcp(TcpStream),
-    Unix(UnixStream),
-}
-
-struct ConnGuard {
-    _hold: Hold,
-    closes: Option<Arc<ListenerShared>>,
-}
-
-impl Drop for ConnGuard {
-    fn drop(&mut self) {
-        if let Some(s) = &self.closes {
-            let _ = s.outbox.control(
-                &Control::Closed {
-                    handle: s.handle,
-                    n: 1,
-                },
-                Vec::new(),
-            );
-        }
-    }
-}
-
-/// An accepted connection: a TCP or Unix stream that keeps a disconnecting
-/// worker alive until it is dropped.
-pub struct Connection {
-    io: Io,
-    _guard: ConnGuard,
-}
-
-impl fmt::Debug for Connection {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.io {
-            Io::Tcp(s) => f.debug_tuple("Connection").field(s).finish(),
-            Io::Unix(s) => f.debug_tuple("Connection").field(s).finish(),
-        }
-    }
-}
-
-impl Connection {
-    /// The TCP stream, if this is one.
-    pub fn as_tcp(&self) -> Option<&TcpStream> {
-        match &self.io {
-            Io::Tcp(s) => Some(s),
-            Io::Unix(_) => None,
-        }
-    }
-
-    /// The Unix stream, if this is one.
-    pub fn as_unix(&self) -> Option<&UnixStream> {
-        match &self.io {
-            Io::Unix(s) => Some(s),
-            Io::Tcp(_) => None,
-        }
-    }
-}
-
-macro_rules! delegate {
-    ($self:ident, $s:ident => $e:expr) => {
-        match &mut $self.get_mut().io {
-            Io::Tcp($s) => $e,
-            Io::Unix($s) => $e,
-        }
-    };
-}
-
-impl AsyncRead for Connection {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        delegate!(self, s => Pin::new(s).poll_read(cx, buf))
-    }
-}
-
-impl AsyncWrite for Connection {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        delegate!(self, s => Pin::new(s).poll_write(cx, buf))
-    }
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        delegate!(self, s => Pin::new(s).poll_flush(cx))
-    }
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        delegate!(self, s => Pin::new(s).poll_shutdown(cx))
-    }
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        delegate!(self, s => Pin::new(s).poll_write_vectored(cx, bufs))
-    }
-    fn is_write_vectored(&self) -> bool {
-        true
     }
 }
 

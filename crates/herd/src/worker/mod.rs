@@ -35,9 +35,17 @@
 //! Ok(std::process::ExitCode::from(3))
 //! # }
 //! ```
+//!
+//! One listener alone is closed with [`Listener::close`], by dropping it, or
+//! (while `axum::serve` owns it) with its [`ListenerCloser`], as Node's
+//! `server.close()`: the others go on, and listening on the same address
+//! again shares the socket the other workers kept.
 
 mod busy;
+mod closer;
+mod connection;
 mod heartbeat;
+mod indexes;
 mod listener;
 mod queue;
 mod read;
@@ -66,8 +74,10 @@ use crate::sched::ListenAddr;
 use crate::{Error, ENV_CHANNEL_FD, ENV_WORKER_ID};
 pub use busy::Hold;
 pub(crate) use busy::{Accepting, Busy};
+pub use closer::ListenerCloser;
+pub use connection::{Connection, PeerAddr};
+pub use listener::Listener;
 use listener::ListenerShared;
-pub use listener::{Connection, Listener, PeerAddr};
 pub use requests::{quantile_ms, LATENCY_BOUNDS_MS};
 #[cfg(feature = "axum")]
 pub use serve::{ServeOptions, LINGER};
@@ -94,7 +104,8 @@ struct Inner {
     /// The primary's requests that wait for an answer here.
     open: Arc<AtomicUsize>,
     listeners: Mutex<Vec<Arc<ListenerShared>>>,
-    listen_counts: Mutex<HashMap<ListenAddr, u32>>,
+    /// Which listen of each address each listen is (`indexes`).
+    indexes: Arc<indexes::Indexes>,
     disconnecting: watch::Sender<bool>,
     busy: Arc<Busy>,
     /// Counted by `serve`, with the disconnect flag it reads.
@@ -180,7 +191,7 @@ impl Worker {
                 asked: tokio::sync::Mutex::new(ask_rx),
                 open: Arc::default(),
                 listeners: Mutex::new(Vec::new()),
-                listen_counts: Mutex::new(HashMap::new()),
+                indexes: Arc::default(),
                 disconnecting: watch::channel(false).0,
                 busy: Arc::new(Busy::default()),
                 counting: requests::Counting::leak(),
@@ -321,12 +332,13 @@ impl Worker {
                 format!("{addr} is a UDP address: use bind_udp"),
             ));
         }
-        let (handle, mode, address, count_closes, fds) =
+        let (handle, mode, address, count_closes, fds, index) =
             self.request_socket(&parsed, options).await?;
         let shared = Arc::new(ListenerShared::new(
             handle,
             self.inner.outbox.clone(),
             count_closes,
+            index,
         ));
         let mut fds = fds.into_iter();
         let missing = || io::Error::other("the primary sent no descriptor with its answer");
@@ -344,7 +356,12 @@ impl Worker {
                 Listener::socket(shared.clone(), fd, fds.next(), &parsed, address, busy)?
             }
         };
-        self.inner.listeners.lock().unwrap().push(shared.clone());
+        {
+            let mut listeners = self.inner.listeners.lock().unwrap();
+            // Closed ones need no closing at disconnect.
+            listeners.retain(|l| !l.is_closed());
+            listeners.push(shared.clone());
+        }
         if *self.inner.disconnecting.borrow() {
             shared.close();
         } else {
@@ -365,9 +382,12 @@ impl Worker {
             format!("udp:{addr}")
         };
         let parsed = resolve(&spec).await?;
-        let (handle, _, _, _, fds) = self
+        let (handle, _, _, _, fds, index) = self
             .request_socket(&parsed, ListenOptions::default())
             .await?;
+        // A UDP socket says nothing when it closes: the primary keeps this
+        // worker in the listen, and so the index stays taken.
+        index.keep();
         let fd = fds
             .into_iter()
             .next()
@@ -391,14 +411,12 @@ impl Worker {
         ListenAddr,
         bool,
         Vec<OwnedFd>,
+        indexes::Index,
     )> {
         let key = addr.clone();
-        let index = {
-            let mut counts = self.inner.listen_counts.lock().unwrap();
-            let c = counts.entry(key.clone()).or_insert(0);
-            *c += 1;
-            *c - 1
-        };
+        // Given back if this fails (or is cancelled), so a retry gets the
+        // same index; else by the listener's close.
+        let index = self.inner.indexes.take(&key);
         let seq = self.inner.next_seq.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         self.inner.pending.lock().unwrap().insert(seq, tx);
@@ -406,7 +424,7 @@ impl Worker {
             &Control::Listen {
                 seq,
                 addr: key.clone(),
-                index,
+                index: index.get(),
                 options,
             },
             Vec::new(),
@@ -425,12 +443,8 @@ impl Worker {
                 address,
                 count_closes,
                 ..
-            } => Ok((handle, mode, address, count_closes, fds)),
+            } => Ok((handle, mode, address, count_closes, fds, index)),
             Control::ListenFailed { errno, message, .. } => {
-                // A failed listen does not count: a retry gets the same index.
-                if let Some(c) = self.inner.listen_counts.lock().unwrap().get_mut(&key) {
-                    *c -= 1;
-                }
                 let kind = io::Error::from_raw_os_error(errno).kind();
                 Err(io::Error::new(kind, message))
             }

@@ -23,10 +23,15 @@
 //! - One hand-off may accept on several sockets (each with its own accept
 //!   task, added and stopped one by one): `reuseport` uses that to serve
 //!   departed workers' sockets through the workers still here.
+//! - The hand-off owns its listening sockets, not the accept tasks (which
+//!   hold them only while they are polled): stopping a socket, or dropping
+//!   the hand-off when its last worker leaves, closes the socket at once,
+//!   so the next listen of that address (in the same pass of the primary's
+//!   runtime, before an aborted task would be dropped) can bind it again.
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -37,7 +42,10 @@ use tokio::task::JoinHandle;
 
 use super::{Link, Share};
 use crate::channel::conns;
+
+mod accept;
 use crate::channel::wire::ListenMode;
+use accept::accept_loop;
 
 /// Connections a worker may have queued and not taken.
 pub const WINDOW: usize = 64;
@@ -227,11 +235,25 @@ impl State {
     }
 }
 
+/// A socket a hand-off accepts on, and its accept task.
+struct Accepting {
+    /// The only lasting owner of the socket: its task holds a `Weak`.
+    _socket: Arc<AsyncFd<OwnedFd>>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Accepting {
+    /// Stops the task; the socket closes with `_socket`, now.
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
 pub(crate) struct Handoff {
     state: Arc<Mutex<State>>,
     room: Arc<Notify>,
-    /// One accept task per socket, by the id `add_socket` gave.
-    tasks: HashMap<u64, JoinHandle<()>>,
+    /// One socket and accept task each, by the id `add_socket` gave.
+    tasks: HashMap<u64, Accepting>,
     next_task: u64,
     count_closes: bool,
 }
@@ -264,20 +286,29 @@ impl Handoff {
     /// Accepts on `socket` too; returns an id for
     /// [`stop_socket`](Self::stop_socket).
     pub fn add_socket(&mut self, socket: Socket) -> io::Result<u64> {
-        let listener = crate::sys::async_fd(OwnedFd::from(socket))?;
-        let task = tokio::spawn(accept_loop(listener, self.state.clone(), self.room.clone()));
+        let socket = Arc::new(crate::sys::async_fd(OwnedFd::from(socket))?);
+        let task = tokio::spawn(accept_loop(
+            Arc::downgrade(&socket),
+            self.state.clone(),
+            self.room.clone(),
+        ));
         self.next_task += 1;
-        self.tasks.insert(self.next_task, task);
+        self.tasks.insert(
+            self.next_task,
+            Accepting {
+                _socket: socket,
+                task,
+            },
+        );
         Ok(self.next_task)
     }
 
-    /// Stops accepting on a socket and closes this hand-off's copy of it.
-    /// Connections already accepted from it are still delivered: the task
-    /// only stops at an await point, where it holds none of them.
+    /// Stops accepting on a socket and closes this hand-off's copy of it,
+    /// before returning. Connections already accepted from it are still
+    /// delivered: the task only stops at an await point, where it holds
+    /// none of them.
     pub fn stop_socket(&mut self, id: u64) {
-        if let Some(task) = self.tasks.remove(&id) {
-            task.abort();
-        }
+        self.tasks.remove(&id);
     }
 
     /// Gives `worker` a connection queue (or its existing one again) and
@@ -311,14 +342,6 @@ impl Handoff {
             // Every accept task waits on this (each enables its `Notified`
             // before checking for room, so none misses a wake-up).
             self.room.notify_waiters();
-        }
-    }
-}
-
-impl Drop for Handoff {
-    fn drop(&mut self) {
-        for task in self.tasks.values() {
-            task.abort();
         }
     }
 }
@@ -425,73 +448,6 @@ async fn retry_pending(state: Weak<Mutex<State>>, room: Arc<Notify>) {
             drop(st);
             room.notify_waiters();
             return;
-        }
-    }
-}
-
-async fn accept_loop(listener: AsyncFd<OwnedFd>, state: Arc<Mutex<State>>, room: Arc<Notify>) {
-    let mut backoff = Duration::from_millis(5);
-    loop {
-        // Accept only while some worker can take connections and none
-        // accepted earlier still waits: the rest wait in the kernel's queue.
-        loop {
-            let notified = room.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            let routing = {
-                let mut st = state.lock().unwrap();
-                st.distribute();
-                if st.pending.is_empty() && st.has_room() {
-                    break;
-                }
-                st.routing()
-            };
-            if routing {
-                // Workers do not say when they take from a full queue: look
-                // again in a while, unless room comes first.
-                let _ = tokio::time::timeout(SATURATED_POLL, notified).await;
-            } else {
-                notified.await;
-            }
-        }
-        let mut guard = match listener.readable().await {
-            Ok(g) => g,
-            Err(e) => {
-                tracing::error!(error = %e, "listener failed; no more connections on it");
-                return;
-            }
-        };
-        let mut batch = Vec::new();
-        let mut pause = None;
-        while batch.len() < BATCH {
-            match guard.try_io(|fd| crate::sys::accept(fd.as_raw_fd())) {
-                Ok(Ok(conn)) => batch.push(conn),
-                Ok(Err(e)) => match e.raw_os_error().map(nix::errno::Errno::from_raw) {
-                    Some(
-                        nix::errno::Errno::ECONNABORTED
-                        | nix::errno::Errno::EINTR
-                        | nix::errno::Errno::EPROTO,
-                    ) => continue,
-                    _ => {
-                        // EMFILE, ENFILE, ENOBUFS...: retrying at once spins.
-                        tracing::warn!(error = %e, "accept failed; backing off {backoff:?}");
-                        pause = Some(backoff);
-                        backoff = (backoff * 2).min(Duration::from_secs(1));
-                        break;
-                    }
-                },
-                Err(_would_block) => break,
-            }
-        }
-        if !batch.is_empty() {
-            backoff = Duration::from_millis(5);
-            let mut st = state.lock().unwrap();
-            st.pending.extend(batch);
-            st.distribute();
-            st.retry_later(&state, &room);
-        }
-        if let Some(d) = pause {
-            tokio::time::sleep(d).await;
         }
     }
 }
