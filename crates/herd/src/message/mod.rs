@@ -1,6 +1,5 @@
 //! Messages between the primary and its workers.
 
-mod base64;
 pub(crate) mod codec;
 
 use bytes::Bytes;

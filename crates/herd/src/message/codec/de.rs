@@ -5,7 +5,6 @@ use std::fmt;
 use serde::de::{self, DeserializeSeed, Deserializer, Visitor};
 
 use super::BYTES_KEY;
-use crate::message::base64;
 
 /// A deserializer that gives `{"$bytes":"BASE64"}` back as bytes where the
 /// type asks for bytes; the rest comes from the wrapped deserializer.
@@ -213,9 +212,11 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for BytesVis<V> {
         if a.next_key::<de::IgnoredAny>()?.is_some() {
             return Err(not_bytes());
         }
-        let bytes = base64::decode(&text).map_err(|e| {
-            de::Error::custom(format_args!("a byte string's base64 is malformed: {e}"))
-        })?;
+        let bytes =
+            base64::Engine::decode(&base64::engine::general_purpose::STANDARD, text.as_bytes())
+                .map_err(|e| {
+                    de::Error::custom(format_args!("a byte string's base64 is malformed: {e}"))
+                })?;
         self.0.visit_byte_buf(bytes)
     }
 }

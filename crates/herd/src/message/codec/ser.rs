@@ -5,7 +5,6 @@ use std::fmt;
 use serde::ser::{self, Serialize, Serializer};
 
 use super::BYTES_KEY;
-use crate::message::base64;
 
 /// A serializer that refuses non-finite floats and writes bytes as
 /// `{"$bytes":"BASE64"}`; the rest goes to the wrapped serializer.
@@ -34,7 +33,10 @@ struct Base64Str<'a>(&'a [u8]);
 
 impl Serialize for Base64Str<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(&base64::Display(self.0))
+        s.collect_str(&base64::display::Base64Display::new(
+            self.0,
+            &base64::engine::general_purpose::STANDARD,
+        ))
     }
 }
 
