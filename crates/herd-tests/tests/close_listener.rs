@@ -95,3 +95,46 @@ fn closing_one_listener_under_axum_serve_leaves_its_port_to_the_other_workers(po
 }
 per_policy!(closing_one_listener_under_axum_serve_leaves_its_port_to_the_other_workers:
     rr, lc, shared, reuseport);
+
+/// `Worker::serve` on a listener closed by its closer: it ends by itself
+/// (its idle keep-alive connection closed after the linger), while the
+/// worker's other `Worker::serve` goes on and the worker stays connected.
+fn closing_a_listener_ends_worker_serve_on_it_and_only_it(policy: &str) {
+    let mut c = Cluster::with_policy(policy);
+    let a = fork_listeners(&mut c);
+    let serve = |c: &mut Cluster, name: &str| {
+        let r = ask(
+            c,
+            a,
+            json!({"cmd": "listen", "name": name, "addr": "127.0.0.1:0", "serve": "herd"}),
+        );
+        assert_eq!(r["listened"], name, "{r}");
+        r["address"].as_str().unwrap().to_string()
+    };
+    let (x, y) = (serve(&mut c, "x"), serve(&mut c, "y"));
+    let mut idle = KeepAlive::connect(&x).unwrap();
+    assert_eq!(worker_of(&idle.get("/").unwrap()), a);
+
+    assert_eq!(
+        ask(&mut c, a, json!({"cmd": "close", "name": "x"}))["closed"],
+        "x"
+    );
+    expect_serve_ended(&mut c, a, "x");
+    // Its idle keep-alive connection was closed, not left open.
+    assert!(idle.get("/").is_err(), "x's idle connection still served");
+    assert!(
+        wait_until(TIMEOUT, || std::net::TcpStream::connect(&x).is_err()),
+        "{x} still accepts"
+    );
+    for _ in 0..3 {
+        assert_eq!(worker_of(&http_get(&y, "/").unwrap()), a);
+    }
+    c.cmd(json!({"cmd": "state", "worker": a}));
+    let v = c.expect(|v| v["event"] == "state" && v["worker"] == a);
+    assert_eq!(
+        (v["dead"].clone(), v["connected"].clone()),
+        (json!(false), json!(true)),
+        "{v}"
+    );
+}
+per_policy!(closing_a_listener_ends_worker_serve_on_it_and_only_it: rr, shared);

@@ -9,6 +9,8 @@
 //!
 //! - `{"cmd":"listen","name":N,"addr":A}`: listens on A and serves it;
 //!   `{"listened":N,"address":ADDR}` or `{"listen_error":E,"kind":K,"name":N}`.
+//!   With `"serve":"herd"` it is served by `Worker::serve` instead (which
+//!   ends by itself when the listener is closed; no pause then).
 //! - `{"cmd":"close","name":N}`: closes it with its closer while
 //!   `axum::serve` owns it; `{"closed":N}`. When that `axum::serve` returns
 //!   (its open connections done), `{"serve_ended":N}`.
@@ -80,7 +82,8 @@ async fn main() {
         let answer = match v["cmd"].as_str().unwrap_or("") {
             "listen" => {
                 let addr = v["addr"].as_str().unwrap_or("");
-                listen(&worker, &mut named, &name, addr, "listened").await
+                let herd_serve = v["serve"] == "herd";
+                listen(&worker, &mut named, &name, addr, "listened", herd_serve).await
             }
             "relisten" => match named.get(&name) {
                 Some(n) => {
@@ -88,7 +91,7 @@ async fn main() {
                     // Node's server.close(); server.listen(port): no wait
                     // between the two.
                     n.closer.close();
-                    listen(&worker, &mut named, &name, &asked, "relistened").await
+                    listen(&worker, &mut named, &name, &asked, "relistened", false).await
                 }
                 None => json!({ "error": format!("no listener {name}") }),
             },
@@ -127,6 +130,7 @@ async fn listen(
     name: &str,
     addr: &str,
     done: &str,
+    herd_serve: bool,
 ) -> Value {
     let listener = match worker.listen(addr).await {
         Ok(l) => l,
@@ -152,7 +156,11 @@ async fn listen(
     );
     let (w, n, closed) = (worker.clone(), name.to_string(), closer.closed());
     tokio::spawn(async move {
-        let _ = axum::serve(gated, app).with_graceful_shutdown(closed).await;
+        if herd_serve {
+            let _ = w.serve(gated.inner, app).await;
+        } else {
+            let _ = axum::serve(gated, app).with_graceful_shutdown(closed).await;
+        }
         let _ = w.send(&json!({ "serve_ended": n })).await;
     });
     named.insert(

@@ -4,6 +4,8 @@
 //! a disconnecting worker (and so a reload) until its grace runs out.
 
 use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::{serve_conn, Listener, Worker};
@@ -88,7 +90,9 @@ impl Worker {
     /// `Connection: close` (so busy clients move to another worker after the
     /// request they are making), and only connections still idle after
     /// [`LINGER`] are closed. A client that holds a partial request is cut
-    /// at the header timeout, disconnecting or not.
+    /// at the header timeout, disconnecting or not. Closing the listener
+    /// through its [`ListenerCloser`](crate::ListenerCloser) ends serving
+    /// the same way, for this listener only (Node's `server.close()`).
     ///
     /// # Errors
     /// None today: accept errors are retried (with a pause for EMFILE and
@@ -113,9 +117,17 @@ impl Worker {
         // Each connection's task holds a sender: all are gone when the
         // receiver sees the channel closed.
         let (open, mut all_closed) = tokio::sync::mpsc::channel::<()>(1);
-        let disconnecting = self.disconnecting();
+        // Serving ends when the worker disconnects, or when this listener
+        // is closed through a `ListenerCloser` (Node's `server.close()`).
+        let closing = Arc::new(AtomicBool::new(false));
+        let (disconnecting, closed) = (self.disconnecting(), listener.closer().closed());
+        let ending = closing.clone();
         let linger = async move {
-            disconnecting.await;
+            tokio::select! {
+                () = disconnecting => {}
+                () = closed => {}
+            }
+            ending.store(true, Ordering::Relaxed);
             tokio::time::sleep(LINGER).await;
         };
         tokio::pin!(linger);
@@ -124,8 +136,9 @@ impl Worker {
                 () = &mut linger => break,
                 (conn, _peer) = axum::serve::Listener::accept(&mut listener) => {
                     let (app, stopped, open) = (app.clone(), stopped.clone(), open.clone());
+                    let closing = closing.clone();
                     tokio::spawn(async move {
-                        serve_conn::serve(conn, app, counting, options, stopped).await;
+                        serve_conn::serve(conn, app, counting, closing, options, stopped).await;
                         drop(open);
                     });
                 }

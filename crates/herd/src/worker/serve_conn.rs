@@ -14,7 +14,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -35,12 +35,14 @@ use super::Connection;
 
 /// Serves one connection until it ends, times out, or (once `stop` says
 /// so) finishes its request under way. Every request is counted in
-/// `counting` (for the heartbeats), and once its disconnect flag is set
-/// every response says `Connection: close`.
+/// `counting` (for the heartbeats), and once its disconnect flag (or
+/// `closing`, this listener's) is set every response says
+/// `Connection: close`.
 pub(super) async fn serve(
     conn: Connection,
     app: axum::Router,
     counting: &'static Counting,
+    closing: Arc<AtomicBool>,
     options: ServeOptions,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -53,6 +55,7 @@ pub(super) async fn serve(
         inner: TowerToHyperService::new(app),
         clock: clock.clone(),
         counting,
+        closing,
     };
     let mut builder = hyper::server::conn::http1::Builder::new();
     // The clock keeps time instead (see the module docs).
@@ -261,6 +264,8 @@ struct Service {
     inner: TowerToHyperService<axum::Router>,
     clock: Arc<Clock>,
     counting: &'static Counting,
+    /// Set once the listener this connection came from is closing.
+    closing: Arc<AtomicBool>,
 }
 
 type ResponseFuture = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
@@ -274,12 +279,15 @@ impl hyper::service::Service<Request<Incoming>> for Service {
         let busy = self.clock.begin();
         let counted = self.counting.requests.begin();
         let disconnecting = &self.counting.disconnecting;
+        // Read now, not with the response: no reference count touched per
+        // request (one that began before the close ends within the linger).
+        let closing = self.closing.load(Ordering::Relaxed);
         let response = self.inner.call(req);
         Box::pin(async move {
             let mut response = response.await?;
             // Counted with the handler's time: the head is ready.
             drop(counted);
-            if disconnecting.load(Ordering::Relaxed) {
+            if closing || disconnecting.load(Ordering::Relaxed) {
                 response
                     .headers_mut()
                     .insert(header::CONNECTION, HeaderValue::from_static("close"));
