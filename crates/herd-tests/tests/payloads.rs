@@ -17,7 +17,7 @@ fn floats_arrive_as_the_same_doubles_from_a_worker_and_from_the_primary() {
 }
 
 #[test]
-fn byte_strings_travel_as_bytes_from_a_worker_and_from_the_primary() {
+fn byte_strings_travel_as_bytes_from_a_worker_and_from_the_primary_in_tagged_enums_too() {
     let r = Talk::start("bytes").report("bytes");
     assert_eq!(r["w2p_equal"], true, "{r}");
     assert_eq!(r["p2w_equal"], true, "{r}");

@@ -81,7 +81,7 @@ pub use addr::{AddrKind, ListenAddr, ListenOptions};
 #[cfg(feature = "axum")]
 pub use cluster::{Cluster, Listening, Running, Serving, WarmUp};
 pub use error::{Error, Result};
-pub use message::Message;
+pub use message::{Binary, Message};
 #[cfg(feature = "monitor")]
 pub use monitor::{Deps, Monitor, MonitorServer};
 pub use primary::{

@@ -38,18 +38,27 @@ const FLOATS: [f64; 8] = [
     -8.98846567431158e307,
 ];
 
+/// Byte strings as a message holds them: in a plain field, and in an
+/// internally tagged enum (which serde buffers on the way in).
 #[derive(Serialize, Deserialize, PartialEq, Debug)]
 struct Blob {
-    #[serde(with = "serde_bytes")]
-    data: Vec<u8>,
-    buf: serde_bytes::ByteBuf,
+    data: herd::Binary,
+    chunk: Chunk,
+}
+
+#[derive(Serialize, Deserialize, PartialEq, Debug)]
+#[serde(tag = "type")]
+enum Chunk {
+    Last { buf: herd::Binary },
 }
 
 fn blob() -> Blob {
     let data: Vec<u8> = (0..65536u32).map(|i| (i * 7 % 256) as u8).collect();
     Blob {
-        buf: serde_bytes::ByteBuf::from(data.iter().rev().copied().collect::<Vec<u8>>()),
-        data,
+        chunk: Chunk::Last {
+            buf: data.iter().rev().copied().collect::<Vec<u8>>().into(),
+        },
+        data: data.into(),
     }
 }
 

@@ -1,6 +1,9 @@
 //! Messages between the primary and its workers.
 
+mod binary;
 pub(crate) mod codec;
+
+pub use binary::Binary;
 
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
@@ -11,13 +14,11 @@ use crate::Error;
 /// decoded on demand into whatever type the receiver expects.
 ///
 /// What is sent arrives exactly: every float as the same double (serde_json
-/// parses each to the nearest one), and serde's byte strings
-/// (`serde_bytes::ByteBuf`, `#[serde(with = "serde_bytes")] Vec<u8>`) as
-/// bytes, which travel as `{"$bytes":"BASE64"}` rather than as an array of
-/// numbers and decode back into bytes wherever the receiving type asks for
-/// bytes (a plain `Vec<u8>` is a sequence to serde, and travels as one). A
-/// float JSON cannot hold (NaN, an infinity) is refused where it is sent,
-/// with [`Error::Codec`] naming it, never at the receiver.
+/// parses each to the nearest one). Bytes meant to travel as bytes are a
+/// [`Binary`], which goes as `{"$bytes":"BASE64"}` rather than as JSON's
+/// array of numbers (as a `Vec<u8>` or `serde_bytes` do). A float JSON
+/// cannot hold (NaN, an infinity) is refused where it is sent, with
+/// [`Error::Codec`] naming it, never at the receiver.
 ///
 /// ```
 /// # fn main() -> Result<(), herd::Error> {

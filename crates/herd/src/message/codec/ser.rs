@@ -4,10 +4,8 @@ use std::fmt;
 
 use serde::ser::{self, Serialize, Serializer};
 
-use super::BYTES_KEY;
-
-/// A serializer that refuses non-finite floats and writes bytes as
-/// `{"$bytes":"BASE64"}`; the rest goes to the wrapped serializer.
+/// A serializer that refuses non-finite floats; the rest goes to the
+/// wrapped serializer unchanged.
 pub(crate) struct Ser<S>(pub S);
 
 /// A value serialized through [`Ser`].
@@ -27,17 +25,6 @@ fn not_finite<E: ser::Error>(v: f64) -> E {
         "the message holds the float {v}, which JSON cannot carry (it would arrive \
          as null and fail to decode); send it as an Option (None) or a string instead"
     ))
-}
-
-struct Base64Str<'a>(&'a [u8]);
-
-impl Serialize for Base64Str<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(&base64::display::Base64Display::new(
-            self.0,
-            &base64::engine::general_purpose::STANDARD,
-        ))
-    }
 }
 
 macro_rules! forward_ser {
@@ -91,10 +78,7 @@ impl<S: Serializer> Serializer for Ser<S> {
     }
 
     fn serialize_bytes(self, v: &[u8]) -> Result<S::Ok, S::Error> {
-        use ser::SerializeMap;
-        let mut map = self.0.serialize_map(Some(1))?;
-        map.serialize_entry(BYTES_KEY, &Base64Str(v))?;
-        map.end()
+        self.0.serialize_bytes(v)
     }
 
     fn serialize_none(self) -> Result<S::Ok, S::Error> {
