@@ -54,7 +54,7 @@ fn a_worker_whose_main_never_returns_is_ended_at_its_exit_timeout() {
     c.cmd(json!({"cmd": "disconnect", "worker": id}));
     let disconnect = c.expect_event("disconnect", id);
     let exit = c.expect_event("exit", id);
-    assert_eq!(exit["code"], 0, "{}", c.dump());
+    assert_eq!(exit["code"], herd::EXIT_TIMEOUT, "{}", c.dump());
     assert_eq!(exit["exited_after_disconnect"], true);
     let waited = exit["t_ms"].as_u64().unwrap() - disconnect["t_ms"].as_u64().unwrap();
     assert!(

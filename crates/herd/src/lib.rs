@@ -117,6 +117,11 @@ pub const ENV_MAX_FRAME: &str = "HERD_MAX_FRAME";
 /// disconnect is done (the primary's `exit_timeout` setting).
 pub const ENV_EXIT_TIMEOUT_MS: &str = "HERD_EXIT_TIMEOUT_MS";
 
+/// The code a worker exits with when its program has not ended
+/// [`exit_timeout`](SettingsBuilder::exit_timeout) after its graceful
+/// disconnect was done: 124, as `timeout(1)` uses.
+pub const EXIT_TIMEOUT: i32 = 124;
+
 /// Which side of the cluster this process is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {

@@ -279,22 +279,27 @@ impl Request {
     /// sent, and then the request is still unanswered.
     pub async fn reply<T: Serialize + ?Sized>(&self, value: &T) -> Result<(), Error> {
         let inner = &self.inner;
-        if self.is_answered() {
+        // Claimed before sending: of two clones answering at once, one
+        // sends and the other is told it was answered.
+        if inner
+            .answered
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
             return Err(Error::AlreadyAnswered { id: inner.id });
         }
         match inner.outbox.reply(inner.id, value).await {
-            Ok(()) => {
-                inner.answered.store(true, Ordering::Release);
-                Ok(())
+            Ok(()) => Ok(()),
+            Err(Error::ChannelClosed) => Err(match inner.from {
+                Some(id) => Error::WorkerGone { id },
+                None => Error::ChannelClosed,
+            }),
+            Err(e) => {
+                // Not sent (the value could not be encoded, or is too
+                // large): still unanswered, for another try.
+                inner.answered.store(false, Ordering::Release);
+                Err(e)
             }
-            Err(Error::ChannelClosed) => {
-                inner.answered.store(true, Ordering::Release);
-                Err(match inner.from {
-                    Some(id) => Error::WorkerGone { id },
-                    None => Error::ChannelClosed,
-                })
-            }
-            Err(e) => Err(e),
         }
     }
 }
@@ -318,5 +323,33 @@ impl std::fmt::Debug for Request {
             .field("message", &self.inner.message)
             .field("answered", &self.is_answered())
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn of_two_clones_answering_at_once_one_sends_and_the_other_is_told() {
+        use std::io::Read;
+        let (ours, mut theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+        ours.set_nonblocking(true).unwrap();
+        let outbox = Outbox::start(crate::channel::unix_stream(ours.into()).unwrap(), 16 << 20);
+        // 9 MiB waiting to be written: a reply now waits for room, as on a
+        // busy channel, between its check and its send.
+        outbox.user(&"x".repeat(9 << 20)).await.unwrap();
+        let first =
+            Request::arrived(1, Message::from_json("1"), None, outbox, Arc::default()).unwrap();
+        let second = first.clone();
+        let (a, b, ()) = tokio::join!(first.reply(&"a"), second.reply(&"b"), async {
+            // Only now is the channel read (both replies have been asked).
+            std::thread::spawn(move || {
+                let mut buf = vec![0u8; 1 << 16];
+                while matches!(theirs.read(&mut buf), Ok(n) if n > 0) {}
+            });
+        });
+        assert!(a.is_ok(), "{a:?}");
+        assert!(matches!(b, Err(Error::AlreadyAnswered { id: 1 })), "{b:?}");
     }
 }

@@ -245,7 +245,8 @@ impl SettingsBuilder {
     /// ([`limits::EXIT_TIMEOUT`]). As in Node, a disconnected worker leaves
     /// when its program ends, with the program's own exit code; this is
     /// the backstop for one that never does: the library then exits the
-    /// process with code 0 and a warning naming this setting.
+    /// process with code [`EXIT_TIMEOUT`](crate::EXIT_TIMEOUT) (124) and a
+    /// warning naming this setting.
     pub fn exit_timeout(mut self, timeout: Duration) -> Self {
         self.s.exit_timeout = Some(timeout);
         self

@@ -20,7 +20,8 @@
 //! its own cleanup and returns or exits with its own code, and the primary
 //! reports that code. A program that has not ended
 //! [`exit_timeout`](crate::SettingsBuilder::exit_timeout) (30 s) after its
-//! disconnect is done is ended by the library, with code 0 and a warning.
+//! disconnect is done is ended by the library, with code
+//! [`EXIT_TIMEOUT`](crate::EXIT_TIMEOUT) (124) and a warning.
 //! If the primary goes away first, the worker exits at once.
 //!
 //! ```no_run
@@ -545,15 +546,26 @@ impl Worker {
                 worker = inner.id,
                 "disconnected; the program ends when it returns"
             );
-            // The backstop, for a program that never ends by itself.
-            tokio::time::sleep(inner.exit_timeout).await;
-            tracing::warn!(
-                worker = inner.id,
-                timeout = ?inner.exit_timeout,
-                "disconnected, but the program has not ended within its exit timeout \
-                 (the primary's exit_timeout setting): exiting with code 0"
-            );
-            std::process::exit(0);
+            // The backstop, for a program that never ends by itself: on
+            // its own thread, so that it outlives the runtime (a runtime
+            // being dropped waits for its blocking tasks, maybe for ever).
+            let (id, timeout) = (inner.id, inner.exit_timeout);
+            let started = std::thread::Builder::new()
+                .name("herd-exit-timeout".into())
+                .spawn(move || {
+                    std::thread::sleep(timeout);
+                    tracing::warn!(
+                        worker = id,
+                        ?timeout,
+                        "disconnected, but the program has not ended within its exit \
+                         timeout (the primary's exit_timeout setting): exiting with code {}",
+                        crate::EXIT_TIMEOUT
+                    );
+                    std::process::exit(crate::EXIT_TIMEOUT);
+                });
+            if let Err(e) = started {
+                tracing::warn!(worker = id, error = %e, "cannot start the exit timeout's thread");
+            }
         });
     }
 }

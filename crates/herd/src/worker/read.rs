@@ -30,8 +30,14 @@ pub(super) async fn read_loop(worker: Worker, mut reader: Reader, inbox: Inbox) 
             }
             Ok(None) | Err(_) if worker.inner.left.load(Ordering::SeqCst) => {
                 // Our disconnect is done and the primary closed its end in
-                // turn: `recv` ends, and the program with it.
+                // turn: `recv` ends, and the program with it; requests still
+                // waiting for the primary's answer fail now.
                 tracing::debug!(worker = worker.id(), "channel closed after the disconnect");
+                worker
+                    .inner
+                    .calls
+                    .close("the channel to the primary closed after this worker's disconnect");
+                worker.inner.pending.lock().unwrap().clear();
                 return;
             }
             Ok(None) | Err(_) => {
