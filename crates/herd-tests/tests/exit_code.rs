@@ -90,3 +90,20 @@ fn a_worker_whose_main_never_returns_is_not_ended_before_its_exit_timeout() {
     let exit = c.expect_event("exit", id);
     assert_eq!(exit["signal"], "SIGKILL", "{}", c.dump());
 }
+
+#[test]
+fn a_worker_whose_own_accept_loop_ends_at_the_disconnect_returns_its_code() {
+    let mut c = Cluster::start(&[]);
+    let id = c.fork(&[
+        ("FIXTURE_MODE", "acceptloop"),
+        ("FIXTURE_LISTEN", "127.0.0.1:0"),
+        ("FIXTURE_AFTER_DISCONNECT", "exit:5"),
+    ]);
+    c.expect_event("listening", id);
+    c.cmd(json!({"cmd": "disconnect", "worker": id}));
+    // `accept` said the listener is closed, the loop ended, `main` returned
+    // 5: well before the 30 s exit timeout.
+    let exit = c.expect_event("exit", id);
+    assert_eq!(exit["code"], 5, "{}", c.dump());
+    assert_eq!(exit["exited_after_disconnect"], true);
+}

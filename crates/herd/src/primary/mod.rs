@@ -186,7 +186,10 @@ impl Primary {
     /// program's own executable), its arguments ([`Settings::args`]: this
     /// program's own, without its name), its working directory
     /// ([`Settings::cwd`]: the primary's, now) and the scheduling policy
-    /// ([`Settings::policy`]: see [`policy`](Self::policy)).
+    /// ([`Settings::policy`]: see [`policy`](Self::policy)). Pass them back
+    /// to [`setup`](Self::setup) and they become settings of their own: the
+    /// directory is then entered at each fork, where a defaulted one is
+    /// inherited (which a worker run as another user may need).
     pub fn settings(&self) -> Settings {
         let raw = self.inner.settings.lock().unwrap().clone();
         self.shown(raw)
@@ -235,14 +238,17 @@ impl Primary {
     /// Fixes the scheduling policy (the first time) and returns it: at the
     /// first fork, and when sockets are first bound for foreign workers.
     fn fix_policy(&self) -> Policy {
-        *self.inner.policy.get_or_init(|| {
-            self.inner
-                .settings
-                .lock()
-                .unwrap()
-                .policy
-                .unwrap_or_else(Policy::from_env)
-        })
+        if let Some(&p) = self.inner.policy.get() {
+            return p;
+        }
+        // Fixed while holding the settings' lock, which `setup` checks
+        // under: a setup either comes before (and its policy is the one
+        // fixed) or after (and is checked against it), never between.
+        let settings = self.inner.settings.lock().unwrap();
+        *self
+            .inner
+            .policy
+            .get_or_init(|| settings.policy.unwrap_or_else(Policy::from_env))
     }
 
     /// All events of the cluster, from now on.

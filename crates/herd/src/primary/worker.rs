@@ -144,6 +144,10 @@ impl WorkerHandle {
     /// # Ok(()) }
     /// ```
     ///
+    /// A worker answers only what its program takes with
+    /// [`Worker::recv_request`]: one that never calls it leaves the request
+    /// unanswered until the timeout.
+    ///
     /// # Errors
     /// [`Error::NoReply`] as soon as the worker disconnects or dies
     /// without answering, or drops the request; [`Error::Timeout`];

@@ -74,6 +74,9 @@ impl ListenerShared {
             return;
         }
         *closed = true;
+        // Our copy of the socket first, so that it is closed before the
+        // primary can answer a listen that follows the `unlisten`.
+        drop(self.socket.lock().unwrap().take());
         let _ = self.outbox.control(
             &Control::Unlisten {
                 handle: self.handle,
@@ -83,9 +86,7 @@ impl ListenerShared {
         // Only now: a listen that takes the index again goes out after the
         // `unlisten`, so the primary has let this one go when it reads it.
         drop(self.index.lock().unwrap().take());
-        let socket = self.socket.lock().unwrap().take();
         drop(closed);
-        drop(socket);
         self.closed_notify.notify_waiters();
     }
 
@@ -151,26 +152,29 @@ enum Source {
 /// A listening socket shared with the other workers of the cluster.
 ///
 /// Yields [`Connection`]s. Works with `axum::serve(listener, app)` as is
-/// (feature `axum`, on by default); with hyper, accept and serve each
-/// connection yourself:
+/// (feature `axum`, on by default; give it
+/// `.with_graceful_shutdown(worker.disconnecting())`, as axum's serve loop
+/// cannot end by its listener); with hyper, accept and serve each
+/// connection yourself, until `accept` says the listener is closed:
 ///
 /// ```no_run
 /// # async fn demo(worker: herd::Worker) -> std::io::Result<()> {
 /// let mut listener = worker.listen("127.0.0.1:0").await?;
-/// loop {
-///     let (conn, peer) = listener.accept().await?;
+/// while let Ok((conn, peer)) = listener.accept().await {
 ///     tokio::spawn(async move {
 ///         // hyper::server::conn::http1::Builder::new()
 ///         //     .serve_connection(hyper_util::rt::TokioIo::new(conn), service)
 ///         let _ = (conn, peer);
 ///     });
 /// }
-/// # }
+/// // Closed (a disconnect, or its closer): the open connections go on.
+/// # Ok(()) }
 /// ```
 ///
 /// To close it while something else owns it (`axum::serve`), take a
 /// [`closer`](Self::closer) first. Once it is closed, or the worker begins
-/// to disconnect, `accept` never returns again.
+/// to disconnect, `accept` fails with `NotConnected` (in axum's serve
+/// loop, it waits for ever).
 pub struct Listener {
     shared: Arc<ListenerShared>,
     source: Source,
@@ -269,49 +273,50 @@ impl Listener {
     /// The next connection. Cancel safe.
     ///
     /// # Errors
-    /// What `accept(2)` says on a shared socket (EMFILE...). A hand-off
+    /// [`io::ErrorKind::NotConnected`] once the listener is closed (by a
+    /// disconnect, [`close`](Self::close) or its
+    /// [`ListenerCloser`](crate::ListenerCloser)), so that an accept loop
+    /// ends: `while let Ok((conn, _)) = listener.accept().await`. What
+    /// `accept(2)` says on a shared socket (EMFILE...). A hand-off
     /// listener fails with EMFILE when this worker is at its open-files
     /// limit: the connection stays queued (it is not lost), so retry after
     /// a pause, as `axum::serve` and [`Worker::serve`](crate::Worker::serve)
     /// do. Either is counted and reported at warning level (even without
     /// HERD_LOG), at most every 10 s.
     pub async fn accept(&mut self) -> io::Result<(Connection, PeerAddr)> {
-        loop {
-            if self.shared.is_closed() {
+        if self.shared.is_closed() {
+            self.source = Source::Closed;
+        }
+        let shared = self.shared.clone();
+        // A connection the kernel (or the primary) just gave us is not yet
+        // a `Connection` keeping the worker alive: a disconnect on another
+        // thread must wait for it, or the exit resets it.
+        let accepting = Accepting::new(self.busy.clone());
+        let got = tokio::select! {
+            biased;
+            _ = shared.wait_closed() => None,
+            got = accept_from(&mut self.source, &shared) => Some(got),
+        };
+        match got {
+            None | Some(Ok(None)) => {
                 self.source = Source::Closed;
+                Err(closed_error())
             }
-            let shared = self.shared.clone();
-            // A connection the kernel (or the primary) just gave us is not
-            // yet a `Connection` keeping the worker alive: a disconnect on
-            // another thread must wait for it, or the exit resets it.
-            let accepting = Accepting::new(self.busy.clone());
-            let got = tokio::select! {
-                biased;
-                _ = shared.wait_closed() => None,
-                got = accept_from(&mut self.source, &shared) => Some(got),
-            };
-            match got {
-                None | Some(Ok(None)) => {
-                    self.source = Source::Closed;
-                    drop(accepting);
-                    std::future::pending::<()>().await;
-                }
-                Some(Ok(Some((io, peer)))) => {
-                    self.busy
-                        .handled
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    let conn = Connection {
-                        io,
-                        _guard: ConnGuard {
-                            _hold: Hold::new(self.busy.clone()),
-                            closes: self.shared.count_closes.then(|| self.shared.clone()),
-                        },
-                    };
-                    drop(accepting);
-                    return Ok((conn, peer));
-                }
-                Some(Err(e)) => return Err(e),
+            Some(Ok(Some((io, peer)))) => {
+                self.busy
+                    .handled
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let conn = Connection {
+                    io,
+                    _guard: ConnGuard {
+                        _hold: Hold::new(self.busy.clone()),
+                        closes: self.shared.count_closes.then(|| self.shared.clone()),
+                    },
+                };
+                drop(accepting);
+                Ok((conn, peer))
             }
+            Some(Err(e)) => Err(e),
         }
     }
 }
@@ -409,11 +414,15 @@ impl axum::serve::Listener for Listener {
     type Io = Connection;
     type Addr = PeerAddr;
 
+    /// Once the listener is closed, waits for ever (axum's serve loop has
+    /// no way to end by its listener): end it with its graceful shutdown,
+    /// `worker.disconnecting()` or the closer's `closed()`.
     async fn accept(&mut self) -> (Connection, PeerAddr) {
         let mut backoff = Duration::from_millis(5);
         loop {
             match Listener::accept(self).await {
                 Ok(pair) => return pair,
+                Err(_) if self.shared.is_closed() => std::future::pending::<()>().await,
                 Err(e) if is_connection_error(&e) => continue,
                 Err(e) => {
                     // EMFILE and friends: retrying at once would spin (the
@@ -436,6 +445,14 @@ impl axum::serve::Listener for Listener {
             .socket_addr()
             .map_or(PeerAddr::Unix, PeerAddr::Tcp))
     }
+}
+
+/// What `accept` says once the listener is closed.
+fn closed_error() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::NotConnected,
+        "the listener is closed (the worker is disconnecting, or it was closed)",
+    )
 }
 
 #[cfg(feature = "axum")]

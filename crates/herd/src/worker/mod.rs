@@ -7,7 +7,9 @@
 //! let listener = worker.listen("127.0.0.1:8080").await?;
 //! worker.send(&format!("worker {} listening", worker.id())).await?;
 //! # #[cfg(feature = "axum")]
-//! axum::serve(listener, axum::Router::new()).await?;
+//! axum::serve(listener, axum::Router::new())
+//!     .with_graceful_shutdown(worker.disconnecting())
+//!     .await?;
 //! # Ok(()) }
 //! ```
 //!

@@ -1,6 +1,6 @@
 //! Requests a worker served: counted by [`Worker::serve`](super::Worker::serve)
-//! in the one layer it already puts in front of the application, and sent
-//! with each heartbeat, as cluster2's heartbeats carried transactions and
+//! in the per-request future its hyper service makes anyway
+//! (`serve_conn.rs`), and sent with each heartbeat, as cluster2's heartbeats carried transactions and
 //! their durations.
 
 use std::cell::Cell;
