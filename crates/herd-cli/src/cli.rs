@@ -116,8 +116,9 @@ pub struct RunArgs {
     pub sched: Option<String>,
 
     /// When a worker counts as ready: notify (it sends READY=1), listening
-    /// (it waits for connections on its socket, as /proc shows: in accept,
-    /// epoll, or poll/select) or delay:DURATION after it started [default:
+    /// (it, or a process it started, waits for connections on its socket,
+    /// as /proc shows: in accept, epoll, or poll/select; or it sends
+    /// READY=1 first) or delay:DURATION after it started [default:
     /// listening].
     #[arg(long, value_name = "RULE", env = "HERD_READY")]
     pub ready: Option<String>,

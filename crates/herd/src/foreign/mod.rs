@@ -70,7 +70,7 @@ use crate::{ListenAddr, ListenOptions, Signal, EXIT_CANNOT_BOOT};
 mod accepting;
 pub(crate) mod notify;
 mod rundir;
-pub(crate) use accepting::accepting;
+pub(crate) use accepting::{seen, Seen};
 
 /// The argument that makes an executable a trampoline (see [`trampoline`]).
 pub const TRAMPOLINE_ARG: &str = "__exec";
@@ -89,6 +89,9 @@ pub enum ForeignReady {
     /// `select` while the process holds one: a heuristic, since the fds a
     /// poll waits on are not visible; a program that waits in `poll` on
     /// something else during its warm-up should use [`Notify`](Self::Notify).
+    /// The processes it started count as it does (a pre-fork server such
+    /// as gunicorn, whose master holds the socket while its children
+    /// accept), and so does a `READY=1` it sends meanwhile.
     /// A worker with no sockets is ready once it has run for a second. Until it is
     /// ready, connections wait in the socket's queue (never refused), and
     /// a rolling restart keeps its predecessor serving.
