@@ -115,6 +115,15 @@ pub struct RunArgs {
     #[arg(long, value_name = "POLICY", env = "HERD_SCHED_POLICY")]
     pub sched: Option<String>,
 
+    /// Leave TCP_NODELAY off on the TCP sockets herd binds. By default herd
+    /// sets it on them, and the connections accepted on them inherit it,
+    /// so that a program that never sets it (uvicorn given --fd 3, Python's
+    /// socketserver) answers small requests on keep-alive connections
+    /// without Nagle's delay. Sockets from systemd are left as they are
+    /// (see its NoDelay=).
+    #[arg(long, env = "HERD_NO_TCP_NODELAY")]
+    pub no_tcp_nodelay: bool,
+
     /// When a worker counts as ready: notify (it sends READY=1), listening
     /// (it, or a process it started, waits for connections on its socket,
     /// as /proc shows: in accept, epoll, or poll/select; or it sends

@@ -182,7 +182,8 @@ async fn serve(
                 if let herd::ListenAddr::Unix(p) = &addr {
                     unix_paths.push(p.clone());
                 }
-                spec.listen(name.as_deref(), addr)
+                let options = herd::ListenOptions::new().nodelay(cfg.tcp_nodelay);
+                spec.listen_with(name.as_deref(), addr, options)
             }
             Source::Passed(fd) => spec.listen_socket(name.as_deref(), fd),
         };

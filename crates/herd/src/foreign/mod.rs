@@ -209,12 +209,33 @@ impl Foreign {
 
     /// Adds a socket to bind: the k-th call gives descriptor 3+k, named
     /// `name` in `LISTEN_FDNAMES` (`unknown` if none).
-    pub fn listen(mut self, name: Option<&str>, addr: ListenAddr) -> Self {
+    pub fn listen(self, name: Option<&str>, addr: ListenAddr) -> Self {
+        self.listen_with(name, addr, ListenOptions::default())
+    }
+
+    /// [`listen`](Self::listen) with options: backlog, mode, TCP_NODELAY
+    /// (on by default, see [`ListenOptions::nodelay`]).
+    ///
+    /// ```
+    /// use herd::foreign::Foreign;
+    /// use herd::ListenOptions;
+    /// let spec = Foreign::new("python3", ["app.py"]).listen_with(
+    ///     Some("web"),
+    ///     "127.0.0.1:0".parse().unwrap(),
+    ///     ListenOptions::new().nodelay(false),
+    /// );
+    /// ```
+    pub fn listen_with(
+        mut self,
+        name: Option<&str>,
+        addr: ListenAddr,
+        options: ListenOptions,
+    ) -> Self {
         self.listens.push(ForeignListen {
             name: name.map(str::to_string),
             addr: Some(addr),
             socket: None,
-            options: ListenOptions::default(),
+            options,
         });
         self
     }
