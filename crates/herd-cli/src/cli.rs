@@ -23,9 +23,10 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
   herd ctl status
   herd ctl reload
 
-Exit codes: 0 success; 1 failure (the cluster could not start, a reload
-was aborted, workers had to be killed at shutdown); 2 bad usage; 3 no herd
-is running under that name (herd ctl).")]
+Exit codes: 0 success; 1 failure (the cluster could not start, e.g. an
+address already in use without --takeover; a reload was aborted; workers
+had to be killed at shutdown); 2 bad usage; 3 no herd is running under
+that name (herd ctl).")]
 pub struct Cli {
     /// How herd writes its own messages and (with --output prefix) the
     /// workers' lines: text, or one JSON object per line.
@@ -123,6 +124,14 @@ pub struct RunArgs {
     /// (see its NoDelay=).
     #[arg(long, env = "HERD_NO_TCP_NODELAY")]
     pub no_tcp_nodelay: bool,
+
+    /// Start even if another process already serves a TCP or UDP address
+    /// given with -l (another herd, or an old one during an upgrade): the
+    /// sockets then share it by SO_REUSEPORT, and new connections may go
+    /// to this herd. Without it herd refuses such an address with an error
+    /// naming who holds it, and exits with code 1.
+    #[arg(long, env = "HERD_TAKEOVER")]
+    pub takeover: bool,
 
     /// When a worker counts as ready: notify (it sends READY=1), listening
     /// (it, or a process it started, waits for connections on its socket,

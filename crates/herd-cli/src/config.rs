@@ -24,6 +24,7 @@ pub struct File {
     pub listen: Option<Vec<String>>,
     pub sched: Option<String>,
     pub no_tcp_nodelay: Option<bool>,
+    pub takeover: Option<bool>,
     pub ready: Option<String>,
     pub grace: Option<String>,
     pub restart: Option<String>,
@@ -90,6 +91,8 @@ pub struct Run {
     pub policy_explicit: bool,
     /// TCP_NODELAY on the TCP sockets herd binds.
     pub tcp_nodelay: bool,
+    /// Start on an address another process already serves.
+    pub takeover: bool,
     pub ready: ForeignReady,
     pub grace: Duration,
     pub restart: Restart,
@@ -343,6 +346,7 @@ impl Run {
         .unwrap_or_default();
         let reload_via_health = args.reload_via_health || file.reload_via_health == Some(true);
         let tcp_nodelay = !(args.no_tcp_nodelay || file.no_tcp_nodelay == Some(true));
+        let takeover = args.takeover || file.takeover == Some(true);
         let output = if args.silent {
             Output::Silent
         } else if let Some(o) = args.output {
@@ -388,6 +392,7 @@ impl Run {
             policy,
             policy_explicit,
             tcp_nodelay,
+            takeover,
             ready,
             grace,
             restart,

@@ -157,6 +157,13 @@ pub fn run(args: RunArgs, format: LogFormat) -> Result<i32> {
     let _name = crate::name::take_name(&runtime_dir, &cfg.name)?;
     let ctl_path = ctl::socket_path(&runtime_dir, &cfg.name);
     ctl::check_free(&ctl_path, &cfg.name)?;
+    if !cfg.takeover {
+        for (_, s) in &sources {
+            if let Source::Bind(addr) = s {
+                crate::held::check(addr, &runtime_dir)?;
+            }
+        }
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
