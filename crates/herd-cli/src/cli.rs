@@ -23,9 +23,10 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
   herd ctl status
   herd ctl reload
 
-Exit codes: 0 success; 1 failure (the cluster could not start, a reload
-was aborted, workers had to be killed at shutdown); 2 bad usage; 3 no herd
-is running under that name (herd ctl).")]
+Exit codes: 0 success; 1 failure (the cluster could not start, e.g. an
+address already in use without --takeover; a reload was aborted; workers
+had to be killed at shutdown); 2 bad usage; 3 no herd is running under
+that name (herd ctl).")]
 pub struct Cli {
     /// How herd writes its own messages and (with --output prefix) the
     /// workers' lines: text, or one JSON object per line.
@@ -115,9 +116,27 @@ pub struct RunArgs {
     #[arg(long, value_name = "POLICY", env = "HERD_SCHED_POLICY")]
     pub sched: Option<String>,
 
+    /// Leave TCP_NODELAY off on the TCP sockets herd binds. By default herd
+    /// sets it on them, and the connections accepted on them inherit it,
+    /// so that a program that never sets it (uvicorn given --fd 3, Python's
+    /// socketserver) answers small requests on keep-alive connections
+    /// without Nagle's delay. Sockets from systemd are left as they are
+    /// (see its NoDelay=).
+    #[arg(long, env = "HERD_NO_TCP_NODELAY")]
+    pub no_tcp_nodelay: bool,
+
+    /// Start even if another process already serves a TCP or UDP address
+    /// given with -l (another herd, or an old one during an upgrade): the
+    /// sockets then share it by SO_REUSEPORT, and new connections may go
+    /// to this herd. Without it herd refuses such an address with an error
+    /// naming who holds it, and exits with code 1.
+    #[arg(long, env = "HERD_TAKEOVER")]
+    pub takeover: bool,
+
     /// When a worker counts as ready: notify (it sends READY=1), listening
-    /// (it waits for connections on its socket, as /proc shows: in accept,
-    /// epoll, or poll/select) or delay:DURATION after it started [default:
+    /// (it, or a process it started, waits for connections on its socket,
+    /// as /proc shows: in accept, epoll, or poll/select; or it sends
+    /// READY=1 first) or delay:DURATION after it started [default:
     /// listening].
     #[arg(long, value_name = "RULE", env = "HERD_READY")]
     pub ready: Option<String>,

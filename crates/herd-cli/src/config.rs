@@ -23,6 +23,8 @@ pub struct File {
     pub workers: Option<usize>,
     pub listen: Option<Vec<String>>,
     pub sched: Option<String>,
+    pub no_tcp_nodelay: Option<bool>,
+    pub takeover: Option<bool>,
     pub ready: Option<String>,
     pub grace: Option<String>,
     pub restart: Option<String>,
@@ -87,6 +89,10 @@ pub struct Run {
     pub policy: Policy,
     /// Whether the policy was asked for (not the default).
     pub policy_explicit: bool,
+    /// TCP_NODELAY on the TCP sockets herd binds.
+    pub tcp_nodelay: bool,
+    /// Start on an address another process already serves.
+    pub takeover: bool,
     pub ready: ForeignReady,
     pub grace: Duration,
     pub restart: Restart,
@@ -339,6 +345,8 @@ impl Run {
         )?
         .unwrap_or_default();
         let reload_via_health = args.reload_via_health || file.reload_via_health == Some(true);
+        let tcp_nodelay = !(args.no_tcp_nodelay || file.no_tcp_nodelay == Some(true));
+        let takeover = args.takeover || file.takeover == Some(true);
         let output = if args.silent {
             Output::Silent
         } else if let Some(o) = args.output {
@@ -383,6 +391,8 @@ impl Run {
             listens,
             policy,
             policy_explicit,
+            tcp_nodelay,
+            takeover,
             ready,
             grace,
             restart,

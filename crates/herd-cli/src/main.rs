@@ -6,6 +6,7 @@
 mod cli;
 mod config;
 mod ctl;
+mod held;
 mod limits;
 mod name;
 mod output;

@@ -157,6 +157,13 @@ pub fn run(args: RunArgs, format: LogFormat) -> Result<i32> {
     let _name = crate::name::take_name(&runtime_dir, &cfg.name)?;
     let ctl_path = ctl::socket_path(&runtime_dir, &cfg.name);
     ctl::check_free(&ctl_path, &cfg.name)?;
+    if !cfg.takeover {
+        for (_, s) in &sources {
+            if let Source::Bind(addr) = s {
+                crate::held::check(addr, &runtime_dir)?;
+            }
+        }
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -182,7 +189,8 @@ async fn serve(
                 if let herd::ListenAddr::Unix(p) = &addr {
                     unix_paths.push(p.clone());
                 }
-                spec.listen(name.as_deref(), addr)
+                let options = herd::ListenOptions::new().nodelay(cfg.tcp_nodelay);
+                spec.listen_with(name.as_deref(), addr, options)
             }
             Source::Passed(fd) => spec.listen_socket(name.as_deref(), fd),
         };

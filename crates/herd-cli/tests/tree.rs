@@ -126,11 +126,12 @@ fn a_wrapper_that_crashes_takes_its_server_along() {
     });
 }
 
-/// The wrapper never looks ready (it does not accept; its child does): each
-/// worker is killed at the boot timeout, and with it its server, every time.
+/// Under `--ready notify` the worker never becomes ready (the Node server
+/// sends no READY=1): each worker is killed at the boot timeout, and with
+/// it its server, every time.
 #[test]
 fn a_boot_timeout_kill_ends_the_wrapped_server() {
-    let mut h = wrapped(&["--boot-timeout", "1s"]);
+    let mut h = wrapped(&["--ready", "notify", "--boot-timeout", "1s"]);
     h.address();
     h.expect("worker 1 was not ready within 1s");
     h.expect("worker 2 started");

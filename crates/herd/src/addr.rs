@@ -267,6 +267,7 @@ impl fmt::Display for ListenAddr {
 ///
 /// ```
 /// let o = herd::ListenOptions::new().backlog(4096).mode(0o660);
+/// let batching = herd::ListenOptions::new().nodelay(false);
 /// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -274,10 +275,15 @@ pub struct ListenOptions {
     pub(crate) backlog: Option<u32>,
     pub(crate) ipv6_only: Option<bool>,
     pub(crate) mode: Option<u32>,
+    /// Left out of the wire when unset: a primary that predates it still
+    /// reads a worker's listen.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) nodelay: Option<bool>,
 }
 
 impl ListenOptions {
-    /// The defaults: backlog 1024, dual-stack, the umask's file mode.
+    /// The defaults: backlog 1024, dual-stack, the umask's file mode,
+    /// TCP_NODELAY on.
     pub fn new() -> ListenOptions {
         ListenOptions::default()
     }
@@ -299,6 +305,22 @@ impl ListenOptions {
     pub fn mode(mut self, mode: u32) -> Self {
         self.mode = Some(mode);
         self
+    }
+
+    /// For TCP: set TCP_NODELAY on the listening socket, which Linux
+    /// passes to every connection accepted on it, so that a program that
+    /// never sets it itself (uvicorn given a descriptor, Python's
+    /// socketserver) does not wait on Nagle's algorithm for its small
+    /// responses on a keep-alive connection. Default: true. A socket passed
+    /// in already bound (systemd's, see `NoDelay=`) is left as it is.
+    pub fn nodelay(mut self, nodelay: bool) -> Self {
+        self.nodelay = Some(nodelay);
+        self
+    }
+
+    /// Whether TCP_NODELAY is set in force.
+    pub(crate) fn nodelay_or_default(&self) -> bool {
+        self.nodelay.unwrap_or(true)
     }
 
     /// The accept queue's length in force.
@@ -352,6 +374,16 @@ mod tests {
         assert_eq!(json, r#"{"tcp":"127.0.0.1:80"}"#);
         assert_eq!(serde_json::from_str::<ListenAddr>(&json).unwrap(), a);
         assert!(serde_json::from_str::<ListenAddr>(r#"{"tcp":"localhost:80"}"#).is_err());
+    }
+
+    #[test]
+    fn nodelay_is_on_the_wire_only_when_set() {
+        let json = serde_json::to_string(&ListenOptions::new().backlog(8)).unwrap();
+        assert!(!json.contains("nodelay"), "{json}");
+        let off = ListenOptions::new().nodelay(false);
+        let json = serde_json::to_string(&off).unwrap();
+        assert_eq!(serde_json::from_str::<ListenOptions>(&json).unwrap(), off);
+        assert!(ListenOptions::new().nodelay_or_default());
     }
 
     #[tokio::test]

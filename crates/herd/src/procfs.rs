@@ -224,6 +224,37 @@ pub(crate) fn children(ppid: u32) -> Vec<(u32, Place)> {
         .collect()
 }
 
+/// The processes below `pid`: its process group (each worker leads its
+/// own) and every process whose parent chain reaches it (one that left the
+/// group). One scan of /proc: call it now and then, not in a tight loop.
+pub(crate) fn descendants(pid: u32) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let all: Vec<(u32, Place)> = dir
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|p| *p != pid)
+        .filter_map(|p| Some((p, place(p)?)))
+        .collect();
+    let parent: std::collections::HashMap<u32, u32> =
+        all.iter().map(|(p, pl)| (*p, pl.ppid)).collect();
+    let below = |mut p: u32| {
+        for _ in 0..64 {
+            match parent.get(&p) {
+                Some(&pp) if pp == pid => return true,
+                Some(&pp) if pp > 1 => p = pp,
+                _ => return false,
+            }
+        }
+        false
+    };
+    all.iter()
+        .filter(|(p, pl)| pl.state != 'Z' && (pl.pgid == pid || below(*p)))
+        .map(|(p, _)| *p)
+        .collect()
+}
+
 /// Whether process `pid`, or an ancestor of it below the init process,
 /// is `ancestor` (at most 64 generations up).
 pub(crate) fn descends_from(pid: u32, ancestor: u32) -> bool {

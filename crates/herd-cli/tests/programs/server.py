@@ -2,7 +2,9 @@
 descriptor 3 (systemd socket activation) and speaks sd_notify on the
 NOTIFY_SOCKET herd gives each worker.
 
-Responses: `hello from PID` (path /), `PID` (path /pid).
+Responses: `hello from PID` (path /), `PID` (path /pid), the accepted
+connection's TCP_NODELAY as getsockopt reports it (path /nodelay: this
+server never sets it itself).
 
 Environment (all optional):
   READY_GATE=PATH      accept nothing and stay unready until PATH exists
@@ -45,7 +47,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self):
         pid = str(os.getpid())
-        body = (pid if self.path == "/pid" else f"hello from {pid}\n").encode()
+        if self.path == "/nodelay":
+            body = str(self.connection.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)).encode()
+        else:
+            body = (pid if self.path == "/pid" else f"hello from {pid}\n").encode()
         self.send_response(200)
         self.send_header("Content-Type", "text/plain")
         self.send_header("Content-Length", str(len(body)))

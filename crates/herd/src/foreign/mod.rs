@@ -70,7 +70,7 @@ use crate::{ListenAddr, ListenOptions, Signal, EXIT_CANNOT_BOOT};
 mod accepting;
 pub(crate) mod notify;
 mod rundir;
-pub(crate) use accepting::accepting;
+pub(crate) use accepting::{seen, Seen};
 
 /// The argument that makes an executable a trampoline (see [`trampoline`]).
 pub const TRAMPOLINE_ARG: &str = "__exec";
@@ -89,6 +89,9 @@ pub enum ForeignReady {
     /// `select` while the process holds one: a heuristic, since the fds a
     /// poll waits on are not visible; a program that waits in `poll` on
     /// something else during its warm-up should use [`Notify`](Self::Notify).
+    /// The processes it started count as it does (a pre-fork server such
+    /// as gunicorn, whose master holds the socket while its children
+    /// accept), and so does a `READY=1` it sends meanwhile.
     /// A worker with no sockets is ready once it has run for a second. Until it is
     /// ready, connections wait in the socket's queue (never refused), and
     /// a rolling restart keeps its predecessor serving.
@@ -206,12 +209,33 @@ impl Foreign {
 
     /// Adds a socket to bind: the k-th call gives descriptor 3+k, named
     /// `name` in `LISTEN_FDNAMES` (`unknown` if none).
-    pub fn listen(mut self, name: Option<&str>, addr: ListenAddr) -> Self {
+    pub fn listen(self, name: Option<&str>, addr: ListenAddr) -> Self {
+        self.listen_with(name, addr, ListenOptions::default())
+    }
+
+    /// [`listen`](Self::listen) with options: backlog, mode, TCP_NODELAY
+    /// (on by default, see [`ListenOptions::nodelay`]).
+    ///
+    /// ```
+    /// use herd::foreign::Foreign;
+    /// use herd::ListenOptions;
+    /// let spec = Foreign::new("python3", ["app.py"]).listen_with(
+    ///     Some("web"),
+    ///     "127.0.0.1:0".parse().unwrap(),
+    ///     ListenOptions::new().nodelay(false),
+    /// );
+    /// ```
+    pub fn listen_with(
+        mut self,
+        name: Option<&str>,
+        addr: ListenAddr,
+        options: ListenOptions,
+    ) -> Self {
         self.listens.push(ForeignListen {
             name: name.map(str::to_string),
             addr: Some(addr),
             socket: None,
-            options: ListenOptions::default(),
+            options,
         });
         self
     }

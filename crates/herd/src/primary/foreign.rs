@@ -13,7 +13,7 @@ use socket2::Socket;
 use super::link::Inbound;
 use super::{Inner, WorkerHandle};
 use crate::foreign::notify::Receiver;
-use crate::foreign::{Bound, Foreign, ForeignReady, ENV_TRAMPOLINE, TRAMPOLINE_ARG};
+use crate::foreign::{Bound, Foreign, ForeignReady, Seen, ENV_TRAMPOLINE, TRAMPOLINE_ARG};
 use crate::sched::{Link, ListenAddr, Policy};
 use crate::Error;
 
@@ -271,19 +271,30 @@ pub(super) fn started(
     let (inner, w) = (inner.clone(), w.clone());
     match ready {
         ForeignReady::Listening => {
+            // The worker's own process at every tick; the processes it
+            // started (a pre-fork server's children) at every TREE_EVERY-th,
+            // as that reads all of /proc. A READY=1 meanwhile counts too
+            // (the watcher's `on_notice`).
             tokio::spawn(async move {
+                const TREE_EVERY: u32 = 5;
                 let mut tick = tokio::time::interval(Duration::from_millis(20));
-                while !w.is_dead() && !w.exited_after_disconnect() {
+                let mut n = 0u32;
+                while !w.is_dead() && !w.exited_after_disconnect() && !w.is_ready() {
                     tick.tick().await;
+                    n = n.wrapping_add(1);
                     let (pid, inodes) = (w.pid(), inodes.clone());
+                    let tree = n % TREE_EVERY == 1;
                     let seen = tokio::task::spawn_blocking(move || {
-                        crate::foreign::accepting(pid, &inodes)
+                        crate::foreign::seen(pid, &inodes, tree)
                     })
                     .await
-                    .unwrap_or(false);
-                    if seen {
+                    .unwrap_or(Seen::NotHeld);
+                    if seen == Seen::Accepting {
                         w.ready(&inner);
                         return;
+                    }
+                    if tree {
+                        *w.shared.unready.lock().unwrap() = Some(seen.unready_hint());
                     }
                 }
             });
@@ -296,6 +307,10 @@ pub(super) fn started(
                 }
             });
         }
-        ForeignReady::Notify => {}
+        ForeignReady::Notify => {
+            *w.shared.unready.lock().unwrap() = Some(
+                "it sent no READY=1 on its NOTIFY_SOCKET (under `--ready notify` nothing else makes it ready)".into(),
+            );
+        }
     }
 }

@@ -359,8 +359,10 @@ fn on_frame(inner: &Inner, w: &WorkerHandle, online: &mut bool, frame: Frame) ->
 
 fn on_notice(inner: &Inner, w: &WorkerHandle, notice: Notice, ready: ForeignReady, watchdog: bool) {
     match notice {
+        // Under `listening` too: a program that says it is ready is (a
+        // pre-fork server whose master waits while its children accept).
         Notice::Ready => {
-            if ready == ForeignReady::Notify {
+            if matches!(ready, ForeignReady::Notify | ForeignReady::Listening) {
                 w.ready(inner);
             }
         }

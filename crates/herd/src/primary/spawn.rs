@@ -245,6 +245,7 @@ impl Primary {
                 beat: Mutex::new(None),
                 handled_at: Mutex::new(None),
                 status_text: Mutex::new(None),
+                unready: Mutex::new(None),
                 calls: crate::request::Pending::new(Some(id)),
                 open: Default::default(),
             }),

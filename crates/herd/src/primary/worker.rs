@@ -61,6 +61,9 @@ pub(crate) struct Shared {
     pub handled_at: Mutex<Option<Instant>>,
     /// The last `STATUS=` a foreign worker sent.
     pub status_text: Mutex<Option<String>>,
+    /// While a foreign worker is not ready: what its readiness rule has
+    /// seen, and what to try (for the boot timeout's message).
+    pub unready: Mutex<Option<String>>,
     /// The primary's requests to this worker that wait for replies.
     pub calls: Pending,
     /// This worker's requests that wait for the primary's answers.
@@ -330,6 +333,15 @@ impl WorkerHandle {
         p.table.set_ready(self.id());
         tracing::debug!(worker = self.id(), "worker ready");
         p.bus.emit(Event::Ready { worker: self.id() });
+    }
+
+    /// While it is not ready: what its readiness rule has seen of it, and
+    /// what to try (foreign workers only).
+    pub(crate) fn unready_hint(&self) -> Option<String> {
+        if self.is_ready() {
+            return None;
+        }
+        self.shared.unready.lock().unwrap().clone()
     }
 
     /// The worker's last heartbeat and when it came, if any came.

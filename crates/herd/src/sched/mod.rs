@@ -236,6 +236,10 @@ pub(crate) fn bind(
             )?;
             if !udp {
                 sock.set_reuse_address(true)?;
+                // Inherited by every accepted connection (Linux).
+                if opts.nodelay_or_default() {
+                    sock.set_tcp_nodelay(true)?;
+                }
             }
             if reuse_port {
                 sock.set_reuse_port(true)?;
@@ -284,6 +288,23 @@ fn is_stale_unix_socket(path: &std::path::Path, name: &unix::UnixName) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What a worker's accepted connection has, herd-aware (rr: the primary
+    /// accepts) or foreign: the listening socket's TCP_NODELAY.
+    #[test]
+    fn accepted_connections_inherit_tcp_nodelay_unless_turned_off() {
+        let addr: ListenAddr = "127.0.0.1:0".parse().unwrap();
+        for (opts, want) in [
+            (ListenOptions::new(), true),
+            (ListenOptions::new().nodelay(false), false),
+        ] {
+            let l = std::net::TcpListener::from(bind(&addr, &opts, false).unwrap());
+            l.set_nonblocking(false).unwrap();
+            let _c = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+            let (s, _) = l.accept().unwrap();
+            assert_eq!(s.nodelay().unwrap(), want, "{opts:?}");
+        }
+    }
 
     #[test]
     fn policies_parse_by_short_and_long_name() {

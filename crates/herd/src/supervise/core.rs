@@ -22,6 +22,8 @@ pub(crate) struct WorkerFacts {
     pub heartbeat: Option<(Instant, u64)>,
     /// How it is doing, from its last heartbeat.
     pub health: Option<super::judge::WorkerHealth>,
+    /// While not ready: what its readiness rule has seen, and what to try.
+    pub unready: Option<String>,
 }
 
 /// How a kill counts.
@@ -94,6 +96,7 @@ impl Core for Primary {
 fn facts(w: &WorkerHandle) -> WorkerFacts {
     WorkerFacts {
         ready: w.is_ready(),
+        unready: w.unready_hint(),
         started: w.started(),
         leaving: w.exited_after_disconnect(),
         heartbeat: w.last_heartbeat().map(|(at, beat)| (at, beat.handled)),

@@ -114,6 +114,7 @@ mod tests {
             leaving: false,
             heartbeat: Some((t, 0)),
             health: None,
+            unready: None,
         }
     }
 

@@ -266,10 +266,12 @@ impl<C: Core> Machine<C> {
             })
             .collect();
         for (slot, successor) in late {
+            let hint = self.core.worker(successor).and_then(|w| w.unready);
             self.core.kill(successor, Kill::Deliberate);
             let reason = format!(
-                "new worker {successor} was not ready within {:?}",
-                self.cfg.boot_timeout
+                "new worker {successor} was not ready within {:?}{}",
+                self.cfg.boot_timeout,
+                because(hint.as_deref())
             );
             self.failed_replacement(slot, reason, now);
         }
@@ -282,9 +284,10 @@ impl<C: Core> Machine<C> {
             };
             if !w.ready && health::boot_overdue(&self.cfg, w.started, now) {
                 tracing::warn!(
-                    "worker {} was not ready within {:?}; killing it",
+                    "worker {} was not ready within {:?}; killing it{}",
                     c.id,
-                    self.cfg.boot_timeout
+                    self.cfg.boot_timeout,
+                    because(w.unready.as_deref())
                 );
                 c.boot = Boot::Overdue;
                 self.core.kill(c.id, Kill::AsCrash);
@@ -340,4 +343,9 @@ impl<C: Core> Machine<C> {
         let kill_at = Some(super::later(now, self.cfg.grace));
         self.retiring.insert(id, Retiring { slot, kill_at, why });
     }
+}
+
+/// `: HINT` after "not ready within ...", when the readiness rule has one.
+fn because(hint: Option<&str>) -> String {
+    hint.map(|h| format!(": {h}")).unwrap_or_default()
 }

@@ -60,6 +60,7 @@ impl Fake {
                 leaving: false,
                 heartbeat: None,
                 health: None,
+                unready: None,
             },
         );
         s.calls.push(call(id));
