@@ -71,7 +71,8 @@ per worker; new connections go to the workers in turn when herd may load
 its eBPF program, as root, or by the kernel's hash otherwise)."
     )]
     Run(Box<RunArgs>),
-    /// Talk to a running herd through its control socket.
+    /// Talk to a running herd through its control socket (`herd ctl
+    /// list` shows every herd of this user).
     Ctl(CtlArgs),
 }
 
@@ -234,7 +235,8 @@ pub struct RunArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct CtlArgs {
-    /// The cluster's name (as given to herd run --name) [default: herd].
+    /// The cluster's name (as given to herd run --name) [default: the
+    /// only herd running].
     #[arg(long, env = "HERD_NAME", global = true)]
     pub name: Option<String>,
 
@@ -266,4 +268,11 @@ pub enum CtlAction {
     },
     /// Stop the cluster gracefully; waits until herd has exited.
     Stop,
+    /// Every herd of this user: name, pid, workers ready/wanted, uptime,
+    /// listening addresses, program.
+    List {
+        /// Print the list as JSON instead.
+        #[arg(long)]
+        json: bool,
+    },
 }

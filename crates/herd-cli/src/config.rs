@@ -353,15 +353,7 @@ impl Run {
             .clone()
             .or(file.name.clone())
             .unwrap_or_else(|| "herd".to_string());
-        if name.is_empty()
-            || name.len() > 64
-            || !name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
-            || name.starts_with('.')
-        {
-            bail!("--name {name:?}: use 1 to 64 letters, digits, '_', '-' or '.'");
-        }
+        crate::name::check(&name)?;
         let mut command = args.command.clone();
         if command.is_empty() {
             command = file

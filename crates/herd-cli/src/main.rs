@@ -4,9 +4,11 @@
 #![forbid(unsafe_code)]
 
 mod cli;
+mod client;
 mod config;
 mod ctl;
 mod limits;
+mod list;
 mod name;
 mod output;
 mod run;
@@ -105,7 +107,7 @@ fn main() {
             output::init_logging(format);
             run::run(*args, format)
         }
-        Command::Ctl(args) => ctl::client(args),
+        Command::Ctl(args) => client::client(args),
     };
     match code {
         Ok(code) => std::process::exit(code),

@@ -27,6 +27,8 @@ pub struct Shared {
     pub grace: Duration,
     pub boot_timeout: Duration,
     pub bound: Vec<Bound>,
+    /// The program and its arguments.
+    pub program: Vec<String>,
 }
 
 impl Shared {
@@ -58,6 +60,7 @@ impl Shared {
                     fd: b.fd,
                 })
                 .collect(),
+            program: self.program.clone(),
             workers,
         }
     }
@@ -245,6 +248,9 @@ async fn serve(
         grace: cfg.grace,
         boot_timeout,
         bound,
+        program: std::iter::once(cfg.program.display().to_string())
+            .chain(cfg.args.iter().map(|a| a.to_string_lossy().into_owned()))
+            .collect(),
     });
     tracing::info!(
         "starting {} worker{}: {} (policy {}, ready when {})",
