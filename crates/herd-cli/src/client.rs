@@ -175,7 +175,7 @@ pub fn client(args: CtlArgs) -> Result<i32> {
         return crate::list::list(json);
     }
     // 0 goes to herd, which says how to stop instead.
-    if let CtlAction::Scale { workers } = &args.action {
+    if let CtlAction::Scale { workers, .. } = &args.action {
         let (_, max) = crate::limits::WORKERS;
         if let Err(e) = crate::limits::number("workers", *workers, (0, max)) {
             return Err(anyhow::Error::new(crate::Usage(format!(
@@ -202,7 +202,10 @@ pub fn client(args: CtlArgs) -> Result<i32> {
     let req = match &args.action {
         CtlAction::Status { .. } => Request::Status,
         CtlAction::Reload => Request::Reload,
-        CtlAction::Scale { workers } => Request::Scale { workers: *workers },
+        CtlAction::Scale { workers, force } => Request::Scale {
+            workers: *workers,
+            force: *force,
+        },
         CtlAction::Stop => Request::Stop,
         CtlAction::List { .. } => unreachable!("handled above"),
     };

@@ -28,6 +28,7 @@ pub struct File {
     pub restart: Option<String>,
     pub backoff: Option<String>,
     pub crash_limit: Option<usize>,
+    pub max_workers: Option<usize>,
     pub boot_timeout: Option<String>,
     pub max_age: Option<String>,
     pub max_requests: Option<u64>,
@@ -83,6 +84,9 @@ pub struct Listen {
 #[derive(Debug)]
 pub struct Run {
     pub workers: usize,
+    /// The most workers `herd ctl scale` may ask for without force, and
+    /// where that number came from (for its message).
+    pub max_workers: (usize, String),
     pub listens: Vec<Listen>,
     pub policy: Policy,
     /// Whether the policy was asked for (not the default).
@@ -218,6 +222,20 @@ impl Run {
         let workers = match args.workers.or(file.workers) {
             Some(n) => limits::number("workers", n, limits::WORKERS)?,
             None => herd::available_cpus().clamp(limits::WORKERS.0, limits::WORKERS.1),
+        };
+        let max_workers = match args.max_workers.or(file.max_workers) {
+            Some(n) => (
+                limits::number("max-workers", n, limits::WORKERS)?,
+                format!("--max-workers {n}"),
+            ),
+            None => {
+                let cpus = herd::available_cpus();
+                (
+                    cpus.saturating_mul(4)
+                        .clamp(limits::WORKERS.0, limits::WORKERS.1),
+                    format!("4 per CPU, {cpus} CPUs; set with --max-workers"),
+                )
+            }
         };
         let listen_texts = if !args.listen.is_empty() {
             args.listen.clone()
@@ -372,6 +390,7 @@ impl Run {
         let program = find_program(&command[0])?;
         Ok(Run {
             workers,
+            max_workers,
             listens,
             policy,
             policy_explicit,

@@ -9,6 +9,9 @@
 //! The protocol is one JSON request line (`{"cmd":"status"}`,
 //! `{"cmd":"reload"}`, `{"cmd":"scale","workers":3}`, `{"cmd":"stop"}`)
 //! and one JSON reply line `{"ok":true,"message":"...","status":{...}}`.
+//! A scale above the herd's `--max-workers` (and above the number it has)
+//! is refused unless the request says `"force":true`: the herd checks it,
+//! not the client, so no client of the socket gets past it by accident.
 //! The client end is in `client.rs`; `list.rs` finds every herd.
 //! After `stop` the server keeps the connection open until herd exits, so
 //! the client knows when it is gone.
@@ -34,7 +37,12 @@ pub const EXIT_NOT_RUNNING: i32 = 3;
 pub enum Request {
     Status,
     Reload,
-    Scale { workers: usize },
+    Scale {
+        workers: usize,
+        /// Beyond the herd's --max-workers.
+        #[serde(default)]
+        force: bool,
+    },
     Stop,
 }
 
@@ -215,7 +223,7 @@ async fn handle(stream: UnixStream, shared: Arc<Shared>) -> Result<()> {
             }
         }
         Ok(Request::Reload) => reload(&shared).await,
-        Ok(Request::Scale { workers }) => scale(&shared, workers).await,
+        Ok(Request::Scale { workers, force }) => scale(&shared, workers, force).await,
         Ok(Request::Stop) => {
             let n = shared.sup.primary().workers().len();
             tracing::info!("herd ctl stop: stopping (grace {:?})", shared.grace);
@@ -284,7 +292,7 @@ async fn cluster_status(shared: &Arc<Shared>) -> Option<ClusterStatus> {
     tokio::task::spawn_blocking(move || sup.status()).await.ok()
 }
 
-async fn scale(shared: &Arc<Shared>, n: usize) -> Reply {
+async fn scale(shared: &Arc<Shared>, n: usize, force: bool) -> Reply {
     if n == 0 {
         return fail("cannot scale to 0 workers: use herd ctl stop".into());
     }
@@ -296,6 +304,13 @@ async fn scale(shared: &Arc<Shared>, n: usize) -> Reply {
     };
     if before.stopping {
         return fail("herd is stopping".into());
+    }
+    // Scaling down is never refused; up past the limit needs force.
+    if n > shared.max_workers && n > before.wanted && !force {
+        return fail(format!(
+            "scale to {n}: above this herd's limit of {} workers ({}); pass --force to scale anyway",
+            shared.max_workers, shared.max_workers_from
+        ));
     }
     shared.sup.scale(n);
     let limit = shared.boot_timeout + shared.grace + Duration::from_secs(5);
