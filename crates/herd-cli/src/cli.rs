@@ -16,21 +16,30 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// descriptors from 3) and may report readiness and liveness by sd_notify
 /// (READY=1, WATCHDOG=1, STATUS=) on their own NOTIFY_SOCKET.
 #[derive(Debug, Parser)]
-#[command(name = "herd", version, propagate_version = true)]
+#[command(name = "herd", version)]
+#[command(override_usage = "herd run [OPTIONS] -- PROGRAM [ARGS]...
+       herd ctl [--name NAME] COMMAND")]
 #[command(after_help = "Examples:
   herd run -w 2 -l 127.0.0.1:8080 -- node server.js
   herd run -w 4 -l web=:8080 --ready notify -- python3 app.py
+  herd ctl list
   herd ctl status
-  herd ctl reload
+  herd ctl --name web reload
 
 Exit codes: 0 success; 1 failure (the cluster could not start, e.g. an
 address already in use without --takeover; a reload was aborted; workers
 had to be killed at shutdown); 2 bad usage; 3 no herd is running under
-that name (herd ctl).")]
+that name, or none at all (herd ctl).")]
 pub struct Cli {
     /// How herd writes its own messages and (with --output prefix) the
     /// workers' lines: text, or one JSON object per line.
-    #[arg(long, global = true, value_enum, env = "HERD_LOG_FORMAT")]
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        env = "HERD_LOG_FORMAT",
+        help_heading = "Global options"
+    )]
     pub log_format: Option<LogFormat>,
 
     #[command(subcommand)]
@@ -44,6 +53,7 @@ pub enum Command {
     /// SIGHUP replaces every worker one at a time, the new one first;
     /// SIGTTIN and SIGTTOU add or remove a worker.
     #[command(
+        override_usage = "herd run [OPTIONS] -- PROGRAM [ARGS]...",
         after_help = "Addresses (-l): HOST:PORT, [V6]:PORT, :PORT (all interfaces), unix:PATH,
 udp:HOST:PORT, each optionally NAME=ADDR. Port 0 picks a free port: herd
 prints `listening on ADDRESS (fd N, name NAME)` for each socket. Workers get
@@ -72,7 +82,9 @@ per worker; new connections go to the workers in turn when herd may load
 its eBPF program, as root, or by the kernel's hash otherwise)."
     )]
     Run(Box<RunArgs>),
-    /// Talk to a running herd through its control socket.
+    /// Talk to a running herd through its control socket (`herd ctl
+    /// list` shows every herd of this user).
+    #[command(override_usage = "herd ctl [--name NAME | --socket PATH] COMMAND")]
     Ctl(CtlArgs),
 }
 
@@ -98,6 +110,11 @@ pub struct RunArgs {
     /// Number of workers [default: one per CPU].
     #[arg(short, long, value_name = "N", env = "HERD_WORKERS")]
     pub workers: Option<usize>,
+
+    /// The most workers `herd ctl scale` may ask for without --force
+    /// [default: 4 per CPU].
+    #[arg(long, value_name = "N", env = "HERD_MAX_WORKERS")]
+    pub max_workers: Option<usize>,
 
     /// Address to listen on, repeatable: HOST:PORT, [V6]:PORT, :PORT,
     /// unix:PATH, udp:HOST:PORT, optionally NAME=ADDR.
@@ -247,18 +264,29 @@ pub struct RunArgs {
     pub config: Option<PathBuf>,
 
     /// The program to run and its arguments, after `--`.
-    #[arg(last = true, value_name = "PROGRAM [ARGS]...")]
+    #[arg(last = true, value_name = "PROGRAM")]
     pub command: Vec<OsString>,
 }
 
 #[derive(Debug, Clone, Args)]
 pub struct CtlArgs {
-    /// The cluster's name (as given to herd run --name) [default: herd].
-    #[arg(long, env = "HERD_NAME", global = true)]
+    /// The cluster's name (as given to herd run --name) [default: the
+    /// only herd running].
+    #[arg(
+        long,
+        env = "HERD_NAME",
+        global = true,
+        help_heading = "Global options"
+    )]
     pub name: Option<String>,
 
     /// The control socket's path, instead of finding it by name.
-    #[arg(long, value_name = "PATH", global = true)]
+    #[arg(
+        long,
+        value_name = "PATH",
+        global = true,
+        help_heading = "Global options"
+    )]
     pub socket: Option<PathBuf>,
 
     #[command(subcommand)]
@@ -277,12 +305,23 @@ pub enum CtlAction {
     /// Replace every worker, one at a time, the new one first; waits until
     /// done.
     Reload,
-    /// Set the number of workers; waits until they are all ready.
+    /// Set the number of workers; waits until they are all ready. Above
+    /// the herd's --max-workers (4 per CPU by default) it needs --force.
     Scale {
         /// The number of workers wanted.
         #[arg(value_name = "N")]
         workers: usize,
+        /// Scale beyond the herd's --max-workers.
+        #[arg(long)]
+        force: bool,
     },
     /// Stop the cluster gracefully; waits until herd has exited.
     Stop,
+    /// Every herd of this user: name, pid, workers ready/wanted, uptime,
+    /// listening addresses, program.
+    List {
+        /// Print the list as JSON instead.
+        #[arg(long)]
+        json: bool,
+    },
 }

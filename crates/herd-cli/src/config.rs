@@ -30,6 +30,7 @@ pub struct File {
     pub restart: Option<String>,
     pub backoff: Option<String>,
     pub crash_limit: Option<usize>,
+    pub max_workers: Option<usize>,
     pub boot_timeout: Option<String>,
     pub max_age: Option<String>,
     pub max_requests: Option<u64>,
@@ -85,6 +86,9 @@ pub struct Listen {
 #[derive(Debug)]
 pub struct Run {
     pub workers: usize,
+    /// The most workers `herd ctl scale` may ask for without force, and
+    /// where that number came from (for its message).
+    pub max_workers: (usize, String),
     pub listens: Vec<Listen>,
     pub policy: Policy,
     /// Whether the policy was asked for (not the default).
@@ -225,6 +229,20 @@ impl Run {
             Some(n) => limits::number("workers", n, limits::WORKERS)?,
             None => herd::available_cpus().clamp(limits::WORKERS.0, limits::WORKERS.1),
         };
+        let max_workers = match args.max_workers.or(file.max_workers) {
+            Some(n) => (
+                limits::number("max-workers", n, limits::WORKERS)?,
+                format!("--max-workers {n}"),
+            ),
+            None => {
+                let cpus = herd::available_cpus();
+                (
+                    cpus.saturating_mul(4)
+                        .clamp(limits::WORKERS.0, limits::WORKERS.1),
+                    format!("4 per CPU, {cpus} CPUs; set with --max-workers"),
+                )
+            }
+        };
         let listen_texts = if !args.listen.is_empty() {
             args.listen.clone()
         } else {
@@ -361,15 +379,7 @@ impl Run {
             .clone()
             .or(file.name.clone())
             .unwrap_or_else(|| "herd".to_string());
-        if name.is_empty()
-            || name.len() > 64
-            || !name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
-            || name.starts_with('.')
-        {
-            bail!("--name {name:?}: use 1 to 64 letters, digits, '_', '-' or '.'");
-        }
+        crate::name::check(&name)?;
         let mut command = args.command.clone();
         if command.is_empty() {
             command = file
@@ -388,6 +398,7 @@ impl Run {
         let program = find_program(&command[0])?;
         Ok(Run {
             workers,
+            max_workers,
             listens,
             policy,
             policy_explicit,

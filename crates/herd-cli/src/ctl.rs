@@ -1,4 +1,4 @@
-//! `herd ctl`: the control socket, both ends.
+//! `herd ctl`: the control socket, its protocol and its server end.
 //!
 //! The socket is `NAME.sock` in herd's per-user runtime directory (mode
 //! 0700), created with mode 0600 (bound under a temporary name, chmod'ed,
@@ -9,6 +9,10 @@
 //! The protocol is one JSON request line (`{"cmd":"status"}`,
 //! `{"cmd":"reload"}`, `{"cmd":"scale","workers":3}`, `{"cmd":"stop"}`)
 //! and one JSON reply line `{"ok":true,"message":"...","status":{...}}`.
+//! A scale above the herd's `--max-workers` (and above the number it has)
+//! is refused unless the request says `"force":true`: the herd checks it,
+//! not the client, so no client of the socket gets past it by accident.
+//! The client end is in `client.rs`; `list.rs` finds every herd.
 //! After `stop` the server keeps the connection open until herd exits, so
 //! the client knows when it is gone.
 
@@ -23,7 +27,6 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 
-use crate::cli::{CtlAction, CtlArgs};
 use crate::run::Shared;
 
 /// Exit code: no herd runs under that name.
@@ -34,7 +37,12 @@ pub const EXIT_NOT_RUNNING: i32 = 3;
 pub enum Request {
     Status,
     Reload,
-    Scale { workers: usize },
+    Scale {
+        workers: usize,
+        /// Beyond the herd's --max-workers.
+        #[serde(default)]
+        force: bool,
+    },
     Stop,
 }
 
@@ -70,6 +78,9 @@ pub struct Status {
     pub stopping: bool,
     pub uptime_secs: f64,
     pub listening: Vec<Listening>,
+    /// The program and its arguments (none from an older herd).
+    #[serde(default)]
+    pub program: Vec<String>,
     pub workers: Vec<WorkerStatusOut>,
 }
 
@@ -212,7 +223,7 @@ async fn handle(stream: UnixStream, shared: Arc<Shared>) -> Result<()> {
             }
         }
         Ok(Request::Reload) => reload(&shared).await,
-        Ok(Request::Scale { workers }) => scale(&shared, workers).await,
+        Ok(Request::Scale { workers, force }) => scale(&shared, workers, force).await,
         Ok(Request::Stop) => {
             let n = shared.sup.primary().workers().len();
             tracing::info!("herd ctl stop: stopping (grace {:?})", shared.grace);
@@ -281,7 +292,7 @@ async fn cluster_status(shared: &Arc<Shared>) -> Option<ClusterStatus> {
     tokio::task::spawn_blocking(move || sup.status()).await.ok()
 }
 
-async fn scale(shared: &Arc<Shared>, n: usize) -> Reply {
+async fn scale(shared: &Arc<Shared>, n: usize, force: bool) -> Reply {
     if n == 0 {
         return fail("cannot scale to 0 workers: use herd ctl stop".into());
     }
@@ -293,6 +304,13 @@ async fn scale(shared: &Arc<Shared>, n: usize) -> Reply {
     };
     if before.stopping {
         return fail("herd is stopping".into());
+    }
+    // Scaling down is never refused; up past the limit needs force.
+    if n > shared.max_workers && n > before.wanted && !force {
+        return fail(format!(
+            "scale to {n}: above this herd's limit of {} workers ({}); pass --force to scale anyway",
+            shared.max_workers, shared.max_workers_from
+        ));
     }
     shared.sup.scale(n);
     let limit = shared.boot_timeout + shared.grace + Duration::from_secs(5);
@@ -321,182 +339,4 @@ async fn scale(shared: &Arc<Shared>, n: usize) -> Reply {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-// ---- the client ----
-
-fn human_duration(secs: f64) -> String {
-    let s = secs as u64;
-    match s {
-        0..=59 => format!("{s}s"),
-        60..=3599 => format!("{}m{}s", s / 60, s % 60),
-        3600..=86_399 => format!("{}h{}m", s / 3600, (s % 3600) / 60),
-        _ => format!("{}d{}h", s / 86_400, (s % 86_400) / 3600),
-    }
-}
-
-fn human_bytes(b: u64) -> String {
-    let b = b as f64;
-    if b >= (1u64 << 30) as f64 {
-        format!("{:.1}G", b / (1u64 << 30) as f64)
-    } else if b >= (1u64 << 20) as f64 {
-        format!("{:.1}M", b / (1u64 << 20) as f64)
-    } else {
-        format!("{:.0}K", b / 1024.0)
-    }
-}
-
-/// The status as a table.
-pub fn table(s: &Status) -> String {
-    let mut out = format!(
-        "herd {:?} (pid {}): {} of {} workers ready, policy {}, ready when {}{}{}\n",
-        s.name,
-        s.pid,
-        s.ready,
-        s.wanted,
-        s.policy,
-        s.ready_rule,
-        if s.reloading { ", reloading" } else { "" },
-        if s.stopping { ", stopping" } else { "" },
-    );
-    for l in &s.listening {
-        out.push_str(&format!(
-            "listening on {} (fd {}, name {})\n",
-            l.address, l.fd, l.name
-        ));
-    }
-    let mut rows = vec![[
-        "ID".to_string(),
-        "PID".into(),
-        "STATE".into(),
-        "UPTIME".into(),
-        "RSS".into(),
-        "CONNS".into(),
-        "REQ/S".into(),
-        "P99".into(),
-        "RESTARTS".into(),
-        "LAST EXIT".into(),
-        "STATUS".into(),
-    ]];
-    for w in &s.workers {
-        rows.push([
-            w.id.to_string(),
-            w.pid.to_string(),
-            if w.leaving && w.state != "dead" {
-                "leaving".to_string()
-            } else {
-                w.state.clone()
-            },
-            human_duration(w.uptime_secs),
-            w.rss_bytes.map_or("-".into(), human_bytes),
-            w.connections.map_or("-".into(), |c| c.to_string()),
-            w.requests_per_sec.map_or("-".into(), |r| format!("{r:.1}")),
-            w.latency_p99_ms.map_or("-".into(), |p| format!("{p:.1}ms")),
-            w.restarts.to_string(),
-            w.last_exit.as_ref().map_or("-".into(), |(why, ago)| {
-                format!("{why} ({} ago)", human_duration(*ago))
-            }),
-            w.status.clone().unwrap_or_else(|| "-".into()),
-        ]);
-    }
-    let columns = rows[0].len();
-    let widths: Vec<usize> = (0..columns)
-        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
-        .collect();
-    for r in rows {
-        let mut line = String::new();
-        for (i, cell) in r.iter().enumerate() {
-            if i == columns - 1 {
-                line.push_str(cell);
-            } else {
-                line.push_str(&format!("{cell:<w$}  ", w = widths[i]));
-            }
-        }
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
-    out
-}
-
-/// `herd ctl ...`: returns the exit code.
-pub fn client(args: CtlArgs) -> Result<i32> {
-    // 0 goes to herd, which says how to stop instead.
-    if let CtlAction::Scale { workers } = &args.action {
-        let (_, max) = crate::limits::WORKERS;
-        if let Err(e) = crate::limits::number("workers", *workers, (0, max)) {
-            return Err(anyhow::Error::new(crate::Usage(format!(
-                "herd ctl scale: {e}"
-            ))));
-        }
-    }
-    let name = args.name.clone().unwrap_or_else(|| "herd".to_string());
-    let path = match &args.socket {
-        Some(p) => p.clone(),
-        None => socket_path(&herd::foreign::runtime_dir()?, &name),
-    };
-    let mut stream = match std::os::unix::net::UnixStream::connect(&path) {
-        Ok(s) => s,
-        Err(e) => {
-            let why = match e.kind() {
-                std::io::ErrorKind::NotFound => "no control socket".to_string(),
-                std::io::ErrorKind::ConnectionRefused => "stale control socket".to_string(),
-                _ => e.to_string(),
-            };
-            eprintln!(
-                "herd: no herd named {name:?} is running ({why} at {}); start one with herd run, or give --name/--socket",
-                path.display()
-            );
-            return Ok(EXIT_NOT_RUNNING);
-        }
-    };
-    let req = match &args.action {
-        CtlAction::Status { .. } => Request::Status,
-        CtlAction::Reload => Request::Reload,
-        CtlAction::Scale { workers } => Request::Scale { workers: *workers },
-        CtlAction::Stop => Request::Stop,
-    };
-    use std::io::{BufRead, Write};
-    let mut text = serde_json::to_string(&req)?;
-    text.push('\n');
-    stream.write_all(text.as_bytes())?;
-    let mut reader = std::io::BufReader::new(stream);
-    let mut line = String::new();
-    reader.read_line(&mut line)?;
-    if line.trim().is_empty() {
-        eprintln!(
-            "herd: the herd at {} closed the connection without answering",
-            path.display()
-        );
-        return Ok(1);
-    }
-    let reply: Reply = serde_json::from_str(&line).context("unreadable answer from herd")?;
-    if !reply.ok {
-        eprintln!("herd: {}", reply.message);
-        return Ok(1);
-    }
-    match (&args.action, &reply.status) {
-        (CtlAction::Status { json: true }, Some(s)) => {
-            // The /status document, with this herd's own fields.
-            let mut doc = reply.document.clone().unwrap_or(serde_json::Value::Null);
-            if let Some(m) = doc.as_object_mut() {
-                m.insert("name".into(), serde_json::json!(s.name));
-                m.insert("ready_rule".into(), serde_json::json!(s.ready_rule));
-                m.insert("reloading".into(), serde_json::json!(s.reloading));
-                m.insert("listening".into(), serde_json::to_value(&s.listening)?);
-            }
-            println!("{}", serde_json::to_string_pretty(&doc)?)
-        }
-        (CtlAction::Status { .. }, Some(s)) => print!("{}", table(s)),
-        (CtlAction::Stop, _) => {
-            println!("{}", reply.message);
-            // herd closes the connection when it exits.
-            let mut rest = String::new();
-            while reader.read_line(&mut rest).map(|n| n > 0).unwrap_or(false) {
-                rest.clear();
-            }
-            println!("stopped");
-        }
-        _ => println!("{}", reply.message),
-    }
-    Ok(0)
 }

@@ -4,10 +4,12 @@
 #![forbid(unsafe_code)]
 
 mod cli;
+mod client;
 mod config;
 mod ctl;
 mod held;
 mod limits;
+mod list;
 mod name;
 mod output;
 mod run;
@@ -17,6 +19,26 @@ use clap::Parser;
 
 use cli::{Cli, Command, LogFormat};
 
+/// The command a usage error is about, from the command line: `herd`,
+/// `herd run`, `herd ctl`, `herd ctl scale`... (clap's error does not
+/// always say which command it came from).
+fn command_path(args: &[String]) -> String {
+    const CTL: [&str; 5] = ["status", "reload", "scale", "stop", "list"];
+    let mut words = args.iter().skip(1).take_while(|a| *a != "--");
+    let mut path = "herd".to_string();
+    if let Some(cmd) = words.find(|a| *a == "run" || *a == "ctl") {
+        path.push(' ');
+        path.push_str(cmd);
+        if cmd == "ctl" {
+            if let Some(sub) = words.find(|a| CTL.contains(&a.as_str())) {
+                path.push(' ');
+                path.push_str(sub);
+            }
+        }
+    }
+    path
+}
+
 /// One line for a usage error: what is wrong and where to look.
 fn usage_error(e: &clap::Error) -> String {
     let ctx = |k| match e.get(k) {
@@ -24,6 +46,11 @@ fn usage_error(e: &clap::Error) -> String {
         Some(ContextValue::Strings(v)) => v.first().cloned(),
         _ => None,
     };
+    let args: Vec<String> = std::env::args_os()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let path = command_path(&args);
+    let help = format!("see {path} --help");
     let arg = ctx(ContextKind::InvalidArg).unwrap_or_default();
     let value = ctx(ContextKind::InvalidValue).unwrap_or_default();
     match e.kind() {
@@ -32,25 +59,36 @@ fn usage_error(e: &clap::Error) -> String {
                 .map(|s| format!(" (did you mean {s}?)"))
                 .unwrap_or_default();
             if arg.starts_with('-') {
-                format!("unknown option {arg}{suggestion}; see herd run --help")
-            } else {
+                format!("unknown option {arg}{suggestion}; {help}")
+            } else if path == "herd run" {
                 format!(
                     "unexpected argument {arg:?}: put the program after --, e.g. herd run -- node server.js"
                 )
+            } else {
+                format!("unexpected argument {arg:?}; {help}")
             }
         }
         ErrorKind::InvalidSubcommand => {
             let cmd = ctx(ContextKind::InvalidSubcommand).unwrap_or_default();
-            format!("unknown command {cmd:?}: use herd run or herd ctl (see herd --help)")
+            let suggestion = ctx(ContextKind::SuggestedSubcommand)
+                .map(|s| format!(" (did you mean {s}?)"))
+                .unwrap_or_default();
+            if path == "herd ctl" {
+                format!(
+                    "unknown command {cmd:?}{suggestion}: use herd ctl status, reload, scale, stop or list (see herd ctl --help)"
+                )
+            } else {
+                format!("unknown command {cmd:?}{suggestion}: use herd run or herd ctl (see herd --help)")
+            }
         }
         ErrorKind::InvalidValue | ErrorKind::ValueValidation => {
             let why = e.source().map(|s| format!(": {s}")).unwrap_or_default();
-            format!("invalid value {value:?} for {arg}{why}; see herd --help")
+            format!("invalid value {value:?} for {arg}{why}; {help}")
         }
         _ => {
             let text = e.render().to_string();
             let first = text.lines().next().unwrap_or("bad usage").trim();
-            format!("{}; see herd --help", first.trim_start_matches("error: "))
+            format!("{}; {help}", first.trim_start_matches("error: "))
         }
     }
 }
@@ -106,7 +144,7 @@ fn main() {
             output::init_logging(format);
             run::run(*args, format)
         }
-        Command::Ctl(args) => ctl::client(args),
+        Command::Ctl(args) => client::client(args),
     };
     match code {
         Ok(code) => std::process::exit(code),

@@ -5,6 +5,28 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 
+/// Longest herd name.
+pub const MAX_NAME: usize = 64;
+
+/// Whether `name` can name a herd: 1 to 64 letters, digits, `_`, `-` or
+/// `.`, not starting with `.` (it names files in the runtime directory).
+pub fn valid(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_NAME
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
+        && !name.starts_with('.')
+}
+
+/// Fails with the rule when `name` cannot name a herd.
+pub fn check(name: &str) -> Result<()> {
+    if !valid(name) {
+        bail!("--name {name:?}: use 1 to {MAX_NAME} letters, digits, '_', '-' or '.'");
+    }
+    Ok(())
+}
+
 /// The name of a running herd, held for its life: an exclusive `flock` on
 /// `NAME.lock` in the runtime directory, released by the kernel when the
 /// process ends however it ends. The file holds the holder's pid (for the

@@ -27,6 +27,12 @@ pub struct Shared {
     pub grace: Duration,
     pub boot_timeout: Duration,
     pub bound: Vec<Bound>,
+    /// The program and its arguments.
+    pub program: Vec<String>,
+    /// `herd ctl scale` beyond this needs force.
+    pub max_workers: usize,
+    /// Where `max_workers` came from, for the refusal.
+    pub max_workers_from: String,
 }
 
 impl Shared {
@@ -58,6 +64,7 @@ impl Shared {
                     fd: b.fd,
                 })
                 .collect(),
+            program: self.program.clone(),
             workers,
         }
     }
@@ -137,6 +144,12 @@ pub fn run(args: RunArgs, format: LogFormat) -> Result<i32> {
         std::env::remove_var(k);
     }
     let sources = match_sockets(&cfg.listens, passed)?;
+    if sources.is_empty() {
+        // Not an error: some programs bind their own.
+        tracing::warn!(
+            "no -l and no sockets from systemd: the program gets no socket from herd (LISTEN_FDS unset); give -l ADDR unless it binds its own"
+        );
+    }
     if cfg.policy == herd::Policy::ReusePort && !cfg.policy_explicit {
         // The default policy, with a passed socket that cannot take
         // siblings: serve it shared rather than fail.
@@ -253,6 +266,11 @@ async fn serve(
         grace: cfg.grace,
         boot_timeout,
         bound,
+        program: std::iter::once(cfg.program.display().to_string())
+            .chain(cfg.args.iter().map(|a| a.to_string_lossy().into_owned()))
+            .collect(),
+        max_workers: cfg.max_workers.0,
+        max_workers_from: cfg.max_workers.1.clone(),
     });
     tracing::info!(
         "starting {} worker{}: {} (policy {}, ready when {})",
