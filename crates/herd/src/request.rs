@@ -63,6 +63,23 @@ pub const MAX_PENDING: usize = 1024;
 
 type Answer = Result<Message, Error>;
 
+/// A request's or a reply's frame body opened: its id, and its value (a
+/// slice of the body, not a copy) or the error text sent instead.
+///
+/// # Errors
+/// [`Error::Protocol`] for a body that is no envelope.
+pub(crate) fn open_envelope(
+    kind: crate::channel::wire::Kind,
+    body: Vec<u8>,
+) -> Result<(u64, Result<Message, String>), Error> {
+    let envelope = crate::channel::wire::Envelope::parse(kind, &body).map_err(Error::Protocol)?;
+    let body = bytes::Bytes::from(body);
+    Ok((
+        envelope.id,
+        envelope.msg.map(|range| Message::new(body.slice(range))),
+    ))
+}
+
 /// The requests one side made on one channel and waits for answers to.
 pub(crate) struct Pending {
     /// Whom they go to: a worker's id, or `None` for the primary.

@@ -17,7 +17,7 @@ use tokio::sync::Notify;
 
 use super::events::{Credit, Gate};
 use super::{Event, ExitStatus, Inner, Readiness, WorkerHandle};
-use crate::channel::wire::{Control, Envelope, Kind, VERSION};
+use crate::channel::wire::{Control, Kind, VERSION};
 use crate::channel::{Frame, Outbox, Reader};
 use crate::foreign::notify::{Notice, Receiver};
 use crate::foreign::ForeignReady;
@@ -235,17 +235,16 @@ async fn on_request(
     every: Duration,
     frame: Frame,
 ) -> Result<(), Error> {
-    let envelope = Envelope::parse(Kind::Request, &frame.body).map_err(Error::Protocol)?;
+    let len = frame.body.len();
+    let (id, message) = crate::request::open_envelope(Kind::Request, frame.body)?;
     let Link::Channel(outbox) = &w.shared.link else {
         return Ok(());
     };
-    let len = frame.body.len();
-    let Ok(range) = envelope.msg else {
+    let Ok(message) = message else {
         return Ok(());
     };
-    let message = Message::new(bytes::Bytes::from(frame.body).slice(range));
     let Some(request) = Request::arrived(
-        envelope.id,
+        id,
         message,
         Some(w.id()),
         outbox.clone(),
@@ -272,11 +271,8 @@ async fn on_request(
 /// A reply from the worker to one of the primary's requests; a reply to
 /// none (timed out, never asked) is dropped.
 fn on_reply(w: &WorkerHandle, frame: Frame) -> Result<(), Error> {
-    let envelope = Envelope::parse(Kind::Reply, &frame.body).map_err(Error::Protocol)?;
-    let answer = envelope
-        .msg
-        .map(|range| Message::new(bytes::Bytes::from(frame.body).slice(range)));
-    w.shared.calls.answer(envelope.id, answer);
+    let (id, answer) = crate::request::open_envelope(Kind::Reply, frame.body)?;
+    w.shared.calls.answer(id, answer);
     Ok(())
 }
 

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use tokio::sync::mpsc;
 
 use super::Worker;
-use crate::channel::wire::{Control, Envelope, Kind};
+use crate::channel::wire::{Control, Kind};
 use crate::channel::{Frame, Reader};
 use crate::message::Message;
 use crate::request::Request;
@@ -61,13 +61,11 @@ fn on_frame(worker: &Worker, inbox: &Inbox, frame: Frame) -> Result<(), Error> {
             return Ok(());
         }
         Kind::Request | Kind::Reply => {
-            let envelope = Envelope::parse(frame.kind, &frame.body).map_err(Error::Protocol)?;
-            let body = bytes::Bytes::from(frame.body);
-            let msg = envelope.msg.map(|range| Message::new(body.slice(range)));
+            let (id, msg) = crate::request::open_envelope(frame.kind, frame.body)?;
             if frame.kind == Kind::Reply {
-                inner.calls.answer(envelope.id, msg);
+                inner.calls.answer(id, msg);
             } else if let Ok(msg) = msg {
-                let (id, outbox, open) = (envelope.id, inner.outbox.clone(), inner.open.clone());
+                let (outbox, open) = (inner.outbox.clone(), inner.open.clone());
                 if let Some(request) = Request::arrived(id, msg, None, outbox, open) {
                     let _ = inbox.requests.send(request);
                 }
