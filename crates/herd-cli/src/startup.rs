@@ -197,6 +197,27 @@ pub fn credentials(user: Option<&str>, group: Option<&str>) -> Result<Credential
     })
 }
 
+/// Refuses what workers run as another user cannot do yet: reach their
+/// `NOTIFY_SOCKET`, which lives in herd's private runtime directory (mode
+/// 0700, herd's user's), so `--ready notify` and `--heartbeat-timeout`
+/// (both need the worker's notifications) would only end in a boot or
+/// heartbeat timeout.
+pub fn check_credentials(c: &Credentials, notify: bool, heartbeat: bool) -> Result<()> {
+    if c.uid.is_none() && c.gid.is_none() {
+        return Ok(());
+    }
+    let what = if notify {
+        "--ready notify"
+    } else if heartbeat {
+        "--heartbeat-timeout"
+    } else {
+        return Ok(());
+    };
+    bail!(
+        "{what} with --user/--group: workers run as another user cannot reach their NOTIFY_SOCKET in herd's private runtime directory; use --ready listening (the default) or delay:DURATION, without --heartbeat-timeout"
+    )
+}
+
 /// `--chdir DIR`: enters it (herd itself; the workers inherit it).
 pub fn chdir(dir: &Path) -> Result<()> {
     if !dir.is_dir() {
