@@ -25,6 +25,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
   herd ctl list
   herd ctl status
   herd ctl --name web reload
+  herd systemd-unit --socket-unit --name web -l :8080 -- /usr/bin/node /srv/server.js
 
 Exit codes: 0 success; 1 failure (the cluster could not start, e.g. an
 address already in use without --takeover; a reload was aborted; workers
