@@ -25,6 +25,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
   herd ctl list
   herd ctl status
   herd ctl --name web reload
+  herd systemd-unit --socket-unit --name web -l :8080 -- /usr/bin/node /srv/server.js
 
 Exit codes: 0 success; 1 failure (the cluster could not start, e.g. an
 address already in use without --takeover; a reload was aborted; workers
@@ -82,6 +83,13 @@ per worker; new connections go to the workers in turn when herd may load
 its eBPF program, as root, or by the kernel's hash otherwise)."
     )]
     Run(Box<RunArgs>),
+    /// Print a systemd .service unit (and with --socket-unit a .socket
+    /// unit) that runs `herd run` with the same options and program.
+    #[command(
+        name = "systemd-unit",
+        override_usage = "herd systemd-unit [--socket-unit] [RUN OPTIONS] -- PROGRAM [ARGS]..."
+    )]
+    SystemdUnit(Box<UnitArgs>),
     /// Talk to a running herd through its control socket (`herd ctl
     /// list` shows every herd of this user).
     #[command(override_usage = "herd ctl [--name NAME | --socket PATH] COMMAND")]
@@ -258,6 +266,39 @@ pub struct RunArgs {
     #[arg(long, env = "HERD_NAME")]
     pub name: Option<String>,
 
+    /// Environment variables for the workers from a dotenv file (KEY=VALUE
+    /// lines, # comments, optional quotes and `export `), repeatable; they
+    /// win over the config file's [env], which wins over herd's own
+    /// environment.
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "HERD_ENV_FILE",
+        value_delimiter = ','
+    )]
+    pub env_file: Vec<PathBuf>,
+
+    /// Change herd's directory to DIR after reading --config and
+    /// --env-file, before anything else: the program, unix: paths and
+    /// --pid-file are then relative to DIR, and the workers run in it.
+    #[arg(long, value_name = "DIR", env = "HERD_CHDIR")]
+    pub chdir: Option<PathBuf>,
+
+    /// Run the workers as this user (name or id), after herd has bound the
+    /// sockets as root (so a privileged port works). Needs root.
+    #[arg(long, value_name = "USER", env = "HERD_USER")]
+    pub user: Option<String>,
+
+    /// Run the workers with this group (name or id) [default: the
+    /// --user's primary group]. Needs root.
+    #[arg(long, value_name = "GROUP", env = "HERD_GROUP")]
+    pub group: Option<String>,
+
+    /// Write herd's pid to FILE at start (refusing to start if it names a
+    /// running process) and remove it at a clean stop.
+    #[arg(long, value_name = "FILE", env = "HERD_PID_FILE")]
+    pub pid_file: Option<PathBuf>,
+
     /// A TOML file with any of these options (flags and HERD_* variables
     /// win over it).
     #[arg(long, value_name = "FILE", env = "HERD_CONFIG")]
@@ -266,6 +307,18 @@ pub struct RunArgs {
     /// The program to run and its arguments, after `--`.
     #[arg(last = true, value_name = "PROGRAM")]
     pub command: Vec<OsString>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct UnitArgs {
+    /// Also print a .socket unit for the -l addresses (after the .service,
+    /// each unit headed by a `# --- NAME.service ---` comment line): systemd
+    /// then binds them and herd serves the sockets it is passed.
+    #[arg(long)]
+    pub socket_unit: bool,
+
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -52,6 +52,12 @@ pub struct File {
     pub command: Option<Vec<String>>,
     /// Extra environment variables for the workers.
     pub env: Option<BTreeMap<String, String>>,
+    /// See `startup.rs` for these.
+    pub env_file: Option<Vec<PathBuf>>,
+    pub chdir: Option<PathBuf>,
+    pub user: Option<String>,
+    pub group: Option<String>,
+    pub pid_file: Option<PathBuf>,
 }
 
 impl File {
@@ -115,6 +121,9 @@ pub struct Run {
     pub program: PathBuf,
     pub args: Vec<OsString>,
     pub env: Vec<(String, String)>,
+    /// Who the workers run as (`--user`, `--group`).
+    pub credentials: crate::startup::Credentials,
+    pub pid_file: Option<PathBuf>,
 }
 
 /// `--monitor` and the options that go with it.
@@ -225,6 +234,25 @@ impl Run {
             Some(p) => File::load(p)?,
             None => File::default(),
         };
+        // Read where herd started, then --chdir (see startup.rs).
+        let env_files = if !args.env_file.is_empty() {
+            args.env_file.clone()
+        } else {
+            file.env_file.clone().unwrap_or_default()
+        };
+        let mut env: Vec<(String, String)> =
+            file.env.clone().unwrap_or_default().into_iter().collect();
+        for f in &env_files {
+            env.extend(crate::startup::read_env_file(f)?);
+        }
+        if let Some(dir) = args.chdir.as_ref().or(file.chdir.as_ref()) {
+            crate::startup::chdir(dir)?;
+        }
+        let credentials = crate::startup::credentials(
+            args.user.as_deref().or(file.user.as_deref()),
+            args.group.as_deref().or(file.group.as_deref()),
+        )?;
+        let pid_file = args.pid_file.clone().or(file.pid_file.clone());
         let workers = match args.workers.or(file.workers) {
             Some(n) => limits::number("workers", n, limits::WORKERS)?,
             None => herd::available_cpus().clamp(limits::WORKERS.0, limits::WORKERS.1),
@@ -396,6 +424,11 @@ impl Run {
             );
         }
         let program = find_program(&command[0])?;
+        crate::startup::check_credentials(
+            &credentials,
+            ready == ForeignReady::Notify,
+            heartbeat_timeout.is_some(),
+        )?;
         Ok(Run {
             workers,
             max_workers,
@@ -421,7 +454,9 @@ impl Run {
             name,
             program,
             args: command[1..].to_vec(),
-            env: file.env.unwrap_or_default().into_iter().collect(),
+            env,
+            credentials,
+            pid_file,
         })
     }
 }

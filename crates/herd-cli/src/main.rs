@@ -13,6 +13,8 @@ mod list;
 mod name;
 mod output;
 mod run;
+mod startup;
+mod unit;
 
 use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::Parser;
@@ -26,7 +28,7 @@ fn command_path(args: &[String]) -> String {
     const CTL: [&str; 5] = ["status", "reload", "scale", "stop", "list"];
     let mut words = args.iter().skip(1).take_while(|a| *a != "--");
     let mut path = "herd".to_string();
-    if let Some(cmd) = words.find(|a| *a == "run" || *a == "ctl") {
+    if let Some(cmd) = words.find(|a| *a == "run" || *a == "ctl" || *a == "systemd-unit") {
         path.push(' ');
         path.push_str(cmd);
         if cmd == "ctl" {
@@ -136,7 +138,7 @@ fn main() {
                 "text" => Some(LogFormat::Text),
                 _ => None,
             }),
-        Command::Ctl(_) => None,
+        Command::Ctl(_) | Command::SystemdUnit(_) => None,
     };
     let format = cli.log_format.or(from_file).unwrap_or(LogFormat::Text);
     let code = match cli.command {
@@ -145,6 +147,7 @@ fn main() {
             run::run(*args, format)
         }
         Command::Ctl(args) => client::client(args),
+        Command::SystemdUnit(args) => unit::print(*args),
     };
     match code {
         Ok(code) => std::process::exit(code),

@@ -177,6 +177,12 @@ pub fn run(args: RunArgs, format: LogFormat) -> Result<i32> {
             }
         }
     }
+    // Removed when this returns: a clean stop.
+    let _pid_file = cfg
+        .pid_file
+        .as_deref()
+        .map(crate::startup::PidFile::create)
+        .transpose()?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -214,6 +220,12 @@ async fn serve(
         .foreign(spec);
     for (k, v) in &cfg.env {
         settings = settings.env(k, v);
+    }
+    if let Some(uid) = cfg.credentials.uid {
+        settings = settings.uid(uid);
+    }
+    if let Some(gid) = cfg.credentials.gid {
+        settings = settings.gid(gid);
     }
     let primary = Primary::with_settings(settings)?;
     let bound = primary.bind_foreign().map_err(|e| anyhow!("{e}"))?;

@@ -1,0 +1,330 @@
+//! What PM2 and gunicorn users expect at start-up: `--env-file`,
+//! `--chdir`, `--user`/`--group` and `--pid-file`, with real `herd run`
+//! processes serving tests/programs/whoami.py.
+
+mod common;
+
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+
+use common::*;
+
+fn whoami() -> String {
+    program("whoami.py")
+}
+
+#[test]
+fn env_file_values_reach_the_workers_over_config_env_and_herds_environment() {
+    let dir = TempDir::new("envfile");
+    let env_file = dir.path().join("app.env");
+    std::fs::write(
+        &env_file,
+        "# the app's settings\n\nBOTH=from-file\nexport QUOTED=\"two words\"\nSINGLE='a # b'\nPLAIN=x # a comment\n",
+    )
+    .unwrap();
+    let config = dir.path().join("herd.toml");
+    std::fs::write(
+        &config,
+        "[env]\nBOTH = \"from-config\"\nSHARED = \"from-config\"\nCFG = \"from-config\"\n",
+    )
+    .unwrap();
+    let (env_file, config) = (env_file.to_str().unwrap(), config.to_str().unwrap());
+    let py = whoami();
+    let mut h = start(
+        &[
+            "-w",
+            "1",
+            "-l",
+            "127.0.0.1:0",
+            "--config",
+            config,
+            "--env-file",
+            env_file,
+            "--",
+            "python3",
+            &py,
+        ],
+        &[("SHARED", "from-herd"), ("PROC", "from-herd")],
+    );
+    let addr = h.address();
+    h.ready(1);
+    for (name, want) in [
+        ("BOTH", "from-file"),
+        ("QUOTED", "two words"),
+        ("SINGLE", "a # b"),
+        ("PLAIN", "x"),
+        ("SHARED", "from-config"),
+        ("CFG", "from-config"),
+        ("PROC", "from-herd"),
+    ] {
+        assert_eq!(curl(&addr, &format!("/env/{name}")), want, "{name}");
+    }
+}
+
+#[test]
+fn a_bad_env_file_line_is_one_error_naming_the_file_and_line() {
+    let dir = TempDir::new("badenv");
+    let f = dir.path().join("bad.env");
+    std::fs::write(&f, "A=1\n# fine\nnot a setting\n").unwrap();
+    let f = f.to_str().unwrap();
+    let (code, err) = run_fails(&["run", "--env-file", f, "--", "true"], &[]);
+    assert_eq!(code, 2, "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    assert!(err.contains(f) && err.contains("line 3"), "{err}");
+
+    std::fs::write(dir.path().join("big.env"), "A=1\n".repeat(300_000)).unwrap();
+    let big = dir.path().join("big.env");
+    let (code, err) = run_fails(
+        &["run", "--env-file", big.to_str().unwrap(), "--", "true"],
+        &[],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("too large"), "{err}");
+
+    let (code, err) = run_fails(
+        &["run", "--env-file", "/nonexistent/x.env", "--", "true"],
+        &[],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("/nonexistent/x.env"), "{err}");
+}
+
+#[test]
+fn chdir_runs_the_workers_in_that_directory() {
+    let dir = TempDir::new("chdir");
+    let work = dir.path().join("app");
+    std::fs::create_dir(&work).unwrap();
+    let py = whoami();
+    let mut h = start(
+        &[
+            "-w",
+            "1",
+            "-l",
+            "127.0.0.1:0",
+            "--chdir",
+            work.to_str().unwrap(),
+            "--",
+            "python3",
+            &py,
+        ],
+        &[],
+    );
+    let addr = h.address();
+    h.ready(1);
+    assert_eq!(
+        curl(&addr, "/cwd"),
+        work.canonicalize().unwrap().to_str().unwrap()
+    );
+    // herd itself moved there too.
+    assert_eq!(
+        std::fs::read_link(format!("/proc/{}/cwd", h.pid)).unwrap(),
+        work.canonicalize().unwrap()
+    );
+}
+
+#[test]
+fn a_missing_chdir_is_an_error_at_start() {
+    let (code, err) = run_fails(&["run", "--chdir", "/nonexistent/app", "--", "true"], &[]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("--chdir /nonexistent/app") && err.contains("no such directory"),
+        "{err}"
+    );
+}
+
+fn nobody() -> nix::unistd::User {
+    nix::unistd::User::from_name("nobody")
+        .unwrap()
+        .expect("a user nobody")
+}
+
+#[test]
+#[cfg_attr(
+    not(herd_privileged_port_80),
+    ignore = "needs port 80 privileged: net.ipv4.ip_unprivileged_port_start is 80 or less"
+)]
+fn user_nobody_on_port_80_is_served_by_a_worker_running_as_nobody() {
+    if !nix::unistd::getuid().is_root() {
+        eprintln!("skipped: needs root (herd run --user needs it)");
+        return;
+    }
+    let py = whoami();
+    let mut h = start(
+        &[
+            "-w",
+            "1",
+            "-l",
+            "127.0.0.1:80",
+            "--user",
+            "nobody",
+            "--",
+            "python3",
+            &py,
+        ],
+        &[],
+    );
+    let addr = h.address();
+    assert_eq!(addr, "127.0.0.1:80");
+    h.ready(1);
+    let uid = nobody().uid.as_raw();
+    assert_eq!(curl(&addr, "/uid"), uid.to_string());
+    for pid in h.worker_pids() {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+        assert!(
+            line.split_whitespace()
+                .skip(1)
+                .all(|u| u == uid.to_string()),
+            "worker {pid}: {line}"
+        );
+    }
+}
+
+#[test]
+fn user_needs_root_and_an_unknown_user_is_a_clear_error() {
+    if !nix::unistd::getuid().is_root() {
+        let (code, err) = run_fails(&["run", "--user", "nobody", "--", "true"], &[]);
+        assert_eq!(code, 2, "{err}");
+        assert!(err.contains("--user needs root"), "{err}");
+        eprintln!("unknown user: skipped, needs root");
+        return;
+    }
+    let (code, err) = run_fails(&["run", "--user", "no-such-user-herd", "--", "true"], &[]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("--user \"no-such-user-herd\": no such user"),
+        "{err}"
+    );
+    let (code, err) = run_fails(
+        &[
+            "run",
+            "--user",
+            "nobody",
+            "--group",
+            "no-such-group-herd",
+            "--",
+            "true",
+        ],
+        &[],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("no such group"), "{err}");
+    // As nobody: refused.
+    let nb = nobody();
+    let out = Command::new(herd_bin())
+        .args(["run", "--user", "nobody", "--", "true"])
+        .env("HERD_RUNTIME_DIR", "/nonexistent")
+        .uid(nb.uid.as_raw())
+        .gid(nb.gid.as_raw())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("--user needs root"), "{err}");
+}
+
+#[test]
+fn pid_file_is_written_at_start_and_removed_at_a_clean_stop() {
+    let dir = TempDir::new("pidfile");
+    let pid_file = dir.path().join("herd.pid");
+    let py = whoami();
+    let mut h = start(
+        &[
+            "-w",
+            "1",
+            "-l",
+            "127.0.0.1:0",
+            "--pid-file",
+            pid_file.to_str().unwrap(),
+            "--",
+            "python3",
+            &py,
+        ],
+        &[],
+    );
+    h.ready(1);
+    assert_eq!(
+        std::fs::read_to_string(&pid_file).unwrap().trim(),
+        h.pid.to_string()
+    );
+    h.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(h.wait_exit(), 0, "{}", h.dump());
+    assert!(!pid_file.exists(), "removed at a clean stop");
+}
+
+#[test]
+fn a_pid_file_naming_a_live_process_refuses_to_start_and_a_stale_one_is_replaced() {
+    let dir = TempDir::new("pidlive");
+    let pid_file = dir.path().join("herd.pid");
+    let me = std::process::id().to_string();
+    std::fs::write(&pid_file, format!("{me}\n")).unwrap();
+    let (code, err) = run_fails(
+        &[
+            "run",
+            "--pid-file",
+            pid_file.to_str().unwrap(),
+            "--",
+            "true",
+        ],
+        &[],
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains(&format!("process {me} is running")), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(&pid_file).unwrap().trim(),
+        me,
+        "left alone"
+    );
+
+    // A process that has exited and been reaped.
+    let mut gone = Command::new("true").spawn().unwrap();
+    let stale = gone.id();
+    gone.wait().unwrap();
+    std::fs::write(&pid_file, format!("{stale}\n")).unwrap();
+    let py = whoami();
+    let mut h = start(
+        &[
+            "-w",
+            "1",
+            "-l",
+            "127.0.0.1:0",
+            "--pid-file",
+            pid_file.to_str().unwrap(),
+            "--",
+            "python3",
+            &py,
+        ],
+        &[],
+    );
+    h.ready(1);
+    assert_eq!(
+        std::fs::read_to_string(&pid_file).unwrap().trim(),
+        h.pid.to_string()
+    );
+}
+
+#[test]
+fn user_with_ready_notify_is_refused_at_start_not_left_to_time_out() {
+    if !nix::unistd::getuid().is_root() {
+        eprintln!("skipped: needs root (herd run --user needs it)");
+        return;
+    }
+    for (extra, says) in [
+        (["--ready", "notify"], "--ready notify with --user/--group"),
+        (
+            ["--heartbeat-timeout", "5s"],
+            "--heartbeat-timeout with --user/--group",
+        ),
+    ] {
+        let mut args = vec!["run", "-l", "127.0.0.1:0", "--user", "nobody"];
+        args.extend(extra);
+        args.extend(["--", "true"]);
+        let (code, err) = run_fails(&args, &[]);
+        assert_eq!(code, 2, "{extra:?}: {err}");
+        assert!(
+            err.contains(says) && err.contains("NOTIFY_SOCKET"),
+            "{extra:?}: {err}"
+        );
+    }
+}
