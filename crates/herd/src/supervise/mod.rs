@@ -17,7 +17,8 @@
 //!   [`Supervision::heartbeat_timeout`] is replaced, then killed.
 //! - **Recycling** by age, connections handled (with jitter) or memory.
 //! - **Signals** (unless [`Supervision::handle_signals`] is off): TERM/INT
-//!   shut down gracefully (a second one kills), HUP reloads, TTIN/TTOU add
+//!   shut down gracefully (a second one, a second or more later, kills;
+//!   one sent to herd and to its process group at once is one), HUP reloads, TTIN/TTOU add
 //!   or remove a worker.
 //! - **systemd**: READY=1, RELOADING=1, STOPPING=1, STATUS= and WATCHDOG=1
 //!   to the service manager ([`Supervision::systemd`]).
