@@ -13,6 +13,7 @@ mod list;
 mod name;
 mod output;
 mod run;
+mod table;
 
 use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::Parser;
