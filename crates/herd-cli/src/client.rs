@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 
 use crate::cli::{CtlAction, CtlArgs};
-use crate::ctl::{socket_path, Reply, Request, Status, EXIT_NOT_RUNNING};
+use crate::ctl::{socket_path, Reply, Request, EXIT_NOT_RUNNING};
 
 /// The longest answer line herd reads from a control socket.
 const MAX_ANSWER: u64 = 64 << 20;
@@ -22,7 +22,7 @@ pub fn human_duration(secs: f64) -> String {
     }
 }
 
-fn human_bytes(b: u64) -> String {
+pub fn human_bytes(b: u64) -> String {
     let b = b as f64;
     if b >= (1u64 << 30) as f64 {
         format!("{:.1}G", b / (1u64 << 30) as f64)
@@ -33,62 +33,7 @@ fn human_bytes(b: u64) -> String {
     }
 }
 
-/// The status as a table.
-pub fn table(s: &Status) -> String {
-    let mut out = format!(
-        "herd {:?} (pid {}): {} of {} workers ready, policy {}, ready when {}{}{}\n",
-        s.name,
-        s.pid,
-        s.ready,
-        s.wanted,
-        s.policy,
-        s.ready_rule,
-        if s.reloading { ", reloading" } else { "" },
-        if s.stopping { ", stopping" } else { "" },
-    );
-    for l in &s.listening {
-        out.push_str(&format!(
-            "listening on {} (fd {}, name {})\n",
-            l.address, l.fd, l.name
-        ));
-    }
-    let mut rows = vec![[
-        "ID".to_string(),
-        "PID".into(),
-        "STATE".into(),
-        "UPTIME".into(),
-        "RSS".into(),
-        "CONNS".into(),
-        "REQ/S".into(),
-        "P99".into(),
-        "RESTARTS".into(),
-        "LAST EXIT".into(),
-        "STATUS".into(),
-    ]];
-    for w in &s.workers {
-        rows.push([
-            w.id.to_string(),
-            w.pid.to_string(),
-            if w.leaving && w.state != "dead" {
-                "leaving".to_string()
-            } else {
-                w.state.clone()
-            },
-            human_duration(w.uptime_secs),
-            w.rss_bytes.map_or("-".into(), human_bytes),
-            w.connections.map_or("-".into(), |c| c.to_string()),
-            w.requests_per_sec.map_or("-".into(), |r| format!("{r:.1}")),
-            w.latency_p99_ms.map_or("-".into(), |p| format!("{p:.1}ms")),
-            w.restarts.to_string(),
-            w.last_exit.as_ref().map_or("-".into(), |(why, ago)| {
-                format!("{why} ({} ago)", human_duration(*ago))
-            }),
-            w.status.clone().unwrap_or_else(|| "-".into()),
-        ]);
-    }
-    out.push_str(&columns(rows));
-    out
-}
+pub use crate::table::table;
 
 /// Rows of cells as aligned columns, the last one unpadded.
 pub fn columns<const N: usize>(rows: Vec<[String; N]>) -> String {

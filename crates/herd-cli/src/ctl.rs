@@ -96,9 +96,16 @@ pub struct WorkerStatusOut {
     pub state: String,
     pub leaving: bool,
     pub uptime_secs: f64,
-    /// Workers started in its slot before it: respawns, recycles and
-    /// reloads.
+    /// Workers started in its slot after a crash or to recycle one (not
+    /// for reloads: those are `reloads`).
     pub restarts: u32,
+    /// Workers that replaced its slot's worker in reloads.
+    #[serde(default)]
+    pub reloads: u32,
+    /// CPU time used (user plus system) by its whole process tree, in
+    /// seconds.
+    #[serde(default)]
+    pub cpu_secs: Option<f64>,
     pub rss_bytes: Option<u64>,
     pub connections: Option<u64>,
     pub handled: Option<u64>,
@@ -123,7 +130,9 @@ impl WorkerStatusOut {
             state: w.state.name().to_string(),
             leaving: w.leaving,
             uptime_secs: w.uptime_secs,
-            restarts: slot.map_or(0, |s| s.restarts + s.reloads),
+            restarts: slot.map_or(0, |s| s.restarts),
+            reloads: slot.map_or(0, |s| s.reloads),
+            cpu_secs: w.cpu_secs,
             rss_bytes: w.rss_bytes,
             connections: w.connections,
             handled: w.handled,
@@ -133,7 +142,7 @@ impl WorkerStatusOut {
             latency_p99_ms: w.latency_p99_ms,
             last_exit: slot
                 .and_then(|s| s.last_exit.as_ref())
-                .map(|e| (format!("{}: {}", e.reason, e.status), e.ago_secs)),
+                .map(|e| (format!("{} ({})", e.reason, e.status), e.ago_secs)),
         }
     }
 }

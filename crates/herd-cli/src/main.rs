@@ -14,6 +14,7 @@ mod name;
 mod output;
 mod run;
 mod startup;
+mod table;
 mod unit;
 
 use clap::error::{ContextKind, ContextValue, ErrorKind};

@@ -301,7 +301,7 @@ async fn serve(
         Output::Silent => Some(None),
         Output::Raw => None,
     };
-    tokio::spawn(log(primary.clone(), sup.cluster_events(), output));
+    let logger = tokio::spawn(log(primary.clone(), sup.cluster_events(), output));
     let _monitor = match &cfg.monitor {
         Some(m) => Some(start_monitor(m, &cfg, &sup)?),
         None => None,
@@ -309,6 +309,9 @@ async fn serve(
     tokio::spawn(ctl::serve(listener, shared));
 
     let code = sup.run().await;
+    // The last events (the last workers' exits) are logged before herd
+    // says it stopped: `run` closed the stream, so the logger ends.
+    let _ = tokio::time::timeout(Duration::from_secs(2), logger).await;
 
     let _ = std::fs::remove_file(&ctl_path);
     for p in unix_paths {

@@ -92,7 +92,7 @@ fn status_reload_scale_stop() {
             .unwrap()
             .iter()
             .filter(|w| w["id"].as_u64().unwrap() >= 3)
-            .all(|w| w["restarts"] == 1),
+            .all(|w| w["restarts"] == 0 && w["reloads"] == 1),
         "{s}"
     );
 

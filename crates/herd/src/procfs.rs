@@ -109,16 +109,18 @@ pub(crate) fn open_fds(p: Proc) -> Vec<OpenFd> {
         .collect()
 }
 
-/// How many of `inodes` the process holds open; `None` if it is gone.
-pub(crate) fn count_sockets(p: Proc, inodes: &HashSet<u64>) -> Option<u64> {
-    std::fs::metadata(p.path("fd")).ok()?;
-    Some(
-        open_fds(p)
-            .iter()
-            .filter_map(|o| socket_inode(&o.target))
-            .filter(|i| inodes.contains(i))
-            .count() as u64,
-    )
+/// How many distinct sockets of `inodes` the processes of `tree` hold open
+/// (one held by two of them counts once); `None` if its first process is
+/// gone.
+pub(crate) fn count_sockets_in(tree: &[Proc], inodes: &HashSet<u64>) -> Option<u64> {
+    std::fs::metadata(tree.first()?.path("fd")).ok()?;
+    let held: HashSet<u64> = tree
+        .iter()
+        .flat_map(|p| open_fds(*p))
+        .filter_map(|o| socket_inode(&o.target))
+        .filter(|i| inodes.contains(i))
+        .collect();
+    Some(held.len() as u64)
 }
 
 /// What each thread of the process is blocked in: the system call number
@@ -228,31 +230,51 @@ pub(crate) fn children(ppid: u32) -> Vec<(u32, Place)> {
 /// own) and every process whose parent chain reaches it (one that left the
 /// group). One scan of /proc: call it now and then, not in a tight loop.
 pub(crate) fn descendants(pid: u32) -> Vec<u32> {
+    trees(&[pid]).remove(&pid).unwrap_or_default()
+}
+
+/// [`descendants`] of each of `roots`, from one scan of /proc (a status
+/// of many workers costs one pass, not one per worker).
+pub(crate) fn trees(roots: &[u32]) -> std::collections::HashMap<u32, Vec<u32>> {
+    let mut out: std::collections::HashMap<u32, Vec<u32>> =
+        roots.iter().map(|r| (*r, Vec::new())).collect();
     let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
+        return out;
     };
     let all: Vec<(u32, Place)> = dir
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|p| *p != pid)
         .filter_map(|p| Some((p, place(p)?)))
         .collect();
     let parent: std::collections::HashMap<u32, u32> =
         all.iter().map(|(p, pl)| (*p, pl.ppid)).collect();
-    let below = |mut p: u32| {
+    // The root a process is below, by its parent chain (at most 64 up).
+    let root_of = |mut p: u32| {
         for _ in 0..64 {
             match parent.get(&p) {
-                Some(&pp) if pp == pid => return true,
+                Some(pp) if out.contains_key(pp) => return Some(*pp),
                 Some(&pp) if pp > 1 => p = pp,
-                _ => return false,
+                _ => return None,
             }
         }
-        false
+        None
     };
-    all.iter()
-        .filter(|(p, pl)| pl.state != 'Z' && (pl.pgid == pid || below(*p)))
-        .map(|(p, _)| *p)
-        .collect()
+    let found: Vec<(u32, u32)> = all
+        .iter()
+        .filter(|(p, pl)| pl.state != 'Z' && !out.contains_key(p))
+        .filter_map(|(p, pl)| {
+            let root = if out.contains_key(&pl.pgid) {
+                Some(pl.pgid)
+            } else {
+                root_of(*p)
+            };
+            root.map(|r| (r, *p))
+        })
+        .collect();
+    for (root, p) in found {
+        out.entry(root).or_default().push(p);
+    }
+    out
 }
 
 /// Whether process `pid`, or an ancestor of it below the init process,

@@ -35,8 +35,11 @@ pub(crate) struct Worker {
     pub status: WorkerStatus,
     /// Its slot; none for a worker on its way out.
     pub slot: Option<usize>,
-    /// Workers started in its slot before it (crashes, recycles, reloads).
+    /// Workers started in its slot after a crash or to recycle one (not
+    /// for reloads, counted apart in `reloads`).
     pub restarts: u32,
+    /// Workers that replaced its slot's worker in reloads.
+    pub reloads: u32,
     pub last_exit: Option<LastExit>,
 }
 
@@ -50,7 +53,8 @@ impl Document {
                 Worker {
                     status: w.clone(),
                     slot: slot.map(|s| s.slot),
-                    restarts: slot.map_or(0, |s| s.restarts + s.reloads),
+                    restarts: slot.map_or(0, |s| s.restarts),
+                    reloads: slot.map_or(0, |s| s.reloads),
                     last_exit: slot.and_then(|s| s.last_exit.clone()),
                 }
             })

@@ -94,24 +94,17 @@ pub(crate) struct Inner {
     settings: Mutex<Settings>,
     policy: OnceLock<Policy>,
     next_id: AtomicU32,
-    workers: Mutex<BTreeMap<u32, WorkerHandle>>,
+    pub(crate) workers: Mutex<BTreeMap<u32, WorkerHandle>>,
     pub(crate) bus: Bus,
     pub(crate) table: Table,
     forker: Forker,
-    registry_changed: Notify,
+    pub(crate) registry_changed: Notify,
     /// The primary's own runtime (see [`runtime::start_runtime`]).
     rt: tokio::runtime::Handle,
     /// The program path at start: a reload execs what is on disk there now.
     default_exec: Option<std::path::PathBuf>,
     /// Foreign workers' sockets and notification directory, once bound.
     foreign: Mutex<Option<Arc<foreign::State>>>,
-}
-
-impl Inner {
-    pub(crate) fn remove(&self, id: u32) {
-        self.workers.lock().unwrap().remove(&id);
-        self.registry_changed.notify_waiters();
-    }
 }
 
 impl Primary {

@@ -25,12 +25,16 @@ pub struct WorkerStatus {
     pub foreign: bool,
     /// Seconds since it was started.
     pub uptime_secs: f64,
-    /// Resident memory in bytes, from /proc.
+    /// Resident memory in bytes of the worker's whole process tree (its
+    /// group and every process below it: a gunicorn master's children
+    /// too), from /proc; pages shared between them count in each.
     pub rss_bytes: Option<u64>,
-    /// CPU time used (user and system) in seconds, from /proc.
+    /// CPU time used (user and system) since it started, in seconds, by
+    /// its whole process tree (the live processes), from /proc.
     pub cpu_secs: Option<f64>,
     /// Open connections: reported by a herd-aware worker; counted from
-    /// /proc for a foreign one (TCP only).
+    /// /proc for a foreign one (TCP only, held by any process of its
+    /// tree).
     pub connections: Option<u64>,
     /// Connections handled since start, when reported.
     pub handled: Option<u64>,
@@ -211,15 +215,32 @@ impl Primary {
         let workers = self.workers();
         let inodes = (workers.iter().any(|w| w.is_foreign()) && !ports.is_empty())
             .then(|| procfs::tcp_connection_inodes(&ports));
+        // One scan of /proc for every worker's tree.
+        let pids: Vec<u32> = workers.iter().map(|w| w.pid()).collect();
+        let trees = procfs::trees(&pids);
+        let tree_of = |pid: u32| {
+            std::iter::once(pid)
+                .chain(trees.get(&pid).into_iter().flatten().copied())
+                .map(Proc::Pid)
+                .collect::<Vec<_>>()
+        };
+        // A sum over the tree; `None` when the worker's own process is
+        // gone (or unreadable).
+        let sum = |tree: &[Proc], read: &dyn Fn(Proc) -> Option<u64>| {
+            let first = read(*tree.first()?)?;
+            Some(first + tree[1..].iter().filter_map(|p| read(*p)).sum::<u64>())
+        };
         workers
             .into_iter()
             .map(|w| {
                 let beat = w.last_heartbeat();
-                let p = Proc::Pid(w.pid());
+                let tree = tree_of(w.pid());
                 let (connections, handled, status) = if w.is_foreign() {
                     let handled = beat.as_ref().map(|(_, b)| b.handled).filter(|h| *h > 0);
                     (
-                        inodes.as_ref().and_then(|i| procfs::count_sockets(p, i)),
+                        inodes
+                            .as_ref()
+                            .and_then(|i| procfs::count_sockets_in(&tree, i)),
                         handled,
                         w.shared.status_text.lock().unwrap().clone(),
                     )
@@ -252,8 +273,8 @@ impl Primary {
                     leaving: w.exited_after_disconnect(),
                     foreign: w.is_foreign(),
                     uptime_secs: w.started().elapsed().as_secs_f64(),
-                    rss_bytes: procfs::rss_bytes(p),
-                    cpu_secs: procfs::cpu_ms(p).map(|ms| ms as f64 / 1000.0),
+                    rss_bytes: sum(&tree, &procfs::rss_bytes),
+                    cpu_secs: sum(&tree, &procfs::cpu_ms).map(|ms| ms as f64 / 1000.0),
                     connections,
                     handled,
                     heartbeat_age_secs: beat.map(|(t, _)| t.elapsed().as_secs_f64()),

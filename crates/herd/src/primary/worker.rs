@@ -422,12 +422,17 @@ impl WorkerHandle {
         };
         let _ = self.shared.exit.send(Some(status));
         tracing::debug!(worker = self.id(), %status, deliberate, "worker exited");
-        p.remove(self.id());
+        // Out of the registry first (whoever takes the event sees it
+        // gone), and the event sent before those waiting for the registry
+        // to empty wake: a shutdown that ends when the last worker leaves
+        // still has that worker's exit to report.
+        p.workers.lock().unwrap().remove(&self.id());
         p.bus.emit(Event::Exit {
             worker: self.id(),
             status,
             exited_after_disconnect: deliberate,
         });
+        p.registry_changed.notify_waiters();
     }
 }
 

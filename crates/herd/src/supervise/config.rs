@@ -12,7 +12,10 @@ use crate::systemd::ServiceManager;
 /// instead of crash-looping (sysexits' EX_CONFIG).
 pub const EXIT_CANNOT_BOOT: i32 = 78;
 
-/// When a worker that exited is started again.
+/// When a worker that exited is started again. A cluster whose every slot
+/// the policy keeps down ends (see [`Supervisor::run`]).
+///
+/// [`Supervisor::run`]: crate::Supervisor::run
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Restart {
     /// Whatever the exit, unless it was asked for.

@@ -63,8 +63,9 @@ pub enum SupervisorEvent {
         /// Wanted workers.
         wanted: usize,
     },
-    /// Every slot is down and no worker is ready: the supervisor shuts the
-    /// cluster down and `run` returns 1.
+    /// Every slot is down and no worker is ready, or every worker exited,
+    /// one failing, and the restart policy starts none again: the
+    /// supervisor shuts the cluster down and `run` returns 1.
     GaveUp {
         /// Why.
         reason: String,

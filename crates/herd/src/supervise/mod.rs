@@ -8,7 +8,10 @@
 //!   worker dies [`Supervision::crash_limit`] times within the crash window
 //!   without becoming ready (or exits with [`EXIT_CANNOT_BOOT`]) is left
 //!   down ([`SupervisorEvent::BreakerTripped`]). When every slot is down,
-//!   the supervisor gives up: it shuts down and `run` returns 1.
+//!   the supervisor gives up: it shuts down and `run` returns 1. When every
+//!   worker exited and the policy starts none again (`on-failure` after
+//!   exits 0, `never`), the cluster ends too: `run` returns 0 if each
+//!   exited 0, else 1.
 //! - **Successor first**: every replacement (reload, hung worker, recycling)
 //!   starts the new worker, waits until it is ready, then disconnects the old
 //!   one, [`Supervision::surge`] at a time. A successor that fails to become
@@ -17,7 +20,8 @@
 //!   [`Supervision::heartbeat_timeout`] is replaced, then killed.
 //! - **Recycling** by age, connections handled (with jitter) or memory.
 //! - **Signals** (unless [`Supervision::handle_signals`] is off): TERM/INT
-//!   shut down gracefully (a second one kills), HUP reloads, TTIN/TTOU add
+//!   shut down gracefully (a second one, a second or more later, kills;
+//!   one sent to herd and to its process group at once is one), HUP reloads, TTIN/TTOU add
 //!   or remove a worker.
 //! - **systemd**: READY=1, RELOADING=1, STOPPING=1, STATUS= and WATCHDOG=1
 //!   to the service manager ([`Supervision::systemd`]).
@@ -309,10 +313,11 @@ impl Supervisor {
     }
 
     /// Drives the cluster until it is shut down ([`shutdown`],
-    /// [`kill`], a signal, or giving up when every slot is down) and
+    /// [`kill`], a signal, giving up when every slot is down, or every
+    /// worker gone with the restart policy starting none again) and
     /// returns the exit code for the process: 0 when every worker left
-    /// within the grace period, 1 when some were killed or the supervisor
-    /// gave up. It runs once: a second call returns 1 at once. It never
+    /// within the grace period (or all exited 0 by themselves), 1 when
+    /// some were killed, one failed for good or the supervisor gave up. It runs once: a second call returns 1 at once. It never
     /// exits the process.
     ///
     /// [`shutdown`]: Self::shutdown

@@ -38,6 +38,7 @@ impl<C: Core> Machine<C> {
             }
         }
         self.check_give_up(now);
+        self.check_all_exited(now);
         self.say_fork_failures(now);
         let (ready, wanted) = (self.ready_count(), self.cfg.workers);
         let full = ready >= wanted;
@@ -301,6 +302,44 @@ impl<C: Core> Machine<C> {
         self.emit(SupervisorEvent::GaveUp {
             reason: "every worker slot is down".into(),
         });
+        self.stop(now);
+    }
+
+    /// Every worker exited and the restart policy keeps every slot down
+    /// (`on-failure` after exits 0, `never`): nothing will come back, so
+    /// the cluster ends, `run` returning 0 when each exited 0 and 1 when
+    /// one failed or a slot was left broken.
+    fn check_all_exited(&mut self, now: Instant) {
+        if self.stopping
+            || !self.retiring.is_empty()
+            || !self
+                .slots
+                .values()
+                .any(|s| matches!(s.state, State::Stopped))
+            || !self
+                .slots
+                .values()
+                .all(|s| matches!(s.state, State::Stopped | State::Broken))
+        {
+            return;
+        }
+        let failed = self.slots.values().any(|s| {
+            matches!(s.state, State::Broken) || s.last_exit.as_ref().is_some_and(|e| !e.1.success())
+        });
+        if failed {
+            self.gave_up = true;
+            self.emit(SupervisorEvent::GaveUp {
+                reason: format!(
+                    "every worker exited, some failing, and the restart policy ({}) starts none again",
+                    self.cfg.restart
+                ),
+            });
+        } else {
+            tracing::info!(
+                "every worker exited 0 and the restart policy ({}) starts none again: stopping",
+                self.cfg.restart
+            );
+        }
         self.stop(now);
     }
 }

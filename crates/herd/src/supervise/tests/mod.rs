@@ -7,6 +7,7 @@ mod recycle;
 mod reload;
 mod respawn;
 mod scale;
+mod the_end;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};

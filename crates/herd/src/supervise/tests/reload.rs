@@ -197,9 +197,12 @@ fn stopping_aborts_the_reload_and_answers_the_one_queued() {
 
 #[test]
 fn a_reload_of_no_worker_finishes_at_once() {
-    let mut r = Rig::new(quiet(1).restart(Restart::Never));
+    // One slot left down by the policy, the other waiting to respawn: no
+    // worker to replace (and the cluster, one slot still coming back,
+    // does not end).
+    let mut r = Rig::new(quiet(2).restart(Restart::OnFailure));
     r.calls();
-    r.at(1).exit(1, 1);
+    r.at(1).exit(1, 0).exit(2, 1);
     r.m.reload(r.now).unwrap();
     let p = phases(r.events());
     assert!(
