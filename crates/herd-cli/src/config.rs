@@ -48,6 +48,10 @@ pub struct File {
     pub output: Option<Output>,
     pub name: Option<String>,
     pub log_format: Option<String>,
+    pub log_timestamps: Option<bool>,
+    pub log_file: Option<String>,
+    pub log_max_size: Option<String>,
+    pub log_keep: Option<usize>,
     /// The program and its arguments.
     pub command: Option<Vec<String>>,
     /// Extra environment variables for the workers.
@@ -111,6 +115,10 @@ pub struct Run {
     pub drain_delay: Duration,
     pub reload_via_health: bool,
     pub output: Output,
+    /// `--log-timestamps`.
+    pub log_timestamps: bool,
+    /// `--log-file` and its rotation.
+    pub log_files: Option<crate::logfile::LogFiles>,
     pub name: String,
     pub program: PathBuf,
     pub args: Vec<OsString>,
@@ -217,6 +225,41 @@ pub fn find_program(program: &OsString) -> Result<PathBuf> {
         "program {:?} not found in PATH (install it, or give its full path)",
         p.to_string_lossy()
     )
+}
+
+/// `--log-file`, `--log-max-size`, `--log-keep`, checked.
+fn log_files(args: &RunArgs, file: &File) -> Result<Option<crate::logfile::LogFiles>> {
+    let path = args.log_file.clone().or(file.log_file.clone());
+    let max = args.log_max_size.clone().or(file.log_max_size.clone());
+    let keep = args.log_keep.or(file.log_keep);
+    let Some(path) = path.filter(|p| !p.trim().is_empty()) else {
+        if max.is_some() || keep.is_some() {
+            bail!("--log-max-size and --log-keep rotate the --log-file: give --log-file PATH too");
+        }
+        return Ok(None);
+    };
+    if path.contains('\0') {
+        bail!("--log-file {path:?}: a path cannot contain a NUL byte");
+    }
+    let max_size = max
+        .map(|s| {
+            let n = parse_size(&s).map_err(|e| anyhow!("--log-max-size: {e}"))?;
+            limits::number("log-max-size", n, limits::LOG_MAX_SIZE)
+                .map_err(|_| anyhow!("--log-max-size: {s:?} is out of range: use 4K to 1T"))
+        })
+        .transpose()?;
+    if keep.is_some() && max_size.is_none() {
+        bail!("--log-keep counts the files --log-max-size rotates: give --log-max-size SIZE too");
+    }
+    let keep = keep
+        .map(|n| limits::number("log-keep", n, limits::LOG_KEEP))
+        .transpose()?
+        .unwrap_or(5);
+    Ok(Some(crate::logfile::LogFiles {
+        path,
+        max_size,
+        keep,
+    }))
 }
 
 impl Run {
@@ -374,6 +417,8 @@ impl Run {
         } else {
             file.output.unwrap_or(Output::Prefix)
         };
+        let log_timestamps = args.log_timestamps || file.log_timestamps == Some(true);
+        let log_files = log_files(&args, &file)?;
         let name = args
             .name
             .clone()
@@ -418,6 +463,8 @@ impl Run {
             drain_delay,
             reload_via_health,
             output,
+            log_timestamps,
+            log_files,
             name,
             program,
             args: command[1..].to_vec(),

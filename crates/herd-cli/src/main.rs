@@ -10,6 +10,8 @@ mod ctl;
 mod held;
 mod limits;
 mod list;
+mod logfile;
+mod logwords;
 mod name;
 mod output;
 mod run;

@@ -107,7 +107,11 @@ impl fmt::Display for SupervisorEvent {
                 slot,
                 previous,
                 after,
-            } => write!(f, "slot {slot}: respawning worker {previous} in {after:?}"),
+            } => write!(
+                f,
+                "slot {slot}: worker {previous} is respawned {}",
+                when(*after)
+            ),
             SupervisorEvent::ClusterReady { ready, wanted } => {
                 write!(f, "cluster ready: {ready} of {wanted} workers")
             }
@@ -123,7 +127,39 @@ pub(crate) fn when(after: Duration) -> String {
     if after.is_zero() {
         "now".into()
     } else {
-        format!("in {after:?}")
+        format!("in {}", human(after))
+    }
+}
+
+/// A duration as a person reads it in a log line: `0s`, `206ms`, `1.2s`,
+/// `30s`, `2m`, `2m30s`, `1h5m` (never `206.58432ms` or `0ns`).
+pub(crate) fn human(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms == 0 {
+        return if d.is_zero() {
+            "0s".into()
+        } else {
+            "1ms".into()
+        };
+    }
+    if ms < 1000 {
+        return format!("{ms}ms");
+    }
+    let s = d.as_secs();
+    if s < 60 {
+        let tenths = (ms + 50) / 100;
+        return if tenths % 10 == 0 {
+            format!("{}s", tenths / 10)
+        } else {
+            format!("{}.{}s", tenths / 10, tenths % 10)
+        };
+    }
+    let (h, m, s) = (s / 3600, (s % 3600) / 60, s % 60);
+    match (h, m, s) {
+        (0, m, 0) => format!("{m}m"),
+        (0, m, s) => format!("{m}m{s}s"),
+        (h, 0, _) => format!("{h}h"),
+        (h, m, _) => format!("{h}h{m}m"),
     }
 }
 
@@ -256,7 +292,7 @@ impl fmt::Display for RecycleReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             RecycleReason::Age { worker, limit } => {
-                write!(f, "worker {worker} is older than {limit:?}")
+                write!(f, "worker {worker} is older than {}", human(*limit))
             }
             RecycleReason::Requests {
                 worker,
@@ -271,7 +307,7 @@ impl fmt::Display for RecycleReason {
                 "worker {worker} uses {rss} bytes of memory (limit {limit})"
             ),
             RecycleReason::Hung { worker, timeout } => {
-                write!(f, "worker {worker} sent no heartbeat for {timeout:?}")
+                write!(f, "worker {worker} sent no heartbeat for {}", human(*timeout))
             }
             RecycleReason::Degraded {
                 worker,
