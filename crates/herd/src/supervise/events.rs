@@ -429,3 +429,25 @@ impl futures_core::Stream for ClusterEvents {
         self.sub.poll_recv(cx)
     }
 }
+
+#[cfg(test)]
+mod human_tests {
+    use super::human;
+    use std::time::Duration;
+
+    #[test]
+    fn durations_read_as_people_write_them() {
+        let ms = Duration::from_millis;
+        assert_eq!(human(Duration::ZERO), "0s");
+        assert_eq!(human(Duration::from_nanos(5)), "1ms");
+        assert_eq!(human(Duration::from_micros(206_584)), "206ms");
+        assert_eq!(human(ms(1_234)), "1.2s");
+        assert_eq!(human(ms(1_960)), "2s");
+        assert_eq!(human(ms(30_000)), "30s");
+        assert_eq!(human(ms(59_960)), "60s");
+        assert_eq!(human(ms(120_000)), "2m");
+        assert_eq!(human(ms(150_000)), "2m30s");
+        assert_eq!(human(Duration::from_secs(3_900)), "1h5m");
+        assert_eq!(human(Duration::from_secs(7_200)), "2h");
+    }
+}
