@@ -60,6 +60,8 @@ enum Msg {
     Reopen,
     /// A worker's stream ended: its file may be closed.
     Close(u32),
+    /// Answer once every line before this one is written.
+    Flush(SyncSender<()>),
 }
 
 struct Sink {
@@ -123,6 +125,27 @@ pub fn reopen() {
     }
 }
 
+/// Waits (at most `within`) until the lines queued so far are written:
+/// before herd exits.
+pub fn flush(within: std::time::Duration) {
+    let Some(s) = SINK.get() else { return };
+    let (tx, rx) = sync_channel(1);
+    let deadline = std::time::Instant::now() + within;
+    let mut msg = Msg::Flush(tx);
+    // The queue may be full for a moment: retry until the deadline.
+    loop {
+        match s.tx.try_send(msg) {
+            Ok(()) => break,
+            Err(TrySendError::Full(m)) if std::time::Instant::now() < deadline => {
+                msg = m;
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            Err(_) => return,
+        }
+    }
+    let _ = rx.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()));
+}
+
 /// A worker's stream ended.
 pub fn close(worker: u32) {
     if let Some(s) = SINK.get() {
@@ -165,6 +188,9 @@ impl Writer {
             match m {
                 Msg::Line(w, bytes) => self.write(w, &bytes),
                 Msg::Reopen => self.reopen(),
+                Msg::Flush(done) => {
+                    let _ = done.try_send(());
+                }
                 Msg::Close(w) => {
                     if let Some(o) = self.files.get_mut(&Some(w)) {
                         o.streams = o.streams.saturating_sub(1);

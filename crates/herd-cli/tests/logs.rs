@@ -332,3 +332,57 @@ fn bad_log_options_are_one_clear_line() {
         assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
     }
 }
+
+/// A reopen that fails (PATH is now a directory) is a warning in the old
+/// file, which herd keeps writing; the next SIGUSR1 that can open PATH
+/// moves to it.
+#[test]
+fn a_failed_reopen_keeps_the_old_file() {
+    let life = TempDir::new("life");
+    let p = program("life.py");
+    let dir = life.path().to_string_lossy().into_owned();
+    let log = life.path().join("herd.log");
+    let mut h = start(
+        &[
+            "--log-file",
+            &log.to_string_lossy(),
+            "-w",
+            "1",
+            "-l",
+            "127.0.0.1:0",
+            "--",
+            "python3",
+            &p,
+        ],
+        &[("LIFE_DIR", &dir)],
+    );
+    wait_until("the cluster is ready", || {
+        read(&log).contains("cluster ready")
+    });
+    let old = life.path().join("herd.log.old");
+    std::fs::rename(&log, &old).unwrap();
+    std::fs::create_dir(&log).unwrap();
+    h.signal(Signal::SIGUSR1);
+    wait_until("a warning naming the path", || {
+        read(&old).contains(&format!(
+            "warning: cannot reopen log file {}",
+            log.display()
+        ))
+    });
+    touch(life.path(), "crash-1");
+    wait_until("the old file still gets lines", || {
+        read(&old).contains("worker 2 ready")
+    });
+    std::fs::remove_dir(&log).unwrap();
+    h.signal(Signal::SIGUSR1);
+    wait_until("herd reopened", || {
+        read(&old).matches("reopening the log files").count() == 2
+    });
+    h.signal(Signal::SIGTERM);
+    assert_eq!(h.wait_exit(), 0);
+    assert!(
+        read(&log).contains("stopped (exit code 0)"),
+        "{}",
+        read(&log)
+    );
+}
