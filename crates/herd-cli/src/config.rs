@@ -227,41 +227,6 @@ pub fn find_program(program: &OsString) -> Result<PathBuf> {
     )
 }
 
-/// `--log-file`, `--log-max-size`, `--log-keep`, checked.
-fn log_files(args: &RunArgs, file: &File) -> Result<Option<crate::logfile::LogFiles>> {
-    let path = args.log_file.clone().or(file.log_file.clone());
-    let max = args.log_max_size.clone().or(file.log_max_size.clone());
-    let keep = args.log_keep.or(file.log_keep);
-    let Some(path) = path.filter(|p| !p.trim().is_empty()) else {
-        if max.is_some() || keep.is_some() {
-            bail!("--log-max-size and --log-keep rotate the --log-file: give --log-file PATH too");
-        }
-        return Ok(None);
-    };
-    if path.contains('\0') {
-        bail!("--log-file {path:?}: a path cannot contain a NUL byte");
-    }
-    let max_size = max
-        .map(|s| {
-            let n = parse_size(&s).map_err(|e| anyhow!("--log-max-size: {e}"))?;
-            limits::number("log-max-size", n, limits::LOG_MAX_SIZE)
-                .map_err(|_| anyhow!("--log-max-size: {s:?} is out of range: use 4K to 1T"))
-        })
-        .transpose()?;
-    if keep.is_some() && max_size.is_none() {
-        bail!("--log-keep counts the files --log-max-size rotates: give --log-max-size SIZE too");
-    }
-    let keep = keep
-        .map(|n| limits::number("log-keep", n, limits::LOG_KEEP))
-        .transpose()?
-        .unwrap_or(5);
-    Ok(Some(crate::logfile::LogFiles {
-        path,
-        max_size,
-        keep,
-    }))
-}
-
 impl Run {
     pub fn resolve(args: RunArgs) -> Result<Run> {
         let file = match &args.config {
@@ -418,7 +383,11 @@ impl Run {
             file.output.unwrap_or(Output::Prefix)
         };
         let log_timestamps = args.log_timestamps || file.log_timestamps == Some(true);
-        let log_files = log_files(&args, &file)?;
+        let log_files = crate::logfile::resolve(
+            args.log_file.clone().or(file.log_file.clone()),
+            args.log_max_size.clone().or(file.log_max_size.clone()),
+            args.log_keep.or(file.log_keep),
+        )?;
         let name = args
             .name
             .clone()

@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::OnceLock;
 
-use anyhow::{anyhow, Result};
+use anyhow::{anyhow, bail, Result};
 
 /// Lines waiting for the writer at most.
 const QUEUE: usize = 16 * 1024;
@@ -53,6 +53,42 @@ impl LogFiles {
         let w = worker.map_or_else(|| "herd".to_string(), |w| w.to_string());
         PathBuf::from(self.path.replace("{worker}", &w))
     }
+}
+
+/// `--log-file`, `--log-max-size`, `--log-keep`, checked.
+pub fn resolve(
+    path: Option<String>,
+    max: Option<String>,
+    keep: Option<usize>,
+) -> Result<Option<LogFiles>> {
+    let Some(path) = path.filter(|p| !p.trim().is_empty()) else {
+        if max.is_some() || keep.is_some() {
+            bail!("--log-max-size and --log-keep rotate the --log-file: give --log-file PATH too");
+        }
+        return Ok(None);
+    };
+    if path.contains('\0') {
+        bail!("--log-file {path:?}: a path cannot contain a NUL byte");
+    }
+    let max_size = max
+        .map(|s| {
+            let n = crate::config::parse_size(&s).map_err(|e| anyhow!("--log-max-size: {e}"))?;
+            crate::limits::number("log-max-size", n, crate::limits::LOG_MAX_SIZE)
+                .map_err(|_| anyhow!("--log-max-size: {s:?} is out of range: use 4K to 1T"))
+        })
+        .transpose()?;
+    if keep.is_some() && max_size.is_none() {
+        bail!("--log-keep counts the files --log-max-size rotates: give --log-max-size SIZE too");
+    }
+    let keep = keep
+        .map(|n| crate::limits::number("log-keep", n, crate::limits::LOG_KEEP))
+        .transpose()?
+        .unwrap_or(5);
+    Ok(Some(LogFiles {
+        path,
+        max_size,
+        keep,
+    }))
 }
 
 enum Msg {

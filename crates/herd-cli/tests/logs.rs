@@ -152,8 +152,9 @@ fn json_lines_about_a_worker_carry_its_id() {
             about += 1;
         }
     }
-    // started, ready, died, started, ready, exited.
-    assert!(about >= 6, "{dump}");
+    // started, ready, died, started, ready: all before the line waited
+    // for (what follows may still be in the pipe).
+    assert!(about >= 5, "{dump}");
 }
 
 /// logrotate's `create` mode: rename the file, SIGUSR1, and the next lines
