@@ -273,6 +273,9 @@ impl Writer {
             if let Some(max) = max {
                 if o.size > 0 && o.size + bytes.len() as u64 > max {
                     if let Err(e) = rotate(o, keep) {
+                        // Tried again after another max size, not at
+                        // every line.
+                        o.size = 0;
                         warning = Some(format!("cannot rotate log file {}: {e}", o.path.display()));
                     }
                 }

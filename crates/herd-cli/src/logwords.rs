@@ -17,13 +17,20 @@ pub fn ready(r: &ForeignReady) -> String {
 }
 
 /// Reopens the log files at each SIGUSR1 (logrotate's `postrotate`).
+/// Handled without --log-file too, so that a stray SIGUSR1 (a logrotate
+/// rule written for the file that is no longer configured) does not kill
+/// herd as its default action would.
 pub fn reopen_on_sigusr1() -> Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut sig = signal(SignalKind::user_defined1())?;
     tokio::spawn(async move {
         while sig.recv().await.is_some() {
-            tracing::info!("SIGUSR1: reopening the log files");
-            crate::logfile::reopen();
+            if crate::logfile::active() {
+                tracing::info!("SIGUSR1: reopening the log files");
+                crate::logfile::reopen();
+            } else {
+                tracing::info!("SIGUSR1: no --log-file to reopen");
+            }
         }
     });
     Ok(())

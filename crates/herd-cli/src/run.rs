@@ -304,9 +304,7 @@ async fn serve(
         None => None,
     };
     tokio::spawn(ctl::serve(listener, shared));
-    if cfg.log_files.is_some() {
-        crate::logwords::reopen_on_sigusr1()?;
-    }
+    crate::logwords::reopen_on_sigusr1()?;
 
     let code = sup.run().await;
 

@@ -387,3 +387,16 @@ fn a_failed_reopen_keeps_the_old_file() {
         read(&log)
     );
 }
+
+/// Without --log-file, SIGUSR1 (a logrotate rule left behind) does not
+/// kill herd.
+#[test]
+fn sigusr1_without_a_log_file_is_harmless() {
+    let p = program("server.py");
+    let mut h = start(&["-w", "1", "-l", "127.0.0.1:0", "--", "python3", &p], &[]);
+    h.expect("cluster ready");
+    h.signal(Signal::SIGUSR1);
+    h.expect("SIGUSR1: no --log-file to reopen");
+    h.signal(Signal::SIGTERM);
+    assert_eq!(h.wait_exit(), 0);
+}
