@@ -260,6 +260,28 @@ pub struct RunArgs {
     #[arg(long, value_enum, env = "HERD_OUTPUT")]
     pub output: Option<Output>,
 
+    /// Start each text line (herd's and the workers') with its time, in
+    /// RFC 3339 UTC (JSON lines always carry a "timestamp").
+    #[arg(long, env = "HERD_LOG_TIMESTAMPS")]
+    pub log_timestamps: bool,
+
+    /// Write herd's lines and the workers' output to PATH (appending)
+    /// instead of stderr and stdout; with `{worker}` in PATH, one file per
+    /// worker (`{worker}` replaced by its id) and herd's own lines in the
+    /// one for `herd`. SIGUSR1 reopens the files (for logrotate).
+    #[arg(long, value_name = "PATH", env = "HERD_LOG_FILE")]
+    pub log_file: Option<String>,
+
+    /// Rotate a log file before it grows beyond SIZE: PATH becomes PATH.1,
+    /// PATH.1 becomes PATH.2... (4K to 1T).
+    #[arg(long, value_name = "SIZE", env = "HERD_LOG_MAX_SIZE")]
+    pub log_max_size: Option<String>,
+
+    /// Rotated log files kept with --log-max-size, the oldest removed (1
+    /// to 1000) [default: 5].
+    #[arg(long, value_name = "N", env = "HERD_LOG_KEEP")]
+    pub log_keep: Option<usize>,
+
     /// This cluster's name: its control socket is NAME.sock in the runtime
     /// directory ($HERD_RUNTIME_DIR, else $XDG_RUNTIME_DIR/herd, else
     /// /tmp/herd-UID) [default: herd].

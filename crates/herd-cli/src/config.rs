@@ -48,6 +48,10 @@ pub struct File {
     pub output: Option<Output>,
     pub name: Option<String>,
     pub log_format: Option<String>,
+    pub log_timestamps: Option<bool>,
+    pub log_file: Option<String>,
+    pub log_max_size: Option<String>,
+    pub log_keep: Option<usize>,
     /// The program and its arguments.
     pub command: Option<Vec<String>>,
     /// Extra environment variables for the workers.
@@ -117,6 +121,10 @@ pub struct Run {
     pub drain_delay: Duration,
     pub reload_via_health: bool,
     pub output: Output,
+    /// `--log-timestamps`.
+    pub log_timestamps: bool,
+    /// `--log-file` and its rotation.
+    pub log_files: Option<crate::logfile::LogFiles>,
     pub name: String,
     pub program: PathBuf,
     pub args: Vec<OsString>,
@@ -402,6 +410,12 @@ impl Run {
         } else {
             file.output.unwrap_or(Output::Prefix)
         };
+        let log_timestamps = args.log_timestamps || file.log_timestamps == Some(true);
+        let log_files = crate::logfile::resolve(
+            args.log_file.clone().or(file.log_file.clone()),
+            args.log_max_size.clone().or(file.log_max_size.clone()),
+            args.log_keep.or(file.log_keep),
+        )?;
         let name = args
             .name
             .clone()
@@ -451,6 +465,8 @@ impl Run {
             drain_delay,
             reload_via_health,
             output,
+            log_timestamps,
+            log_files,
             name,
             program,
             args: command[1..].to_vec(),

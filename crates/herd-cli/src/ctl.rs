@@ -191,10 +191,15 @@ pub async fn serve(listener: UnixListener, shared: Arc<Shared>) {
         match stream.peer_cred() {
             Ok(c) if c.uid() == me || c.uid() == 0 => {}
             other => {
-                tracing::warn!(
-                    "control socket: refused a connection from uid {:?}",
-                    other.ok().map(|c| c.uid())
-                );
+                match other {
+                    Ok(c) => tracing::warn!(
+                        "control socket: refused a connection from uid {} (only this user and root may control herd)",
+                        c.uid()
+                    ),
+                    Err(e) => tracing::warn!(
+                        "control socket: refused a connection whose user is unknown ({e})"
+                    ),
+                }
                 continue;
             }
         }
@@ -235,14 +240,17 @@ async fn handle(stream: UnixStream, shared: Arc<Shared>) -> Result<()> {
         Ok(Request::Scale { workers, force }) => scale(&shared, workers, force).await,
         Ok(Request::Stop) => {
             let n = shared.sup.primary().workers().len();
-            tracing::info!("herd ctl stop: stopping (grace {:?})", shared.grace);
+            tracing::info!(
+                "herd ctl stop: stopping (grace {})",
+                crate::limits::Human(shared.grace)
+            );
             shared.sup.shutdown();
             let mut text = serde_json::to_string(&Reply {
                 ok: true,
                 message: format!(
-                    "stopping {n} worker{} (grace {:?})",
+                    "stopping {n} worker{} (grace {})",
                     if n == 1 { "" } else { "s" },
-                    shared.grace
+                    crate::limits::Human(shared.grace)
                 ),
                 status: None,
                 document: None,

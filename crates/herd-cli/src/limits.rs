@@ -32,6 +32,10 @@ pub const CRASH_LIMIT: (usize, usize) = (1, 1000);
 pub const MAX_REQUESTS: (u64, u64) = (1, 1_000_000_000_000);
 /// `--max-memory`: 1 MiB to 1 TiB.
 pub const MAX_MEMORY: (u64, u64) = (1 << 20, 1 << 40);
+/// `--log-max-size`: 4 KiB to 1 TiB.
+pub const LOG_MAX_SIZE: (u64, u64) = (4 << 10, 1 << 40);
+/// `--log-keep`.
+pub const LOG_KEEP: (usize, usize) = (1, 1000);
 /// `--grace`: 0 kills at once.
 pub const GRACE: Span = Span {
     min: Duration::ZERO,

@@ -10,6 +10,8 @@ mod ctl;
 mod held;
 mod limits;
 mod list;
+mod logfile;
+mod logwords;
 mod name;
 mod output;
 mod run;
@@ -150,9 +152,22 @@ fn main() {
         Command::Ctl(args) => client::client(args),
         Command::SystemdUnit(args) => unit::print(*args),
     };
+    // Lines still queued for the log file are written before herd exits.
+    logfile::flush(std::time::Duration::from_secs(2));
     match code {
         Ok(code) => std::process::exit(code),
         Err(e) => {
+            if logfile::active() {
+                let line = match format {
+                    LogFormat::Json => format!(
+                        "{}\n",
+                        serde_json::json!({"timestamp": output::timestamp(), "level": "ERROR", "message": format!("{e:#}")})
+                    ),
+                    LogFormat::Text => format!("herd: error: {e:#}\n"),
+                };
+                logfile::line(None, line.into_bytes());
+                logfile::flush(std::time::Duration::from_secs(2));
+            }
             match format {
                 LogFormat::Json => eprintln!(
                     "{}",

@@ -7,13 +7,17 @@
 //! workers never interleave mid-line: `[w3] GET / 200` in text,
 //! `{"timestamp":"...","worker":3,"pid":1234,"stream":"stdout","line":"GET / 200"}`
 //! in JSON. A line longer than 64 KiB is cut into pieces of that size.
+//! With `--log-timestamps`, text lines start with the time (RFC 3339, UTC,
+//! as in JSON); with `--log-file` they go to files instead (`logfile.rs`).
 
 use std::fmt;
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
@@ -28,7 +32,57 @@ const MAX_LINE: usize = 64 * 1024;
 static STDOUT: Mutex<()> = Mutex::new(());
 static STDERR: Mutex<()> = Mutex::new(());
 
-/// `herd: message`, as a person reads it.
+/// Whether text lines start with an RFC 3339 timestamp
+/// (`--log-timestamps`).
+static TIMESTAMPS: AtomicBool = AtomicBool::new(false);
+
+/// Turns text-mode timestamps on.
+pub fn set_timestamps(on: bool) {
+    TIMESTAMPS.store(on, Ordering::Relaxed);
+}
+
+fn stamp() -> String {
+    if TIMESTAMPS.load(Ordering::Relaxed) {
+        format!("{} ", timestamp())
+    } else {
+        String::new()
+    }
+}
+
+/// An event's message and its other fields; the `worker` field (which JSON
+/// lines carry for every line about a worker) is in the message already.
+#[derive(Default)]
+struct Fields {
+    message: String,
+    worker: Option<u64>,
+    rest: Vec<String>,
+}
+
+impl Visit for Fields {
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        match field.name() {
+            "worker" => self.worker = Some(value),
+            n => self.rest.push(format!("{n}: {value}")),
+        }
+    }
+    fn record_str(&mut self, field: &Field, value: &str) {
+        match field.name() {
+            "message" => self.message = value.to_string(),
+            "worker" => {}
+            n => self.rest.push(format!("{n}: {value}")),
+        }
+    }
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        match field.name() {
+            "message" => self.message = format!("{value:?}"),
+            "worker" => {}
+            n => self.rest.push(format!("{n}: {value:?}")),
+        }
+    }
+}
+
+/// `herd: message`, as a person reads it (with `--log-timestamps`, after
+/// the time).
 struct Plain;
 
 impl<S, N> FormatEvent<S, N> for Plain
@@ -38,27 +92,42 @@ where
 {
     fn format_event(
         &self,
-        ctx: &FmtContext<'_, S, N>,
+        _ctx: &FmtContext<'_, S, N>,
         mut w: Writer<'_>,
         event: &Event<'_>,
     ) -> fmt::Result {
-        write!(w, "herd: ")?;
+        write!(w, "{}herd: ", stamp())?;
         match *event.metadata().level() {
             tracing::Level::ERROR => write!(w, "error: ")?,
             tracing::Level::WARN => write!(w, "warning: ")?,
             tracing::Level::DEBUG | tracing::Level::TRACE => write!(w, "debug: ")?,
             tracing::Level::INFO => {}
         }
-        ctx.field_format().format_fields(w.by_ref(), event)?;
+        let mut f = Fields::default();
+        event.record(&mut f);
+        if let Some(id) = f.worker {
+            if !f.message.contains(&format!("worker {id}")) {
+                f.rest.insert(0, format!("worker {id}"));
+            }
+        }
+        write!(w, "{}", f.message)?;
+        if !f.rest.is_empty() {
+            write!(w, " ({})", f.rest.join(", "))?;
+        }
         writeln!(w)
     }
 }
 
-/// A writer that takes the stderr lock for each line.
+/// A writer that takes the stderr lock for each line (or queues it for
+/// the log file).
 struct LockedStderr;
 
 impl Write for LockedStderr {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if crate::logfile::active() {
+            crate::logfile::line(None, buf.to_vec());
+            return Ok(buf.len());
+        }
         let _g = STDERR.lock().unwrap();
         std::io::stderr().write_all(buf)?;
         Ok(buf.len())
@@ -111,7 +180,7 @@ impl Stream {
 
 /// Now as RFC 3339 in UTC with microseconds, as herd's own JSON lines
 /// (tracing-subscriber) write it: `2026-11-22T12:00:00.123456Z`.
-fn timestamp() -> String {
+pub fn timestamp() -> String {
     let d = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
@@ -141,7 +210,7 @@ fn emit(format: LogFormat, worker: u32, pid: u32, stream: Stream, line: &[u8]) {
     let text = String::from_utf8_lossy(line);
     let text = text.strip_suffix('\r').unwrap_or(&text);
     let out = match format {
-        LogFormat::Text => format!("[w{worker}] {text}\n"),
+        LogFormat::Text => format!("{}[w{worker}] {text}\n", stamp()),
         LogFormat::Json => {
             let v = serde_json::json!({
                 "timestamp": timestamp(),
@@ -153,6 +222,9 @@ fn emit(format: LogFormat, worker: u32, pid: u32, stream: Stream, line: &[u8]) {
             format!("{v}\n")
         }
     };
+    if crate::logfile::active() {
+        return crate::logfile::line(Some(worker), out.into_bytes());
+    }
     let r = match stream {
         Stream::Stdout => {
             let _g = STDOUT.lock().unwrap();
@@ -210,6 +282,7 @@ pub async fn pump<R: AsyncRead + Unpin>(
             emit(f, worker, pid, stream, &line);
         }
     }
+    crate::logfile::close(worker);
 }
 
 #[cfg(test)]

@@ -135,6 +135,10 @@ fn match_sockets(
 pub fn run(args: RunArgs, format: LogFormat) -> Result<i32> {
     let mut cfg =
         Run::resolve(args).map_err(|e| anyhow::Error::new(crate::Usage(format!("{e:#}"))))?;
+    crate::output::set_timestamps(cfg.log_timestamps);
+    if let Some(files) = cfg.log_files.clone() {
+        crate::logfile::start(files)?;
+    }
     // Taken, and removed from the environment, while single-threaded: the
     // workers get their own values of these.
     let passed = herd::systemd::listen_fds()
@@ -230,11 +234,16 @@ async fn serve(
     let primary = Primary::with_settings(settings)?;
     let bound = primary.bind_foreign().map_err(|e| anyhow!("{e}"))?;
     for b in &bound {
+        // systemd's name for a socket without one is "unknown": not news.
+        let name = if b.name == "unknown" {
+            String::new()
+        } else {
+            format!(", name {}", b.name)
+        };
         tracing::info!(
-            "listening on {} (fd {}, name {}{})",
+            "listening on {} (fd {}{name}{})",
             b.address,
             b.fd,
-            b.name,
             if b.inherited { ", from systemd" } else { "" }
         );
     }
@@ -285,7 +294,7 @@ async fn serve(
         max_workers_from: cfg.max_workers.1.clone(),
     });
     tracing::info!(
-        "starting {} worker{}: {} (policy {}, ready when {})",
+        "starting {} worker{}: {} (policy {}, {})",
         cfg.workers,
         if cfg.workers == 1 { "" } else { "s" },
         std::iter::once(cfg.program.display().to_string())
@@ -293,7 +302,7 @@ async fn serve(
             .collect::<Vec<_>>()
             .join(" "),
         cfg.policy,
-        cfg.ready
+        crate::logwords::ready(&cfg.ready)
     );
 
     let output = match cfg.output {
@@ -307,6 +316,7 @@ async fn serve(
         None => None,
     };
     tokio::spawn(ctl::serve(listener, shared));
+    crate::logwords::reopen_on_sigusr1()?;
 
     let code = sup.run().await;
     // The last events (the last workers' exits) are logged before herd
@@ -330,7 +340,7 @@ async fn log(primary: Primary, mut events: ClusterEvents, output: Option<Option<
             ClusterEvent::Core(ev) => match ev {
                 Event::Fork { worker } => {
                     if let Some(w) = primary.worker(worker) {
-                        tracing::info!("worker {worker} started (pid {})", w.pid());
+                        tracing::info!(worker, "worker {worker} started (pid {})", w.pid());
                         if let Some(fmt) = output {
                             if let Some(out) = w.take_stdout() {
                                 tokio::spawn(pump(out, fmt, worker, w.pid(), Stream::Stdout));
@@ -341,28 +351,29 @@ async fn log(primary: Primary, mut events: ClusterEvents, output: Option<Option<
                         }
                     }
                 }
-                Event::Ready { worker } => tracing::info!("worker {worker} ready"),
+                Event::Ready { worker } => tracing::info!(worker, "worker {worker} ready"),
                 Event::Exit {
                     worker,
                     status,
                     exited_after_disconnect: true,
-                } => tracing::info!("worker {worker} exited ({status})"),
+                } => tracing::info!(worker, "worker {worker} exited ({status})"),
+                // The supervisor says it with what comes next (respawn,
+                // breaker, restart policy): one line for one death.
                 Event::Exit { worker, status, .. } => {
-                    tracing::warn!("worker {worker} died ({status})")
+                    tracing::debug!(worker, "worker {worker} died ({status})")
                 }
-                Event::Error { worker, error } => tracing::warn!("worker {worker}: {error}"),
+                Event::Error { worker, error } => {
+                    tracing::warn!(worker, "worker {worker}: {error}")
+                }
                 _ => {}
             },
-            // Breaker trips, respawns, reload ends and giving up are in the
-            // library's own log.
+            // Breaker trips, respawns, recycling, replacements, reload
+            // ends and giving up are in the library's own log.
             ClusterEvent::Supervisor(ev) => match &ev {
-                SupervisorEvent::Recycle { .. } | SupervisorEvent::ClusterReady { .. } => {
-                    tracing::info!("{ev}")
-                }
+                SupervisorEvent::ClusterReady { .. } => tracing::info!("{ev}"),
                 SupervisorEvent::Reload(ReloadPhase::Started { workers }) => {
                     tracing::info!("reload: replacing {workers} workers, one at a time")
                 }
-                SupervisorEvent::Reload(ReloadPhase::Replaced { .. }) => tracing::info!("{ev}"),
                 _ => {}
             },
             _ => {}

@@ -109,7 +109,8 @@ fn late_ready(rule: &str, sched: &str) {
     // READY=1: now the old one goes and the new one serves.
     std::fs::write(gate(&dir, 2), "").unwrap();
     h.expect("worker 2 ready");
-    h.expect("reload: worker 1 replaced by worker 2");
+    // The supervisor's line (the CLI no longer repeats it).
+    h.wait_said("worker 1 replaced by worker 2 (reload)");
     let out = ctl.join().unwrap();
     assert!(out.status.success(), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stdout).contains("reloaded: 1 worker replaced"));

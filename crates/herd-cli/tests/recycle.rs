@@ -24,7 +24,7 @@ fn by_age() {
     );
     let addr = h.address();
     h.ready(1);
-    h.expect("recycling worker 1: worker 1 is older than 1s");
+    h.expect("replacing worker 1: worker 1 is older than 1s");
     h.expect("worker 2 ready");
     h.expect("worker 1 exited");
     assert!(curl(&addr, "/").starts_with("hello from "));
@@ -56,6 +56,6 @@ while True:
         &[],
     );
     h.ready(1);
-    h.expect("recycling worker 1: worker 1 handled 5 connections (limit 3)");
+    h.expect("replacing worker 1: worker 1 handled 5 connections (limit 3)");
     h.expect("worker 2 ready");
 }

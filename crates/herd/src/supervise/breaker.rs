@@ -62,8 +62,9 @@ impl Breaker {
         if self.failures.len() >= cfg.crash_limit {
             let seen: Vec<&str> = self.failures.iter().map(|(_, how)| how.as_str()).collect();
             return Verdict::Trip(format!(
-                "slot {slot}: worker died {} times in {window:?} without becoming ready ({}); not respawning",
+                "slot {slot}: worker died {} times in {} without becoming ready ({}); not respawning",
                 seen.len(),
+                crate::supervise::events::human(window),
                 seen.join(", ")
             ));
         }

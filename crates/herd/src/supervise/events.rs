@@ -108,7 +108,11 @@ impl fmt::Display for SupervisorEvent {
                 slot,
                 previous,
                 after,
-            } => write!(f, "slot {slot}: respawning worker {previous} in {after:?}"),
+            } => write!(
+                f,
+                "slot {slot}: worker {previous} is respawned {}",
+                when(*after)
+            ),
             SupervisorEvent::ClusterReady { ready, wanted } => {
                 write!(f, "cluster ready: {ready} of {wanted} workers")
             }
@@ -124,7 +128,39 @@ pub(crate) fn when(after: Duration) -> String {
     if after.is_zero() {
         "now".into()
     } else {
-        format!("in {after:?}")
+        format!("in {}", human(after))
+    }
+}
+
+/// A duration as a person reads it in a log line: `0s`, `206ms`, `1.2s`,
+/// `30s`, `2m`, `2m30s`, `1h5m` (never `206.58432ms` or `0ns`).
+pub(crate) fn human(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms == 0 {
+        return if d.is_zero() {
+            "0s".into()
+        } else {
+            "1ms".into()
+        };
+    }
+    if ms < 1000 {
+        return format!("{ms}ms");
+    }
+    let s = d.as_secs();
+    if s < 60 {
+        let tenths = (ms + 50) / 100;
+        return if tenths % 10 == 0 {
+            format!("{}s", tenths / 10)
+        } else {
+            format!("{}.{}s", tenths / 10, tenths % 10)
+        };
+    }
+    let (h, m, s) = (s / 3600, (s % 3600) / 60, s % 60);
+    match (h, m, s) {
+        (0, m, 0) => format!("{m}m"),
+        (0, m, s) => format!("{m}m{s}s"),
+        (h, 0, _) => format!("{h}h"),
+        (h, m, _) => format!("{h}h{m}m"),
     }
 }
 
@@ -257,7 +293,7 @@ impl fmt::Display for RecycleReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             RecycleReason::Age { worker, limit } => {
-                write!(f, "worker {worker} is older than {limit:?}")
+                write!(f, "worker {worker} is older than {}", human(*limit))
             }
             RecycleReason::Requests {
                 worker,
@@ -272,7 +308,7 @@ impl fmt::Display for RecycleReason {
                 "worker {worker} uses {rss} bytes of memory (limit {limit})"
             ),
             RecycleReason::Hung { worker, timeout } => {
-                write!(f, "worker {worker} sent no heartbeat for {timeout:?}")
+                write!(f, "worker {worker} sent no heartbeat for {}", human(*timeout))
             }
             RecycleReason::Degraded {
                 worker,
@@ -392,5 +428,27 @@ impl futures_core::Stream for ClusterEvents {
     type Item = ClusterEvent;
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         self.sub.poll_recv(cx)
+    }
+}
+
+#[cfg(test)]
+mod human_tests {
+    use super::human;
+    use std::time::Duration;
+
+    #[test]
+    fn durations_read_as_people_write_them() {
+        let ms = Duration::from_millis;
+        assert_eq!(human(Duration::ZERO), "0s");
+        assert_eq!(human(Duration::from_nanos(5)), "1ms");
+        assert_eq!(human(Duration::from_micros(206_584)), "206ms");
+        assert_eq!(human(ms(1_234)), "1.2s");
+        assert_eq!(human(ms(1_960)), "2s");
+        assert_eq!(human(ms(30_000)), "30s");
+        assert_eq!(human(ms(59_960)), "60s");
+        assert_eq!(human(ms(120_000)), "2m");
+        assert_eq!(human(ms(150_000)), "2m30s");
+        assert_eq!(human(Duration::from_secs(3_900)), "1h5m");
+        assert_eq!(human(Duration::from_secs(7_200)), "2h");
     }
 }

@@ -361,7 +361,10 @@ impl<C: Core> Machine<C> {
         self.check_boots(now);
         for (id, r) in &mut self.retiring {
             if r.kill_at.is_some_and(|t| t <= now) {
-                tracing::warn!("worker {id} still running after the grace period; killing it");
+                tracing::warn!(
+                    worker = id,
+                    "worker {id} still running after the grace period; killing it"
+                );
                 self.core.kill(*id, Kill::Deliberate);
                 r.kill_at = None;
             }
@@ -407,7 +410,10 @@ impl<C: Core> Machine<C> {
         let id = self.reload_ids;
         if self.cfg.reload_via_health {
             let delay = self.cfg.drain_delay;
-            tracing::info!("reload: marking the host down for {delay:?} first");
+            tracing::info!(
+                "reload: marking the host down for {} first",
+                crate::supervise::events::human(delay)
+            );
             self.drain_reload = Some(DrainReload {
                 id,
                 at: now + delay,

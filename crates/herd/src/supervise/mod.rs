@@ -471,13 +471,19 @@ async fn stop_workers(
     mut kill: watch::Receiver<bool>,
 ) -> bool {
     if !drain_delay.is_zero() {
-        tracing::info!("health says draining; disconnecting the workers in {drain_delay:?}");
+        tracing::info!(
+            "health says draining; disconnecting the workers in {}",
+            crate::supervise::events::human(drain_delay)
+        );
         tokio::select! {
             _ = tokio::time::sleep(drain_delay) => {}
             _ = kill.wait_for(|k| *k) => {}
         }
     }
-    tracing::info!("disconnecting all workers (grace {grace:?}; signal again to kill them now)");
+    tracing::info!(
+        "disconnecting all workers (grace {}; signal again to kill them now)",
+        crate::supervise::events::human(grace)
+    );
     let clean = tokio::select! {
         r = tokio::time::timeout(grace, primary.disconnect()) => r.is_ok(),
         _ = kill.wait_for(|k| *k) => false,

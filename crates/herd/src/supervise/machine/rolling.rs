@@ -130,7 +130,10 @@ impl<C: Core> Machine<C> {
         };
         *self.replacements.entry(kind).or_default() += 1;
         let old_id = old.id();
-        tracing::info!("worker {old_id} replaced by worker {successor} ({why})");
+        tracing::info!(
+            worker = old_id,
+            "worker {old_id} replaced by worker {successor} ({why})"
+        );
         if let Old::Running(_) = old {
             self.retire(
                 old_id,
@@ -221,7 +224,10 @@ impl<C: Core> Machine<C> {
         };
         let took = now.saturating_duration_since(run.started);
         let replaced = run.replaced;
-        tracing::info!("reload finished: {replaced} workers replaced in {took:.1?}");
+        tracing::info!(
+            "reload finished: {replaced} workers replaced in {}",
+            crate::supervise::events::human(took)
+        );
         self.emit(SupervisorEvent::Reload(ReloadPhase::Finished {
             replaced,
             took,

@@ -91,12 +91,12 @@ impl<C: Core> Machine<C> {
             return;
         }
         tracing::warn!(
-            "cannot start workers for {} slot{} ({}); each tries again after a backoff (now {}), doubling up to {:?}",
+            "cannot start workers for {} slot{} ({}); each tries again after a backoff (now {}), doubling up to {}",
             f.slots,
             if f.slots == 1 { "" } else { "s" },
             f.last_error,
             crate::supervise::events::when(f.retry_in.unwrap_or_default()),
-            self.cfg.backoff_max
+            crate::supervise::events::human(self.cfg.backoff_max)
         );
         f.slots = 0;
         f.retry_in = None;
@@ -190,7 +190,10 @@ impl<C: Core> Machine<C> {
                 return;
             }
         };
-        let overdue = format!("not ready within {:?}", cfg.boot_timeout);
+        let overdue = format!(
+            "not ready within {}",
+            crate::supervise::events::human(cfg.boot_timeout)
+        );
         let words = match (deliberate, cur.boot) {
             (true, _) => "asked to leave".to_string(),
             (false, Boot::Overdue) => overdue.clone(),
@@ -204,6 +207,7 @@ impl<C: Core> Machine<C> {
             // afresh if it fails): respawning now as well would leave one
             // worker outside every slot, never stopped.
             tracing::info!(
+                worker = id,
                 "worker {id} died ({status}) while being replaced; slot {slot} waits for worker {successor}"
             );
             return;
@@ -218,6 +222,7 @@ impl<C: Core> Machine<C> {
         };
         if !respawn {
             tracing::info!(
+                worker = id,
                 "worker {id} exited ({status}); not respawning (restart policy {})",
                 cfg.restart
             );
@@ -237,7 +242,8 @@ impl<C: Core> Machine<C> {
         match s.breaker.death(cfg, slot, cur.ready(), how, now) {
             Verdict::Trip(reason) => self.trip(slot, reason),
             Verdict::Respawn(after) => {
-                tracing::info!(
+                tracing::warn!(
+                    worker = id,
                     "worker {id} died ({status}); a new one starts {}",
                     crate::supervise::events::when(after)
                 );
@@ -269,8 +275,8 @@ impl<C: Core> Machine<C> {
             let hint = self.core.worker(successor).and_then(|w| w.unready);
             self.core.kill(successor, Kill::Deliberate);
             let reason = format!(
-                "new worker {successor} was not ready within {:?}{}",
-                self.cfg.boot_timeout,
+                "new worker {successor} was not ready within {}{}",
+                crate::supervise::events::human(self.cfg.boot_timeout),
                 because(hint.as_deref())
             );
             self.failed_replacement(slot, reason, now);
@@ -284,9 +290,10 @@ impl<C: Core> Machine<C> {
             };
             if !w.ready && health::boot_overdue(&self.cfg, w.started, now) {
                 tracing::warn!(
-                    "worker {} was not ready within {:?}; killing it{}",
+                    worker = c.id,
+                    "worker {} was not ready within {}; killing it{}",
                     c.id,
-                    self.cfg.boot_timeout,
+                    crate::supervise::events::human(self.cfg.boot_timeout),
                     because(w.unready.as_deref())
                 );
                 c.boot = Boot::Overdue;
@@ -333,7 +340,7 @@ impl<C: Core> Machine<C> {
             return;
         };
         let State::Up(old) = s.state else { return };
-        tracing::info!("replacing worker {}: {why}", old.id);
+        tracing::info!(worker = old.id, "replacing worker {}: {why}", old.id);
         // A hung worker goes first.
         self.queue.push(slot, why.is_hung());
         s.state = State::Queued { old, why };
