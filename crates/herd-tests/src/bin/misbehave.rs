@@ -69,7 +69,7 @@ fn runtime() -> tokio::runtime::Runtime {
 
 /// The channel, as a plain blocking socket.
 fn channel() -> UnixStream {
-    herd_tests::raw::take_channel()
+    herd_tests::sys::take_channel()
 }
 
 /// A frame: the 8-byte header (`len` u32 LE, `kind`, `nfds` 0, two zero

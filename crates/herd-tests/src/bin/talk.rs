@@ -395,7 +395,7 @@ async fn worker(scenario: &str) {
 /// A worker written against the wire (docs/protocol.md) that floods the
 /// primary with requests and replies to requests never made.
 fn raw_worker() {
-    let mut ch = herd_tests::raw::take_channel();
+    let mut ch = herd_tests::sys::take_channel();
     let frame = |kind: u8, body: Value| {
         let body = body.to_string().into_bytes();
         let mut f = (body.len() as u32).to_le_bytes().to_vec();
