@@ -28,6 +28,16 @@ fn touch(dir: &Path, name: &str) {
     std::fs::write(dir.join(name), b"").unwrap();
 }
 
+/// `herd run OPTIONS -l 127.0.0.1:0 -- python3 life.py`, the life steered
+/// through the files in `life` (see programs/life.py).
+fn start_life(life: &TempDir, options: &[&str]) -> Herd {
+    let p = program("life.py");
+    let dir = life.path().to_string_lossy().into_owned();
+    let mut args = options.to_vec();
+    args.extend(["-l", "127.0.0.1:0", "--", "python3", &p]);
+    start(&args, &[("LIFE_DIR", &dir)])
+}
+
 fn read(p: &Path) -> String {
     std::fs::read_to_string(p).unwrap_or_default()
 }
@@ -37,22 +47,9 @@ fn read(p: &Path) -> String {
 #[test]
 fn a_whole_life_reads_cleanly_with_timestamps() {
     let life = TempDir::new("life");
-    let p = program("life.py");
-    let dir = life.path().to_string_lossy().into_owned();
-    let mut h = start(
-        &[
-            "-w",
-            "2",
-            "-l",
-            "127.0.0.1:0",
-            "--crash-limit",
-            "2",
-            "--log-timestamps",
-            "--",
-            "python3",
-            &p,
-        ],
-        &[("LIFE_DIR", &dir)],
+    let mut h = start_life(
+        &life,
+        &["-w", "2", "--crash-limit", "2", "--log-timestamps"],
     );
     h.expect("cluster ready: 2 of 2");
     touch(life.path(), "crash-1");
@@ -113,22 +110,7 @@ fn a_whole_life_reads_cleanly_with_timestamps() {
 #[test]
 fn json_lines_about_a_worker_carry_its_id() {
     let life = TempDir::new("life");
-    let p = program("life.py");
-    let dir = life.path().to_string_lossy().into_owned();
-    let mut h = start(
-        &[
-            "--log-format",
-            "json",
-            "-w",
-            "1",
-            "-l",
-            "127.0.0.1:0",
-            "--",
-            "python3",
-            &p,
-        ],
-        &[("LIFE_DIR", &dir)],
-    );
+    let mut h = start_life(&life, &["--log-format", "json", "-w", "1"]);
     h.expect("cluster ready");
     touch(life.path(), "crash-1");
     h.expect("worker 2 ready");
@@ -162,23 +144,8 @@ fn json_lines_about_a_worker_carry_its_id() {
 #[test]
 fn sigusr1_reopens_the_log_file() {
     let life = TempDir::new("life");
-    let p = program("life.py");
-    let dir = life.path().to_string_lossy().into_owned();
     let log = life.path().join("herd.log");
-    let mut h = start(
-        &[
-            "--log-file",
-            &log.to_string_lossy(),
-            "-w",
-            "1",
-            "-l",
-            "127.0.0.1:0",
-            "--",
-            "python3",
-            &p,
-        ],
-        &[("LIFE_DIR", &dir)],
-    );
+    let mut h = start_life(&life, &["--log-file", &log.to_string_lossy(), "-w", "1"]);
     wait_until("the log file says the cluster is ready", || {
         read(&log).contains("cluster ready") && read(&log).contains("[w1] worker 1 serving")
     });
@@ -207,22 +174,10 @@ fn sigusr1_reopens_the_log_file() {
 #[test]
 fn a_log_file_per_worker() {
     let life = TempDir::new("life");
-    let p = program("life.py");
-    let dir = life.path().to_string_lossy().into_owned();
     let pattern = life.path().join("w-{worker}.log");
-    let mut h = start(
-        &[
-            "--log-file",
-            &pattern.to_string_lossy(),
-            "-w",
-            "2",
-            "-l",
-            "127.0.0.1:0",
-            "--",
-            "python3",
-            &p,
-        ],
-        &[("LIFE_DIR", &dir)],
+    let mut h = start_life(
+        &life,
+        &["--log-file", &pattern.to_string_lossy(), "-w", "2"],
     );
     let file = |w: &str| life.path().join(format!("w-{w}.log"));
     wait_until("every file has its lines", || {
@@ -340,23 +295,8 @@ fn bad_log_options_are_one_clear_line() {
 #[test]
 fn a_failed_reopen_keeps_the_old_file() {
     let life = TempDir::new("life");
-    let p = program("life.py");
-    let dir = life.path().to_string_lossy().into_owned();
     let log = life.path().join("herd.log");
-    let mut h = start(
-        &[
-            "--log-file",
-            &log.to_string_lossy(),
-            "-w",
-            "1",
-            "-l",
-            "127.0.0.1:0",
-            "--",
-            "python3",
-            &p,
-        ],
-        &[("LIFE_DIR", &dir)],
-    );
+    let mut h = start_life(&life, &["--log-file", &log.to_string_lossy(), "-w", "1"]);
     wait_until("the cluster is ready", || {
         read(&log).contains("cluster ready")
     });

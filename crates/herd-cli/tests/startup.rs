@@ -9,6 +9,14 @@ use std::process::{Command, Stdio};
 
 use common::*;
 
+/// `herd run OPTIONS -- python3 whoami.py` with `env`.
+fn start_whoami(options: &[&str], env: &[(&str, &str)]) -> Herd {
+    let py = whoami();
+    let mut args = options.to_vec();
+    args.extend(["--", "python3", &py]);
+    start(&args, env)
+}
+
 fn whoami() -> String {
     program("whoami.py")
 }
@@ -29,8 +37,7 @@ fn env_file_values_reach_the_workers_over_config_env_and_herds_environment() {
     )
     .unwrap();
     let (env_file, config) = (env_file.to_str().unwrap(), config.to_str().unwrap());
-    let py = whoami();
-    let mut h = start(
+    let mut h = start_whoami(
         &[
             "-w",
             "1",
@@ -40,9 +47,6 @@ fn env_file_values_reach_the_workers_over_config_env_and_herds_environment() {
             config,
             "--env-file",
             env_file,
-            "--",
-            "python3",
-            &py,
         ],
         &[("SHARED", "from-herd"), ("PROC", "from-herd")],
     );
@@ -94,8 +98,7 @@ fn chdir_runs_the_workers_in_that_directory() {
     let dir = TempDir::new("chdir");
     let work = dir.path().join("app");
     std::fs::create_dir(&work).unwrap();
-    let py = whoami();
-    let mut h = start(
+    let mut h = start_whoami(
         &[
             "-w",
             "1",
@@ -103,9 +106,6 @@ fn chdir_runs_the_workers_in_that_directory() {
             "127.0.0.1:0",
             "--chdir",
             work.to_str().unwrap(),
-            "--",
-            "python3",
-            &py,
         ],
         &[],
     );
@@ -148,21 +148,7 @@ fn user_nobody_on_port_80_is_served_by_a_worker_running_as_nobody() {
         eprintln!("skipped: needs root (herd run --user needs it)");
         return;
     }
-    let py = whoami();
-    let mut h = start(
-        &[
-            "-w",
-            "1",
-            "-l",
-            "127.0.0.1:80",
-            "--user",
-            "nobody",
-            "--",
-            "python3",
-            &py,
-        ],
-        &[],
-    );
+    let mut h = start_whoami(&["-w", "1", "-l", "127.0.0.1:80", "--user", "nobody"], &[]);
     let addr = h.address();
     assert_eq!(addr, "127.0.0.1:80");
     h.ready(1);
@@ -228,8 +214,7 @@ fn user_needs_root_and_an_unknown_user_is_a_clear_error() {
 fn pid_file_is_written_at_start_and_removed_at_a_clean_stop() {
     let dir = TempDir::new("pidfile");
     let pid_file = dir.path().join("herd.pid");
-    let py = whoami();
-    let mut h = start(
+    let mut h = start_whoami(
         &[
             "-w",
             "1",
@@ -237,9 +222,6 @@ fn pid_file_is_written_at_start_and_removed_at_a_clean_stop() {
             "127.0.0.1:0",
             "--pid-file",
             pid_file.to_str().unwrap(),
-            "--",
-            "python3",
-            &py,
         ],
         &[],
     );
@@ -282,8 +264,7 @@ fn a_pid_file_naming_a_live_process_refuses_to_start_and_a_stale_one_is_replaced
     let stale = gone.id();
     gone.wait().unwrap();
     std::fs::write(&pid_file, format!("{stale}\n")).unwrap();
-    let py = whoami();
-    let mut h = start(
+    let mut h = start_whoami(
         &[
             "-w",
             "1",
@@ -291,9 +272,6 @@ fn a_pid_file_naming_a_live_process_refuses_to_start_and_a_stale_one_is_replaced
             "127.0.0.1:0",
             "--pid-file",
             pid_file.to_str().unwrap(),
-            "--",
-            "python3",
-            &py,
         ],
         &[],
     );
