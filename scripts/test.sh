@@ -15,12 +15,18 @@ command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || need+=(haproxy)
 command -v wrk >/dev/null || need+=(wrk)
 # systemd-analyze checks the README's systemd unit.
 command -v systemd-analyze >/dev/null || need+=(systemd)
+# The dashboard's browser test drives Debian's Chromium (playwright-core,
+# from scripts/deps); the services' tests and benchmarks start redis-server.
+command -v chromium >/dev/null || need+=(chromium)
+command -v redis-server >/dev/null || need+=(redis-server)
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   echo "test.sh: installing ${need[*]}" >&2
   $sudo apt-get update -qq && $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
+# Third-party servers and clients, pinned, into .deps/ (not system-wide).
+./scripts/deps.sh
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
 # The library without its default features (the herd command builds it so).

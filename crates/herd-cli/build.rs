@@ -21,8 +21,12 @@
 //! `HERD_TEST_<NAME>` variable for the test: `herd_haproxy` (haproxy and
 //! wrk, for tests/haproxy.rs), `herd_promtool` and `herd_systemd_analyze`
 //! (to check the README's Prometheus configuration and systemd unit).
-//! scripts/test.sh installs them when missing; set HERD_TESTS_RECHECK to
-//! something new after installing one by hand.
+//! `herd_chromium` (the dashboard's browser test) and `herd_redis`
+//! (redis-server). scripts/test.sh installs them when missing; set
+//! HERD_TESTS_RECHECK to something new after installing one by hand.
+//!
+//! `herd_test_deps`: the pinned PyPI and npm packages of scripts/deps.sh
+//! (see `test_deps` below).
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
@@ -47,6 +51,32 @@ fn main() {
         "herd_systemd_analyze",
         find_program("systemd-analyze").is_some(),
     );
+    cfg("herd_chromium", find_program("chromium").is_some());
+    cfg("herd_redis", find_program("redis-server").is_some());
+    test_deps();
+}
+
+/// The pinned third-party packages scripts/deps.sh installs into .deps/
+/// (uvicorn, gunicorn, aiohttp and redis-py in .deps/python; express,
+/// fastify, ioredis, node-redis and playwright-core in
+/// .deps/node/node_modules): cfg `herd_test_deps` when its stamp is there,
+/// with HERD_TEST_PYTHONPATH and HERD_TEST_NODE_PATH for the tests.
+fn test_deps() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.deps");
+    println!("cargo:rerun-if-changed={}", root.join("stamp").display());
+    let there = root.join("stamp").is_file();
+    cfg("herd_test_deps", there);
+    if there {
+        let root = root.canonicalize().unwrap_or(root);
+        println!(
+            "cargo:rustc-env=HERD_TEST_PYTHONPATH={}",
+            root.join("python").display()
+        );
+        println!(
+            "cargo:rustc-env=HERD_TEST_NODE_PATH={}",
+            root.join("node/node_modules").display()
+        );
+    }
 }
 
 /// Declares `name` (so the unexpected-cfg lint knows it) and sets it when
