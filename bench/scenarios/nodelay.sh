@@ -9,7 +9,8 @@
 #
 #   bench/run.sh nodelay
 #   env: DURATION seconds per run (3), CONNS (1), ROUNDS (3),
-#        UVICORN (the command; default `python3 -m uvicorn`: pip install uvicorn)
+#        UVICORN (the command; default `python3 -m uvicorn` from the pinned
+#        uvicorn that scripts/deps.sh installs into .deps/python, run first)
 # The last line is `nodelay: herd <rps> uvicorn <rps> ratio <x>`: herd with
 # TCP_NODELAY against uvicorn on its own port.
 set -euo pipefail
@@ -19,9 +20,15 @@ ensure_wrk
 DURATION=${DURATION:-3}
 CONNS=${CONNS:-1}
 ROUNDS=${ROUNDS:-3}
+if [ -z "${UVICORN:-}" ]; then
+  # The pinned uvicorn the tests use (scripts/deps.sh does nothing when
+  # .deps/ is already up to date).
+  "$BENCH_DIR/../scripts/deps.sh"
+  export PYTHONPATH="$(cd "$BENCH_DIR/.." && pwd)/.deps/python${PYTHONPATH:+:$PYTHONPATH}"
+fi
 read -r -a UVICORN <<<"${UVICORN:-python3 -m uvicorn}"
 "${UVICORN[@]}" --version >/dev/null 2>&1 || {
-  echo "bench: uvicorn is required (pip install uvicorn, or set UVICORN)" >&2
+  echo "bench: uvicorn is required (scripts/deps.sh installs it, or set UVICORN)" >&2
   exit 1
 }
 CONFIGS=(uvicorn herd-nodelay herd-no-nodelay)

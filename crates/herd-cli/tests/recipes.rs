@@ -1,0 +1,441 @@
+//! The recipes of docs/recipes.md, run with the real third-party servers
+//! (the pinned packages scripts/deps.sh installs into .deps/): uvicorn,
+//! gunicorn (default `--ready` and `--ready notify`), gunicorn with
+//! UvicornWorker, Express, fastify and aiohttp, each the exact command and
+//! app file (tests/programs/recipes/) the page shows, under `herd run -w 2`:
+//!
+//! - both workers answer (each answer's pid is a herd worker or, for
+//!   gunicorn, a child of one; both herd workers are seen);
+//! - two reloads under load (keep-alive clients and clients opening a new
+//!   connection per request) fail no request of either kind: each recipe
+//!   stops the way the page says, without closing an idle keep-alive
+//!   connection while a client may be reusing it;
+//! - SIGTERM to herd stops everything: herd exits 0 and no process of the
+//!   server (workers, their children, every pid that answered) is left.
+//!
+//! The stock command line the page warns about (`uvicorn --fd 3`) is
+//! measured by a `stock_` test, which prints how many requests it drops
+//! (its idle keep-alive connections are closed at once on SIGTERM) and
+//! checks the rest.
+
+mod common;
+use common::*;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+#[test]
+#[cfg_attr(not(herd_test_deps), ignore = "needs scripts/deps.sh")]
+fn uvicorn_drops_nothing() {
+    Recipe::python(&["asgi.py"]).check(Expect::NoDrop);
+}
+
+#[test]
+#[cfg_attr(not(herd_test_deps), ignore = "needs scripts/deps.sh")]
+fn stock_uvicorn_drops_no_new_connection() {
+    Recipe::python(&["-m", "uvicorn", "--fd", "3", "asgi:app"]).check(Expect::Measure);
+}
+
+#[test]
+#[cfg_attr(not(herd_test_deps), ignore = "needs scripts/deps.sh")]
+fn gunicorn_with_ready_notify_drops_nothing() {
+    Recipe::python(&["-m", "gunicorn", "wsgi:app"])
+        .herd_args(&["--ready", "notify"])
+        .check(Expect::NoDrop);
+}
+
+#[test]
+#[cfg_attr(not(herd_test_deps), ignore = "needs scripts/deps.sh")]
+fn gunicorn_with_the_default_ready_becomes_ready_and_drops_nothing() {
+    Recipe::python(&["-m", "gunicorn", "wsgi:app"]).check(Expect::NoDrop);
+}
+
+#[test]
+#[cfg_attr(not(herd_test_deps), ignore = "needs scripts/deps.sh")]
+fn gunicorn_with_uvicorn_worker_drops_nothing() {
+    Recipe::python(&["-m", "gunicorn", "-k", "uvicorn_worker.Worker", "asgi:app"])
+        .herd_args(&["--ready", "notify"])
+        .check(Expect::NoDrop);
+}
+
+#[test]
+#[cfg_attr(not(herd_test_deps), ignore = "needs scripts/deps.sh")]
+fn aiohttp_drops_nothing() {
+    Recipe::python(&["aiohttp_app.py"]).check(Expect::NoDrop);
+}
+
+#[test]
+#[cfg_attr(not(herd_test_deps), ignore = "needs scripts/deps.sh")]
+fn express_drops_nothing() {
+    Recipe::node("express.js").check(Expect::NoDrop);
+}
+
+#[test]
+#[cfg_attr(not(herd_test_deps), ignore = "needs scripts/deps.sh")]
+fn fastify_drops_nothing() {
+    Recipe::node("fastify.js").check(Expect::NoDrop);
+}
+
+/// What a recipe must show under reloads.
+#[derive(Clone, Copy, PartialEq)]
+enum Expect {
+    /// No failed request, keep-alive or not.
+    NoDrop,
+    /// Failures only counted and printed (the stock command lines
+    /// docs/recipes.md warns about); the rest is checked as for `NoDrop`.
+    Measure,
+}
+
+/// One recipe: `herd run -w 2 --chdir tests/programs/recipes [ARGS] --
+/// PROGRAM...`, with the pinned packages on PYTHONPATH / NODE_PATH.
+struct Recipe {
+    program: Vec<String>,
+    herd_args: Vec<String>,
+}
+
+fn recipes_dir() -> String {
+    program("recipes")
+}
+
+impl Recipe {
+    fn python(args: &[&str]) -> Recipe {
+        let mut program = vec!["python3".to_string()];
+        program.extend(args.iter().map(|a| a.to_string()));
+        Recipe {
+            program,
+            herd_args: Vec::new(),
+        }
+    }
+
+    fn node(file: &str) -> Recipe {
+        Recipe {
+            program: vec!["node".into(), file.into()],
+            herd_args: Vec::new(),
+        }
+    }
+
+    fn herd_args(mut self, args: &[&str]) -> Recipe {
+        self.herd_args.extend(args.iter().map(|a| a.to_string()));
+        self
+    }
+
+    fn start(&self) -> Tree {
+        let dir = recipes_dir();
+        let mut args: Vec<&str> = vec![
+            "-w",
+            "2",
+            "--grace",
+            "10s",
+            "--chdir",
+            &dir,
+            "-l",
+            "127.0.0.1:0",
+        ];
+        args.extend(self.herd_args.iter().map(String::as_str));
+        args.push("--");
+        args.extend(self.program.iter().map(String::as_str));
+        Tree::new(start(
+            &args,
+            &[
+                ("PYTHONPATH", env!("HERD_TEST_PYTHONPATH")),
+                ("NODE_PATH", env!("HERD_TEST_NODE_PATH")),
+            ],
+        ))
+    }
+
+    fn check(&self, expect: Expect) {
+        let mut t = self.start();
+        let addr = t.herd.address();
+        t.herd.ready(2);
+        let first = t.herd.worker_pids();
+        assert_eq!(first.len(), 2, "{}", t.herd.dump());
+        both_workers_answer(&mut t, &addr, &first);
+
+        let load = Load::start(&addr);
+        for round in 1..=2 {
+            let out = t.herd.ctl(&["reload"]);
+            assert!(
+                out.status.success(),
+                "reload {round}: {}{}\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr),
+                t.herd.dump()
+            );
+            t.snapshot();
+        }
+        for pid in &first {
+            wait_until("the first workers exit", || !alive(*pid));
+        }
+        let r = load.finish();
+        for pid in &r.pids {
+            if t.worker_of(*pid).is_some() {
+                t.record(*pid);
+            }
+        }
+        println!(
+            "{}: {} requests over two reloads; failed: {} of {} keep-alive, {} of {} new-connection{}",
+            self.program.join(" "),
+            r.keep_alive.0 + r.new_conn.0,
+            r.keep_alive.1.len(),
+            r.keep_alive.0 + r.keep_alive.1.len() as u64,
+            r.new_conn.1.len(),
+            r.new_conn.0 + r.new_conn.1.len() as u64,
+            match r.keep_alive.1.first() {
+                Some(e) => format!(" (first keep-alive failure: {e})"),
+                None => String::new(),
+            }
+        );
+        if expect == Expect::NoDrop {
+            assert!(
+                r.new_conn.1.is_empty(),
+                "new connections failed: {:?}\n{}",
+                &r.new_conn.1[..r.new_conn.1.len().min(10)],
+                t.herd.dump()
+            );
+            assert!(
+                r.keep_alive.1.is_empty(),
+                "keep-alive requests failed: {:?}\n{}",
+                &r.keep_alive.1[..r.keep_alive.1.len().min(10)],
+                t.herd.dump()
+            );
+        }
+        assert!(
+            r.keep_alive.0 > 50 && r.new_conn.0 > 50,
+            "too few requests served: {} keep-alive, {} new-connection",
+            r.keep_alive.0,
+            r.new_conn.0
+        );
+        // Old and new workers answered (each answering process is a
+        // worker or a gunicorn child: three generations of two).
+        assert!(r.pids.len() >= 4, "answers came from {:?}", r.pids);
+        t.stop();
+    }
+}
+
+/// Requests on new connections until both first workers (or their
+/// children) have answered.
+fn both_workers_answer(t: &mut Tree, addr: &str, first: &[u32]) {
+    let mut seen = BTreeSet::new();
+    let deadline = Instant::now() + TIMEOUT;
+    while seen.len() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "only {seen:?} of workers {first:?} answered"
+        );
+        let pid: u32 = Client::new(addr, false)
+            .get("/pid")
+            .unwrap_or_else(|e| panic!("GET /pid: {e}\n{}", t.herd.dump()))
+            .trim()
+            .parse()
+            .expect("a pid");
+        let worker = t
+            .worker_of(pid)
+            .unwrap_or_else(|| panic!("pid {pid} answered: not below a herd worker"));
+        assert!(first.contains(&worker), "{worker} is not a first worker");
+        t.record(pid);
+        seen.insert(worker);
+    }
+    t.snapshot();
+}
+
+/// A herd and every process seen below it; on drop every worker's process
+/// group (each worker leads one) and every process seen is killed, so a
+/// failing test leaves nothing behind.
+struct Tree {
+    herd: Herd,
+    /// Every process seen below herd or answering, with its start time
+    /// (so that a pid reused by another process does not count).
+    seen: BTreeMap<u32, u64>,
+}
+
+impl Tree {
+    fn new(herd: Herd) -> Tree {
+        Tree {
+            herd,
+            seen: BTreeMap::new(),
+        }
+    }
+
+    /// Records every process now below herd.
+    fn snapshot(&mut self) {
+        for e in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            if ancestors(pid).contains(&self.herd.pid) {
+                self.record(pid);
+            }
+        }
+    }
+
+    fn record(&mut self, pid: u32) {
+        if let Some(start) = started(pid) {
+            self.seen.insert(pid, start);
+        }
+    }
+
+    /// The herd worker `pid` is, or runs below.
+    fn worker_of(&self, pid: u32) -> Option<u32> {
+        let workers = self.herd.worker_pids();
+        std::iter::once(pid)
+            .chain(ancestors(pid))
+            .find(|p| workers.contains(p))
+    }
+
+    /// The processes seen that still run (the same process: same start
+    /// time), with their command lines.
+    fn running(&self) -> Vec<(u32, String)> {
+        self.seen
+            .iter()
+            .filter(|(pid, start)| alive(**pid) && started(**pid) == Some(**start))
+            .map(|(pid, _)| {
+                let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                (*pid, String::from_utf8_lossy(&cmd).replace('\0', " "))
+            })
+            .collect()
+    }
+
+    /// SIGTERM to herd: it exits 0 and nothing it ran is left. (herd's
+    /// guard, a forked herd that kills the workers if herd dies, ends when
+    /// it sees herd gone: it gets a moment.)
+    fn stop(mut self) {
+        self.snapshot();
+        for pid in self.herd.worker_pids() {
+            self.record(pid);
+        }
+        self.herd.signal(nix::sys::signal::Signal::SIGTERM);
+        assert_eq!(self.herd.wait_exit(), 0, "{}", self.herd.dump());
+        let herd = std::fs::canonicalize(herd_bin()).unwrap();
+        let is_guard = |pid: u32| {
+            std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|exe| exe == herd)
+        };
+        let left: Vec<_> = self
+            .running()
+            .into_iter()
+            .filter(|(pid, _)| !is_guard(*pid))
+            .collect();
+        assert!(
+            left.is_empty(),
+            "still running after herd exited: {left:?}\n{}",
+            self.herd.dump()
+        );
+        wait_until("herd's guard exits", || self.running().is_empty());
+    }
+}
+
+impl Drop for Tree {
+    fn drop(&mut self) {
+        use nix::sys::signal::{kill, killpg, Signal};
+        use nix::unistd::Pid;
+        for pid in self.herd.worker_pids() {
+            let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
+        }
+        for (pid, _) in self.running() {
+            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+        }
+    }
+}
+
+/// The parent chain of `pid` (its parent first), from /proc.
+fn ancestors(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    let mut p = pid;
+    while let Some(pp) = stat_field(p, 1) {
+        let pp = pp as u32;
+        if pp <= 1 || out.contains(&pp) {
+            break;
+        }
+        out.push(pp);
+        p = pp;
+    }
+    out
+}
+
+/// When the process started (clock ticks after boot).
+fn started(pid: u32) -> Option<u64> {
+    stat_field(pid, 19)
+}
+
+/// Field `n` of /proc/PID/stat after the command (0 is the state).
+fn stat_field(pid: u32, n: usize) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?.1.split_whitespace().nth(n)?.parse().ok()
+}
+
+/// Clients that keep requesting until told to stop: three keep-alive
+/// (reconnecting when told `Connection: close`), three opening a new
+/// connection per request.
+struct Load {
+    stop: Arc<AtomicBool>,
+    clients: Vec<std::thread::JoinHandle<(bool, u64, Vec<String>, BTreeSet<u32>)>>,
+}
+
+struct LoadReport {
+    /// Served, and the failures.
+    keep_alive: (u64, Vec<String>),
+    new_conn: (u64, Vec<String>),
+    pids: BTreeSet<u32>,
+}
+
+impl Load {
+    fn start(addr: &str) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let served = Arc::new(AtomicU64::new(0));
+        let clients = (0..6)
+            .map(|i| {
+                let keep_alive = i % 2 == 0;
+                let (addr, stop, served) = (addr.to_string(), stop.clone(), served.clone());
+                std::thread::spawn(move || {
+                    let mut c = Client::new(&addr, keep_alive);
+                    let (mut n, mut failed, mut pids) = (0u64, Vec::new(), BTreeSet::new());
+                    while !stop.load(Ordering::Relaxed) {
+                        match c.get("/pid") {
+                            Ok(body) => {
+                                n += 1;
+                                served.fetch_add(1, Ordering::Relaxed);
+                                if let Ok(pid) = body.trim().parse() {
+                                    pids.insert(pid);
+                                }
+                            }
+                            Err(e) => {
+                                if std::env::var_os("HERD_TEST_VERBOSE").is_some() {
+                                    eprintln!("| client failed: {e}");
+                                }
+                                failed.push(e)
+                            }
+                        }
+                    }
+                    (keep_alive, n, failed, pids)
+                })
+            })
+            .collect();
+        // Every client under way before the first reload.
+        wait_until("100 requests are served", || {
+            served.load(Ordering::Relaxed) >= 100
+        });
+        Load { stop, clients }
+    }
+
+    fn finish(self) -> LoadReport {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut r = LoadReport {
+            keep_alive: (0, Vec::new()),
+            new_conn: (0, Vec::new()),
+            pids: BTreeSet::new(),
+        };
+        for c in self.clients {
+            let (keep_alive, n, failed, pids) = c.join().unwrap();
+            let kind = if keep_alive {
+                &mut r.keep_alive
+            } else {
+                &mut r.new_conn
+            };
+            kind.0 += n;
+            kind.1.extend(failed);
+            r.pids.extend(pids);
+        }
+        r
+    }
+}
