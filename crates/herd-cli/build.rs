@@ -21,8 +21,9 @@
 //! `HERD_TEST_<NAME>` variable for the test: `herd_haproxy` (haproxy and
 //! wrk, for tests/haproxy.rs), `herd_promtool` and `herd_systemd_analyze`
 //! (to check the README's Prometheus configuration and systemd unit).
-//! `herd_chromium` (the dashboard's browser test) and `herd_redis`
-//! (redis-server). scripts/test.sh installs them when missing; set
+//! `herd_chromium` (the dashboard's browser test), `herd_redis`
+//! (redis-server) and `herd_go` (the Go recipe of tests/recipes.rs; not
+//! installed by scripts/test.sh: Debian's golang-go is large). scripts/test.sh installs them when missing; set
 //! HERD_TESTS_RECHECK to something new after installing one by hand.
 //!
 //! `herd_test_deps`: the pinned PyPI and npm packages of scripts/deps.sh
@@ -53,6 +54,7 @@ fn main() {
     );
     cfg("herd_chromium", find_program("chromium").is_some());
     cfg("herd_redis", find_program("redis-server").is_some());
+    cfg("herd_go", find_program("go").is_some());
     test_deps();
 }
 

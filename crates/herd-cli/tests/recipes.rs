@@ -22,6 +22,7 @@ mod common;
 use common::*;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -78,6 +79,59 @@ fn fastify_drops_nothing() {
     Recipe::node("fastify.js").check(Expect::NoDrop);
 }
 
+#[test]
+#[cfg_attr(not(herd_go), ignore = "needs go")]
+fn go_net_http_drops_nothing() {
+    let dir = TempDir::new("go");
+    let server = dir.path().join("server");
+    let out = std::process::Command::new(option_env!("HERD_TEST_GO").unwrap_or("go"))
+        .args(["build", "-o"])
+        .arg(&server)
+        .arg("main.go")
+        .current_dir(recipes_dir())
+        .output()
+        .expect("run go build");
+    assert!(
+        out.status.success(),
+        "go build main.go: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Recipe {
+        program: vec![server.to_string_lossy().into_owned()],
+        shown: "./server".into(),
+        herd_args: Vec::new(),
+    }
+    .check(Expect::NoDrop);
+}
+
+/// docs/recipes.md shows every app file verbatim, and every command line
+/// these tests run (checked by each test) is on it.
+#[test]
+fn the_page_shows_every_app_file_verbatim() {
+    let page = recipes_page();
+    let mut files: Vec<_> = std::fs::read_dir(recipes_dir())
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_file())
+        .collect();
+    files.sort();
+    assert!(files.len() >= 7, "{files:?}");
+    for f in files {
+        let text = std::fs::read_to_string(&f).unwrap();
+        let name = f.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(
+            page.contains(&format!("{name}:\n\n```")) && page.contains(&text),
+            "docs/recipes.md does not show {name} as it is (run scripts/recipes-doc.sh)"
+        );
+    }
+}
+
+fn recipes_page() -> String {
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/recipes.md"))
+        .unwrap()
+}
+
 /// What a recipe must show under reloads.
 #[derive(Clone, Copy, PartialEq)]
 enum Expect {
@@ -92,6 +146,9 @@ enum Expect {
 /// PROGRAM...`, with the pinned packages on PYTHONPATH / NODE_PATH.
 struct Recipe {
     program: Vec<String>,
+    /// The program as docs/recipes.md shows it (`gunicorn` for
+    /// `python3 -m gunicorn`).
+    shown: String,
     herd_args: Vec<String>,
 }
 
@@ -103,8 +160,13 @@ impl Recipe {
     fn python(args: &[&str]) -> Recipe {
         let mut program = vec!["python3".to_string()];
         program.extend(args.iter().map(|a| a.to_string()));
+        let shown = match args {
+            ["-m", rest @ ..] => rest.join(" "),
+            _ => format!("python3 {}", args.join(" ")),
+        };
         Recipe {
             program,
+            shown,
             herd_args: Vec::new(),
         }
     }
@@ -112,6 +174,7 @@ impl Recipe {
     fn node(file: &str) -> Recipe {
         Recipe {
             program: vec!["node".into(), file.into()],
+            shown: format!("node {file}"),
             herd_args: Vec::new(),
         }
     }
@@ -145,7 +208,22 @@ impl Recipe {
         ))
     }
 
+    /// The command line as docs/recipes.md shows it.
+    fn command(&self) -> String {
+        let mut c = "herd run -w 2 -l :8000 ".to_string();
+        for a in &self.herd_args {
+            c += a;
+            c += " ";
+        }
+        c + "-- " + &self.shown
+    }
+
     fn check(&self, expect: Expect) {
+        let command = self.command();
+        assert!(
+            recipes_page().contains(&format!("{command}\n")),
+            "docs/recipes.md does not show `{command}`"
+        );
         let mut t = self.start();
         let addr = t.herd.address();
         t.herd.ready(2);
