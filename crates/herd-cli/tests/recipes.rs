@@ -19,12 +19,12 @@
 //! checks the rest.
 
 mod common;
+mod recipe;
 use common::*;
+use recipe::{Load, Tree};
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::Instant;
 
 #[test]
@@ -35,7 +35,7 @@ fn uvicorn_drops_nothing() {
 
 #[test]
 #[cfg_attr(not(herd_test_deps), ignore = "needs scripts/deps.sh")]
-fn stock_uvicorn_drops_no_new_connection() {
+fn stock_uvicorn_reloads_and_stops_dropping_what_it_drops() {
     Recipe::python(&["-m", "uvicorn", "--fd", "3", "asgi:app"]).check(Expect::Measure);
 }
 
@@ -99,6 +99,57 @@ fn go_net_http_drops_nothing() {
     Recipe {
         program: vec![server.to_string_lossy().into_owned()],
         shown: "./server".into(),
+        herd_args: Vec::new(),
+    }
+    .check(Expect::NoDrop);
+}
+
+/// The Rust recipe (programs/recipes/axum.rs, herd-tests' `recipe_axum`
+/// binary), built by cargo into the target directory this test runs from
+/// (at once when it is up to date, as after a workspace build).
+#[test]
+fn rust_axum_drops_nothing() {
+    let herd = Path::new(herd_bin());
+    let out_dir = herd.parent().unwrap();
+    let profile = match out_dir.file_name().unwrap().to_str().unwrap() {
+        "debug" => "dev".to_string(),
+        other => other.to_string(),
+    };
+    let mut build = std::process::Command::new(env!("CARGO"))
+        .args([
+            "build",
+            "-q",
+            "-p",
+            "herd-tests",
+            "--bin",
+            "recipe_axum",
+            "--profile",
+        ])
+        .arg(&profile)
+        .arg("--target-dir")
+        .arg(out_dir.parent().unwrap())
+        .arg("--manifest-path")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../Cargo.toml"))
+        .spawn()
+        .expect("run cargo build");
+    let deadline = Instant::now() + std::time::Duration::from_secs(600);
+    let status = loop {
+        if let Some(s) = build.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = build.kill();
+            panic!("cargo build -p herd-tests --bin recipe_axum took over 10 minutes");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert!(
+        status.success(),
+        "cargo build -p herd-tests --bin recipe_axum failed"
+    );
+    Recipe {
+        program: vec![out_dir.join("recipe_axum").to_string_lossy().into_owned()],
+        shown: "target/release/recipe_axum".into(),
         herd_args: Vec::new(),
     }
     .check(Expect::NoDrop);
@@ -316,204 +367,4 @@ fn both_workers_answer(t: &mut Tree, addr: &str, first: &[u32]) {
         seen.insert(worker);
     }
     t.snapshot();
-}
-
-/// A herd and every process seen below it; on drop every worker's process
-/// group (each worker leads one) and every process seen is killed, so a
-/// failing test leaves nothing behind.
-struct Tree {
-    herd: Herd,
-    /// Every process seen below herd or answering, with its start time
-    /// (so that a pid reused by another process does not count).
-    seen: BTreeMap<u32, u64>,
-}
-
-impl Tree {
-    fn new(herd: Herd) -> Tree {
-        Tree {
-            herd,
-            seen: BTreeMap::new(),
-        }
-    }
-
-    /// Records every process now below herd.
-    fn snapshot(&mut self) {
-        for e in std::fs::read_dir("/proc").unwrap().flatten() {
-            let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
-                continue;
-            };
-            if ancestors(pid).contains(&self.herd.pid) {
-                self.record(pid);
-            }
-        }
-    }
-
-    fn record(&mut self, pid: u32) {
-        if let Some(start) = started(pid) {
-            self.seen.insert(pid, start);
-        }
-    }
-
-    /// The herd worker `pid` is, or runs below.
-    fn worker_of(&self, pid: u32) -> Option<u32> {
-        let workers = self.herd.worker_pids();
-        std::iter::once(pid)
-            .chain(ancestors(pid))
-            .find(|p| workers.contains(p))
-    }
-
-    /// The processes seen that still run (the same process: same start
-    /// time), with their command lines.
-    fn running(&self) -> Vec<(u32, String)> {
-        self.seen
-            .iter()
-            .filter(|(pid, start)| alive(**pid) && started(**pid) == Some(**start))
-            .map(|(pid, _)| {
-                let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-                (*pid, String::from_utf8_lossy(&cmd).replace('\0', " "))
-            })
-            .collect()
-    }
-
-    /// SIGTERM to herd: it exits 0 and nothing it ran is left. (herd's
-    /// guard, a forked herd that kills the workers if herd dies, ends when
-    /// it sees herd gone: it gets a moment.)
-    fn stop(mut self) {
-        self.snapshot();
-        for pid in self.herd.worker_pids() {
-            self.record(pid);
-        }
-        self.herd.signal(nix::sys::signal::Signal::SIGTERM);
-        assert_eq!(self.herd.wait_exit(), 0, "{}", self.herd.dump());
-        let herd = std::fs::canonicalize(herd_bin()).unwrap();
-        let is_guard = |pid: u32| {
-            std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|exe| exe == herd)
-        };
-        let left: Vec<_> = self
-            .running()
-            .into_iter()
-            .filter(|(pid, _)| !is_guard(*pid))
-            .collect();
-        assert!(
-            left.is_empty(),
-            "still running after herd exited: {left:?}\n{}",
-            self.herd.dump()
-        );
-        wait_until("herd's guard exits", || self.running().is_empty());
-    }
-}
-
-impl Drop for Tree {
-    fn drop(&mut self) {
-        use nix::sys::signal::{kill, killpg, Signal};
-        use nix::unistd::Pid;
-        for pid in self.herd.worker_pids() {
-            let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
-        }
-        for (pid, _) in self.running() {
-            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
-        }
-    }
-}
-
-/// The parent chain of `pid` (its parent first), from /proc.
-fn ancestors(pid: u32) -> Vec<u32> {
-    let mut out = Vec::new();
-    let mut p = pid;
-    while let Some(pp) = stat_field(p, 1) {
-        let pp = pp as u32;
-        if pp <= 1 || out.contains(&pp) {
-            break;
-        }
-        out.push(pp);
-        p = pp;
-    }
-    out
-}
-
-/// When the process started (clock ticks after boot).
-fn started(pid: u32) -> Option<u64> {
-    stat_field(pid, 19)
-}
-
-/// Field `n` of /proc/PID/stat after the command (0 is the state).
-fn stat_field(pid: u32, n: usize) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit_once(')')?.1.split_whitespace().nth(n)?.parse().ok()
-}
-
-/// Clients that keep requesting until told to stop: three keep-alive
-/// (reconnecting when told `Connection: close`), three opening a new
-/// connection per request.
-struct Load {
-    stop: Arc<AtomicBool>,
-    clients: Vec<std::thread::JoinHandle<(bool, u64, Vec<String>, BTreeSet<u32>)>>,
-}
-
-struct LoadReport {
-    /// Served, and the failures.
-    keep_alive: (u64, Vec<String>),
-    new_conn: (u64, Vec<String>),
-    pids: BTreeSet<u32>,
-}
-
-impl Load {
-    fn start(addr: &str) -> Load {
-        let stop = Arc::new(AtomicBool::new(false));
-        let served = Arc::new(AtomicU64::new(0));
-        let clients = (0..6)
-            .map(|i| {
-                let keep_alive = i % 2 == 0;
-                let (addr, stop, served) = (addr.to_string(), stop.clone(), served.clone());
-                std::thread::spawn(move || {
-                    let mut c = Client::new(&addr, keep_alive);
-                    let (mut n, mut failed, mut pids) = (0u64, Vec::new(), BTreeSet::new());
-                    while !stop.load(Ordering::Relaxed) {
-                        match c.get("/pid") {
-                            Ok(body) => {
-                                n += 1;
-                                served.fetch_add(1, Ordering::Relaxed);
-                                if let Ok(pid) = body.trim().parse() {
-                                    pids.insert(pid);
-                                }
-                            }
-                            Err(e) => {
-                                if std::env::var_os("HERD_TEST_VERBOSE").is_some() {
-                                    eprintln!("| client failed: {e}");
-                                }
-                                failed.push(e)
-                            }
-                        }
-                    }
-                    (keep_alive, n, failed, pids)
-                })
-            })
-            .collect();
-        // Every client under way before the first reload.
-        wait_until("100 requests are served", || {
-            served.load(Ordering::Relaxed) >= 100
-        });
-        Load { stop, clients }
-    }
-
-    fn finish(self) -> LoadReport {
-        self.stop.store(true, Ordering::Relaxed);
-        let mut r = LoadReport {
-            keep_alive: (0, Vec::new()),
-            new_conn: (0, Vec::new()),
-            pids: BTreeSet::new(),
-        };
-        for c in self.clients {
-            let (keep_alive, n, failed, pids) = c.join().unwrap();
-            let kind = if keep_alive {
-                &mut r.keep_alive
-            } else {
-                &mut r.new_conn
-            };
-            kind.0 += n;
-            kind.1.extend(failed);
-            r.pids.extend(pids);
-        }
-        r
-    }
 }
