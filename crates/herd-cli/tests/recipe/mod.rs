@@ -146,8 +146,11 @@ fn stat_field(pid: u32, n: usize) -> Option<u64> {
 /// connection per request.
 pub struct Load {
     stop: Arc<AtomicBool>,
-    clients: Vec<std::thread::JoinHandle<(bool, u64, Vec<String>, BTreeSet<u32>)>>,
+    clients: Vec<std::thread::JoinHandle<ClientReport>>,
 }
+
+/// One client's: keep-alive or not, served, failures, answering pids.
+type ClientReport = (bool, u64, Vec<String>, BTreeSet<u32>);
 
 pub struct LoadReport {
     /// Served, and the failures.
