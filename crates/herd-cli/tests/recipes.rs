@@ -1,8 +1,10 @@
 //! The recipes of docs/recipes.md, run with the real third-party servers
 //! (the pinned packages scripts/deps.sh installs into .deps/): uvicorn,
 //! gunicorn (default `--ready` and `--ready notify`), gunicorn with
-//! UvicornWorker, Express, fastify and aiohttp, each the exact command and
-//! app file (tests/programs/recipes/) the page shows, under `herd run -w 2`:
+//! UvicornWorker, Express, fastify and aiohttp, and the Rust (axum) and Go
+//! (where `go` is installed, cfg `herd_go`) servers, each the exact command
+//! and app file (tests/programs/recipes/) the page shows, under
+//! `herd run -w 2`:
 //!
 //! - both workers answer (each answer's pid is a herd worker or, for
 //!   gunicorn, a child of one; both herd workers are seen);
