@@ -139,14 +139,14 @@ pub(crate) fn reachable_dir() -> Result<PathBuf, Error> {
     let uid = nix::unistd::geteuid().as_raw();
     let tmp = std::env::temp_dir();
     if !tmp.is_absolute() {
-        return Err(refused(&tmp, "TMPDIR must be an absolute path".into()));
+        return Err(refused_tmp(&tmp, "TMPDIR must be an absolute path".into()));
     }
     let meta = std::fs::symlink_metadata(&tmp)
         .map_err(|e| Error::io(format!("temporary directory {}", tmp.display()), e))?;
     let mode = meta.mode() & 0o7777;
     let owner_trusted = meta.uid() == uid || meta.uid() == 0;
     if !meta.is_dir() || !(mode & STICKY != 0 || (mode & 0o022 == 0 && owner_trusted)) {
-        return Err(refused(
+        return Err(refused_tmp(
             &tmp,
             format!(
                 "mode {mode:04o}, owned by uid {}: not a directory where others cannot remove what herd puts there (no sticky bit); set TMPDIR to one (e.g. /tmp, or a root-owned 0755 directory)",
@@ -158,7 +158,7 @@ pub(crate) fn reachable_dir() -> Result<PathBuf, Error> {
         let m = std::fs::metadata(dir)
             .map_err(|e| Error::io(format!("temporary directory {}", dir.display()), e))?;
         if m.mode() & 0o001 == 0 {
-            return Err(refused(
+            return Err(refused_tmp(
                 dir,
                 format!(
                     "mode {:04o}: workers run as another user cannot search it to reach their NOTIFY_SOCKET below {}; set TMPDIR to a directory they can reach (e.g. /tmp)",
@@ -172,7 +172,7 @@ pub(crate) fn reachable_dir() -> Result<PathBuf, Error> {
     let meta = ensure_dir(&own, 0o711)?;
     let mode = meta.mode() & 0o7777;
     if meta.uid() != uid || mode & 0o022 != 0 || mode & 0o001 == 0 {
-        return Err(refused(
+        return Err(refused_tmp(
             &own,
             format!(
                 "mode {mode:04o}, owned by uid {}: herd needs it to be yours (uid {uid}), writable by you alone and searchable by others (0711); herd does not change it: remove it, or set TMPDIR elsewhere",
@@ -181,6 +181,17 @@ pub(crate) fn reachable_dir() -> Result<PathBuf, Error> {
         ));
     }
     Ok(own)
+}
+
+/// [`refused`] for the directories of [`reachable_dir`].
+fn refused_tmp(dir: &Path, why: String) -> Error {
+    Error::io(
+        format!(
+            "notification sockets for workers run as another user, in {}",
+            dir.display()
+        ),
+        std::io::Error::new(std::io::ErrorKind::PermissionDenied, why),
+    )
 }
 
 fn refused(dir: &Path, why: String) -> Error {

@@ -29,8 +29,9 @@ pub(crate) struct State {
     /// The notification sockets of workers that run as herd's user: in
     /// herd's private runtime directory.
     pub notify_dir: PathBuf,
-    /// Those of workers that run as another user, made when the first such
-    /// worker starts: in [`crate::foreign::reachable_dir`], mode 0711.
+    /// Those of workers that run as another user, made at start when the
+    /// settings name one, else when the first such worker starts: in
+    /// [`crate::foreign::reachable_dir`], mode 0711.
     reachable: std::sync::Mutex<Option<PathBuf>>,
     /// TCP ports, for counting a worker's connections.
     pub ports: Vec<u16>,
@@ -57,7 +58,9 @@ impl State {
         let mut slot = self.reachable.lock().unwrap();
         let dir = match slot.as_ref() {
             Some(d) => d.clone(),
-            None => slot.insert(run_dir(&crate::foreign::reachable_dir()?, 0o711)?).clone(),
+            None => slot
+                .insert(run_dir(&crate::foreign::reachable_dir()?, 0o711)?)
+                .clone(),
         };
         Ok(dir.join(id.to_string()))
     }
@@ -179,11 +182,18 @@ pub(crate) fn prepare(inner: &Inner, policy: Policy, spec: &Foreign) -> Result<S
         None => crate::foreign::runtime_dir()?,
     };
     let notify_dir = run_dir(&base, 0o700)?;
+    // Workers that will run as another user: their directory now, so that
+    // a temporary directory they cannot reach is an error at start.
+    let uid = inner.settings.lock().unwrap().uid;
+    let reachable = match uid.filter(|&u| u != nix::unistd::geteuid().as_raw()) {
+        Some(_) => Some(run_dir(&crate::foreign::reachable_dir()?, 0o711)?),
+        None => None,
+    };
     Ok(State {
         listens,
         bound,
         notify_dir,
-        reachable: std::sync::Mutex::new(None),
+        reachable: std::sync::Mutex::new(reachable),
         ports,
         _reserved: reserved,
     })
