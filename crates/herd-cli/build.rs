@@ -21,10 +21,11 @@
 //! `HERD_TEST_<NAME>` variable for the test: `herd_haproxy` (haproxy and
 //! wrk, for tests/haproxy.rs), `herd_promtool` and `herd_systemd_analyze`
 //! (to check the README's Prometheus configuration and systemd unit).
-//! `herd_chromium` (the dashboard's browser test), `herd_redis`
-//! (redis-server) and `herd_go` (the Go recipe of tests/recipes.rs; not
-//! installed by scripts/test.sh: Debian's golang-go is large). scripts/test.sh installs them when missing; set
+//! `herd_chromium` (the dashboard's browser test) and `herd_redis`
+//! (redis-server). scripts/test.sh installs them when missing; set
 //! HERD_TESTS_RECHECK to something new after installing one by hand.
+//! `herd_go` (go, for the Go recipe of tests/recipes.rs) it does not
+//! install: Debian's golang-go is large, and the test is skipped without.
 //!
 //! `herd_root`: the build (so, in CI, the tests) runs as root, which
 //! `herd run --user` needs.
