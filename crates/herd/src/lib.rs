@@ -57,6 +57,7 @@
 
 mod addr;
 mod bus;
+pub mod debug;
 pub(crate) mod channel;
 #[cfg(feature = "axum")]
 mod cluster;
