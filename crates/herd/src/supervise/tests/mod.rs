@@ -3,6 +3,7 @@
 //! `Instant`, nothing sleeps.
 
 mod health;
+mod operator;
 mod recycle;
 mod reload;
 mod respawn;
