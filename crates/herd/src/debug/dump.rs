@@ -19,7 +19,15 @@ pub(super) async fn dump(id: u32, pids: &[u32]) -> Result<String, Error> {
             comm.trim(),
             if i == 0 { "" } else { ", below the worker" }
         );
-        match backtraces(*pid).await {
+        // gdb that attached while the process was busy changing may read
+        // no frame at all: once more, then what it said.
+        let began = std::time::Instant::now();
+        let mut read = backtraces(*pid).await;
+        let quick = began.elapsed() < DUMP_TIMEOUT / 4;
+        if quick && read.as_ref().is_ok_and(|t| !t.contains("\n#0 ")) {
+            read = backtraces(*pid).await;
+        }
+        match read {
             Ok(text) => out.push_str(&text),
             // The worker's own process: nothing to show without it.
             Err(e) if i == 0 => return Err(e),
@@ -50,7 +58,12 @@ pub(super) async fn dump(id: u32, pids: &[u32]) -> Result<String, Error> {
 /// One process's threads, from gdb's `thread apply all bt`.
 async fn backtraces(pid: u32) -> Result<String, Error> {
     let run = Command::new("gdb")
-        .args(["-nx", "-batch", "-p", &pid.to_string()])
+        .args(["-nx", "-batch"])
+        // Never ask a debuginfod server (no network wait), load no
+        // scripts: only the process's own symbols.
+        .args(["-iex", "set debuginfod enabled off"])
+        .args(["-iex", "set auto-load off"])
+        .args(["-p", &pid.to_string()])
         .args(["-ex", "set pagination off"])
         .args(["-ex", "set print thread-events off"])
         .args(["-ex", "thread apply all bt"])
@@ -89,6 +102,12 @@ async fn backtraces(pid: u32) -> Result<String, Error> {
             )))
         }
     };
+    if !threads.contains("\n#0 ") {
+        let said = super::perf::last_lines(&out.stderr);
+        if !said.is_empty() {
+            return Ok(format!("{threads}(gdb read no frame: {said})\n"));
+        }
+    }
     // "[Inferior 1 (process N) detached]" and the like, at the end.
     Ok(threads
         .lines()

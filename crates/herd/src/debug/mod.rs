@@ -46,8 +46,9 @@ use crate::{Error, Primary, Worker};
 pub const MAX_PROFILE_SECONDS: u32 = 60;
 /// The largest flamegraph SVG returned, in bytes.
 pub const MAX_SVG: usize = 8 << 20;
-/// How long one process's backtraces may take.
-pub const DUMP_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long one process's backtraces may take (gdb reading a large debug
+/// build's symbols on a loaded machine takes tens of seconds).
+pub const DUMP_TIMEOUT: Duration = Duration::from_secs(60);
 /// The largest dump returned, in bytes (the rest is cut, and says so).
 pub const MAX_DUMP: usize = 4 << 20;
 
