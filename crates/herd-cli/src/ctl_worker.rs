@@ -38,7 +38,10 @@ pub async fn replace(shared: &Shared, worker: u32) -> Reply {
 }
 
 pub async fn profile(shared: &Shared, worker: u32, seconds: u32) -> Reply {
-    tracing::info!(worker, "herd ctl profile: recording worker {worker} for {seconds}s");
+    tracing::info!(
+        worker,
+        "herd ctl profile: recording worker {worker} for {seconds}s"
+    );
     match shared.sup.primary().profile(worker, seconds).await {
         Ok(svg) => done(svg),
         Err(e) => fail(format!("cannot profile worker {worker}: {e}")),

@@ -51,7 +51,18 @@ impl Drop for PerfMaps {
 fn profile_of_a_busy_node_worker_is_an_svg_naming_its_function() {
     let p = program("busy.js");
     let mut h = start(
-        &["-w", "1", "-l", "127.0.0.1:0", "--name", "busy", "--", "node", "--perf-basic-prof", &p],
+        &[
+            "-w",
+            "1",
+            "-l",
+            "127.0.0.1:0",
+            "--name",
+            "busy",
+            "--",
+            "node",
+            "--perf-basic-prof",
+            &p,
+        ],
         &[],
     );
     h.name = "busy".into();
@@ -61,9 +72,17 @@ fn profile_of_a_busy_node_worker_is_an_svg_naming_its_function() {
     assert!(o.status.success(), "{}", out(&o));
     let svg = String::from_utf8_lossy(&o.stdout);
     let svg = svg.trim();
-    assert!(svg.starts_with("<?xml") || svg.starts_with("<svg"), "{}", &svg[..svg.len().min(300)]);
+    assert!(
+        svg.starts_with("<?xml") || svg.starts_with("<svg"),
+        "{}",
+        &svg[..svg.len().min(300)]
+    );
     assert!(svg.contains("<svg"));
-    assert!(svg.ends_with("</svg>"), "{}", &svg[svg.len().saturating_sub(300)..]);
+    assert!(
+        svg.ends_with("</svg>"),
+        "{}",
+        &svg[svg.len().saturating_sub(300)..]
+    );
     assert!(
         svg.contains("herd_busy_marker_js"),
         "the flamegraph does not name the busy function"
@@ -83,7 +102,20 @@ fn profile_of_a_busy_node_worker_is_an_svg_naming_its_function() {
 #[cfg_attr(not(herd_gdb), ignore = "needs gdb (Debian: apt-get install gdb)")]
 fn dump_of_a_node_worker_prints_every_thread() {
     let p = program("server.js");
-    let mut h = start(&["-w", "2", "-l", "127.0.0.1:0", "--name", "dump", "--", "node", &p], &[]);
+    let mut h = start(
+        &[
+            "-w",
+            "2",
+            "-l",
+            "127.0.0.1:0",
+            "--name",
+            "dump",
+            "--",
+            "node",
+            &p,
+        ],
+        &[],
+    );
     h.name = "dump".into();
     let addr = h.address();
     h.ready(2);
@@ -91,7 +123,10 @@ fn dump_of_a_node_worker_prints_every_thread() {
     let o = h.ctl(&["dump", "1"]);
     assert!(o.status.success(), "{}", out(&o));
     let dump = String::from_utf8_lossy(&o.stdout);
-    assert!(dump.contains(&format!("== worker 1: process {pid} (node)")), "{dump}");
+    assert!(
+        dump.contains(&format!("== worker 1: process {pid} (node)")),
+        "{dump}"
+    );
     assert!(dump.matches("\nThread ").count() >= 2, "{dump}");
     // Node's own threads, by their function.
     assert!(dump.contains("PlatformWorkerThread"), "{dump}");
@@ -108,14 +143,31 @@ fn dump_of_a_node_worker_prints_every_thread() {
 #[test]
 fn drain_of_a_foreign_worker_is_refused_and_replace_gives_one_slot_a_new_pid() {
     let p = program("server.js");
-    let mut h = start(&["-w", "2", "-l", "127.0.0.1:0", "--name", "one", "--", "node", &p], &[]);
+    let mut h = start(
+        &[
+            "-w",
+            "2",
+            "-l",
+            "127.0.0.1:0",
+            "--name",
+            "one",
+            "--",
+            "node",
+            &p,
+        ],
+        &[],
+    );
     h.name = "one".into();
     let addr = h.address();
     h.ready(2);
     let before = workers(&h);
     let o = h.ctl(&["drain", "1"]);
     assert_eq!(o.status.code(), Some(1), "{}", out(&o));
-    assert!(out(&o).contains("foreign program accepting on its own socket"), "{}", out(&o));
+    assert!(
+        out(&o).contains("foreign program accepting on its own socket"),
+        "{}",
+        out(&o)
+    );
     let o = h.ctl(&["undrain", "9"]);
     assert_eq!(o.status.code(), Some(1), "{}", out(&o));
     assert!(out(&o).contains("no worker 9"), "{}", out(&o));
@@ -138,10 +190,16 @@ fn drain_of_a_foreign_worker_is_refused_and_replace_gives_one_slot_a_new_pid() {
             failed
         })
     };
-    wait_until("the load under way", || answered.load(Ordering::Relaxed) >= 5);
+    wait_until("the load under way", || {
+        answered.load(Ordering::Relaxed) >= 5
+    });
     let o = h.ctl(&["replace", "1"]);
     assert!(o.status.success(), "{}", out(&o));
-    assert!(out(&o).contains("worker 1 replaced by worker 3 (slot 0)"), "{}", out(&o));
+    assert!(
+        out(&o).contains("worker 1 replaced by worker 3 (slot 0)"),
+        "{}",
+        out(&o)
+    );
     // Some more answers with the new worker in place, then stop.
     let then = answered.load(Ordering::Relaxed);
     wait_until("answers after the replace", || {

@@ -104,14 +104,14 @@ fn drain_undrain_replace(policy: &str) {
     let (code, body) = post(&base, &format!("/workers/{drained}/drain"));
     assert_eq!(code, 200, "{body}");
     assert!(body.contains("drained"), "{body}");
-    assert_eq!(
-        worker_in(&status(&base), drained).unwrap()["drained"],
-        true
-    );
+    assert_eq!(worker_in(&status(&base), drained).unwrap()["drained"], true);
     // New connections: none to the drained worker.
     for _ in 0..30 {
         let by = worker_of(&http_get(&addr, "/").unwrap());
-        assert_eq!(by, other, "a new connection reached drained worker {drained}");
+        assert_eq!(
+            by, other,
+            "a new connection reached drained worker {drained}"
+        );
     }
     // Its open connection is still answered, by it.
     for _ in 0..3 {
@@ -249,7 +249,11 @@ fn profile_of_a_busy_worker_is_an_svg_flamegraph_naming_the_function_it_spins_in
         "{}",
         &svg[..svg.len().min(200)]
     );
-    assert!(svg.ends_with("</svg>"), "{}", &svg[svg.len().saturating_sub(200)..]);
+    assert!(
+        svg.ends_with("</svg>"),
+        "{}",
+        &svg[svg.len().saturating_sub(200)..]
+    );
     assert!(svg.contains("<svg"), "no svg element");
     assert!(
         svg.contains("herd_busy_marker_fixture"),
@@ -285,7 +289,10 @@ fn dump_prints_every_thread_naming_the_busy_thread_and_its_function() {
     let (code, kind, dump) = curl("GET", &format!("{base}/workers/1/dump"), Some(TOKEN));
     assert_eq!(code, 200, "{dump}");
     assert!(kind.starts_with("text/plain"), "{kind}");
-    assert!(dump.contains(&format!("== worker 1: process {pid} (fixture)")), "{dump}");
+    assert!(
+        dump.contains(&format!("== worker 1: process {pid} (fixture)")),
+        "{dump}"
+    );
     assert!(dump.contains("\"herd-busy\""), "no busy thread in:\n{dump}");
     assert!(dump.contains("herd_busy_marker_fixture"), "{dump}");
     assert!(dump.contains("tokio task dump: not available"), "{dump}");
@@ -294,7 +301,9 @@ fn dump_prints_every_thread_naming_the_busy_thread_and_its_function() {
     let (code, body) = post(&base, "/workers/1/undrain");
     assert_eq!(code, 200, "{body}");
     assert!(
-        wait_until(Duration::from_secs(10), || worker_of(&http_get(&addr, "/").unwrap()) == 1),
+        wait_until(Duration::from_secs(10), || worker_of(
+            &http_get(&addr, "/").unwrap()
+        ) == 1),
         "worker 1 serves no new connection after the dump"
     );
     let (code, _, body) = curl("GET", &format!("{base}/workers/5/dump"), Some(TOKEN));

@@ -57,10 +57,10 @@
 
 mod addr;
 mod bus;
-pub mod debug;
 pub(crate) mod channel;
 #[cfg(feature = "axum")]
 mod cluster;
+pub mod debug;
 mod error;
 pub mod foreign;
 mod logging;

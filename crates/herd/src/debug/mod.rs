@@ -143,12 +143,14 @@ impl Primary {
             }
         };
         let pids = tree(w.pid());
-        perf::profile(&pids, length).await.map_err(|e| match (e, inproc) {
-            (Error::NotAvailable(why), Some(inproc)) => {
-                Error::NotAvailable(format!("{inproc}, and from outside: {why}"))
-            }
-            (e, _) => e,
-        })
+        perf::profile(&pids, length)
+            .await
+            .map_err(|e| match (e, inproc) {
+                (Error::NotAvailable(why), Some(inproc)) => {
+                    Error::NotAvailable(format!("{inproc}, and from outside: {why}"))
+                }
+                (e, _) => e,
+            })
     }
 
     /// Every thread's backtrace in worker `id`'s process tree, as text
@@ -166,7 +168,9 @@ impl Primary {
 
 /// `pid` and its descendants (at most [`MAX_PROCESSES`]).
 fn tree(pid: u32) -> Vec<u32> {
-    let below = crate::procfs::trees(&[pid]).remove(&pid).unwrap_or_default();
+    let below = crate::procfs::trees(&[pid])
+        .remove(&pid)
+        .unwrap_or_default();
     std::iter::once(pid)
         .chain(below)
         .take(MAX_PROCESSES)

@@ -35,7 +35,16 @@ pub(super) async fn profile(pids: &[u32], length: Duration) -> Result<String, Er
         .collect::<Vec<_>>()
         .join(",");
     let record = Command::new("perf")
-        .args(["record", "-q", "-g", "-F", &FREQUENCY.to_string(), "-p", &list, "-o"])
+        .args([
+            "record",
+            "-q",
+            "-g",
+            "-F",
+            &FREQUENCY.to_string(),
+            "-p",
+            &list,
+            "-o",
+        ])
         .arg(&file)
         .arg("--")
         .args(["sleep", &length.as_secs().to_string()])
@@ -45,7 +54,11 @@ pub(super) async fn profile(pids: &[u32], length: Duration) -> Result<String, Er
         .kill_on_drop(true)
         .output();
     let out = match tokio::time::timeout(length + Duration::from_secs(20), record).await {
-        Err(_) => return Err(Error::NotAvailable("perf record did not finish in time".into())),
+        Err(_) => {
+            return Err(Error::NotAvailable(
+                "perf record did not finish in time".into(),
+            ))
+        }
         Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(Error::NotAvailable(
                 "perf is not installed (Debian: apt-get install linux-perf)".into(),
@@ -77,7 +90,11 @@ pub(super) async fn profile(pids: &[u32], length: Duration) -> Result<String, Er
     match tokio::time::timeout(Duration::from_secs(60), read).await {
         Ok(Ok(_)) => {}
         Ok(Err(e)) => return Err(Error::NotAvailable(format!("perf script: {e}"))),
-        Err(_) => return Err(Error::NotAvailable("perf script did not finish in time".into())),
+        Err(_) => {
+            return Err(Error::NotAvailable(
+                "perf script did not finish in time".into(),
+            ))
+        }
     }
     let _ = script.kill().await;
     tokio::task::spawn_blocking(move || draw(&text))
@@ -142,7 +159,11 @@ impl Drop for Remove {
 #[cfg_attr(not(feature = "perf"), allow(dead_code))]
 pub(super) fn last_lines(stderr: &[u8]) -> String {
     let text = String::from_utf8_lossy(stderr);
-    let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
     let tail = &lines[lines.len().saturating_sub(3)..];
     let mut s = tail.join(" / ");
     if s.len() > 600 {

@@ -57,9 +57,16 @@ pub(super) async fn handle(ctx: &Ctx, req: &Request<Incoming>, path: &str) -> An
         "drain" => action_answer(sup.drain(id).await.map(|()| {
             format!("worker {id} drained: out of rotation, serving its open connections")
         })),
-        "undrain" => action_answer(sup.undrain(id).await.map(|()| format!("worker {id} back in rotation"))),
+        "undrain" => action_answer(
+            sup.undrain(id)
+                .await
+                .map(|()| format!("worker {id} back in rotation")),
+        ),
         "replace" => action_answer(sup.replace(id).await.map(|r| {
-            format!("worker {} replaced by worker {} (slot {})", r.old, r.new, r.slot)
+            format!(
+                "worker {} replaced by worker {} (slot {})",
+                r.old, r.new, r.slot
+            )
         })),
         "profile" => {
             let seconds = match seconds(req.uri().query()) {
@@ -120,8 +127,17 @@ mod tests {
     fn seconds_are_bounded() {
         assert_eq!(super::seconds(None), Ok(10));
         assert_eq!(super::seconds(Some("a=1&seconds=3")), Ok(3));
-        for bad in ["seconds=0", "seconds=61", "seconds=-1", "seconds=x", "seconds="] {
-            assert!(super::seconds(Some(bad)).unwrap_err().contains("1 to 60"), "{bad}");
+        for bad in [
+            "seconds=0",
+            "seconds=61",
+            "seconds=-1",
+            "seconds=x",
+            "seconds=",
+        ] {
+            assert!(
+                super::seconds(Some(bad)).unwrap_err().contains("1 to 60"),
+                "{bad}"
+            );
         }
     }
 }

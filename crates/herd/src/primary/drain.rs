@@ -33,7 +33,9 @@ impl Primary {
             )));
         }
         if w.exited_after_disconnect() || !w.is_connected() {
-            return Err(Error::Unsupported(format!("worker {id} is leaving already")));
+            return Err(Error::Unsupported(format!(
+                "worker {id} is leaving already"
+            )));
         }
         self.inner.table.drain(id).map_err(Error::Unsupported)
     }

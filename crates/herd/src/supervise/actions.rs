@@ -109,7 +109,10 @@ impl Supervisor {
         let (tx, rx) = oneshot::channel();
         self.send(Command::Worker(Action::Replace(id, tx)));
         let slot = rx.await.unwrap_or_else(|_| Err(stopping()))?;
-        let within = self.shared.boot_timeout.saturating_add(Duration::from_secs(10));
+        let within = self
+            .shared
+            .boot_timeout
+            .saturating_add(Duration::from_secs(10));
         let mut successor = None;
         let wait = state.wait_for(|snap| {
             let s = &snap.status;
@@ -119,7 +122,8 @@ impl Supervisor {
             if st.worker == Some(id) {
                 successor = successor.or(st.successor);
             }
-            s.stopping || (st.state == SlotState::Ready && st.worker != Some(id))
+            s.stopping
+                || (st.state == SlotState::Ready && st.worker != Some(id))
                 || (successor.is_some() && st.state == SlotState::Ready)
         });
         let snap = match tokio::time::timeout(within, wait).await {

@@ -20,7 +20,11 @@ use crate::supervise::WorkerActionError;
 impl<C: Core> Machine<C> {
     /// The slot that `id` serves in, as a ready worker in its own right.
     fn own_ready_slot(&self, id: u32, what: &str) -> Result<usize, WorkerActionError> {
-        let conflict = |why: String| Err(WorkerActionError::Conflict(format!("cannot {what} worker {id}: {why}")));
+        let conflict = |why: String| {
+            Err(WorkerActionError::Conflict(format!(
+                "cannot {what} worker {id}: {why}"
+            )))
+        };
         if self.stopping {
             return conflict("the cluster is shutting down".into());
         }
@@ -34,13 +38,12 @@ impl<C: Core> Machine<C> {
                     return conflict("it is being replaced already".into())
                 }
                 State::Replacing { old, successor, .. } if old.id() == id => {
-                    return conflict(format!("it is being replaced already (by worker {successor})"))
+                    return conflict(format!(
+                        "it is being replaced already (by worker {successor})"
+                    ))
                 }
                 State::Replacing { old, successor, .. } if *successor == id => {
-                    return conflict(format!(
-                        "it is booting to replace worker {}",
-                        old.id()
-                    ))
+                    return conflict(format!("it is booting to replace worker {}", old.id()))
                 }
                 _ => {}
             }
@@ -81,7 +84,10 @@ impl<C: Core> Machine<C> {
         self.core
             .drain(id, true)
             .map_err(|e| WorkerActionError::Conflict(format!("cannot drain worker {id}: {e}")))?;
-        tracing::info!(worker = id, "worker {id} drained: out of rotation, serving its open connections");
+        tracing::info!(
+            worker = id,
+            "worker {id} drained: out of rotation, serving its open connections"
+        );
         self.emit(SupervisorEvent::Drain {
             worker: id,
             slot,

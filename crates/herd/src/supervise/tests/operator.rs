@@ -25,7 +25,11 @@ fn a_drained_worker_is_out_of_rotation_counts_as_ready_and_comes_back() {
     assert_eq!(r.ready_count(), 2, "a drained slot still counts as ready");
     assert!(r.events().iter().any(|e| matches!(
         e,
-        SupervisorEvent::Drain { worker: 1, slot: 0, drained: true }
+        SupervisorEvent::Drain {
+            worker: 1,
+            slot: 0,
+            drained: true
+        }
     )));
     // Again: a no-op.
     r.m.drain(1, now).unwrap();
@@ -35,7 +39,11 @@ fn a_drained_worker_is_out_of_rotation_counts_as_ready_and_comes_back() {
     assert!(!r.core.worker(1).unwrap().drained);
     assert!(r.events().iter().any(|e| matches!(
         e,
-        SupervisorEvent::Drain { worker: 1, drained: false, .. }
+        SupervisorEvent::Drain {
+            worker: 1,
+            drained: false,
+            ..
+        }
     )));
     assert_eq!(r.calls(), vec![]);
 }
@@ -44,8 +52,14 @@ fn a_drained_worker_is_out_of_rotation_counts_as_ready_and_comes_back() {
 fn unknown_booting_and_replaced_workers_are_refused_with_the_reason() {
     let mut r = Rig::new(quiet(2));
     let now = r.now;
-    assert!(matches!(r.m.drain(9, now), Err(WorkerActionError::NotFound(_))));
-    assert!(matches!(r.m.replace(9, now), Err(WorkerActionError::NotFound(_))));
+    assert!(matches!(
+        r.m.drain(9, now),
+        Err(WorkerActionError::NotFound(_))
+    ));
+    assert!(matches!(
+        r.m.replace(9, now),
+        Err(WorkerActionError::NotFound(_))
+    ));
     assert!(conflict(r.m.drain(1, now)).contains("still booting"));
     r.ready(1).ready(2);
     r.calls();
