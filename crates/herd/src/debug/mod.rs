@@ -20,7 +20,7 @@
 //! then reach it through its open keep-alive connections.
 //!
 //! ```no_run
-//! # async fn demo(primary: herd::Primary) -> Result<(), herd::Error> {
+//! # async fn demo(primary: herd::Primary) -> Result<(), Box<dyn std::error::Error>> {
 //! let svg = primary.profile(1, 5).await?;
 //! std::fs::write("flame.svg", svg)?;
 //! print!("{}", primary.dump(1).await?);
