@@ -19,6 +19,11 @@ command -v systemd-analyze >/dev/null || need+=(systemd)
 # from scripts/deps); the services' tests and benchmarks start redis-server.
 command -v chromium >/dev/null || need+=(chromium)
 command -v redis-server >/dev/null || need+=(redis-server)
+# herd ctl dump reads a worker's threads with gdb; herd ctl profile of a
+# foreign worker records it with perf (the test is skipped where perf
+# record is refused).
+command -v gdb >/dev/null || need+=(gdb)
+command -v perf >/dev/null || need+=(linux-perf)
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"

@@ -22,8 +22,10 @@
 //! wrk, for tests/haproxy.rs), `herd_promtool` and `herd_systemd_analyze`
 //! (to check the README's Prometheus configuration and systemd unit).
 //! `herd_chromium` (the dashboard's browser test) and `herd_redis`
-//! (redis-server). scripts/test.sh installs them when missing; set
-//! HERD_TESTS_RECHECK to something new after installing one by hand.
+//! (redis-server), `herd_gdb` (herd ctl dump) and `herd_perf` (perf, and
+//! `perf record` permitted here: herd ctl profile of a foreign worker).
+//! scripts/test.sh installs them when missing; set HERD_TESTS_RECHECK to
+//! something new after installing one by hand.
 //! `herd_go` (go, for the Go recipe of tests/recipes.rs) it does not
 //! install: Debian's golang-go is large, and the test is skipped without.
 //!
@@ -64,6 +66,8 @@ fn main() {
         "herd_root",
         std::os::unix::fs::MetadataExt::uid(&std::fs::metadata("/proc/self").unwrap()) == 0,
     );
+    cfg("herd_gdb", find_program("gdb").is_some());
+    cfg("herd_perf", perf_records());
     test_deps();
 }
 
@@ -92,6 +96,26 @@ fn test_deps() {
 
 /// Declares `name` (so the unexpected-cfg lint knows it) and sets it when
 /// `holds`.
+/// Whether `perf record` is installed and permitted here (a sandbox or
+/// kernel.perf_event_paranoid may refuse it): herd ctl profile of a
+/// foreign worker needs it.
+fn perf_records() -> bool {
+    let Some(perf) = find_program("perf") else {
+        return false;
+    };
+    let out = std::env::temp_dir().join(format!("herd-build-perf-{}.data", std::process::id()));
+    let ok = std::process::Command::new(perf)
+        .args(["record", "-q", "-g", "-o"])
+        .arg(&out)
+        .args(["--", "true"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    let _ = std::fs::remove_file(&out);
+    ok
+}
+
 fn cfg(name: &str, holds: bool) {
     println!("cargo:rustc-check-cfg=cfg({name})");
     if holds {

@@ -48,6 +48,8 @@ fn main() {
     );
     // promtool (Debian's prometheus package) checks /metrics.
     cfg("herd_promtool", on_path("promtool"));
+    // gdb reads a worker's backtraces (herd ctl dump, /workers/ID/dump).
+    cfg("herd_gdb", on_path("gdb"));
     cfg(
         "herd_privileged_port_80",
         !assumed("HERD_TESTS_ASSUME_PORT_80_FREE") && unprivileged_port_start() > 80,

@@ -392,6 +392,42 @@ pub enum CtlAction {
     },
     /// Stop the cluster gracefully; waits until herd has exited.
     Stop,
+    /// Take one worker out of rotation and keep it alive for inspection:
+    /// it gets no new connections and serves the ones it has (rr and lc,
+    /// herd-aware workers only).
+    Drain {
+        /// The worker's id (herd ctl status).
+        #[arg(value_name = "ID", value_parser = clap::value_parser!(u32).range(1..))]
+        worker: u32,
+    },
+    /// Put a drained worker back into rotation.
+    Undrain {
+        /// The worker's id (herd ctl status).
+        #[arg(value_name = "ID", value_parser = clap::value_parser!(u32).range(1..))]
+        worker: u32,
+    },
+    /// Replace one worker, the new one first; waits until it took the slot.
+    Replace {
+        /// The worker's id (herd ctl status).
+        #[arg(value_name = "ID", value_parser = clap::value_parser!(u32).range(1..))]
+        worker: u32,
+    },
+    /// Record a CPU profile of one worker and print it as a flamegraph
+    /// SVG: herd ctl profile ID --seconds N > flame.svg
+    Profile {
+        /// The worker's id (herd ctl status).
+        #[arg(value_name = "ID", value_parser = clap::value_parser!(u32).range(1..))]
+        worker: u32,
+        /// How long to record, 1 to 60 seconds.
+        #[arg(long, value_name = "N", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=60))]
+        seconds: u32,
+    },
+    /// Print every thread's backtrace in one worker (with gdb).
+    Dump {
+        /// The worker's id (herd ctl status).
+        #[arg(value_name = "ID", value_parser = clap::value_parser!(u32).range(1..))]
+        worker: u32,
+    },
     /// Every herd of this user: name, pid, workers ready/wanted, uptime,
     /// listening addresses, program.
     List {

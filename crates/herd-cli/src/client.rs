@@ -152,6 +152,14 @@ pub fn client(args: CtlArgs) -> Result<i32> {
             force: *force,
         },
         CtlAction::Stop => Request::Stop,
+        CtlAction::Drain { worker } => Request::Drain { worker: *worker },
+        CtlAction::Undrain { worker } => Request::Undrain { worker: *worker },
+        CtlAction::Replace { worker } => Request::Replace { worker: *worker },
+        CtlAction::Profile { worker, seconds } => Request::Profile {
+            worker: *worker,
+            seconds: *seconds,
+        },
+        CtlAction::Dump { worker } => Request::Dump { worker: *worker },
         CtlAction::List { .. } => unreachable!("handled above"),
     };
     let (reply, mut reader) = match ask(&path, &req, None) {
@@ -188,6 +196,8 @@ pub fn client(args: CtlArgs) -> Result<i32> {
             }
             println!("stopped");
         }
+        // The SVG or the backtraces as they are: `> flame.svg`.
+        (CtlAction::Profile { .. } | CtlAction::Dump { .. }, _) => print!("{}", reply.message),
         _ => println!("{}", reply.message),
     }
     Ok(0)

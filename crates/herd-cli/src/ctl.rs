@@ -7,7 +7,9 @@
 //! (or root) is served.
 //!
 //! The protocol is one JSON request line (`{"cmd":"status"}`,
-//! `{"cmd":"reload"}`, `{"cmd":"scale","workers":3}`, `{"cmd":"stop"}`)
+//! `{"cmd":"reload"}`, `{"cmd":"scale","workers":3}`, `{"cmd":"stop"}`,
+//! and on one worker `{"cmd":"drain","worker":2}`, `undrain`, `replace`,
+//! `{"cmd":"profile","worker":2,"seconds":10}`, `dump`: see ctl_worker.rs)
 //! and one JSON reply line `{"ok":true,"message":"...","status":{...}}`.
 //! A scale above the herd's `--max-workers` (and above the number it has)
 //! is refused unless the request says `"force":true`: the herd checks it,
@@ -44,6 +46,23 @@ pub enum Request {
         force: bool,
     },
     Stop,
+    /// One worker: drain, undrain, replace, profile, dump (ctl_worker.rs).
+    Drain {
+        worker: u32,
+    },
+    Undrain {
+        worker: u32,
+    },
+    Replace {
+        worker: u32,
+    },
+    Profile {
+        worker: u32,
+        seconds: u32,
+    },
+    Dump {
+        worker: u32,
+    },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -238,6 +257,13 @@ async fn handle(stream: UnixStream, shared: Arc<Shared>) -> Result<()> {
         }
         Ok(Request::Reload) => reload(&shared).await,
         Ok(Request::Scale { workers, force }) => scale(&shared, workers, force).await,
+        Ok(Request::Drain { worker }) => crate::ctl_worker::drain(&shared, worker).await,
+        Ok(Request::Undrain { worker }) => crate::ctl_worker::undrain(&shared, worker).await,
+        Ok(Request::Replace { worker }) => crate::ctl_worker::replace(&shared, worker).await,
+        Ok(Request::Profile { worker, seconds }) => {
+            crate::ctl_worker::profile(&shared, worker, seconds).await
+        }
+        Ok(Request::Dump { worker }) => crate::ctl_worker::dump(&shared, worker).await,
         Ok(Request::Stop) => {
             let n = shared.sup.primary().workers().len();
             tracing::info!(
@@ -269,7 +295,7 @@ async fn handle(stream: UnixStream, shared: Arc<Shared>) -> Result<()> {
     Ok(())
 }
 
-fn fail(message: String) -> Reply {
+pub(crate) fn fail(message: String) -> Reply {
     Reply {
         ok: false,
         message,
@@ -278,7 +304,7 @@ fn fail(message: String) -> Reply {
     }
 }
 
-fn done(message: String) -> Reply {
+pub(crate) fn done(message: String) -> Reply {
     Reply {
         ok: true,
         message,

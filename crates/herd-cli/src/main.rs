@@ -7,6 +7,7 @@ mod cli;
 mod client;
 mod config;
 mod ctl;
+mod ctl_worker;
 mod held;
 mod limits;
 mod list;
@@ -28,7 +29,10 @@ use cli::{Cli, Command, LogFormat};
 /// `herd run`, `herd ctl`, `herd ctl scale`... (clap's error does not
 /// always say which command it came from).
 fn command_path(args: &[String]) -> String {
-    const CTL: [&str; 5] = ["status", "reload", "scale", "stop", "list"];
+    const CTL: [&str; 10] = [
+        "status", "reload", "scale", "stop", "list", "drain", "undrain", "replace", "profile",
+        "dump",
+    ];
     let mut words = args.iter().skip(1).take_while(|a| *a != "--");
     let mut path = "herd".to_string();
     if let Some(cmd) = words.find(|a| *a == "run" || *a == "ctl" || *a == "systemd-unit") {
@@ -80,7 +84,7 @@ fn usage_error(e: &clap::Error) -> String {
                 .unwrap_or_default();
             if path == "herd ctl" {
                 format!(
-                    "unknown command {cmd:?}{suggestion}: use herd ctl status, reload, scale, stop or list (see herd ctl --help)"
+                    "unknown command {cmd:?}{suggestion}: use herd ctl status, reload, scale, stop, list, drain, undrain, replace, profile or dump (see herd ctl --help)"
                 )
             } else {
                 format!("unknown command {cmd:?}{suggestion}: use herd run or herd ctl (see herd --help)")

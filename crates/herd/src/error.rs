@@ -26,6 +26,20 @@ pub enum Error {
         /// The worker's id.
         id: u32,
     },
+    /// This build or this machine cannot do it (a profiler or debugger
+    /// missing or refused): the text says what is missing and what to do.
+    #[error("not available: {0}")]
+    NotAvailable(String),
+    /// Something of the kind is under way already (a profile of the same
+    /// worker); try again when it ends.
+    #[error("{0}")]
+    Busy(String),
+    /// No live worker has this id.
+    #[error("no worker {id}: it never ran or is gone (the live workers are in the status)")]
+    NoSuchWorker {
+        /// The id asked for.
+        id: u32,
+    },
     /// The channel to the primary is closed.
     #[error("the channel to the primary is closed")]
     ChannelClosed,

@@ -60,6 +60,7 @@ mod bus;
 pub(crate) mod channel;
 #[cfg(feature = "axum")]
 mod cluster;
+pub mod debug;
 mod error;
 pub mod foreign;
 mod logging;

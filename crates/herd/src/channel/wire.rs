@@ -206,6 +206,16 @@ pub enum Control {
     Ready,
     /// The worker is alive: sent every heartbeat interval.
     Heartbeat(Beat),
+    /// Answer to `profile`: the flamegraph as SVG text, or why there is
+    /// none (`error`; a worker built without herd's `profile` feature says
+    /// so, and the primary profiles it from outside).
+    Profiled {
+        seq: u64,
+        #[serde(default)]
+        svg: Option<String>,
+        #[serde(default)]
+        error: Option<String>,
+    },
 
     // ---- primary -> worker ----
     /// Answer to `Listen`. `mode` is "handoff" (the worker's connection
@@ -228,6 +238,9 @@ pub enum Control {
     },
     /// Disconnect gracefully: stop accepting, finish, close the channel, exit.
     Disconnect,
+    /// Record a CPU profile of this process for `seconds` (1 to 60) and
+    /// answer `profiled` with the same `seq`.
+    Profile { seq: u64, seconds: u32 },
 }
 
 /// What a worker reports at each heartbeat, as it travels (the public

@@ -12,6 +12,9 @@
 //! | `GET /metrics` | Prometheus text format |
 //! | `GET /deps` | what the program is built from |
 //! | `POST /reload`, `POST /scale?workers=N` | with the token: a rolling restart (answered when it ends), a new worker count |
+//! | `POST /workers/{id}/drain`, `/undrain`, `/replace` | with the token: take one worker out of rotation (it keeps serving its open connections), put it back, replace it successor first; 404 no such worker, 409 why not |
+//! | `GET /workers/{id}/profile?seconds=N` | with the token: a flamegraph SVG of N seconds (1 to 60) of that worker's CPU, or 501 saying why none can be made (see [`crate::debug`]) |
+//! | `GET /workers/{id}/dump` | with the token: every thread's backtrace in that worker, as text, or 501 |
 //!
 //! Control routes need the token (`Authorization: Bearer TOKEN`), compared
 //! in constant time; without a configured token they do not exist (404).
@@ -33,6 +36,7 @@ mod metrics;
 mod routes;
 mod status;
 mod token;
+mod workers;
 
 use std::net::SocketAddr;
 use std::path::Path;

@@ -26,9 +26,9 @@ pub(crate) struct Ctx {
     pub started: std::time::SystemTime,
 }
 
-type Answer = Response<Full<Bytes>>;
+pub(super) type Answer = Response<Full<Bytes>>;
 
-fn answer(code: StatusCode, kind: &str, body: impl Into<Bytes>) -> Answer {
+pub(super) fn answer(code: StatusCode, kind: &str, body: impl Into<Bytes>) -> Answer {
     let mut r = Response::new(Full::new(body.into()));
     *r.status_mut() = code;
     let h = r.headers_mut();
@@ -37,7 +37,7 @@ fn answer(code: StatusCode, kind: &str, body: impl Into<Bytes>) -> Answer {
     r
 }
 
-fn text(code: StatusCode, body: impl Into<String>) -> Answer {
+pub(super) fn text(code: StatusCode, body: impl Into<String>) -> Answer {
     let mut body = body.into();
     if !body.ends_with('\n') {
         body.push('\n');
@@ -112,6 +112,7 @@ pub(crate) async fn handle(ctx: &Ctx, req: Request<Incoming>, local: Option<Sock
                 scale(ctx, req.uri().query())
             }
         }
+        (_, p) if p.starts_with("/workers/") => super::workers::handle(ctx, &req, p).await,
         (_, p) if p == root || ["/livez", "/readyz", "/status", "/metrics", "/deps"].contains(&p) => {
             text(StatusCode::METHOD_NOT_ALLOWED, format!("{p} answers GET"))
         }
@@ -131,7 +132,7 @@ pub(crate) async fn handle(ctx: &Ctx, req: Request<Incoming>, local: Option<Sock
 
 /// Control routes need the token; without one configured they do not
 /// exist.
-fn authorize(ctx: &Ctx, req: &Request<Incoming>) -> Result<(), Box<Answer>> {
+pub(super) fn authorize(ctx: &Ctx, req: &Request<Incoming>) -> Result<(), Box<Answer>> {
     let Some(token) = &ctx.token else {
         return Err(Box::new(text(
             StatusCode::NOT_FOUND,

@@ -338,6 +338,7 @@ fn on_frame(inner: &Inner, w: &WorkerHandle, online: &mut bool, frame: Frame) ->
             }
         }
         Control::Heartbeat(beat) => w.heartbeat(beat),
+        Control::Profiled { seq, svg, error } => w.shared.profiles.answer(seq, svg, error),
         Control::Unlisten { handle } => inner.table.unlisten(w.id(), handle),
         Control::Closed { handle, n } => inner.table.closed(w.id(), handle, n),
         Control::Disconnecting => {

@@ -14,6 +14,7 @@
 //! # Ok(()) }
 //! ```
 
+mod drain;
 mod events;
 mod foreign;
 mod link;

@@ -21,6 +21,9 @@ pub struct WorkerStatus {
     pub state: WorkerState,
     /// Asked to go (disconnecting, killed, being replaced).
     pub leaving: bool,
+    /// Taken out of rotation ([`Primary::drain`](crate::Primary::drain)):
+    /// routed no new connection, serving the ones it has.
+    pub drained: bool,
     /// A foreign program rather than a herd-aware worker.
     pub foreign: bool,
     /// Seconds since it was started.
@@ -271,6 +274,7 @@ impl Primary {
                     pid: w.pid(),
                     state: w.state(),
                     leaving: w.exited_after_disconnect(),
+                    drained: self.is_drained(w.id()),
                     foreign: w.is_foreign(),
                     uptime_secs: w.started().elapsed().as_secs_f64(),
                     rss_bytes: sum(&tree, &procfs::rss_bytes),

@@ -68,6 +68,8 @@ pub(crate) struct Shared {
     pub calls: Pending,
     /// This worker's requests that wait for the primary's answers.
     pub open: Arc<AtomicUsize>,
+    /// Profiles asked of this worker, waiting for its `profiled`.
+    pub profiles: crate::debug::Asked,
 }
 
 /// The primary's handle on a worker: cheap to clone, valid after the worker

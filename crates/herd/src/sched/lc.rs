@@ -19,4 +19,8 @@ impl Pick for LeastConnections {
         self.next = best + 1;
         Some(best)
     }
+
+    fn name(&self) -> &'static str {
+        "lc"
+    }
 }

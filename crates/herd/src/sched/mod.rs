@@ -117,6 +117,19 @@ pub(crate) trait Share: Send {
     fn listening(&mut self, _worker: &Link) {}
     /// Route nothing new to the worker (it is leaving).
     fn stop(&mut self, _worker: u32) {}
+    /// Whether [`drain`](Self::drain) can take a worker out of rotation:
+    /// only where the primary routes connections.
+    fn can_drain(&self) -> bool {
+        false
+    }
+    /// Route nothing new to the worker, which stays (it is drained); what
+    /// is queued for it and not taken goes to the others. `listening`
+    /// puts it back.
+    fn drain(&mut self, worker: u32) {
+        self.stop(worker);
+    }
+    /// The policy's short name, for messages.
+    fn name(&self) -> &'static str;
     /// The worker left this listen (closed it, disconnected or died).
     fn remove(&mut self, worker: u32);
     /// `n` handed-off connections of the worker closed.

@@ -235,6 +235,10 @@ impl Share for ReusePort {
         self.handed_on.insert(predecessor, successor);
     }
 
+    fn name(&self) -> &'static str {
+        "reuseport"
+    }
+
     fn remove(&mut self, worker: u32) {
         // What was handed to it and not taken goes to another worker.
         self.drain.remove(worker);

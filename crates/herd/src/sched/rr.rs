@@ -18,4 +18,8 @@ impl Pick for RoundRobin {
                 self.next = i + 1;
             })
     }
+
+    fn name(&self) -> &'static str {
+        "rr"
+    }
 }

@@ -28,4 +28,8 @@ impl Share for SharedSocket {
     }
 
     fn remove(&mut self, _worker: u32) {}
+
+    fn name(&self) -> &'static str {
+        "shared"
+    }
 }

@@ -66,6 +66,9 @@ struct TableInner {
     successor_of: HashMap<u32, u32>,
     /// How many entries each worker is in (held against `max_listens`).
     held: HashMap<u32, usize>,
+    /// Workers taken out of rotation by [`Table::drain`]: kept in their
+    /// entries, routed nothing new until [`Table::undrain`].
+    drained: BTreeSet<u32>,
 }
 
 impl TableInner {
@@ -215,13 +218,14 @@ impl Table {
     pub fn listening(&self, link: &Link, handle: u32) -> Option<ListenAddr> {
         let mut t = self.inner.lock().unwrap();
         let ready = t.ready.contains(&link.id);
+        let drained = t.drained.contains(&link.id);
         let entry = t.entries.get_mut(&handle)?;
         // Only the first `listening` counts: a worker repeating it gets
         // no more events (each would wait in every subscriber's queue).
         if !entry.workers.contains(&link.id) || !entry.listening.insert(link.id) {
             return None;
         }
-        if ready {
+        if ready && !drained {
             entry.share.listening(link);
         }
         Some(entry.address.clone())
@@ -230,7 +234,7 @@ impl Table {
     /// The worker finished its warm-up: route to it wherever it listens.
     pub fn set_ready(&self, worker: u32) {
         let mut t = self.inner.lock().unwrap();
-        if !t.ready.insert(worker) {
+        if !t.ready.insert(worker) || t.drained.contains(&worker) {
             return;
         }
         let Some(link) = t.links.get(&worker).cloned() else {
@@ -340,6 +344,7 @@ impl Table {
         t.ready.remove(&worker);
         t.links.remove(&worker);
         t.held.remove(&worker);
+        t.drained.remove(&worker);
         t.successor_of.remove(&worker);
         t.successor_of.retain(|_, p| *p != worker);
         let handles: Vec<u32> = t
@@ -382,6 +387,69 @@ impl Table {
                 e.share.stop(worker);
             }
         }
+    }
+
+    /// Takes `worker` out of rotation wherever it listens (and in listens
+    /// it joins later) while it stays connected: no new connection is
+    /// routed to it, what is queued and not yet taken goes to the others,
+    /// and its open connections are its own to finish. Refused, changing
+    /// nothing, when one of its listens is one where the workers accept
+    /// themselves (`shared`, `reuseport`, a foreign worker's socket): the
+    /// primary routes nothing there to stop.
+    pub fn drain(&self, worker: u32) -> Result<(), String> {
+        let mut t = self.inner.lock().unwrap();
+        let theirs: Vec<u32> = t
+            .entries
+            .iter()
+            .filter(|(_, e)| e.workers.contains(&worker))
+            .map(|(h, _)| *h)
+            .collect();
+        if let Some(e) = theirs
+            .iter()
+            .filter_map(|h| t.entries.get(h))
+            .find(|e| !e.share.can_drain())
+        {
+            return Err(format!(
+                "worker {worker} accepts its connections itself on {} (policy {}): only \
+                 rr and lc, where the primary hands connections out, can take a worker \
+                 out of rotation",
+                e.address,
+                e.share.name()
+            ));
+        }
+        t.drained.insert(worker);
+        for h in theirs {
+            if let Some(e) = t.entries.get_mut(&h) {
+                e.share.drain(worker);
+            }
+        }
+        Ok(())
+    }
+
+    /// Puts a drained worker back into rotation where it listens and is
+    /// ready. False when it was not drained.
+    pub fn undrain(&self, worker: u32) -> bool {
+        let mut t = self.inner.lock().unwrap();
+        if !t.drained.remove(&worker) {
+            return false;
+        }
+        if !t.ready.contains(&worker) {
+            return true;
+        }
+        let Some(link) = t.links.get(&worker).cloned() else {
+            return true;
+        };
+        for e in t.entries.values_mut() {
+            if e.listening.contains(&worker) {
+                e.share.listening(&link);
+            }
+        }
+        true
+    }
+
+    /// Whether `worker` is drained.
+    pub fn is_drained(&self, worker: u32) -> bool {
+        self.inner.lock().unwrap().drained.contains(&worker)
     }
 
     pub fn closed(&self, worker: u32, handle: u32, n: u32) {

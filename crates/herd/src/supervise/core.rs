@@ -24,6 +24,8 @@ pub(crate) struct WorkerFacts {
     pub health: Option<super::judge::WorkerHealth>,
     /// While not ready: what its readiness rule has seen, and what to try.
     pub unready: Option<String>,
+    /// Taken out of rotation (drained).
+    pub drained: bool,
 }
 
 /// How a kill counts.
@@ -52,6 +54,8 @@ pub(crate) trait Core {
     fn worker(&self, id: u32) -> Option<WorkerFacts>;
     /// A live worker's resident memory in bytes.
     fn rss(&self, id: u32) -> Option<u64>;
+    /// Takes a worker out of rotation (`true`) or puts it back.
+    fn drain(&self, id: u32, on: bool) -> Result<(), Error>;
 }
 
 impl Core for Primary {
@@ -84,17 +88,26 @@ impl Core for Primary {
     }
 
     fn worker(&self, id: u32) -> Option<WorkerFacts> {
-        Primary::worker(self, id).map(|w| facts(&w))
+        Primary::worker(self, id).map(|w| facts(self, &w))
     }
 
     fn rss(&self, id: u32) -> Option<u64> {
         let w = Primary::worker(self, id)?;
         crate::procfs::rss_bytes(crate::procfs::Proc::Pid(w.pid()))
     }
+
+    fn drain(&self, id: u32, on: bool) -> Result<(), Error> {
+        if on {
+            Primary::drain(self, id)
+        } else {
+            Primary::undrain(self, id).map(|_| ())
+        }
+    }
 }
 
-fn facts(w: &WorkerHandle) -> WorkerFacts {
+fn facts(p: &Primary, w: &WorkerHandle) -> WorkerFacts {
     WorkerFacts {
+        drained: p.is_drained(w.id()),
         ready: w.is_ready(),
         unready: w.unready_hint(),
         started: w.started(),

@@ -77,11 +77,22 @@ pub enum SupervisorEvent {
         /// The new verdict.
         health: crate::supervise::Health,
     },
+    /// An operator took a worker out of rotation
+    /// ([`Supervisor::drain`](crate::Supervisor::drain)), or put it back.
+    Drain {
+        /// The worker.
+        worker: u32,
+        /// Its slot.
+        slot: usize,
+        /// Drained (true) or back in rotation.
+        drained: bool,
+    },
 }
 
 impl SupervisorEvent {
     /// A short lowercase name: `breaker_tripped`, `reload`, `recycle`,
-    /// `respawn`, `cluster_ready`, `gave_up`, `stopping`, `health`.
+    /// `respawn`, `cluster_ready`, `gave_up`, `stopping`, `health`,
+    /// `drain`.
     pub fn name(&self) -> &'static str {
         match self {
             SupervisorEvent::BreakerTripped { .. } => "breaker_tripped",
@@ -92,6 +103,7 @@ impl SupervisorEvent {
             SupervisorEvent::GaveUp { .. } => "gave_up",
             SupervisorEvent::Stopping => "stopping",
             SupervisorEvent::Health { .. } => "health",
+            SupervisorEvent::Drain { .. } => "drain",
         }
     }
 }
@@ -119,6 +131,17 @@ impl fmt::Display for SupervisorEvent {
             SupervisorEvent::GaveUp { reason } => write!(f, "giving up: {reason}"),
             SupervisorEvent::Stopping => f.write_str("stopping"),
             SupervisorEvent::Health { health } => write!(f, "health: {health}"),
+            SupervisorEvent::Drain {
+                worker,
+                slot,
+                drained: true,
+            } => write!(
+                f,
+                "worker {worker} (slot {slot}) drained: out of rotation, serving its open connections"
+            ),
+            SupervisorEvent::Drain { worker, slot, .. } => {
+                write!(f, "worker {worker} (slot {slot}) back in rotation")
+            }
         }
     }
 }
@@ -263,6 +286,12 @@ pub enum RecycleReason {
         /// What the predicate said.
         reason: String,
     },
+    /// An operator asked for it
+    /// ([`Supervisor::replace`](crate::Supervisor::replace)).
+    Operator {
+        /// The worker.
+        worker: u32,
+    },
     /// Hung: no heartbeat within
     /// [`Supervision::heartbeat_timeout`](crate::Supervision::heartbeat_timeout).
     /// It is killed once its successor is ready.
@@ -276,7 +305,7 @@ pub enum RecycleReason {
 
 impl RecycleReason {
     /// A short name for the kind of reason: `age`, `requests`, `memory`,
-    /// `hung`, `degraded` or `app`.
+    /// `hung`, `degraded`, `app` or `operator`.
     pub fn kind(&self) -> &'static str {
         match self {
             RecycleReason::Age { .. } => "age",
@@ -285,6 +314,7 @@ impl RecycleReason {
             RecycleReason::Hung { .. } => "hung",
             RecycleReason::Degraded { .. } => "degraded",
             RecycleReason::App { .. } => "app",
+            RecycleReason::Operator { .. } => "operator",
         }
     }
 }
@@ -319,6 +349,9 @@ impl fmt::Display for RecycleReason {
                 "worker {worker} is degraded: {requests_per_sec:.1} requests/s against its peak of {peak:.1}, while its CPU and memory rose"
             ),
             RecycleReason::App { worker, reason } => write!(f, "worker {worker}: {reason}"),
+            RecycleReason::Operator { worker } => {
+                write!(f, "worker {worker}: replacement asked by an operator")
+            }
         }
     }
 }

@@ -115,6 +115,7 @@ mod tests {
             heartbeat: Some((t, 0)),
             health: None,
             unready: None,
+            drained: false,
         }
     }
 

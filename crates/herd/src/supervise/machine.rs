@@ -535,3 +535,6 @@ mod view;
 
 /// Health: the verdict, the operator's mark, reloads through health.
 mod verdict;
+
+/// An operator's actions on one worker: drain, undrain, replace.
+mod operator;

@@ -52,6 +52,7 @@
 //! # }
 //! ```
 
+mod actions;
 mod breaker;
 mod config;
 mod core;
@@ -75,6 +76,7 @@ use std::time::{Duration, Instant};
 use crate::Signal;
 use tokio::sync::{mpsc, oneshot, watch};
 
+pub use actions::{Replaced, WorkerActionError};
 pub use config::{Restart, Supervision, EXIT_CANNOT_BOOT};
 pub use events::{
     ClusterEvent, ClusterEvents, RecycleReason, ReloadPhase, SupervisorEvent, SupervisorEvents,
@@ -149,6 +151,8 @@ enum Command {
     Kill,
     /// Mark the host down (true) or up.
     MarkDown(bool),
+    /// Drain, undrain or replace one worker.
+    Worker(actions::Action),
 }
 
 /// The supervisor of a cluster: cheap to clone, every clone the same
@@ -165,6 +169,8 @@ struct Shared {
     commands: mpsc::UnboundedSender<Command>,
     state: watch::Sender<Arc<Snapshot>>,
     emitter: Arc<Emitter>,
+    /// How long a successor may take to be ready.
+    boot_timeout: Duration,
     /// What `run` takes, once.
     parts: Mutex<Option<Parts>>,
 }
@@ -197,6 +203,7 @@ impl Supervisor {
         };
         let emitter = Arc::new(Emitter::default());
         let now = Instant::now();
+        let boot_timeout = cfg.boot_timeout;
         let machine = Machine::new(cfg, primary.clone(), emitter.clone(), now);
         let (state, _) = watch::channel(Arc::new(machine.snapshot(now)));
         let (tx, rx) = mpsc::unbounded_channel();
@@ -206,6 +213,7 @@ impl Supervisor {
                 commands: tx,
                 state,
                 emitter,
+                boot_timeout,
                 parts: Mutex::new(Some(Parts {
                     machine,
                     commands: rx,
@@ -405,6 +413,7 @@ async fn drive(shared: Arc<Shared>, parts: Parts) -> i32 {
                         let _ = kill.send(true);
                     }
                     Command::MarkDown(down) => machine.mark_down(down, now),
+                    Command::Worker(action) => actions::apply(&mut machine, action, now),
                 }
             }
             _ = sleep_until(due), if due.is_some() => machine.tick(Instant::now()),

@@ -132,6 +132,11 @@ impl std::fmt::Debug for Worker {
 }
 
 impl Worker {
+    /// Sends a control frame to the primary (the debug module's answers).
+    pub(crate) fn control(&self, msg: &Control) -> Result<(), Error> {
+        self.inner.outbox.control(msg, Vec::new())
+    }
+
     /// Connects to the primary (once per process; later calls return the
     /// same link) and announces the worker online.
     ///

@@ -82,6 +82,7 @@ fn on_frame(worker: &Worker, inbox: &Inbox, frame: Frame) -> Result<(), Error> {
             }
         }
         Control::Disconnect => worker.begin_disconnect(false),
+        Control::Profile { seq, seconds } => crate::debug::answer_profile(worker, seq, seconds),
         other => {
             return Err(Error::Protocol(format!(
                 "primary sent a worker-only message: {other:?}"

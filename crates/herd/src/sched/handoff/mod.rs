@@ -131,6 +131,8 @@ impl Slot {
 /// [`Slot::has_room`] may be picked.
 pub(crate) trait Pick: Send {
     fn pick(&mut self, slots: &[Slot]) -> Option<usize>;
+    /// The policy's short name (`rr`, `lc`).
+    fn name(&self) -> &'static str;
 }
 
 struct State {
@@ -363,6 +365,31 @@ impl Share for Handoff {
         if let Some(s) = self.state.lock().unwrap().slot(worker) {
             s.routing = false;
         }
+    }
+
+    fn can_drain(&self) -> bool {
+        true
+    }
+
+    /// Not routed to; what its queue holds goes to the others now (it
+    /// stays connected, and its queue with it, for `listening` to route
+    /// to it again).
+    fn drain(&mut self, worker: u32) {
+        let mut st = self.state.lock().unwrap();
+        let Some(s) = st.slot(worker) else {
+            return;
+        };
+        s.routing = false;
+        let back = s.take_back();
+        s.queued = 0;
+        for fd in back.into_iter().rev() {
+            st.pending.push_front(fd);
+        }
+        self.changed(st);
+    }
+
+    fn name(&self) -> &'static str {
+        self.state.lock().unwrap().pick.name()
     }
 
     fn remove(&mut self, worker: u32) {

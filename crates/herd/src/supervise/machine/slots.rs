@@ -310,7 +310,9 @@ impl<C: Core> Machine<C> {
             if !c.ready() {
                 continue;
             }
-            let Some(w) = self.core.worker(c.id).filter(|w| !w.leaving) else {
+            // A drained worker is left alone: it may be stopped in a
+            // debugger, and the operator decides what becomes of it.
+            let Some(w) = self.core.worker(c.id).filter(|w| !w.leaving && !w.drained) else {
                 continue;
             };
             let rss = || self.core.rss(c.id);

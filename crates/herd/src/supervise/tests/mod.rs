@@ -3,6 +3,7 @@
 //! `Instant`, nothing sleeps.
 
 mod health;
+mod operator;
 mod recycle;
 mod reload;
 mod respawn;
@@ -62,6 +63,7 @@ impl Fake {
                 heartbeat: None,
                 health: None,
                 unready: None,
+                drained: false,
             },
         );
         s.calls.push(call(id));
@@ -95,6 +97,12 @@ impl Core for Fake {
     }
     fn rss(&self, id: u32) -> Option<u64> {
         self.0.lock().unwrap().rss.get(&id).copied()
+    }
+    fn drain(&self, id: u32, on: bool) -> Result<(), Error> {
+        let mut s = self.0.lock().unwrap();
+        let w = s.workers.get_mut(&id).ok_or(Error::NoSuchWorker { id })?;
+        w.drained = on;
+        Ok(())
     }
 }
 
