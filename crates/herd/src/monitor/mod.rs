@@ -27,6 +27,7 @@
 //! ```
 
 mod agent;
+mod dashboard;
 mod deps;
 mod ecv;
 mod metrics;
@@ -64,6 +65,7 @@ pub struct Monitor {
     token: Option<Token>,
     agent: Option<SocketAddr>,
     deps: Deps,
+    dashboard_tick: Duration,
 }
 
 impl std::fmt::Debug for Monitor {
@@ -89,6 +91,7 @@ impl Monitor {
             token: None,
             agent: None,
             deps: Deps::of_herd(),
+            dashboard_tick: Duration::from_secs(1),
         }
     }
 
@@ -164,6 +167,14 @@ impl Monitor {
         self
     }
 
+    /// How often the dashboard's pages get a new snapshot (besides one
+    /// soon after each lifecycle event); default one second, kept within
+    /// 10 ms and 60 s. Each worker's sparkline keeps 180 of them.
+    pub fn dashboard_interval(mut self, every: Duration) -> Self {
+        self.dashboard_tick = every.clamp(Duration::from_millis(10), Duration::from_secs(60));
+        self
+    }
+
     /// Binds the monitor (and the agent check) and serves it on the
     /// current tokio runtime until the returned server is dropped.
     ///
@@ -178,6 +189,7 @@ impl Monitor {
         if let Some(a) = agent_addr {
             tracing::info!("agent check on {a}");
         }
+        let ecv_root = self.ecv_root.clone();
         let ctx = Arc::new(routes::Ctx {
             sup: sup.clone(),
             ecv_root: self.ecv_root,
@@ -186,7 +198,11 @@ impl Monitor {
             deps: self.deps,
             started: std::time::SystemTime::now(),
         });
-        let mut tasks = vec![tokio::spawn(serve(listener, ctx.clone()))];
+        let hub = dashboard::Hub::new();
+        let mut tasks = vec![
+            tokio::spawn(serve(listener, ctx.clone(), hub.clone())),
+            tokio::spawn(dashboard::hub::run(hub, sup.clone(), self.dashboard_tick, ecv_root)),
+        ];
         if let Some(agent) = agent {
             tasks.push(tokio::spawn(agent::serve(agent, sup.clone())));
         }
@@ -234,7 +250,8 @@ fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, Error> {
     tokio::net::TcpListener::from_std(std).map_err(listen)
 }
 
-async fn serve(listener: tokio::net::TcpListener, ctx: Arc<routes::Ctx>) {
+async fn serve(listener: tokio::net::TcpListener, ctx: Arc<routes::Ctx>, hub: Arc<dashboard::Hub>) {
+    use http_body_util::BodyExt;
     use hyper::server::conn::http1;
     use hyper_util::rt::{TokioIo, TokioTimer};
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
@@ -252,11 +269,22 @@ async fn serve(listener: tokio::net::TcpListener, ctx: Arc<routes::Ctx>) {
             }
         };
         let local = stream.local_addr().ok();
-        let ctx = ctx.clone();
+        let (ctx, hub) = (ctx.clone(), hub.clone());
+        // Thrown by the dashboard's hub when this connection's page falls
+        // behind: the connection ends instead of buffering for it.
+        let kill = Arc::new(tokio::sync::Notify::new());
+        let switch = kill.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| {
-                let ctx = ctx.clone();
-                async move { Ok::<_, std::convert::Infallible>(routes::handle(&ctx, req, local).await) }
+                let (ctx, hub, kill) = (ctx.clone(), hub.clone(), kill.clone());
+                async move {
+                    let path = req.uri().path().to_string();
+                    if let Some(r) = dashboard::handle(&hub, req.method(), &path, &kill) {
+                        return Ok::<_, std::convert::Infallible>(r);
+                    }
+                    let r = routes::handle(&ctx, req, local).await;
+                    Ok(r.map(BodyExt::boxed_unsync))
+                }
             });
             let conn = http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -264,8 +292,11 @@ async fn serve(listener: tokio::net::TcpListener, ctx: Arc<routes::Ctx>) {
                 .max_buf_size(MAX_HEAD)
                 .keep_alive(true)
                 .serve_connection(TokioIo::new(stream), service);
-            if let Err(e) = conn.await {
-                tracing::debug!(%peer, error = %e, "monitor connection");
+            tokio::select! {
+                r = conn => if let Err(e) = r {
+                    tracing::debug!(%peer, error = %e, "monitor connection");
+                },
+                _ = switch.notified() => tracing::debug!(%peer, "monitor: dropped a slow dashboard page"),
             }
             drop(permit);
         });
