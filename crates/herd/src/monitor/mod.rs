@@ -54,6 +54,8 @@ const MAX_CONNECTIONS: usize = 64;
 const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 /// The largest request head read.
 const MAX_HEAD: usize = 16 << 10;
+/// Each connection's socket send buffer (the kernel doubles it).
+const SEND_BUFFER: usize = 64 << 10;
 
 /// The monitor's configuration (see the [module docs](self)).
 #[derive(Clone)]
@@ -269,6 +271,9 @@ async fn serve(listener: tokio::net::TcpListener, ctx: Arc<routes::Ctx>, hub: Ar
             }
         };
         let local = stream.local_addr().ok();
+        // A fixed send buffer (no autotuning up to megabytes): what a page
+        // that stops reading can hold up is bounded, and it is found out.
+        let _ = socket2::SockRef::from(&stream).set_send_buffer_size(SEND_BUFFER);
         let (ctx, hub) = (ctx.clone(), hub.clone());
         // Thrown by the dashboard's hub when this connection's page falls
         // behind: the connection ends instead of buffering for it.
