@@ -29,7 +29,10 @@ struct Script(Child);
 impl Drop for Script {
     fn drop(&mut self) {
         use nix::sys::signal::{killpg, Signal};
-        let _ = killpg(nix::unistd::Pid::from_raw(self.0.id() as i32), Signal::SIGKILL);
+        let _ = killpg(
+            nix::unistd::Pid::from_raw(self.0.id() as i32),
+            Signal::SIGKILL,
+        );
         let _ = self.0.wait();
     }
 }
@@ -84,7 +87,8 @@ fn herd_with_monitor(workers: usize) -> (Herd, String, String) {
 fn the_page_shows_the_cluster_live_and_its_actions_work_with_the_token_only() {
     let (h, addr, monitor) = herd_with_monitor(WORKERS);
     let shot = h.dir.path().join("dashboard.png");
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/dashboard.cjs");
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/dashboard.cjs");
     let node_path = option_env!("HERD_TEST_NODE_PATH").unwrap_or("");
     use std::os::unix::process::CommandExt;
     let child = Command::new("node")
@@ -112,13 +116,22 @@ fn the_page_shows_the_cluster_live_and_its_actions_work_with_the_token_only() {
     let deadline = Instant::now() + Duration::from_secs(180);
     while let Ok(line) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
         eprintln!("dashboard.cjs: {line}");
-        let v: serde_json::Value = serde_json::from_str(&line)
-            .unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
-        assert_eq!(v["ok"], true, "step failed: {line}\nherd said:\n{}", h.dump());
+        let v: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
+        assert_eq!(
+            v["ok"],
+            true,
+            "step failed: {line}\nherd said:\n{}",
+            h.dump()
+        );
         steps.push(v);
     }
     let code = script.0.wait().unwrap();
-    assert!(code.success(), "the browser script failed ({code}); herd said:\n{}", h.dump());
+    assert!(
+        code.success(),
+        "the browser script failed ({code}); herd said:\n{}",
+        h.dump()
+    );
     let names: Vec<&str> = steps.iter().map(|s| s["step"].as_str().unwrap()).collect();
     for want in [
         "loads with a card per worker",
@@ -131,14 +144,24 @@ fn the_page_shows_the_cluster_live_and_its_actions_work_with_the_token_only() {
         "reload shows its progress and ends with every worker new",
         "no request to another host",
     ] {
-        assert!(names.contains(&want), "step {want:?} did not run: {names:?}");
+        assert!(
+            names.contains(&want),
+            "step {want:?} did not run: {names:?}"
+        );
     }
-    let kill = steps.iter().find(|s| s["step"].as_str().unwrap().contains("SIGKILL")).unwrap();
+    let kill = steps
+        .iter()
+        .find(|s| s["step"].as_str().unwrap().contains("SIGKILL"))
+        .unwrap();
     assert!(kill["ms"].as_u64().unwrap() <= 2000, "{kill}");
     let png = std::fs::read(&shot).expect("the screenshot");
-    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 10_000, "not a screenshot");
+    assert!(
+        png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 10_000,
+        "not a screenshot"
+    );
     if std::env::var_os("HERD_UPDATE_SCREENSHOT").is_some_and(|v| v == "1") {
-        let docs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/dashboard.png");
+        let docs =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/dashboard.png");
         std::fs::write(&docs, &png).unwrap();
     }
 }
@@ -147,11 +170,16 @@ fn the_page_shows_the_cluster_live_and_its_actions_work_with_the_token_only() {
 fn open_events(monitor: &str) -> (u16, BufReader<TcpStream>) {
     let mut s = TcpStream::connect(monitor).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.write_all(b"GET /debug/events HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").unwrap();
+    s.write_all(b"GET /debug/events HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+        .unwrap();
     let mut r = BufReader::new(s);
     let mut status = String::new();
     r.read_line(&mut status).unwrap();
-    let code = status.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let code = status
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
     (code, r)
 }
 
@@ -179,7 +207,12 @@ fn the_event_stream_serves_32_pages_and_refuses_the_next_until_one_closes() {
     assert_eq!(code, 503);
     let mut rest = String::new();
     let _ = r.read_to_string(&mut rest);
-    assert!(rest.contains("32 dashboard pages are open already"), "{rest}");
+    assert!(
+        rest.contains("32 dashboard pages are open already"),
+        "{rest}"
+    );
     drop(pages.pop());
-    wait_until("a page's place is free again", || open_events(&monitor).0 == 200);
+    wait_until("a page's place is free again", || {
+        open_events(&monitor).0 == 200
+    });
 }

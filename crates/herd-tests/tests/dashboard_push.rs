@@ -99,7 +99,10 @@ fn a_page_that_stops_reading_is_dropped_and_the_others_keep_their_stream() {
     }
     // The readers were not dropped and still get snapshots (several
     // KiB each).
-    let before: Vec<u64> = readers.iter().map(|r| r.bytes.load(Ordering::Relaxed)).collect();
+    let before: Vec<u64> = readers
+        .iter()
+        .map(|r| r.bytes.load(Ordering::Relaxed))
+        .collect();
     assert!(
         wait_until(TIMEOUT, || readers
             .iter()
@@ -107,6 +110,9 @@ fn a_page_that_stops_reading_is_dropped_and_the_others_keep_their_stream() {
             .all(|(r, b)| r.bytes.load(Ordering::Relaxed) > *b + 8192)),
         "a reading page stopped getting snapshots"
     );
-    assert!(readers.iter().all(|r| !r.ended.load(Ordering::Relaxed)), "a reading page was dropped");
+    assert!(
+        readers.iter().all(|r| !r.ended.load(Ordering::Relaxed)),
+        "a reading page was dropped"
+    );
     eprintln!("the slow page was dropped within {took:?}");
 }

@@ -55,6 +55,9 @@ function cards() {
     rps: e.querySelector(".w-rps").textContent,
     cpu: e.querySelector('[data-field="cpu"]').textContent,
     status: e.querySelector('[data-field="status"]').textContent,
+    rss: e.querySelector('[data-field="rss"]').textContent,
+    conns: e.querySelector('[data-field="conns"]').textContent,
+    foreign: !e.querySelector(".w-tag").hidden,
   })));
 }
 
@@ -111,6 +114,14 @@ step("numbers change under load", async () => {
     const moving = c.filter((w) => w.rps !== "–" && Number.parseFloat(w.rps) > 0);
     return key(c) !== key(before) && moving.length > 0 ? c : null;
   });
+  // Foreign workers show what they have: STATUS=, and RSS and
+  // connections from /proc.
+  for (const w of after) {
+    if (!w.foreign) fail(`worker ${w.id} is not shown as foreign`);
+    if (!/^served \d+$/.test(w.status)) fail(`worker ${w.id}'s STATUS= is not shown: ${w.status}`);
+    if (!/iB$/.test(w.rss)) fail(`worker ${w.id}'s RSS is not shown: ${w.rss}`);
+    if (!/^\d+$/.test(w.conns)) fail(`worker ${w.id}'s connections are not shown: ${w.conns}`);
+  }
   // Enough samples for a sparkline with a shape.
   await waitFor("five frames", async () => Number(await page.$eval("body", (b) => b.dataset.frames || 0)) >= 5);
   return { before: key(before), after: key(after), served };
@@ -139,7 +150,7 @@ step("a SIGKILLed worker goes and its successor comes within 2 s", async () => {
 });
 
 step("screenshot under load", async () => {
-  await waitFor("five more frames", async () => Number(await page.$eval("body", (b) => b.dataset.frames || 0)) >= 12);
+  await waitFor("twenty frames, for sparklines with a shape", async () => Number(await page.$eval("body", (b) => b.dataset.frames || 0)) >= 20);
   await page.screenshot({ path: SCREENSHOT, fullPage: true });
   return { path: SCREENSHOT, bytes: fs.statSync(SCREENSHOT).size };
 });

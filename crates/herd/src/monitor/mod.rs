@@ -12,6 +12,8 @@
 //! | `GET /metrics` | Prometheus text format |
 //! | `GET /deps` | what the program is built from |
 //! | `POST /reload`, `POST /scale?workers=N` | with the token: a rolling restart (answered when it ends), a new worker count |
+//! | `GET /debug` | the live dashboard: one page, its CSS and JavaScript embedded (`/debug/style.css`, `/debug/render.js`, `/debug/app.js`); its buttons call the control routes with the token typed into it |
+//! | `GET /debug/events` | server-sent events for the dashboard: a `snapshot` (the `/status` document, each worker's requests/s history, the recent events) every [tick](Monitor::dashboard_interval) and soon after each lifecycle event; at most 32 at once (then 503), a page that stops reading is dropped |
 //!
 //! Control routes need the token (`Authorization: Bearer TOKEN`), compared
 //! in constant time; without a configured token they do not exist (404).
@@ -78,6 +80,7 @@ impl std::fmt::Debug for Monitor {
             .field("probe", &self.probe.is_some())
             .field("token", &self.token.is_some())
             .field("agent", &self.agent)
+            .field("dashboard_interval", &self.dashboard_tick)
             .finish()
     }
 }
@@ -203,7 +206,12 @@ impl Monitor {
         let hub = dashboard::Hub::new();
         let mut tasks = vec![
             tokio::spawn(serve(listener, ctx.clone(), hub.clone())),
-            tokio::spawn(dashboard::hub::run(hub, sup.clone(), self.dashboard_tick, ecv_root)),
+            tokio::spawn(dashboard::hub::run(
+                hub,
+                sup.clone(),
+                self.dashboard_tick,
+                ecv_root,
+            )),
         ];
         if let Some(agent) = agent {
             tasks.push(tokio::spawn(agent::serve(agent, sup.clone())));

@@ -74,11 +74,9 @@ fn core(ev: &Event) -> Option<Row> {
             };
             (kind, Some(*worker), format!("worker {worker} {how}, {why}"))
         }
-        Event::Error { worker, error } => (
-            "error",
-            Some(*worker),
-            format!("worker {worker}: {error}"),
-        ),
+        Event::Error { worker, error } => {
+            ("error", Some(*worker), format!("worker {worker}: {error}"))
+        }
         _ => return None,
     })
 }
@@ -120,7 +118,10 @@ mod tests {
             },
             exited_after_disconnect: true,
         });
-        assert_eq!(row_of(&ev).unwrap().text, "worker 5 exited with code 0, as asked");
+        assert_eq!(
+            row_of(&ev).unwrap().text,
+            "worker 5 exited with code 0, as asked"
+        );
     }
 
     #[test]
@@ -130,6 +131,9 @@ mod tests {
             reason: "slot 1: 5 deaths before ready".into(),
         });
         let row = row_of(&ev).unwrap();
-        assert_eq!((row.kind, row.text.as_str()), ("breaker_tripped", "slot 1: 5 deaths before ready"));
+        assert_eq!(
+            (row.kind, row.text.as_str()),
+            ("breaker_tripped", "slot 1: 5 deaths before ready")
+        );
     }
 }

@@ -100,15 +100,18 @@ impl Hub {
     /// Sends `frame` to every page; drops those that are gone or behind.
     fn fan_out(&self, frame: Bytes) {
         *self.latest.lock().unwrap() = Some(frame.clone());
-        self.clients.lock().unwrap().retain(|c| match c.tx.try_send(frame.clone()) {
-            Ok(()) => true,
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                tracing::info!("dashboard: dropping a page that does not keep up");
-                c.kill.notify_one();
-                false
-            }
-        });
+        self.clients
+            .lock()
+            .unwrap()
+            .retain(|c| match c.tx.try_send(frame.clone()) {
+                Ok(()) => true,
+                Err(mpsc::error::TrySendError::Closed(_)) => false,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    tracing::info!("dashboard: dropping a page that does not keep up");
+                    c.kill.notify_one();
+                    false
+                }
+            });
     }
 
     /// Pages open now (for tests and logs).
@@ -150,7 +153,9 @@ pub(crate) async fn run(hub: Arc<Hub>, sup: Supervisor, tick: Duration, ecv_root
                 false
             }
         };
-        let Some(doc) = read(&sup).await else { continue };
+        let Some(doc) = read(&sup).await else {
+            continue;
+        };
         if sample {
             memory.sample(&doc);
         }

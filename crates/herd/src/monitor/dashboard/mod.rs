@@ -85,7 +85,10 @@ fn events(hub: &Hub, kill: Arc<Notify>) -> Response<Body> {
     };
     let mut r = Response::new(BodyExt::boxed_unsync(body));
     let h = r.headers_mut();
-    h.insert(hyper::header::CONTENT_TYPE, "text/event-stream".parse().unwrap());
+    h.insert(
+        hyper::header::CONTENT_TYPE,
+        "text/event-stream".parse().unwrap(),
+    );
     h.insert(hyper::header::CACHE_CONTROL, "no-cache".parse().unwrap());
     r
 }

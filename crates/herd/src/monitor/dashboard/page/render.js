@@ -65,8 +65,10 @@ function stateOf(w, slot) {
   return w.state === "none" ? "forked" : w.state;
 }
 
+// The last minutes of req/s (the monitor keeps 180 samples a worker), on
+// a window that grows with what there is, from 30 samples.
 function sparkline(svg, values) {
-  const n = 60;
+  const n = Math.max(30, Math.min(180, values.length));
   const pts = values.slice(-n).map((v) => (v === null ? 0 : v));
   const max = Math.max(1, ...pts);
   const w = 100, h = 30;
