@@ -29,7 +29,7 @@ pub(crate) const HISTORY: usize = 180;
 pub(crate) const EVENTS: usize = 100;
 /// After an event, how long to wait for the ones that come with it before
 /// a frame goes out.
-const SETTLE: Duration = Duration::from_millis(50);
+const SETTLE: Duration = Duration::from_millis(20);
 
 /// One open page: where its frames go, and the switch that closes its
 /// connection when it falls behind.
