@@ -16,8 +16,12 @@
 #   bench/run.sh dashboard
 #   env: WORKERS (2), DURATION seconds per run (5), CONNS (32), ROUNDS (7),
 #        WARMUP seconds (1), PAGES (10)
-# Rounds run both sides one after the other, the order swapped every round;
-# the ratio is the median of the ratios within each round. Last line:
+#        PAIRING (interleaved | together)
+# PAIRING=interleaved (the default): each round runs both sides one after
+# the other, the order swapped every round. PAIRING=together: both sides at
+# once, each under its own wrk, so that whatever else loads the machine
+# loads both alike (each gets about half of it). The ratio is the median of
+# the ratios within each round. Last line:
 #   dashboard-connrate: with <req/s> without <req/s> ratio <with/without>
 set -euo pipefail
 . "$(dirname "$0")/lib/http.sh"
@@ -30,6 +34,11 @@ CONNS=${CONNS:-32}
 ROUNDS=${ROUNDS:-7}
 WARMUP=${WARMUP:-1}
 PAGES=${PAGES:-10}
+PAIRING=${PAIRING:-interleaved}
+case $PAIRING in
+  interleaved | together) ;;
+  *) echo "bench: PAIRING is interleaved or together, not $PAIRING" >&2; exit 2 ;;
+esac
 SIDES=(without with)
 
 # The page streams, killed at exit with everything else.
@@ -40,7 +49,6 @@ stop_pages() {
   for p in "${PAGE_PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
   PAGE_PIDS=()
 }
-trap 'stop_pages; cleanup' EXIT
 
 # open_pages URL ROUND: PAGES streams, each to its own file.
 open_pages() {
@@ -62,42 +70,81 @@ page_events() {
   echo "$min $sum"
 }
 
-declare -A RPS ERRS THIS
+declare -A RPS ERRS THIS PORT PID NOTE
 PAIRS=()
 MIN_EVENTS=
-machine_note
-echo "# connrate: $WORKERS workers, hello --monitor, wrk -t1 -c$CONNS -d${DURATION}s -H 'Connection: close'"
-echo "# with: $PAGES streams of /debug/events open (curl -N) through warm-up and run; $ROUNDS rounds (median)"
-for ((round = 1; round <= ROUNDS; round++)); do
-  first=${SIDES[$(((round - 1) % 2))]} second=${SIDES[$((round % 2))]}
-  for side in "$first" "$second"; do
-    herd_server "dashboard-$side" rr "$WORKERS" --monitor
-    mon=$(sed -n 's/^ready .* monitor=\([0-9.:]*\).*/\1/p' "$SERVER_OUT" | head -1)
-    [ -n "$mon" ] || { echo "bench: no monitor address in: $(cat "$SERVER_OUT")" >&2; exit 1; }
-    if [ "$side" = with ]; then
-      open_pages "http://$mon/debug/events" "$round"
-      # Every page has its first snapshot before the load starts.
-      for ((i = 0; i < 100; i++)); do
-        read -r m _ < <(page_events "$round")
-        [ "$m" -ge 1 ] && break
-        sleep 0.05
-      done
-    fi
-    run_wrk "$WORKDIR/warmup" -t1 -c"$CONNS" -d"${WARMUP}s" -H 'Connection: close'
-    run_wrk "$WORKDIR/$side.$round.wrk" -t1 -c"$CONNS" -d"${DURATION}s" -H 'Connection: close'
-    note=""
+WRK2_PID=
+
+# start_side SIDE ROUND: its server (and, for `with`, its pages, each with
+# its first snapshot before the load starts).
+start_side() {
+  local side=$1 round=$2 mon i m
+  herd_server "dashboard-$side" rr "$WORKERS" --monitor
+  PID[$side]=$SERVER_PID PORT[$side]=$SERVER_PORT
+  mon=$(sed -n 's/^ready .* monitor=\([0-9.:]*\).*/\1/p' "$SERVER_OUT" | head -1)
+  [ -n "$mon" ] || { echo "bench: no monitor address in: $(cat "$SERVER_OUT")" >&2; exit 1; }
+  [ "$side" = with ] || return 0
+  open_pages "http://$mon/debug/events" "$round"
+  for ((i = 0; i < 100; i++)); do
+    read -r m _ < <(page_events "$round")
+    [ "$m" -ge 1 ] && break
+    sleep 0.05
+  done
+}
+
+# measure ROUND SIDE...: warm-up, then the measured run, of the sides given
+# (one, or both at once).
+measure() {
+  local round=$1 side pids p
+  shift
+  for phase in warmup run; do
+    pids=()
+    for side in "$@"; do
+      local d=$DURATION out="$WORKDIR/$side.$round.wrk"
+      [ "$phase" = run ] || { d=$WARMUP; out="$WORKDIR/warmup.$side"; }
+      wrk -t1 -c"$CONNS" -d"${d}s" -H 'Connection: close' "http://127.0.0.1:${PORT[$side]}/" >"$out" 2>&1 &
+      pids+=($!)
+      if [ -z "$WRK_PID" ]; then WRK_PID=$!; else WRK2_PID=$!; fi
+    done
+    for p in "${pids[@]}"; do wait "$p" || { echo "bench: wrk failed" >&2; exit 1; }; done
+    WRK_PID= WRK2_PID=
+  done
+  for side in "$@"; do
+    parse_wrk "$WORKDIR/$side.$round.wrk"
+    NOTE[$side]=""
     if [ "$side" = with ]; then
       read -r m s < <(page_events "$round")
-      stop_pages
-      note=", pages got $s snapshots (the fewest $m)"
+      NOTE[$side]=", pages got $s snapshots (the fewest $m)"
       if [ -z "$MIN_EVENTS" ] || [ "$m" -lt "$MIN_EVENTS" ]; then MIN_EVENTS=$m; fi
     fi
-    stop_server
     RPS[$side]="${RPS[$side]:-} $WRK_RPS"
     ERRS[$side]=$((${ERRS[$side]:-0} + WRK_ERRORS))
     THIS[$side]=$WRK_RPS
-    echo "# round $round $side: $WRK_RPS req/s, $WRK_ERRORS errors$note" >&2
+    echo "# round $round $side: $WRK_RPS req/s, $WRK_ERRORS errors${NOTE[$side]}" >&2
   done
+}
+
+trap '[ -z "$WRK2_PID" ] || kill -KILL "$WRK2_PID" 2>/dev/null; stop_pages; cleanup' EXIT
+machine_note
+echo "# connrate: $WORKERS workers, hello --monitor, wrk -t1 -c$CONNS -d${DURATION}s -H 'Connection: close'"
+echo "# with: $PAGES streams of /debug/events open (curl -N) through warm-up and run; $ROUNDS rounds (median), $PAIRING"
+for ((round = 1; round <= ROUNDS; round++)); do
+  first=${SIDES[$(((round - 1) % 2))]} second=${SIDES[$((round % 2))]}
+  if [ "$PAIRING" = together ]; then
+    start_side "$first" "$round"
+    start_side "$second" "$round"
+    measure "$round" "$first" "$second"
+    stop_pages
+    stop_pid "${PID[$first]}"
+    stop_pid "${PID[$second]}"
+  else
+    for side in "$first" "$second"; do
+      start_side "$side" "$round"
+      measure "$round" "$side"
+      stop_pages
+      stop_pid "${PID[$side]}"
+    done
+  fi
   PAIRS+=("$(awk -v a="${THIS[with]}" -v b="${THIS[without]}" 'BEGIN { printf "%.0f", a * 1000 / b }')")
   echo "# round $round with/without $(ratio "${PAIRS[-1]}" 1000)" >&2
 done

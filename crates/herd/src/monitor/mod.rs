@@ -191,6 +191,7 @@ impl Monitor {
         let agent = self.agent.map(bind).transpose()?;
         let agent_addr = agent.as_ref().and_then(|l| l.local_addr().ok());
         tracing::info!("monitor on http://{local} (ECV at {})", self.ecv_root);
+        tracing::info!("dashboard on http://{local}/debug");
         if let Some(a) = agent_addr {
             tracing::info!("agent check on {a}");
         }
