@@ -210,8 +210,9 @@ pub struct RunArgs {
     pub heartbeat_timeout: Option<String>,
 
     /// Serve the monitor (health for load balancers at /ecv, /livez,
-    /// /readyz, /status, /metrics, /deps) on this address: loopback or a
-    /// private interface. Off by default.
+    /// /readyz, /status, /metrics, /deps, and the live dashboard at
+    /// /debug) on this address: loopback or a private interface. Off by
+    /// default.
     #[arg(long, value_name = "ADDR", env = "HERD_MONITOR")]
     pub monitor: Option<String>,
 

@@ -15,6 +15,8 @@
 //! | `POST /workers/{id}/drain`, `/undrain`, `/replace` | with the token: take one worker out of rotation (it keeps serving its open connections), put it back, replace it successor first; 404 no such worker, 409 why not |
 //! | `GET /workers/{id}/profile?seconds=N` | with the token: a flamegraph SVG of N seconds (1 to 60) of that worker's CPU, or 501 saying why none can be made (see [`crate::debug`]) |
 //! | `GET /workers/{id}/dump` | with the token: every thread's backtrace in that worker, as text, or 501 |
+//! | `GET /debug` | the live dashboard: one page, its CSS and JavaScript embedded (`/debug/style.css`, `/debug/render.js`, `/debug/app.js`); its buttons call the control routes with the token typed into it |
+//! | `GET /debug/events` | server-sent events for the dashboard: a `snapshot` (the `/status` document, each worker's requests/s history, the recent events) every [tick](Monitor::dashboard_interval) and soon after each lifecycle event; at most 32 at once (then 503), a page that stops reading is dropped |
 //!
 //! Control routes need the token (`Authorization: Bearer TOKEN`), compared
 //! in constant time; without a configured token they do not exist (404).
@@ -30,6 +32,7 @@
 //! ```
 
 mod agent;
+mod dashboard;
 mod deps;
 mod ecv;
 mod metrics;
@@ -57,6 +60,8 @@ const MAX_CONNECTIONS: usize = 64;
 const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 /// The largest request head read.
 const MAX_HEAD: usize = 16 << 10;
+/// Each connection's socket send buffer (the kernel doubles it).
+const SEND_BUFFER: usize = 64 << 10;
 
 /// The monitor's configuration (see the [module docs](self)).
 #[derive(Clone)]
@@ -68,6 +73,7 @@ pub struct Monitor {
     token: Option<Token>,
     agent: Option<SocketAddr>,
     deps: Deps,
+    dashboard_tick: Duration,
 }
 
 impl std::fmt::Debug for Monitor {
@@ -78,6 +84,7 @@ impl std::fmt::Debug for Monitor {
             .field("probe", &self.probe.is_some())
             .field("token", &self.token.is_some())
             .field("agent", &self.agent)
+            .field("dashboard_interval", &self.dashboard_tick)
             .finish()
     }
 }
@@ -93,6 +100,7 @@ impl Monitor {
             token: None,
             agent: None,
             deps: Deps::of_herd(),
+            dashboard_tick: Duration::from_secs(1),
         }
     }
 
@@ -168,6 +176,14 @@ impl Monitor {
         self
     }
 
+    /// How often the dashboard's pages get a new snapshot (besides one
+    /// soon after each lifecycle event); default one second, kept within
+    /// 10 ms and 60 s. Each worker's sparkline keeps 180 of them.
+    pub fn dashboard_interval(mut self, every: Duration) -> Self {
+        self.dashboard_tick = every.clamp(Duration::from_millis(10), Duration::from_secs(60));
+        self
+    }
+
     /// Binds the monitor (and the agent check) and serves it on the
     /// current tokio runtime until the returned server is dropped.
     ///
@@ -179,9 +195,11 @@ impl Monitor {
         let agent = self.agent.map(bind).transpose()?;
         let agent_addr = agent.as_ref().and_then(|l| l.local_addr().ok());
         tracing::info!("monitor on http://{local} (ECV at {})", self.ecv_root);
+        tracing::info!("dashboard on http://{local}/debug");
         if let Some(a) = agent_addr {
             tracing::info!("agent check on {a}");
         }
+        let ecv_root = self.ecv_root.clone();
         let ctx = Arc::new(routes::Ctx {
             sup: sup.clone(),
             ecv_root: self.ecv_root,
@@ -190,7 +208,16 @@ impl Monitor {
             deps: self.deps,
             started: std::time::SystemTime::now(),
         });
-        let mut tasks = vec![tokio::spawn(serve(listener, ctx.clone()))];
+        let hub = dashboard::Hub::new();
+        let mut tasks = vec![
+            tokio::spawn(serve(listener, ctx.clone(), hub.clone())),
+            tokio::spawn(dashboard::hub::run(
+                hub,
+                sup.clone(),
+                self.dashboard_tick,
+                ecv_root,
+            )),
+        ];
         if let Some(agent) = agent {
             tasks.push(tokio::spawn(agent::serve(agent, sup.clone())));
         }
@@ -238,7 +265,8 @@ fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, Error> {
     tokio::net::TcpListener::from_std(std).map_err(listen)
 }
 
-async fn serve(listener: tokio::net::TcpListener, ctx: Arc<routes::Ctx>) {
+async fn serve(listener: tokio::net::TcpListener, ctx: Arc<routes::Ctx>, hub: Arc<dashboard::Hub>) {
+    use http_body_util::BodyExt;
     use hyper::server::conn::http1;
     use hyper_util::rt::{TokioIo, TokioTimer};
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
@@ -256,11 +284,25 @@ async fn serve(listener: tokio::net::TcpListener, ctx: Arc<routes::Ctx>) {
             }
         };
         let local = stream.local_addr().ok();
-        let ctx = ctx.clone();
+        // A fixed send buffer (no autotuning up to megabytes): what a page
+        // that stops reading can hold up is bounded, and it is found out.
+        let _ = socket2::SockRef::from(&stream).set_send_buffer_size(SEND_BUFFER);
+        let (ctx, hub) = (ctx.clone(), hub.clone());
+        // Thrown by the dashboard's hub when this connection's page falls
+        // behind: the connection ends instead of buffering for it.
+        let kill = Arc::new(tokio::sync::Notify::new());
+        let switch = kill.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| {
-                let ctx = ctx.clone();
-                async move { Ok::<_, std::convert::Infallible>(routes::handle(&ctx, req, local).await) }
+                let (ctx, hub, kill) = (ctx.clone(), hub.clone(), kill.clone());
+                async move {
+                    let path = req.uri().path().to_string();
+                    if let Some(r) = dashboard::handle(&hub, req.method(), &path, &kill) {
+                        return Ok::<_, std::convert::Infallible>(r);
+                    }
+                    let r = routes::handle(&ctx, req, local).await;
+                    Ok(r.map(BodyExt::boxed_unsync))
+                }
             });
             let conn = http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -268,8 +310,11 @@ async fn serve(listener: tokio::net::TcpListener, ctx: Arc<routes::Ctx>) {
                 .max_buf_size(MAX_HEAD)
                 .keep_alive(true)
                 .serve_connection(TokioIo::new(stream), service);
-            if let Err(e) = conn.await {
-                tracing::debug!(%peer, error = %e, "monitor connection");
+            tokio::select! {
+                r = conn => if let Err(e) = r {
+                    tracing::debug!(%peer, error = %e, "monitor connection");
+                },
+                _ = switch.notified() => tracing::debug!(%peer, "monitor: dropped a slow dashboard page"),
             }
             drop(permit);
         });
