@@ -99,6 +99,7 @@ fn the_page_shows_the_cluster_live_and_its_actions_work_with_the_token_only() {
         .arg(WORKERS.to_string())
         .arg(&shot)
         .env("NODE_PATH", node_path)
+        .env("PROFILE", if cfg!(herd_perf) { "1" } else { "0" })
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .process_group(0)
@@ -142,6 +143,9 @@ fn the_page_shows_the_cluster_live_and_its_actions_work_with_the_token_only() {
         "mark down and up with the token",
         "scale up and down",
         "reload shows its progress and ends with every worker new",
+        "replace one worker from its card",
+        "drain of a foreign worker is refused, saying why",
+        "profile one worker from its card",
         "no request to another host",
     ] {
         assert!(

@@ -4,6 +4,9 @@
 //
 //   node dashboard.cjs MONITOR_URL APP_URL TOKEN WORKERS SCREENSHOT
 //
+// With PROFILE=1 (perf works here) the profile button must show a
+// flamegraph; without, it must say that profiling is not available.
+//
 // Each step prints one JSON line {"step", "ok", ...figures}; the first
 // failure prints {"step", "ok": false, "error"} and exits 1. To add a
 // step, add one `step("name", async () => {...})` call below: the helpers
@@ -58,6 +61,7 @@ function cards() {
     rss: e.querySelector('[data-field="rss"]').textContent,
     conns: e.querySelector('[data-field="conns"]').textContent,
     foreign: !e.querySelector(".w-tag").hidden,
+    drained: e.dataset.drained === "true",
   })));
 }
 
@@ -87,11 +91,11 @@ async function setToken(t) {
   await page.click("#token-save");
 }
 
-async function waitNotice(re, what) {
+async function waitNotice(re, what, ms = WAIT) {
   return waitFor(`the page says ${what} (${re})`, async () => {
     const n = await notice();
     return re.test(n) ? n : null;
-  });
+  }, ms);
 }
 
 const steps = [];
@@ -225,6 +229,47 @@ step("reload shows its progress and ends with every worker new", async () => {
   return { progress: progress.replace(/\s+/g, " ").trim(), done, ms: Date.now() - t0, pids: after.map((w) => w.pid) };
 });
 
+step("replace one worker from its card", async () => {
+  const before = await cards();
+  const victim = before[0];
+  await workerAction(victim.id, "replace");
+  const said = await waitNotice(new RegExp(`worker ${victim.id}.*replaced|replaced.*${victim.id}`, "i"), "the worker was replaced");
+  const after = await waitFor(`worker ${victim.id} gone, ${WORKERS} ready cards`, async () => {
+    const c = await cards();
+    const ok = c.length === WORKERS && c.every((w) => w.state === "ready" && !w.leaving) && !c.some((w) => w.id === victim.id);
+    return ok ? c : null;
+  });
+  const others = before.slice(1).map((w) => w.pid);
+  if (!others.every((pid) => after.some((w) => w.pid === pid))) fail("replacing one worker replaced others too");
+  return { said, old: victim.id, now: after.map((w) => w.id) };
+});
+
+step("drain of a foreign worker is refused, saying why", async () => {
+  const [w] = await cards();
+  await workerAction(w.id, "drain");
+  const said = await waitNotice(/drain/i, "why the drain is refused");
+  if (!/foreign|policy|cannot|not/i.test(said)) fail(`the refusal does not say why: ${said}`);
+  const still = await cards();
+  if (still.some((c) => c.drained)) fail("a worker shows drained after the refusal");
+  return { said };
+});
+
+step("profile one worker from its card", async () => {
+  const [w] = await cards();
+  await workerAction(w.id, "profile");
+  if (process.env.PROFILE === "1") {
+    const size = await waitFor("the flamegraph shown in the panel", async () => {
+      if (!(await page.isVisible("#panel"))) return null;
+      return page.$eval("#panel-body img", (i) => (i.complete && i.naturalWidth > 0 ? i.naturalWidth : 0)).catch(() => 0);
+    }, 30000);
+    const title = await page.textContent("#panel-title");
+    await page.click("#panel-close");
+    return { title, width: size };
+  }
+  const said = await waitNotice(/not available/i, "that profiling is not available", 30000);
+  return { said };
+});
+
 // ---- the run ---------------------------------------------------------------------
 (async () => {
   const profile = fs.mkdtempSync(path.join(os.tmpdir(), "herd-dashboard-chromium-"));
@@ -248,7 +293,7 @@ step("reload shows its progress and ends with every worker new", async () => {
     const errors = [];
     page.on("pageerror", (e) => errors.push(String(e)));
     const loader = load();
-    await page.goto(MONITOR + "/debug");
+    await page.goto(MONITOR + "/debug?profile_seconds=2");
     for (const [name, fn] of steps) {
       const t0 = Date.now();
       try {

@@ -145,7 +145,10 @@
     blobUrl = null;
   });
 
-  const PROFILE_SECONDS = 10;
+  // How long the profile button records: 10 s, or ?profile_seconds=N
+  // (1 to 60) in the page's address.
+  const PROFILE_SECONDS = Math.min(60, Math.max(1,
+    Number(new URLSearchParams(location.search).get("profile_seconds")) || 10));
   const WORKER = {
     drain: (id) => call("POST", `/workers/${id}/drain`, `drain worker ${id}`),
     undrain: (id) => call("POST", `/workers/${id}/undrain`, `undrain worker ${id}`),
