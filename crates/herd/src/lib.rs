@@ -70,6 +70,7 @@ pub mod primary;
 mod procfs;
 pub mod request;
 pub mod sched;
+pub mod services;
 mod signal;
 pub mod supervise;
 #[allow(unsafe_code)]
