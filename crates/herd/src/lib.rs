@@ -91,6 +91,7 @@ pub use primary::{
 };
 pub use request::Request;
 pub use sched::Policy;
+pub use services::{Emitter, Target};
 pub use signal::Signal;
 pub use supervise::{
     ClusterStatus, ReloadPhase, Restart, Supervision, Supervisor, SupervisorEvent, EXIT_CANNOT_BOOT,
