@@ -35,7 +35,7 @@ pub(crate) enum AllTag {
     All,
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Incoming<'a> {
     #[serde(borrow)]
