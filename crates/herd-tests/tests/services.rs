@@ -159,3 +159,60 @@ fn once_fires_once_and_off_ends_the_stream_in_both_roles() {
     assert_eq!(w["y_offed"], 1, "{r}");
     assert_eq!(w["y_after"], json!(null), "{r}");
 }
+
+#[test]
+fn the_status_registry_reads_and_sets_within_its_timeout_and_entries_go_with_their_worker() {
+    let mut s = Svc::start("status");
+    let r = s.report("status");
+    let names = r["names"].as_array().unwrap();
+    let find = |n: &str| {
+        names
+            .iter()
+            .find(|x| x["name"] == n)
+            .cloned()
+            .unwrap_or_default()
+    };
+    assert_eq!(find("load")["workers"], json!([1, 2, 3]), "{r}");
+    assert_eq!(find("load")["updatable"], json!([1, 2, 3]), "{r}");
+    assert_eq!(find("name")["updatable"], json!([]), "{r}");
+    assert_eq!(find("heartbeat")["workers"], json!([1, 2, 3]), "{r}");
+    assert_eq!(find("replace_queue")["primary"], true, "{r}");
+    // Worker 3 never answers: a partial result, within the timeout.
+    assert_eq!(r["got"]["answers"], json!({"1": 10, "2": 20}), "{r}");
+    assert_eq!(r["got"]["missing"], json!([3]), "{r}");
+    let ms = r["get_ms"].as_u64().unwrap();
+    assert!((450..3000).contains(&ms), "get_status took {ms} ms: {r}");
+    // set_status: who applied it, who refused, who did not answer.
+    assert_eq!(r["set"]["applied"], json!([1, 2]), "{r}");
+    assert_eq!(r["set"]["missing"], json!([3]), "{r}");
+    assert_eq!(r["after_set"]["answers"], json!({"1": 50, "2": 50}), "{r}");
+    assert_eq!(r["big"]["applied"], json!([1]), "{r}");
+    assert!(
+        r["big"]["refused"]["2"]
+            .as_str()
+            .unwrap()
+            .contains("500 is over 100"),
+        "{r}"
+    );
+    assert!(
+        r["view_only"]["refused"]["1"]
+            .as_str()
+            .unwrap()
+            .contains("no update"),
+        "{r}"
+    );
+    assert_eq!(r["name"]["answers"], json!({"1": "worker-1"}), "{r}");
+    assert_eq!(
+        r["queue"]["primary"],
+        json!({"reload": null, "replacing": []}),
+        "{r}"
+    );
+    // The heartbeat built-in carries Worker::set_status's fields.
+    assert_eq!(r["beats"], json!([1, 2, 3]), "{r}");
+    assert_eq!(r["beat_app"], json!({"role": "worker"}), "{r}");
+    // Worker 1 SIGKILLed: its entries went with it.
+    assert_eq!(r["after_kill"]["answers"], json!({"2": 50}), "{r}");
+    assert_eq!(r["after_kill"]["missing"], json!([3]), "{r}");
+    let after = r["names_after_kill"].as_array().unwrap();
+    assert!(!after.iter().any(|x| x["name"] == "name"), "{r}");
+}
