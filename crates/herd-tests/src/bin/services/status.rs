@@ -111,7 +111,7 @@ pub async fn worker(_s: &str) {
         // Never answers, either way.
         st.register_with_update(
             "load",
-            || std::future::pending::<u64>(),
+            std::future::pending::<u64>,
             |_: u64| std::future::pending::<Result<(), String>>(),
         )
         .await

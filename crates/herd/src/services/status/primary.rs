@@ -39,7 +39,7 @@ impl State {
 
     fn remove(&mut self, worker: u32, name: Option<&str>) {
         self.workers.retain(|n, ws| {
-            if name.is_none_or(|name| name == n) {
+            if name.map_or(true, |name| name == n) {
                 ws.remove(&worker);
             }
             !ws.is_empty()
