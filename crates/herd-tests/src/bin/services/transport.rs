@@ -174,7 +174,7 @@ pub async fn flood_worker() {
             Ok(()) => sent += 1,
             Err(e) => break e.to_string(),
         }
-        if sent % 1000 == 0 {
+        if sent & 1023 == 0 {
             tokio::task::yield_now().await;
         }
     };
