@@ -71,6 +71,7 @@ pub mod primary;
 mod procfs;
 pub mod request;
 pub mod sched;
+pub mod services;
 mod signal;
 pub mod supervise;
 #[allow(unsafe_code)]
@@ -91,6 +92,7 @@ pub use primary::{
 };
 pub use request::Request;
 pub use sched::Policy;
+pub use services::{Emitter, Target};
 pub use signal::Signal;
 pub use supervise::{
     ClusterStatus, ReloadPhase, Restart, Supervision, Supervisor, SupervisorEvent, EXIT_CANNOT_BOOT,

@@ -249,6 +249,7 @@ impl Primary {
                 calls: crate::request::Pending::new(Some(id)),
                 open: Default::default(),
                 profiles: Default::default(),
+                services: crate::services::host::PerWorker::new(id),
             }),
         };
         workers.insert(id, handle.clone());

@@ -70,6 +70,8 @@ pub(crate) struct Shared {
     pub open: Arc<AtomicUsize>,
     /// Profiles asked of this worker, waiting for its `profiled`.
     pub profiles: crate::debug::Asked,
+    /// Its service traffic (`crate::services`).
+    pub services: crate::services::host::PerWorker,
 }
 
 /// The primary's handle on a worker: cheap to clone, valid after the worker
@@ -409,6 +411,7 @@ impl WorkerHandle {
         self.shared
             .calls
             .close("it disconnected (or died) before replying");
+        crate::services::host::worker_gone(&p.services, self);
         p.table.remove_worker(self.id());
         tracing::debug!(worker = self.id(), "worker disconnected");
         p.bus.emit(Event::Disconnect { worker: self.id() });
@@ -422,7 +425,9 @@ impl WorkerHandle {
             life.state = WorkerState::Dead;
             life.exited_after_disconnect
         };
-        let _ = self.shared.exit.send(Some(status));
+        // Kept even with no receiver now (`send` would drop it): a `wait`
+        // called after the exit must see it.
+        self.shared.exit.send_replace(Some(status));
         tracing::debug!(worker = self.id(), %status, deliberate, "worker exited");
         // Out of the registry first (whoever takes the event sees it
         // gone), and the event sent before those waiting for the registry

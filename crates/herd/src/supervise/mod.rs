@@ -64,6 +64,7 @@ mod notify;
 mod replace;
 mod signals;
 mod status;
+mod statuses;
 #[cfg(test)]
 mod tests;
 
@@ -206,6 +207,7 @@ impl Supervisor {
         let boot_timeout = cfg.boot_timeout;
         let machine = Machine::new(cfg, primary.clone(), emitter.clone(), now);
         let (state, _) = watch::channel(Arc::new(machine.snapshot(now)));
+        statuses::register_replace_queue(&primary, &state);
         let (tx, rx) = mpsc::unbounded_channel();
         Supervisor {
             shared: Arc::new(Shared {
