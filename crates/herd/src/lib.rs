@@ -70,6 +70,7 @@ pub mod primary;
 mod procfs;
 pub mod request;
 pub mod sched;
+pub mod services;
 mod signal;
 pub mod supervise;
 #[allow(unsafe_code)]
@@ -90,6 +91,9 @@ pub use primary::{
 };
 pub use request::Request;
 pub use sched::Policy;
+pub use services::cache::{
+    Cache, CacheError, CacheOptions, CacheService, CacheStats, Change, ChangeKind, Watch,
+};
 pub use signal::Signal;
 pub use supervise::{
     ClusterStatus, ReloadPhase, Restart, Supervision, Supervisor, SupervisorEvent, EXIT_CANNOT_BOOT,
