@@ -39,12 +39,19 @@ impl std::fmt::Debug for Cache {
     }
 }
 
+/// A value as JSON, as messages are written (a NaN is refused, a
+/// `herd::Binary` goes as base64).
 fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Json, CacheError> {
-    Ok(serde_json::to_string(value)?.into())
+    let mut out = Vec::with_capacity(64);
+    crate::message::codec::to_writer(&mut out, value)?;
+    // serde_json writes UTF-8 only.
+    String::from_utf8(out)
+        .map(Into::into)
+        .map_err(|e| CacheError::Codec(e.to_string()))
 }
 
 fn decode<T: DeserializeOwned>(json: &str) -> Result<T, CacheError> {
-    Ok(crate::message::Message::from_json(json.to_string().into_bytes()).decode()?)
+    Ok(crate::message::codec::from_slice(json.as_bytes())?)
 }
 
 impl Cache {
