@@ -97,7 +97,7 @@ fn main() {
 async fn primary() {
     let o = opts();
     let primary = Primary::new().expect("primary");
-    let _service = herd::CacheService::new(&primary);
+    let _service = herd::CacheService::new(&primary).expect("cache service");
     let mut events = primary.events();
     let env = [
         ("BENCH_N", o.n.to_string()),

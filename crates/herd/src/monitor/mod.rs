@@ -27,6 +27,7 @@
 //! ```
 
 mod agent;
+mod cache_metrics;
 mod deps;
 mod ecv;
 mod metrics;

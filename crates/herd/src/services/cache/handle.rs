@@ -248,6 +248,7 @@ impl Cache {
             cache: self.clone(),
             id,
             rx,
+            ended: false,
         })
     }
 
@@ -298,6 +299,7 @@ pub struct Watch {
     cache: Cache,
     id: u64,
     rx: mpsc::Receiver<Change>,
+    ended: bool,
 }
 
 impl Watch {
@@ -308,11 +310,26 @@ impl Watch {
     }
 
     /// Ends the watch, telling the store now.
-    pub async fn unwatch(self) -> Result<(), CacheError> {
+    pub async fn unwatch(mut self) -> Result<(), CacheError> {
+        self.ended = true;
         self.cache
             .backend
             .unwatch(&self.cache.name, self.id)
             .await
             .map(|_| ())
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        if self.ended {
+            return;
+        }
+        let (backend, name, id) = (self.cache.backend.clone(), self.cache.name.clone(), self.id);
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                let _ = backend.unwatch(&name, id).await;
+            });
+        }
     }
 }

@@ -77,11 +77,4 @@ impl LocalCopy {
         inner.epoch += 1;
         inner.map.remove(key);
     }
-
-    /// Forgets everything (the primary's notices can no longer come).
-    pub fn clear(&self) {
-        let mut inner = self.lock();
-        inner.epoch += 1;
-        inner.map.clear();
-    }
 }

@@ -72,12 +72,15 @@
 //! and [`CacheStats::corrupt_files`]), renamed aside
 //! (`NAME.cache.json.corrupt-TIME`), and the cache starts empty.
 
+mod answer;
 mod backend;
 mod handle;
 mod local;
 mod options;
+mod remote;
 mod service;
 mod service_wire;
+mod wire;
 pub(crate) mod store;
 
 use serde::{Deserialize, Serialize};
@@ -119,4 +122,16 @@ impl Change {
             .as_deref()
             .map(|json| Ok(serde_json::from_str(json)?))
     }
+}
+
+/// The store this process's [`CacheService`] serves, for the monitor.
+static SERVED: std::sync::Mutex<std::sync::Weak<store::Store>> =
+    std::sync::Mutex::new(std::sync::Weak::new());
+
+/// Every cache's counters of this process's [`CacheService`] (none when
+/// it runs none), for `/metrics`.
+#[cfg_attr(not(feature = "monitor"), allow(dead_code))]
+pub(crate) fn metrics_snapshot() -> Vec<(String, CacheStats)> {
+    let served = SERVED.lock().unwrap_or_else(|p| p.into_inner()).upgrade();
+    served.map(|s| s.stats()).unwrap_or_default()
 }

@@ -179,7 +179,8 @@ pub struct CacheStats {
 }
 
 /// What can go wrong with a cache call.
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "detail", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum CacheError {
     /// A name, a key, a value or an option is out of bounds.

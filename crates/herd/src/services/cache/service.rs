@@ -16,8 +16,8 @@ const PERSIST_EVERY: Duration = Duration::from_secs(1);
 /// The primary's cache service: holds every named cache of the cluster.
 ///
 /// ```no_run
-/// # async fn demo(primary: herd::Primary) -> Result<(), herd::CacheError> {
-/// let service = herd::CacheService::with_dir(&primary, "/var/lib/app/cache");
+/// # async fn demo(primary: herd::Primary) -> Result<(), Box<dyn std::error::Error>> {
+/// let service = herd::CacheService::with_dir(&primary, "/var/lib/app/cache")?;
 /// // ... primary.fork() the workers; they open caches with Worker::cache.
 /// let sessions = service.cache("sessions", herd::CacheOptions::default().persist(true)).await?;
 /// sessions.set("a", &1).await?;
@@ -37,17 +37,28 @@ impl std::fmt::Debug for CacheService {
 
 impl CacheService {
     /// Starts the service, with no directory: caches cannot persist.
-    pub fn new(primary: &crate::Primary) -> CacheService {
+    /// Start it before forking the workers that use it, on the
+    /// application's tokio runtime.
+    ///
+    /// # Errors
+    /// [`crate::Error::Service`] when a cache service runs already.
+    pub fn new(primary: &crate::Primary) -> Result<CacheService, crate::Error> {
         Self::start(primary, None)
     }
 
     /// Starts the service; persistent caches live in `dir` (made if
     /// missing).
-    pub fn with_dir(primary: &crate::Primary, dir: impl Into<PathBuf>) -> CacheService {
+    ///
+    /// # Errors
+    /// As [`new`](Self::new).
+    pub fn with_dir(
+        primary: &crate::Primary,
+        dir: impl Into<PathBuf>,
+    ) -> Result<CacheService, crate::Error> {
         Self::start(primary, Some(dir.into()))
     }
 
-    fn start(primary: &crate::Primary, dir: Option<PathBuf>) -> CacheService {
+    fn start(primary: &crate::Primary, dir: Option<PathBuf>) -> Result<CacheService, crate::Error> {
         if let Some(d) = &dir {
             if let Err(e) = std::fs::create_dir_all(d) {
                 tracing::warn!(dir = %d.display(), error = %e, "cannot make the cache directory");
@@ -61,9 +72,10 @@ impl CacheService {
             }),
             store,
         };
+        super::service_wire::serve(primary, &service.store)?;
+        *super::SERVED.lock().unwrap_or_else(|p| p.into_inner()) = Arc::downgrade(&service.store);
         service.run_timers();
-        super::service_wire::serve(primary, &service.store);
-        service
+        Ok(service)
     }
 
     /// The store's timer: expiries, lease and wait deadlines, persistence.

@@ -204,10 +204,12 @@ impl Store {
             }
             persist::Read::Corrupt { why, moved_to } => {
                 named.stats.corrupt_files += 1;
-                tracing::warn!(
-                    cache = %named.name, path = %path.display(), %why, %moved_to,
-                    "cache file is corrupt; set aside, starting empty"
-                );
+                crate::logging::warn_always(format_args!(
+                    "cache {:?}: its file {} is corrupt ({why}); set aside as {moved_to}, \
+                     the cache starts empty",
+                    &*named.name,
+                    path.display()
+                ));
             }
         }
     }
