@@ -10,7 +10,9 @@ use super::{CacheError, CacheOptions, CacheStats, Change};
 
 /// A worker's request.
 #[derive(Debug, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
+// Externally tagged (`{"get": {...}}`): a RawValue cannot be read through
+// serde's buffering of an internally tagged enum.
+#[serde(rename_all = "snake_case")]
 pub(crate) enum Req {
     Open {
         cache: String,
@@ -68,7 +70,7 @@ pub(crate) enum Req {
 
 /// The primary's reply.
 #[derive(Debug, Serialize, Deserialize)]
-#[serde(tag = "r", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub(crate) enum Rep {
     Hit {
         value: Box<RawValue>,
@@ -95,7 +97,7 @@ pub(crate) enum Rep {
 
 /// What the primary pushes to a worker.
 #[derive(Debug, Serialize, Deserialize)]
-#[serde(tag = "p", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub(crate) enum Push {
     /// The entry the worker copied changed: drop the copy.
     Invalidate { cache: String, key: String },
@@ -107,4 +109,39 @@ pub(crate) enum Push {
 
 pub(crate) fn raw(json: &str) -> Result<Box<RawValue>, CacheError> {
     RawValue::from_string(json.to_string()).map_err(|e| CacheError::Codec(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_and_replies_with_raw_values_round_trip() {
+        let req = Req::Set {
+            cache: "c".into(),
+            key: "k".into(),
+            value: raw(r#"{"a":[1,2.5,"x"]}"#).unwrap(),
+            leave_if_not_null: true,
+        };
+        let text = serde_json::to_string(&req).unwrap();
+        assert_eq!(
+            text,
+            r#"{"set":{"cache":"c","key":"k","value":{"a":[1,2.5,"x"]},"leave_if_not_null":true}}"#
+        );
+        match serde_json::from_str::<Req>(&text).unwrap() {
+            Req::Set { value, .. } => assert_eq!(value.get(), r#"{"a":[1,2.5,"x"]}"#),
+            other => panic!("{other:?}"),
+        }
+        let rep = Rep::Hit {
+            value: raw("7").unwrap(),
+            ttl_ms: Some(5),
+        };
+        let text = serde_json::to_string(&rep).unwrap();
+        assert!(matches!(serde_json::from_str::<Rep>(&text).unwrap(), Rep::Hit { value, ttl_ms: Some(5) } if value.get() == "7"));
+        let text = serde_json::to_string(&Rep::Error { error: CacheError::Timeout(std::time::Duration::from_millis(300)) }).unwrap();
+        assert!(matches!(serde_json::from_str::<Rep>(&text).unwrap(), Rep::Error { error: CacheError::Timeout(d) } if d.as_millis() == 300));
+        // A hostile request is an error, not a panic.
+        assert!(serde_json::from_str::<Req>(r#"{"get":{"cache":1}}"#).is_err());
+        assert!(serde_json::from_str::<Req>(r#"{"nope":{}}"#).is_err());
+    }
 }
