@@ -122,6 +122,24 @@ pub enum Error {
         /// The request's number on its channel.
         id: u64,
     },
+    /// Too much waits to be written to the other side already (it reads
+    /// nothing): a send that does not wait was refused. The waiting form
+    /// (`send` rather than `send_now`) waits for room instead.
+    #[error("{queued} bytes already wait to be written to {}, which is not reading them; nothing more is queued without waiting (use the waiting send)", peer(*worker))]
+    Backlog {
+        /// Who is not reading: a worker's id, or `None` for the primary.
+        worker: Option<u32>,
+        /// Bytes waiting.
+        queued: usize,
+    },
+    /// A service name is malformed, or taken already on this side.
+    #[error("service {name:?}: {why}")]
+    Service {
+        /// The name asked for.
+        name: String,
+        /// What is wrong with it.
+        why: String,
+    },
     /// A system call failed.
     #[error("{context}: {source}")]
     Io {

@@ -111,11 +111,22 @@ impl Pending {
         msg: &T,
         timeout: Duration,
     ) -> Result<R, Error> {
+        self.ask_with(|id| outbox.request(id, msg), timeout).await
+    }
+
+    /// As [`ask`](Self::ask), with `send` queueing the request `id`
+    /// however its frame is written (a service's request).
+    pub async fn ask_with<R, F, Fut>(&self, send: F, timeout: Duration) -> Result<R, Error>
+    where
+        R: DeserializeOwned,
+        F: FnOnce(u64) -> Fut,
+        Fut: std::future::Future<Output = Result<(), Error>>,
+    {
         let asked = async {
             let (id, rx) = self.register()?;
             // Cancelled (dropped, timed out) or not, the entry goes.
             let _forget = Forget { pending: self, id };
-            outbox.request(id, msg).await.map_err(|e| self.gone_or(e))?;
+            send(id).await.map_err(|e| self.gone_or(e))?;
             match rx.await {
                 Ok(answer) => answer,
                 Err(_) => Err(self.closed_error()),

@@ -17,6 +17,9 @@ use crate::message::codec;
 
 /// Senders wait while more than this many bytes are queued.
 pub const HIGH_WATER: usize = 8 << 20;
+/// What [`Outbox::framed_now`] may leave waiting to be written, beyond
+/// which it refuses: four times [`HIGH_WATER`].
+pub const MAX_BACKLOG: usize = 4 * HIGH_WATER;
 /// Frames with descriptors that may wait to be written before
 /// [`Outbox::room`] waits (each descriptor is an open file of ours).
 pub const MAX_FD_FRAMES: usize = 64;
@@ -123,6 +126,17 @@ impl Outbox {
             buf.push(b'}');
             Ok(())
         };
+        self.framed(kind, body).await
+    }
+
+    /// Queues a frame of `kind` whose body `body` writes (straight into
+    /// the queue, no copy), waiting as [`user`](Self::user) does.
+    pub async fn framed(
+        &self,
+        kind: Kind,
+        body: impl FnOnce(&mut Vec<u8>) -> Result<(), serde_json::Error>,
+    ) -> Result<(), Error> {
+        let mut body = Some(body);
         loop {
             let drained = self.drained.notified();
             tokio::pin!(drained);
@@ -133,6 +147,7 @@ impl Outbox {
                     return Err(Error::ChannelClosed);
                 }
                 if st.buf.len() < HIGH_WATER {
+                    let body = body.take().expect("written once");
                     push_frame(&mut st, kind, Vec::new(), self.max_body, body)?;
                     self.write_or_wake(st);
                     return Ok(());
@@ -140,6 +155,32 @@ impl Outbox {
             }
             drained.await;
         }
+    }
+
+    /// Queues a frame of `kind` without waiting: refused with
+    /// [`Error::Backlog`] while more than [`MAX_BACKLOG`] bytes wait to be
+    /// written (a peer that reads nothing), so that a caller that cannot
+    /// wait (a handler running on the primary's dispatch thread) still
+    /// grows nothing without bound. `worker` names the peer in that error.
+    pub fn framed_now(
+        &self,
+        kind: Kind,
+        worker: Option<u32>,
+        body: impl FnOnce(&mut Vec<u8>) -> Result<(), serde_json::Error>,
+    ) -> Result<(), Error> {
+        let mut st = self.state.lock().unwrap();
+        if st.closed {
+            return Err(Error::ChannelClosed);
+        }
+        if st.buf.len() >= MAX_BACKLOG {
+            return Err(Error::Backlog {
+                worker,
+                queued: st.buf.len(),
+            });
+        }
+        push_frame(&mut st, kind, Vec::new(), self.max_body, body)?;
+        self.write_or_wake(st);
+        Ok(())
     }
 
     /// Called with a frame just queued: when the writer is idle (it has

@@ -6,14 +6,16 @@
 //! | bytes | field    | meaning                                             |
 //! |-------|----------|-----------------------------------------------------|
 //! | 0..4  | `len`    | body length, u32 little-endian, at most the limit   |
-//! | 4     | `kind`   | 0 = control (herd's own), 1 = user message, 2 = request, 3 = reply |
+//! | 4     | `kind`   | 0 = control (herd's own), 1 = user message, 2 = request, 3 = reply, 4 = service |
 //! | 5     | `nfds`   | descriptors sent with this frame, at most [`MAX_FDS`] |
 //! | 6..8  | reserved | zero                                                |
 //!
 //! Bodies are JSON: a user message is any JSON value; a control frame is a
 //! [`Control`] object tagged by `"type"`; a request or a reply is an
 //! [`Envelope`] (`{"id":N,"msg":VALUE}`, or `{"id":N,"error":TEXT}` for a
-//! reply that says why there is none). Descriptors travel as SCM_RIGHTS
+//! reply that says why there is none). A service frame's body starts with a
+//! short binary prefix naming the service (`services::frame`), then JSON.
+//! Descriptors travel as SCM_RIGHTS
 //! ancillary data on the `sendmsg` that carries the frame's first byte.
 
 use serde::{Deserialize, Serialize};
@@ -50,6 +52,9 @@ pub enum Kind {
     /// The answer to a [`Kind::Request`] of the same `id`: an [`Envelope`]
     /// with `msg`, or with `error`.
     Reply = 3,
+    /// A library service's traffic (emitter, status registry, cache...):
+    /// the service's name and what it carries (`crate::services`).
+    Service = 4,
 }
 
 /// A decoded frame header.
@@ -79,6 +84,7 @@ impl Header {
             1 => Kind::User,
             2 => Kind::Request,
             3 => Kind::Reply,
+            4 => Kind::Service,
             k => return Err(format!("unknown frame kind {k} (header bytes {b:02x?})")),
         };
         let nfds = b[5] as usize;

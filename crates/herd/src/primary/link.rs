@@ -153,10 +153,17 @@ async fn read(inner: Arc<Inner>, w: WorkerHandle, inbound: Inbound, exited: Arc<
 }
 
 async fn read_channel(inner: &Inner, w: &WorkerHandle, mut reader: Reader) {
-    let (gate, every) = {
+    let (gate, service_gate, every) = {
         let settings = inner.settings.lock().unwrap();
         let (messages, bytes) = settings.message_queue();
-        (Gate::new(messages, bytes), settings.heartbeat())
+        // Service traffic waits under a bound of its own: a service that
+        // keeps up is not held back by the application's unread events.
+        let service_gate = Gate::new(messages, bytes);
+        (
+            Gate::new(messages, bytes),
+            service_gate,
+            settings.heartbeat(),
+        )
     };
     let mut online = false;
     loop {
@@ -179,6 +186,23 @@ async fn read_channel(inner: &Inner, w: &WorkerHandle, mut reader: Reader) {
                 on_request(inner, w, &gate, every, frame).await
             }
             Ok(Some(frame)) if frame.kind == Kind::Reply && online => on_reply(w, frame),
+            Ok(Some(frame)) if frame.kind == Kind::Service && online => {
+                let service_gate = &service_gate;
+                let admit = |len| async move {
+                    match service_gate.try_admit(len) {
+                        Some(credit) => credit,
+                        None => held_back(service_gate, len, w, every).await,
+                    }
+                };
+                let r =
+                    crate::services::host::on_frame(&inner.services, w, frame.body, admit).await;
+                // A worker that asks without reading the answers is read
+                // no further until they are written.
+                if let Link::Channel(outbox) = &w.shared.link {
+                    outbox.room().await;
+                }
+                r
+            }
             Ok(Some(frame)) => {
                 let r = on_frame(inner, w, &mut online, frame);
                 // A worker that asks without reading the answers is read

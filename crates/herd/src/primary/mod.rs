@@ -14,9 +14,9 @@
 //! # Ok(()) }
 //! ```
 
-mod events;
+pub(crate) mod events;
 mod foreign;
-mod link;
+pub(crate) mod link;
 mod runtime;
 mod settings;
 mod spawn;
@@ -96,6 +96,8 @@ pub(crate) struct Inner {
     next_id: AtomicU32,
     pub(crate) workers: Mutex<BTreeMap<u32, WorkerHandle>>,
     pub(crate) bus: Bus,
+    /// The services registered in this primary (`crate::services`).
+    pub(crate) services: crate::services::host::Registry,
     pub(crate) table: Table,
     forker: Forker,
     pub(crate) registry_changed: Notify,
@@ -139,6 +141,7 @@ impl Primary {
                 next_id: AtomicU32::new(1),
                 workers: Mutex::new(BTreeMap::new()),
                 bus: Bus::default(),
+                services: Default::default(),
                 table: Table::default(),
                 forker: Forker::start(rt.clone())?,
                 rt,

@@ -248,6 +248,7 @@ impl Primary {
                 unready: Mutex::new(None),
                 calls: crate::request::Pending::new(Some(id)),
                 open: Default::default(),
+                services: crate::services::host::PerWorker::new(id),
             }),
         };
         workers.insert(id, handle.clone());

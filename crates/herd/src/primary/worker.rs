@@ -68,6 +68,8 @@ pub(crate) struct Shared {
     pub calls: Pending,
     /// This worker's requests that wait for the primary's answers.
     pub open: Arc<AtomicUsize>,
+    /// Its service traffic (`crate::services`).
+    pub services: crate::services::host::PerWorker,
 }
 
 /// The primary's handle on a worker: cheap to clone, valid after the worker
@@ -407,6 +409,7 @@ impl WorkerHandle {
         self.shared
             .calls
             .close("it disconnected (or died) before replying");
+        crate::services::host::worker_gone(&p.services, self);
         p.table.remove_worker(self.id());
         tracing::debug!(worker = self.id(), "worker disconnected");
         p.bus.emit(Event::Disconnect { worker: self.id() });

@@ -119,6 +119,8 @@ struct Inner {
     /// How long the program may take to end once the disconnect is done.
     exit_timeout: Duration,
     status: Mutex<serde_json::Map<String, serde_json::Value>>,
+    /// Its services' traffic (`crate::services`).
+    services: crate::services::Endpoint,
 }
 
 static WORKER: OnceLock<Worker> = OnceLock::new();
@@ -204,6 +206,7 @@ impl Worker {
                     .and_then(|v| v.parse::<u64>().ok())
                     .map_or(crate::primary::limits::EXIT_TIMEOUT, Duration::from_millis),
                 status: Mutex::new(serde_json::Map::new()),
+                services: Default::default(),
             }),
         };
         worker.inner.outbox.control(
@@ -232,6 +235,16 @@ impl Worker {
         let _ = WORKER.set(worker.clone());
         tracing::debug!(worker = id, "connected to the primary");
         Ok(worker)
+    }
+
+    /// The sending half of the channel (for `crate::services`).
+    pub(crate) fn outbox(&self) -> &Arc<Outbox> {
+        &self.inner.outbox
+    }
+
+    /// The services' side of the channel.
+    pub(crate) fn services(&self) -> &crate::services::Endpoint {
+        &self.inner.services
     }
 
     /// This worker's id, as the primary numbered it.

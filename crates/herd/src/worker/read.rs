@@ -22,6 +22,13 @@ pub(super) struct Inbox {
 pub(super) async fn read_loop(worker: Worker, mut reader: Reader, inbox: Inbox) {
     loop {
         match reader.next().await {
+            Ok(Some(frame)) if frame.kind == Kind::Service => {
+                let inner = &worker.inner;
+                if let Err(e) = inner.services.on_frame(&inner.outbox, frame.body).await {
+                    tracing::error!(error = %e, "bad service frame from the primary; exiting");
+                    std::process::exit(1);
+                }
+            }
             Ok(Some(frame)) => {
                 if let Err(e) = on_frame(&worker, &inbox, frame) {
                     tracing::error!(error = %e, "bad frame from the primary; exiting");
@@ -38,6 +45,10 @@ pub(super) async fn read_loop(worker: Worker, mut reader: Reader, inbox: Inbox) 
                     .calls
                     .close("the channel to the primary closed after this worker's disconnect");
                 worker.inner.pending.lock().unwrap().clear();
+                worker
+                    .inner
+                    .services
+                    .close("the channel to the primary closed after this worker's disconnect");
                 return;
             }
             Ok(None) | Err(_) => {
@@ -73,6 +84,7 @@ fn on_frame(worker: &Worker, inbox: &Inbox, frame: Frame) -> Result<(), Error> {
             return Ok(());
         }
         Kind::Control => {}
+        Kind::Service => unreachable!("read_loop gives service frames to the services"),
     }
     let control = frame.control()?;
     match control {

@@ -26,6 +26,13 @@ pub(crate) fn to_writer<T: Serialize + ?Sized>(
     msg.serialize(Ser(&mut serde_json::Serializer::new(out)))
 }
 
+/// `msg` as JSON, through [`Ser`].
+pub(crate) fn to_vec<T: Serialize + ?Sized>(msg: &T) -> Result<Vec<u8>, serde_json::Error> {
+    let mut out = Vec::new();
+    to_writer(&mut out, msg)?;
+    Ok(out)
+}
+
 /// Decodes `json` (all of it) into `T`.
 pub(crate) fn from_slice<T: DeserializeOwned>(json: &[u8]) -> Result<T, serde_json::Error> {
     serde_json::from_slice(json)
