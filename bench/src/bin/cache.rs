@@ -342,11 +342,8 @@ async fn worker() {
         // its stale entry is gone by then.
         let t = mono_ns();
         let now: Option<u64> = stale.get("k").await.unwrap();
-        if now != last && now.is_some() {
-            worker
-                .send(&Note::Seen { i: now.unwrap(), t })
-                .await
-                .unwrap();
+        if let Some(i) = now.filter(|_| now != last) {
+            worker.send(&Note::Seen { i, t }).await.unwrap();
             last = now;
         }
         tokio::select! {

@@ -10,12 +10,15 @@ use crate::CacheStats;
 
 type Labels = Vec<(&'static str, String)>;
 
+/// A family's name, its help, and how a cache's counters give its value.
+type Family = (&'static str, &'static str, fn(&CacheStats) -> u64);
+
 pub(super) fn encode(
     e: &mut DescriptorEncoder,
     caches: &[(String, CacheStats)],
 ) -> std::fmt::Result {
     let labels = |name: &String| -> Labels { vec![("cache", name.clone())] };
-    let counters: [(&str, &str, fn(&CacheStats) -> u64); 8] = [
+    let counters: [Family; 8] = [
         (
             "herd_cache_hits",
             "Cache gets answered with a value by the primary's store",
@@ -62,7 +65,7 @@ pub(super) fn encode(
             )?;
         }
     }
-    let gauges: [(&str, &str, fn(&CacheStats) -> u64); 2] = [
+    let gauges: [Family; 2] = [
         ("herd_cache_entries", "Entries in the cache", |s| s.entries),
         (
             "herd_cache_bytes",
