@@ -246,7 +246,7 @@ impl Store {
             return Ok(Lookup::Miss);
         }
         if let Some(lease) = named.leases.get_mut(key) {
-            let rx = lease.wait(args.owner, now, args.wait);
+            let rx = lease.wait(args.owner, now, args.wait, args.track);
             self.wake.notify_one();
             return Ok(Lookup::Wait(rx));
         }
@@ -332,10 +332,13 @@ impl Store {
         let readers = named.table.insert(key, json.clone(), expires);
         named.dirty |= named.options.persist;
         if let Some(lease) = named.leases.remove(key) {
-            lease.fulfil(&Value {
+            let tracked = lease.fulfil(&Value {
                 json: json.clone(),
                 ttl_ms: expires.map(|t| t - now),
             });
+            if let Some(entry) = named.table.touch(key, now) {
+                entry.readers = tracked;
+            }
         }
         self.changed(named, key, ChangeKind::Set, Some(json), readers);
         self.evict(named, key);
