@@ -296,6 +296,7 @@ impl Collector for Snapshot {
             MetricType::Gauge,
             [(vec![], ConstGauge::new(i64::from(c.reload.is_some())))],
         )?;
+        super::cache_metrics::encode(&mut e, &crate::services::cache::metrics_snapshot())?;
         Ok(())
     }
 }

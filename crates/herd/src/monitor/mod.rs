@@ -33,6 +33,7 @@
 
 mod agent;
 mod dashboard;
+mod cache_metrics;
 mod deps;
 mod ecv;
 mod metrics;

@@ -2,6 +2,9 @@
 //! plain messages (cluster2's emitter, status registry and cache), over a
 //! transport of their own.
 //!
+//! The services: the [`cache`] (named caches shared by the cluster, with
+//! single-flight loading and a local copy in each worker).
+//!
 //! # The transport
 //!
 //! A service has a name (1 to 64 ASCII letters, digits, `._:-`; `herd.` is
@@ -56,6 +59,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod cache;
 mod client;
 mod common;
 pub mod emitter;

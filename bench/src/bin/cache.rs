@@ -1,0 +1,399 @@
+//! The `cache` benchmark, herd and Redis side: from one worker, `get` hit
+//! and miss latency and gets per second for herd's shared cache (with the
+//! local copy, and through the primary) and for a Redis server on a Unix
+//! socket with the `redis` crate; and the local copy's staleness window
+//! after another worker's `set`.
+//!
+//! ```text
+//! cache --redis /path/redis.sock [--n N] [--conc C]
+//! ```
+//! Output (one per line, times in microseconds): `herd-local.tput`,
+//! `herd-local.hit.p50`, `herd-primary.tput`, `herd-primary.hit.{mean,p50,p99}`,
+//! `herd-primary.miss.p50`, `redis.tput`, `redis.hit.{mean,p50,p99}`,
+//! `redis.miss.p50`, `stale.{p50,p99,max}`.
+//!
+//! Every gets-per-second figure is `C` callers at once (32 by default) on
+//! the worker's one-thread runtime, each doing gets back to back: the same
+//! for herd and Redis (its multiplexed connection pipelines them).
+
+use std::time::Instant;
+
+use herd::{CacheOptions, Event, Primary, Role, Worker};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+struct Item {
+    id: u64,
+    name: String,
+    tags: Vec<String>,
+}
+
+fn item() -> Item {
+    Item {
+        id: 42,
+        name: "a cached value of some hundred bytes".into(),
+        tags: vec!["alpha".into(), "beta".into(), "gamma".into()],
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+enum Note {
+    /// Worker 2 set the staleness key to `i` and its set returned at `t` ns.
+    Set { i: u64, t: u64 },
+    /// Worker 1's local copy shows `i` since `t` ns.
+    Seen { i: u64, t: u64 },
+    /// The primary to worker 2: set `i` now.
+    Go { i: u64 },
+    /// Worker 1's figures.
+    Figures(Vec<(String, f64)>),
+}
+
+fn mono_ns() -> u64 {
+    let t = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).expect("clock");
+    t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64
+}
+
+struct Opts {
+    n: usize,
+    conc: usize,
+    redis: String,
+    stale: u64,
+}
+
+fn opts() -> Opts {
+    let mut o = Opts {
+        n: 200_000,
+        conc: 32,
+        redis: String::new(),
+        stale: 2_000,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        let v = args
+            .next()
+            .unwrap_or_else(|| panic!("cache: {a} needs a value"));
+        match a.as_str() {
+            "--n" => o.n = v.parse().expect("--n N"),
+            "--conc" => o.conc = v.parse().expect("--conc C"),
+            "--stale" => o.stale = v.parse().expect("--stale N"),
+            "--redis" => o.redis = v,
+            _ => panic!("cache: unknown argument {a}"),
+        }
+    }
+    o
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    match herd::role() {
+        Role::Primary => rt.block_on(primary()),
+        Role::Worker => rt.block_on(worker()),
+    }
+}
+
+async fn primary() {
+    let o = opts();
+    let primary = Primary::new().expect("primary");
+    let _service = herd::CacheService::new(&primary).expect("cache service");
+    let mut events = primary.events();
+    let env = [
+        ("BENCH_N", o.n.to_string()),
+        ("BENCH_CONC", o.conc.to_string()),
+        ("BENCH_REDIS", o.redis.clone()),
+        ("BENCH_STALE", o.stale.to_string()),
+    ];
+    let w1 = primary.fork_with_env(env.clone()).expect("fork");
+    let w2 = primary.fork_with_env(env).expect("fork");
+    let mut set_at = std::collections::HashMap::new();
+    let mut seen_at = std::collections::HashMap::new();
+    let mut stale = Vec::new();
+    let mut figures = None;
+    while let Some(ev) = events.next().await {
+        match ev {
+            Event::Message { message, .. } => match message.decode::<Note>().expect("note") {
+                Note::Set { i, t } => {
+                    set_at.insert(i, t);
+                }
+                Note::Seen { i, t } => {
+                    seen_at.insert(i, t);
+                }
+                Note::Figures(f) => figures = Some(f),
+                Note::Go { .. } => unreachable!(),
+            },
+            Event::Exit { worker, status, .. } if !status.success() => {
+                panic!("worker {worker} failed: {status:?}")
+            }
+            _ => {}
+        }
+        // A round is done when both sides reported it: the next may start.
+        let done: Vec<u64> = set_at
+            .keys()
+            .filter(|i| seen_at.contains_key(i))
+            .copied()
+            .collect();
+        for i in done {
+            let (s, t) = (set_at.remove(&i).unwrap(), seen_at.remove(&i).unwrap());
+            if i > 0 {
+                // Round 0 is worker 1's kick-off, no set.
+                stale.push(t.saturating_sub(s) as f64 / 1000.0);
+            }
+            if i < o.stale {
+                w2.send(&Note::Go { i: i + 1 }).await.expect("go");
+            } else {
+                w1.send(&"stop").await.expect("stop");
+                w2.send(&"stop").await.expect("stop");
+            }
+        }
+        if figures.is_some() && stale.len() as u64 == o.stale {
+            break;
+        }
+    }
+    for (k, v) in figures.expect("worker 1's figures") {
+        println!("{k} {v:.3}");
+    }
+    stale.sort_by(f64::total_cmp);
+    println!("stale.p50 {:.3}", pct(&stale, 0.5));
+    println!("stale.p99 {:.3}", pct(&stale, 0.99));
+    println!("stale.max {:.3}", stale.last().copied().unwrap_or(f64::NAN));
+    primary.disconnect().await;
+}
+
+fn pct(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+fn env(k: &str) -> String {
+    std::env::var(k).unwrap_or_default()
+}
+
+async fn worker() {
+    let worker = Worker::connect().await.expect("connect");
+    let n: usize = env("BENCH_N").parse().unwrap();
+    let conc: usize = env("BENCH_CONC").parse().unwrap();
+    let stale_rounds: u64 = env("BENCH_STALE").parse().unwrap();
+    let stale = worker
+        .cache("stale", CacheOptions::default())
+        .await
+        .expect("cache");
+    if worker.id() == 2 {
+        // The writer: sets round i when the primary says so.
+        while let Some(msg) = worker.recv().await {
+            let Ok(Note::Go { i }) = msg.decode::<Note>() else {
+                break;
+            };
+            stale.set("k", &i).await.expect("set");
+            let t = mono_ns();
+            worker.send(&Note::Set { i, t }).await.expect("note");
+        }
+        return;
+    }
+    let mut figures = Vec::new();
+    let local = worker
+        .cache("local", CacheOptions::default())
+        .await
+        .expect("cache");
+    let remote = worker
+        .cache("remote", CacheOptions::default().local_copy(false))
+        .await
+        .expect("cache");
+    local.set("hit", &item()).await.unwrap();
+    remote.set("hit", &item()).await.unwrap();
+    let _: Option<Item> = local.get("hit").await.unwrap();
+
+    // herd, local copy, decoding the JSON at each hit (as `get` does).
+    let tput = throughput(n * 10, conc, {
+        let local = local.clone();
+        move || {
+            let c = local.clone();
+            async move {
+                let v: Option<Item> = c.get("hit").await.unwrap();
+                assert!(v.is_some());
+            }
+        }
+    })
+    .await;
+    figures.push(("herd-local-decode.tput".into(), tput));
+    // herd, local copy, the decoded value shared (`get_shared`).
+    let tput = throughput(n * 10, conc, {
+        let local = local.clone();
+        move || {
+            let c = local.clone();
+            async move {
+                let v: Option<std::sync::Arc<Item>> = c.get_shared("hit").await.unwrap();
+                assert!(v.is_some());
+            }
+        }
+    })
+    .await;
+    figures.push(("herd-local.tput".into(), tput));
+    let lat = latencies(n, || async {
+        let _: Option<std::sync::Arc<Item>> = local.get_shared("hit").await.unwrap();
+    })
+    .await;
+    figures.push(("herd-local.hit.p50".into(), pct(&lat, 0.5)));
+    assert!(
+        local.local_hits() as usize >= n * 21,
+        "the local copy served"
+    );
+
+    // herd, through the primary.
+    let tput = throughput(n, conc, {
+        let remote = remote.clone();
+        move || {
+            let c = remote.clone();
+            async move {
+                let v: Option<Item> = c.get("hit").await.unwrap();
+                assert!(v.is_some());
+            }
+        }
+    })
+    .await;
+    figures.push(("herd-primary.tput".into(), tput));
+    let lat = latencies(n / 4, || async {
+        let _: Option<Item> = remote.get("hit").await.unwrap();
+    })
+    .await;
+    push_lat(&mut figures, "herd-primary.hit", &lat);
+    let lat = latencies(n / 4, || async {
+        let v: Option<Item> = remote.get("missing").await.unwrap();
+        assert!(v.is_none());
+    })
+    .await;
+    figures.push(("herd-primary.miss.p50".into(), pct(&lat, 0.5)));
+
+    // Redis over its Unix socket, from this same worker.
+    let client = redis::Client::open(format!("unix://{}", env("BENCH_REDIS"))).expect("redis url");
+    let con = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis connection");
+    let json = serde_json::to_string(&item()).unwrap();
+    let mut c = con.clone();
+    let () = redis::cmd("SET")
+        .arg("hit")
+        .arg(&json)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let tput = throughput(n, conc, {
+        let con = con.clone();
+        move || {
+            let mut c = con.clone();
+            async move {
+                let s: Option<String> = redis::cmd("GET")
+                    .arg("hit")
+                    .query_async(&mut c)
+                    .await
+                    .unwrap();
+                let v: Item = serde_json::from_str(&s.unwrap()).unwrap();
+                assert_eq!(v.id, 42);
+            }
+        }
+    })
+    .await;
+    figures.push(("redis.tput".into(), tput));
+    let lat = latencies(n / 4, || {
+        let mut c = con.clone();
+        async move {
+            let s: Option<String> = redis::cmd("GET")
+                .arg("hit")
+                .query_async(&mut c)
+                .await
+                .unwrap();
+            let _: Item = serde_json::from_str(&s.unwrap()).unwrap();
+        }
+    })
+    .await;
+    push_lat(&mut figures, "redis.hit", &lat);
+    let lat = latencies(n / 4, || {
+        let mut c = con.clone();
+        async move {
+            let s: Option<String> = redis::cmd("GET")
+                .arg("missing")
+                .query_async(&mut c)
+                .await
+                .unwrap();
+            assert!(s.is_none());
+        }
+    })
+    .await;
+    figures.push(("redis.miss.p50".into(), pct(&lat, 0.5)));
+    worker.send(&Note::Figures(figures)).await.expect("figures");
+
+    // Staleness: watch the local copy of worker 2's key; report each new
+    // value the moment it shows.
+    let mut last: Option<u64> = stale.get("k").await.unwrap();
+    if stale_rounds > 0 {
+        worker.send(&Note::Seen { i: 0, t: 0 }).await.unwrap();
+        worker.send(&Note::Set { i: 0, t: 0 }).await.unwrap();
+    }
+    let stop = worker.recv();
+    tokio::pin!(stop);
+    loop {
+        // Spin on the local copy (a hit costs no message), yielding so
+        // that the invalidation can be read.
+        // The window ends before the get that shows the new value starts:
+        // its stale entry is gone by then.
+        let t = mono_ns();
+        let now: Option<u64> = stale.get("k").await.unwrap();
+        if let Some(i) = now.filter(|_| now != last) {
+            worker.send(&Note::Seen { i, t }).await.unwrap();
+            last = now;
+        }
+        tokio::select! {
+            biased;
+            _ = &mut stop => break,
+            () = tokio::task::yield_now() => {}
+        }
+    }
+}
+
+fn push_lat(figures: &mut Vec<(String, f64)>, name: &str, lat: &[f64]) {
+    let mean = lat.iter().sum::<f64>() / lat.len() as f64;
+    figures.push((format!("{name}.mean"), mean));
+    figures.push((format!("{name}.p50"), pct(lat, 0.5)));
+    figures.push((format!("{name}.p99"), pct(lat, 0.99)));
+}
+
+/// Gets per second with `conc` callers doing `n` gets in all.
+async fn throughput<F, Fut>(n: usize, conc: usize, make: F) -> f64
+where
+    F: Fn() -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let per = n / conc;
+    let start = Instant::now();
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..conc {
+        let make = make.clone();
+        set.spawn(async move {
+            for _ in 0..per {
+                make().await;
+            }
+        });
+    }
+    while set.join_next().await.is_some() {}
+    (per * conc) as f64 / start.elapsed().as_secs_f64()
+}
+
+/// `n` sequential calls' latencies in microseconds, sorted.
+async fn latencies<F, Fut>(n: usize, mut call: F) -> Vec<f64>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let mut lat = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        call().await;
+        lat.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    lat.sort_by(f64::total_cmp);
+    lat
+}

@@ -1,0 +1,137 @@
+//! The primary's answers to a worker's cache requests, from the store:
+//! at once for all but a get that waits for another's load, whose answer
+//! comes when the load is done.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+
+use super::backend::Got;
+use super::store::{GetArgs, Lookup, Owner, Store, Value, Waited};
+use super::wire::{raw, Push, Rep, Req};
+use super::CacheError;
+
+/// How the primary pushes to one worker without waiting.
+pub(crate) type Pusher = Arc<dyn Fn(u32, Push) + Send + Sync>;
+
+/// The longest wait a worker may ask for.
+const MAX_WAIT: Duration = Duration::from_secs(3600);
+
+pub(crate) enum Answer {
+    Now(Rep),
+    /// The get waits: its answer comes on this receiver.
+    Later(oneshot::Receiver<Waited>),
+}
+
+/// Answers `req` from worker `from`.
+pub(crate) fn answer(store: &Arc<Store>, push: &Pusher, from: u32, req: Req) -> Answer {
+    match serve(store, push, from, req) {
+        Ok(a) => a,
+        Err(error) => Answer::Now(Rep::Error { error }),
+    }
+}
+
+/// The reply for what a waiting get was told.
+pub(crate) fn waited(w: Result<Waited, oneshot::error::RecvError>) -> Rep {
+    let got = match w {
+        Ok(Waited::Hit(v)) => Got::Hit(v),
+        Ok(Waited::Load(token)) => Got::Load(token),
+        Ok(Waited::Failed(why)) => return error(CacheError::Load(why)),
+        Ok(Waited::TimedOut(after)) => return error(CacheError::Timeout(after)),
+        Err(_) => return error(CacheError::Transport("the cache store stopped".into())),
+    };
+    rep(got)
+}
+
+fn error(error: CacheError) -> Rep {
+    Rep::Error { error }
+}
+
+fn rep(got: Got) -> Rep {
+    match got {
+        Got::Hit(Value { json, ttl_ms }) => match raw(&json) {
+            Ok(value) => Rep::Hit { value, ttl_ms },
+            Err(e) => error(e),
+        },
+        Got::Miss => Rep::Miss,
+        Got::Load(token) => Rep::Load { token },
+    }
+}
+
+fn serve(store: &Arc<Store>, push: &Pusher, from: u32, req: Req) -> Result<Answer, CacheError> {
+    let owner = Owner::Worker(from);
+    let done = |yes| Ok(Answer::Now(Rep::Done { yes }));
+    match req {
+        Req::Open { cache, options } => {
+            store.open(&cache, &options)?;
+            done(true)
+        }
+        Req::Get {
+            cache,
+            key,
+            load,
+            wait_ms,
+            track,
+        } => {
+            let args = GetArgs {
+                owner,
+                load,
+                wait: Duration::from_millis(wait_ms).min(MAX_WAIT),
+                track,
+            };
+            Ok(match store.get(&cache, &key, args)? {
+                Lookup::Hit(v) => Answer::Now(rep(Got::Hit(v))),
+                Lookup::Miss => Answer::Now(Rep::Miss),
+                Lookup::Load(token) => Answer::Now(Rep::Load { token }),
+                Lookup::Wait(rx) => Answer::Later(rx),
+            })
+        }
+        Req::Fill {
+            cache,
+            key,
+            token,
+            value,
+            error,
+        } => {
+            let result = match (value, error) {
+                (Some(v), None) => Ok(v.get().into()),
+                (None, Some(e)) => Err(e.chars().take(4096).collect()),
+                _ => {
+                    return Err(CacheError::Invalid(
+                        "a fill carries a value or an error, one of them".into(),
+                    ))
+                }
+            };
+            done(store.fill(&cache, &key, token, result)?)
+        }
+        Req::Set {
+            cache,
+            key,
+            value,
+            leave_if_not_null,
+        } => done(store.set(&cache, &key, value.get().into(), leave_if_not_null)?),
+        Req::Del { cache, key } => done(store.del(&cache, &key)?),
+        Req::Keys { cache } => Ok(Answer::Now(Rep::Keys {
+            keys: store.keys(&cache)?,
+        })),
+        Req::Watch { cache, id, key } => {
+            let mut rx = store.watch(&cache, id, owner, key)?;
+            let push = push.clone();
+            tokio::spawn(async move {
+                while let Some(change) = rx.recv().await {
+                    push(from, Push::Change { id, change });
+                }
+                push(from, Push::Ended { id });
+            });
+            done(true)
+        }
+        Req::Unwatch { cache, id } => done(store.unwatch(&cache, id, owner)?),
+        Req::Stats { cache } => store
+            .stats()
+            .into_iter()
+            .find(|(n, _)| *n == cache)
+            .map(|(_, stats)| Answer::Now(Rep::Stats { stats }))
+            .ok_or_else(|| CacheError::Invalid(format!("no cache named {cache:?} is open"))),
+    }
+}

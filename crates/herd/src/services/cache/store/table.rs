@@ -1,0 +1,136 @@
+//! One named cache's entries: values as JSON text, expiry, least recently
+//! used order, byte accounting, and which workers hold a local copy.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+/// A value as the store keeps it: its JSON text.
+pub(crate) type Json = Arc<str>;
+
+/// Bytes counted for an entry beyond its key and value.
+pub(crate) const OVERHEAD: usize = 64;
+
+pub(crate) struct Entry {
+    pub value: Json,
+    /// When it expires, on the store's clock.
+    pub expires: Option<u64>,
+    /// Its place in the LRU order.
+    used: u64,
+    /// Workers that keep a local copy and are owed a notice when it changes.
+    pub readers: Vec<u32>,
+}
+
+pub(crate) fn cost(key: &str, value: &str) -> usize {
+    key.len() + value.len() + OVERHEAD
+}
+
+#[derive(Default)]
+pub(crate) struct Table {
+    entries: HashMap<String, Entry>,
+    lru: BTreeMap<u64, String>,
+    expiry: BTreeSet<(u64, String)>,
+    tick: u64,
+    pub bytes: usize,
+}
+
+impl Table {
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// The entry for `key`, marked used, if it is live at `now`.
+    pub fn touch(&mut self, key: &str, now: u64) -> Option<&mut Entry> {
+        let live = self.entries.get(key)?.expires.map_or(true, |t| t > now);
+        if !live {
+            return None;
+        }
+        self.tick += 1;
+        let tick = self.tick;
+        let entry = self.entries.get_mut(key)?;
+        if let Some(k) = self.lru.remove(&entry.used) {
+            self.lru.insert(tick, k);
+        }
+        entry.used = tick;
+        Some(entry)
+    }
+
+    /// The entry, live at `now`, without touching its LRU place.
+    pub fn peek(&self, key: &str, now: u64) -> Option<&Entry> {
+        self.entries
+            .get(key)
+            .filter(|e| e.expires.map_or(true, |t| t > now))
+    }
+
+    /// Writes `key`; returns the readers of the value it replaced.
+    pub fn insert(&mut self, key: &str, value: Json, expires: Option<u64>) -> Vec<u32> {
+        let readers = self.remove(key).map(|e| e.readers).unwrap_or_default();
+        self.tick += 1;
+        self.bytes += cost(key, &value);
+        self.lru.insert(self.tick, key.to_string());
+        if let Some(t) = expires {
+            self.expiry.insert((t, key.to_string()));
+        }
+        self.entries.insert(
+            key.to_string(),
+            Entry {
+                value,
+                expires,
+                used: self.tick,
+                readers: Vec::new(),
+            },
+        );
+        readers
+    }
+
+    pub fn remove(&mut self, key: &str) -> Option<Entry> {
+        let entry = self.entries.remove(key)?;
+        self.lru.remove(&entry.used);
+        if let Some(t) = entry.expires {
+            self.expiry.remove(&(t, key.to_string()));
+        }
+        self.bytes -= cost(key, &entry.value);
+        Some(entry)
+    }
+
+    /// The least recently used key, other than `keep`.
+    pub fn oldest(&self, keep: &str) -> Option<String> {
+        self.lru.values().find(|k| k.as_str() != keep).cloned()
+    }
+
+    /// The earliest expiry.
+    pub fn next_expiry(&self) -> Option<u64> {
+        self.expiry.first().map(|(t, _)| *t)
+    }
+
+    /// A key expired at `now`, if any.
+    pub fn expired(&self, now: u64) -> Option<String> {
+        self.expiry
+            .first()
+            .filter(|(t, _)| *t <= now)
+            .map(|(_, k)| k.clone())
+    }
+
+    /// The keys live at `now`, sorted.
+    pub fn keys(&self, now: u64) -> Vec<String> {
+        let mut keys: Vec<String> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| e.expires.map_or(true, |t| t > now))
+            .map(|(k, _)| k.clone())
+            .collect();
+        keys.sort();
+        keys
+    }
+
+    /// Every live entry, for persistence.
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &Entry)> {
+        self.entries.iter()
+    }
+
+    /// Forgets `worker` as a reader everywhere.
+    pub fn forget_reader(&mut self, worker: u32) {
+        for e in self.entries.values_mut() {
+            e.readers.retain(|&w| w != worker);
+        }
+    }
+}
