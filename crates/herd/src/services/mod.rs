@@ -64,6 +64,7 @@ mod client;
 mod common;
 pub(crate) mod frame;
 pub(crate) mod host;
+pub mod resp;
 
 pub(crate) use client::Endpoint;
 pub use client::{Pushed, WorkerService, WORKER_QUEUE};
