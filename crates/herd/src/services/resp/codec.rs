@@ -24,6 +24,10 @@ pub struct Limits {
     pub max_line: usize,
     /// The most bytes one command may take in all, headers included.
     pub max_command: usize,
+    /// How long a write to the client may wait on a client that does not
+    /// read, after which the connection is closed (redis-server's pub/sub
+    /// output limit gives a slow subscriber 60 s).
+    pub write_stall: std::time::Duration,
 }
 
 impl Default for Limits {
@@ -34,6 +38,7 @@ impl Default for Limits {
             max_args: 1 << 16,
             max_line: 64 << 10,
             max_command: 32 << 20,
+            write_stall: std::time::Duration::from_secs(60),
         }
     }
 }
@@ -443,6 +448,7 @@ mod tests {
             max_args: 2,
             max_line: 16,
             max_command: 24,
+            ..Limits::default()
         };
         let mut b = BytesMut::from(&b"*1\r\n$9\r\n"[..]);
         assert!(parse_command(&mut b, &small)

@@ -15,3 +15,6 @@ mod server;
 pub use codec::{Limits, Proto, ProtocolError, Reply};
 pub use commands::{glob, Backend, Condition, Ttl};
 pub use server::{serve, Hub, PushSender, MAX_SUBSCRIPTIONS, PUSH_QUEUE};
+
+#[cfg(test)]
+mod tests;

@@ -75,13 +75,13 @@ where
                         Ok(Some(args)) if args.is_empty() => {}
                         Ok(Some(args)) => {
                             if c.command(&args, &tx, &mut out).await == Flow::Quit {
-                                let _ = io.write_all(&out).await;
+                                let _ = write(&mut io, &out, &limits).await;
                                 return c.leave();
                             }
                             // A long pipeline: write as it goes, so the
                             // replies waiting are bounded too.
                             if out.len() >= FLUSH_AT {
-                                if let Err(e) = io.write_all(&out).await {
+                                if let Err(e) = write(&mut io, &out, &limits).await {
                                     tracing::debug!(conn, "services socket: {e}");
                                     return c.leave();
                                 }
@@ -91,7 +91,7 @@ where
                         Ok(None) => break,
                         Err(e) => {
                             Reply::err(&e).encode(c.proto, &mut out);
-                            let _ = io.write_all(&out).await;
+                            let _ = write(&mut io, &out, &limits).await;
                             tracing::debug!(conn, "services socket: {e}; closing that connection");
                             return c.leave();
                         }
@@ -101,7 +101,7 @@ where
             },
         }
         if !out.is_empty() {
-            if let Err(e) = io.write_all(&out).await {
+            if let Err(e) = write(&mut io, &out, &limits).await {
                 break Some(e);
             }
             out.clear();
@@ -118,6 +118,25 @@ where
         tracing::debug!(conn, "services socket: {e}");
     }
     c.leave();
+}
+
+/// Writes `out` whole, or fails once the client has read nothing for
+/// [`Limits::write_stall`].
+async fn write<S: AsyncWrite + Unpin>(
+    io: &mut S,
+    out: &[u8],
+    limits: &Limits,
+) -> std::io::Result<()> {
+    match tokio::time::timeout(limits.write_stall, io.write_all(out)).await {
+        Ok(r) => r,
+        Err(_) => Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!(
+                "the client read nothing for {:?}; closing the connection",
+                limits.write_stall
+            ),
+        )),
+    }
 }
 
 #[derive(PartialEq, Eq)]
@@ -251,7 +270,7 @@ impl<H: Hub> Conn<H> {
     /// A (un)subscribe confirmation: `[kind, channel, count]`, a push in RESP3.
     fn ack(&self, kind: &'static str, ch: Option<Bytes>, out: &mut BytesMut) {
         Reply::Push(vec![
-            Reply::Simple(kind),
+            Reply::bulk(kind),
             ch.map_or(Reply::Nil, Reply::Bulk),
             Reply::Int(self.subs.len() as i64),
         ])
