@@ -203,7 +203,7 @@ async fn scan<B: Backend>(b: &B, a: &[Bytes]) -> Reply {
     let [cursor, opts @ ..] = a else {
         return wrong_args("SCAN");
     };
-    if int_arg(cursor).is_none_or(|c| c < 0) {
+    if !int_arg(cursor).is_some_and(|c| c >= 0) {
         return Reply::err("invalid cursor");
     }
     let mut pattern = Bytes::from_static(b"*");
@@ -261,13 +261,12 @@ pub fn glob(pattern: &[u8], key: &[u8]) -> bool {
                         continue;
                     }
                 }
-                b'\\' if p + 1 < pattern.len() => {
-                    if pattern[p + 1] == key[k] {
-                        p += 2;
-                        k += 1;
-                        continue;
-                    }
+                b'\\' if p + 1 < pattern.len() && pattern[p + 1] == key[k] => {
+                    p += 2;
+                    k += 1;
+                    continue;
                 }
+                b'\\' if p + 1 < pattern.len() => {}
                 c if c == key[k] => {
                     p += 1;
                     k += 1;
