@@ -7,14 +7,18 @@
 //!   TTL, PUBLISH against a [`Backend`].
 //! - `server`: one connection: HELLO, PING, SUBSCRIBE/UNSUBSCRIBE, the
 //!   connection commands client libraries send as they connect, pushes.
+//! - `socket`: the 0600 Unix socket ([`ServicesSocket`]) and its bound on
+//!   connections.
 
 mod codec;
 mod commands;
 mod server;
+mod socket;
 
 pub use codec::{Limits, Proto, ProtocolError, Reply};
 pub use commands::{glob, Backend, Condition, Ttl};
 pub use server::{serve, Hub, PushSender, MAX_SUBSCRIPTIONS, PUSH_QUEUE};
+pub use socket::{ServicesSocket, ENV, MAX_CONNECTIONS};
 
 #[cfg(test)]
 mod tests;
