@@ -218,7 +218,10 @@ async fn worker() {
     })
     .await;
     figures.push(("herd-local.hit.p50".into(), pct(&lat, 0.5)));
-    assert!(local.local_hits() as usize >= n * 11, "the local copy served");
+    assert!(
+        local.local_hits() as usize >= n * 11,
+        "the local copy served"
+    );
 
     // herd, through the primary.
     let tput = throughput(n, conc, || {
@@ -259,7 +262,11 @@ async fn worker() {
     let tput = throughput(n, conc, || {
         let mut c = con.clone();
         async move {
-            let s: Option<String> = redis::cmd("GET").arg("hit").query_async(&mut c).await.unwrap();
+            let s: Option<String> = redis::cmd("GET")
+                .arg("hit")
+                .query_async(&mut c)
+                .await
+                .unwrap();
             let v: Item = serde_json::from_str(&s.unwrap()).unwrap();
             assert_eq!(v.id, 42);
         }
@@ -269,7 +276,11 @@ async fn worker() {
     let lat = latencies(n / 4, || {
         let mut c = con.clone();
         async move {
-            let s: Option<String> = redis::cmd("GET").arg("hit").query_async(&mut c).await.unwrap();
+            let s: Option<String> = redis::cmd("GET")
+                .arg("hit")
+                .query_async(&mut c)
+                .await
+                .unwrap();
             let _: Item = serde_json::from_str(&s.unwrap()).unwrap();
         }
     })

@@ -225,6 +225,10 @@ async fn serve(
     for (k, v) in &cfg.env {
         settings = settings.env(k, v);
     }
+    // The cluster's cache and channels, over RESP, for the workers' own
+    // Redis clients (herd::services::resp).
+    let services_path = runtime_dir.join(format!("{}.services", cfg.name));
+    settings = settings.env(herd::services::resp::ENV, &services_path);
     if let Some(uid) = cfg.credentials.uid {
         settings = settings.uid(uid);
     }
@@ -247,6 +251,16 @@ async fn serve(
             if b.inherited { ", from systemd" } else { "" }
         );
     }
+    let services = herd::CacheService::new(&primary)
+        .and_then(|cache| {
+            let socket = herd::services::resp::serve_cache(&cache, &services_path)?;
+            Ok((cache, socket))
+        })
+        .map_err(|e| {
+            primary.remove_foreign_files();
+            anyhow!("{e}")
+        })?;
+    tracing::debug!("services socket {}", services.1.path().display());
     let listener = match ctl::bind(&ctl_path) {
         Ok(l) => l,
         Err(e) => {

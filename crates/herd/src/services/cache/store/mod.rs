@@ -12,6 +12,7 @@ pub(crate) mod persist;
 mod table;
 #[cfg(test)]
 mod tests;
+mod ttl;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -26,6 +27,7 @@ use clock::Clock;
 use lease::Lease;
 pub(crate) use table::Json;
 use table::{cost, Table};
+pub(crate) use ttl::When;
 
 /// Who holds a lease or waits: a worker, or the primary itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -191,8 +193,7 @@ impl Store {
             persist::Read::Entries(entries) => {
                 let n = entries.len();
                 for e in entries {
-                    if check_key(&e.key).is_err()
-                        || cost(&e.key, &e.json) > named.options.max_bytes
+                    if check_key(&e.key).is_err() || cost(&e.key, &e.json) > named.options.max_bytes
                     {
                         continue;
                     }
@@ -306,7 +307,12 @@ impl Store {
         let now = self.now();
         let mut inner = self.lock();
         let named = Self::named(&mut inner, name)?;
-        if leave_if_not_null && named.table.peek(key, now).is_some_and(|e| &*e.value != "null") {
+        if leave_if_not_null
+            && named
+                .table
+                .peek(key, now)
+                .is_some_and(|e| &*e.value != "null")
+        {
             return Ok(false);
         }
         self.write(named, key, json)?;
