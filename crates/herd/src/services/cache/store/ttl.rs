@@ -40,7 +40,9 @@ impl Store {
         self.write(named, key, json)?;
         named.table.set_expiry(key, ttl.map(|t| now + ms(t).max(1)));
         drop(inner);
-        self.wake.notify_one();
+        if ttl.is_some() {
+            self.wake.notify_one();
+        }
         Ok(true)
     }
 
