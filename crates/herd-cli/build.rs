@@ -24,6 +24,11 @@
 //! `herd_chromium` (the dashboard's browser test) and `herd_redis`
 //! (redis-server). scripts/test.sh installs them when missing; set
 //! HERD_TESTS_RECHECK to something new after installing one by hand.
+//! `herd_go` (go, for the Go recipe of tests/recipes.rs) it does not
+//! install: Debian's golang-go is large, and the test is skipped without.
+//!
+//! `herd_root`: the build (so, in CI, the tests) runs as root, which
+//! `herd run --user` needs.
 //!
 //! `herd_test_deps`: the pinned PyPI and npm packages of scripts/deps.sh
 //! (see `test_deps` below).
@@ -53,6 +58,12 @@ fn main() {
     );
     cfg("herd_chromium", find_program("chromium").is_some());
     cfg("herd_redis", find_program("redis-server").is_some());
+    cfg("herd_go", find_program("go").is_some());
+    // Root: `herd run --user` needs it (tests/user_notify.rs).
+    cfg(
+        "herd_root",
+        std::os::unix::fs::MetadataExt::uid(&std::fs::metadata("/proc/self").unwrap()) == 0,
+    );
     test_deps();
 }
 

@@ -438,11 +438,6 @@ impl Run {
             );
         }
         let program = find_program(&command[0])?;
-        crate::startup::check_credentials(
-            &credentials,
-            ready == ForeignReady::Notify,
-            heartbeat_timeout.is_some(),
-        )?;
         Ok(Run {
             workers,
             max_workers,

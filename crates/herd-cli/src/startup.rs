@@ -18,6 +18,9 @@
 //! privileged port works), then starts every worker as that user and group
 //! (the user's primary group without `--group`; no supplementary groups).
 //! herd itself stays root: it must be, to start workers as another user.
+//! Such workers can still use `--ready notify` and `--heartbeat-timeout`:
+//! the library puts their `NOTIFY_SOCKET` where they can reach it (see
+//! docs/security.md).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -195,27 +198,6 @@ pub fn credentials(user: Option<&str>, group: Option<&str>) -> Result<Credential
         uid: user.map(|u| u.uid.as_raw()),
         gid,
     })
-}
-
-/// Refuses what workers run as another user cannot do yet: reach their
-/// `NOTIFY_SOCKET`, which lives in herd's private runtime directory (mode
-/// 0700, herd's user's), so `--ready notify` and `--heartbeat-timeout`
-/// (both need the worker's notifications) would only end in a boot or
-/// heartbeat timeout.
-pub fn check_credentials(c: &Credentials, notify: bool, heartbeat: bool) -> Result<()> {
-    if c.uid.is_none() && c.gid.is_none() {
-        return Ok(());
-    }
-    let what = if notify {
-        "--ready notify"
-    } else if heartbeat {
-        "--heartbeat-timeout"
-    } else {
-        return Ok(());
-    };
-    bail!(
-        "{what} with --user/--group: workers run as another user cannot reach their NOTIFY_SOCKET in herd's private runtime directory; use --ready listening (the default) or delay:DURATION, without --heartbeat-timeout"
-    )
 }
 
 /// `--chdir DIR`: enters it (herd itself; the workers inherit it).

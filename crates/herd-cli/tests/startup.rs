@@ -281,28 +281,3 @@ fn a_pid_file_naming_a_live_process_refuses_to_start_and_a_stale_one_is_replaced
         h.pid.to_string()
     );
 }
-
-#[test]
-fn user_with_ready_notify_is_refused_at_start_not_left_to_time_out() {
-    if !nix::unistd::getuid().is_root() {
-        eprintln!("skipped: needs root (herd run --user needs it)");
-        return;
-    }
-    for (extra, says) in [
-        (["--ready", "notify"], "--ready notify with --user/--group"),
-        (
-            ["--heartbeat-timeout", "5s"],
-            "--heartbeat-timeout with --user/--group",
-        ),
-    ] {
-        let mut args = vec!["run", "-l", "127.0.0.1:0", "--user", "nobody"];
-        args.extend(extra);
-        args.extend(["--", "true"]);
-        let (code, err) = run_fails(&args, &[]);
-        assert_eq!(code, 2, "{extra:?}: {err}");
-        assert!(
-            err.contains(says) && err.contains("NOTIFY_SOCKET"),
-            "{extra:?}: {err}"
-        );
-    }
-}

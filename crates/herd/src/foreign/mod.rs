@@ -10,7 +10,9 @@
 //!   one with `socket.socket(fileno=3)`.
 //! - **Readiness and liveness** by sd_notify: each worker gets its own
 //!   `NOTIFY_SOCKET` (a datagram socket the primary binds in a per-user
-//!   runtime directory). `READY=1` makes it ready (with
+//!   runtime directory; for a worker that runs as another user, in a
+//!   directory that user can search, the socket given to that user, mode
+//!   0600). `READY=1` makes it ready (with
 //!   [`ForeignReady::Notify`]), `WATCHDOG=1` is its heartbeat (with
 //!   [`Foreign::watchdog`], which also sets `WATCHDOG_USEC`), `STATUS=` shows
 //!   in [`Primary::status`](crate::Primary::status), `STOPPING=1` marks its
@@ -343,4 +345,5 @@ pub fn trampoline() {
     std::process::exit(EXIT_CANNOT_BOOT);
 }
 
+pub(crate) use rundir::reachable_dir;
 pub use rundir::runtime_dir;

@@ -1,6 +1,7 @@
 //! The receiving end of a foreign worker's `NOTIFY_SOCKET`: one datagram
-//! socket per worker, private to herd's user, whose sd_notify datagrams
-//! become typed [`Notice`]s for the primary to act on.
+//! socket per worker, mode 0600 and herd's user's (or, for a worker that
+//! runs as another user, that user's), whose sd_notify datagrams become
+//! typed [`Notice`]s for the primary to act on.
 //!
 //! The socket speaks only for its worker, as systemd's `NotifyAccess=all`
 //! within the service's cgroup: each datagram carries its sender's pid
@@ -92,13 +93,19 @@ pub(crate) struct Receiver {
 }
 
 impl Receiver {
-    /// Binds `path` (replacing a file left there), readable and writable
-    /// by herd's user only.
-    pub fn bind(path: &Path) -> io::Result<Receiver> {
+    /// Binds `path` (replacing a file left there), mode 0600: writable by
+    /// herd's user only, or, with `owner`, by that user (a worker's that
+    /// runs as another user) and root only.
+    pub fn bind(path: &Path, owner: Option<u32>) -> io::Result<Receiver> {
         use std::os::unix::fs::PermissionsExt;
         let _ = std::fs::remove_file(path);
         let socket = UnixDatagram::bind(path)?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+        if let Some(uid) = owner {
+            // Not following a link: `path` is the socket herd just bound, in
+            // a directory only herd's user may write in.
+            std::os::unix::fs::lchown(path, Some(uid), None)?;
+        }
         nix::sys::socket::setsockopt(&socket, nix::sys::socket::sockopt::PassCred, &true)
             .map_err(io::Error::from)?;
         Ok(Receiver {

@@ -1,5 +1,7 @@
 //! herd's per-user runtime directory: where the control socket, the lock
-//! that holds a herd's name and the workers' notification sockets go.
+//! that holds a herd's name and the workers' notification sockets go; and
+//! the directory, reachable by other users, for the notification sockets
+//! of workers that run as another user.
 //!
 //! herd never changes a directory it did not create: a directory that is
 //! not private to the user is either used through a private subdirectory
@@ -42,7 +44,7 @@ pub fn runtime_dir() -> Result<PathBuf, Error> {
         (_, Some(x)) if !x.is_empty() => PathBuf::from(x).join("herd"),
         _ => PathBuf::from(format!("/tmp/herd-{uid}")),
     };
-    let meta = ensure_dir(&dir)?;
+    let meta = ensure_dir(&dir, 0o700)?;
     let mode = meta.mode() & 0o7777;
     if meta.uid() == uid && mode & 0o077 == 0 {
         return Ok(dir);
@@ -51,7 +53,7 @@ pub fn runtime_dir() -> Result<PathBuf, Error> {
     let owner_trusted = meta.uid() == uid || meta.uid() == 0;
     if mode & STICKY != 0 || (!writable_by_others && owner_trusted) {
         let own = dir.join(format!("herd-{uid}"));
-        let meta = ensure_dir(&own)?;
+        let meta = ensure_dir(&own, 0o700)?;
         if meta.uid() != uid {
             return Err(refused(
                 &own,
@@ -85,18 +87,24 @@ pub fn runtime_dir() -> Result<PathBuf, Error> {
     ))
 }
 
-/// Creates `dir` (mode 0700) if missing; returns what it is, never
-/// following a symbolic link.
-fn ensure_dir(dir: &Path) -> Result<std::fs::Metadata, Error> {
-    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+/// Creates `dir` (with `mode`, whatever the umask) if missing; returns
+/// what it is, never following a symbolic link.
+fn ensure_dir(dir: &Path, mode: u32) -> Result<std::fs::Metadata, Error> {
+    use std::os::unix::fs::PermissionsExt;
+    let created = match std::fs::DirBuilder::new().mode(mode).create(dir) {
+        Ok(()) => true,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => false,
         Err(e) => {
             return Err(Error::io(
                 format!("cannot create herd's runtime directory {}", dir.display()),
                 e,
             ))
         }
+    };
+    if created {
+        // The umask may have taken bits `mode` asks for (0711's search bits).
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))
+            .map_err(|e| Error::io(format!("chmod {mode:o} {}", dir.display()), e))?;
     }
     let meta = std::fs::symlink_metadata(dir)
         .map_err(|e| Error::io(format!("runtime directory {}", dir.display()), e))?;
@@ -107,6 +115,83 @@ fn ensure_dir(dir: &Path) -> Result<std::fs::Metadata, Error> {
         ));
     }
     Ok(meta)
+}
+
+/// Where the notification sockets of workers that run as another user go
+/// (`herd run --user` as root): `herd-notify-UID` in the temporary
+/// directory (`$TMPDIR`, else `/tmp`), mode 0711, so that such a worker
+/// may reach a socket inside it by its path but list, add, remove or
+/// rename nothing there. Each socket in it is then given to its worker's
+/// uid, mode 0600 (see `notify::Receiver::bind`): no other user (root
+/// aside) can send to it.
+///
+/// - The temporary directory must be safe to hold herd's entry (sticky, or
+///   writable by nobody but its owner, the user or root), and it and every
+///   directory above it searchable by others (mode `o+x`).
+/// - `herd-notify-UID` must be herd's user's, writable by nobody else and
+///   searchable by others; created by herd if missing, never chmod'ed
+///   otherwise.
+///
+/// # Errors
+/// [`Error::Io`] naming the directory that is not safe or not reachable,
+/// and what to do.
+pub(crate) fn reachable_dir() -> Result<PathBuf, Error> {
+    let uid = nix::unistd::geteuid().as_raw();
+    let tmp = std::env::temp_dir();
+    if !tmp.is_absolute() {
+        return Err(refused_tmp(&tmp, "TMPDIR must be an absolute path".into()));
+    }
+    let meta = std::fs::symlink_metadata(&tmp)
+        .map_err(|e| Error::io(format!("temporary directory {}", tmp.display()), e))?;
+    let mode = meta.mode() & 0o7777;
+    let owner_trusted = meta.uid() == uid || meta.uid() == 0;
+    if !meta.is_dir() || !(mode & STICKY != 0 || (mode & 0o022 == 0 && owner_trusted)) {
+        return Err(refused_tmp(
+            &tmp,
+            format!(
+                "mode {mode:04o}, owned by uid {}: not a directory where others cannot remove what herd puts there (no sticky bit); set TMPDIR to one (e.g. /tmp, or a root-owned 0755 directory)",
+                meta.uid()
+            ),
+        ));
+    }
+    for dir in tmp.ancestors() {
+        let m = std::fs::metadata(dir)
+            .map_err(|e| Error::io(format!("temporary directory {}", dir.display()), e))?;
+        if m.mode() & 0o001 == 0 {
+            return Err(refused_tmp(
+                dir,
+                format!(
+                    "mode {:04o}: workers run as another user cannot search it to reach their NOTIFY_SOCKET below {}; set TMPDIR to a directory they can reach (e.g. /tmp)",
+                    m.mode() & 0o7777,
+                    tmp.display()
+                ),
+            ));
+        }
+    }
+    let own = tmp.join(format!("herd-notify-{uid}"));
+    let meta = ensure_dir(&own, 0o711)?;
+    let mode = meta.mode() & 0o7777;
+    if meta.uid() != uid || mode & 0o022 != 0 || mode & 0o001 == 0 {
+        return Err(refused_tmp(
+            &own,
+            format!(
+                "mode {mode:04o}, owned by uid {}: herd needs it to be yours (uid {uid}), writable by you alone and searchable by others (0711); herd does not change it: remove it, or set TMPDIR elsewhere",
+                meta.uid()
+            ),
+        ));
+    }
+    Ok(own)
+}
+
+/// [`refused`] for the directories of [`reachable_dir`].
+fn refused_tmp(dir: &Path, why: String) -> Error {
+    Error::io(
+        format!(
+            "notification sockets for workers run as another user, in {}",
+            dir.display()
+        ),
+        std::io::Error::new(std::io::ErrorKind::PermissionDenied, why),
+    )
 }
 
 fn refused(dir: &Path, why: String) -> Error {

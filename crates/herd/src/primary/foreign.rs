@@ -26,7 +26,13 @@ pub(crate) struct State {
     /// (table handle, name), in descriptor order.
     listens: Vec<(u32, String)>,
     pub bound: Vec<Bound>,
+    /// The notification sockets of workers that run as herd's user: in
+    /// herd's private runtime directory.
     pub notify_dir: PathBuf,
+    /// Those of workers that run as another user, made at start when the
+    /// settings name one, else when the first such worker starts: in
+    /// [`crate::foreign::reachable_dir`], mode 0711.
+    reachable: std::sync::Mutex<Option<PathBuf>>,
     /// TCP ports, for counting a worker's connections.
     pub ports: Vec<u16>,
     /// Descriptors 3..3+n held open in the primary, so that nothing the
@@ -38,6 +44,25 @@ pub(crate) struct State {
 impl State {
     pub fn remove_files(&self) {
         let _ = std::fs::remove_dir_all(&self.notify_dir);
+        if let Some(d) = self.reachable.lock().unwrap().as_ref() {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
+
+    /// Where worker `id`'s notification socket goes, if it runs as `owner`
+    /// (`None`: as herd's user).
+    fn notify_path(&self, id: u32, owner: Option<u32>) -> Result<PathBuf, Error> {
+        if owner.is_none() {
+            return Ok(self.notify_dir.join(id.to_string()));
+        }
+        let mut slot = self.reachable.lock().unwrap();
+        let dir = match slot.as_ref() {
+            Some(d) => d.clone(),
+            None => slot
+                .insert(run_dir(&crate::foreign::reachable_dir()?, 0o711)?)
+                .clone(),
+        };
+        Ok(dir.join(id.to_string()))
     }
 }
 
@@ -59,6 +84,35 @@ fn addr_of(sock: &Socket) -> std::io::Result<ListenAddr> {
             "a passed socket is neither TCP, UDP nor a Unix socket with a path",
         )),
     }
+}
+
+/// This primary's `notify-PID` directory in `base`, made afresh with
+/// `mode`, after removing those left there by primaries that were killed.
+fn run_dir(base: &Path, mode: u32) -> Result<PathBuf, Error> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    if let Ok(entries) = std::fs::read_dir(base) {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if let Some(pid) = name
+                .strip_prefix("notify-")
+                .and_then(|p| p.parse::<u32>().ok())
+            {
+                if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
+    }
+    let dir = base.join(format!("notify-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::DirBuilder::new()
+        .mode(mode)
+        .recursive(true)
+        .create(&dir)
+        // The umask may have taken 0711's search bits.
+        .and_then(|()| std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode)))
+        .map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
+    Ok(dir)
 }
 
 pub(crate) fn prepare(inner: &Inner, policy: Policy, spec: &Foreign) -> Result<State, Error> {
@@ -127,34 +181,19 @@ pub(crate) fn prepare(inner: &Inner, policy: Policy, spec: &Foreign) -> Result<S
         Some(d) => d.clone(),
         None => crate::foreign::runtime_dir()?,
     };
-    // Directories left by primaries that were killed.
-    if let Ok(entries) = std::fs::read_dir(&base) {
-        for e in entries.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if let Some(pid) = name
-                .strip_prefix("notify-")
-                .and_then(|p| p.parse::<u32>().ok())
-            {
-                if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
-                    let _ = std::fs::remove_dir_all(e.path());
-                }
-            }
-        }
-    }
-    let notify_dir = base.join(format!("notify-{}", std::process::id()));
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        let _ = std::fs::remove_dir_all(&notify_dir);
-        std::fs::DirBuilder::new()
-            .mode(0o700)
-            .recursive(true)
-            .create(&notify_dir)
-            .map_err(|e| Error::io(format!("create {}", notify_dir.display()), e))?;
-    }
+    let notify_dir = run_dir(&base, 0o700)?;
+    // Workers that will run as another user: their directory now, so that
+    // a temporary directory they cannot reach is an error at start.
+    let uid = inner.settings.lock().unwrap().uid;
+    let reachable = match uid.filter(|&u| u != nix::unistd::geteuid().as_raw()) {
+        Some(_) => Some(run_dir(&crate::foreign::reachable_dir()?, 0o711)?),
+        None => None,
+    };
     Ok(State {
         listens,
         bound,
         notify_dir,
+        reachable: std::sync::Mutex::new(reachable),
         ports,
         _reserved: reserved,
     })
@@ -179,14 +218,16 @@ pub(super) struct Plan {
 }
 
 /// Prepares worker `id`: its sockets from the table (a successor gets its
-/// predecessor's under `reuseport`), its notification socket, and the
-/// trampoline's command. On error, the caller removes `id` from the table.
+/// predecessor's under `reuseport`), its notification socket (reachable by
+/// `uid` when the worker runs as that user), and the trampoline's command.
+/// On error, the caller removes `id` from the table.
 pub(super) fn plan(
     inner: &Inner,
     state: &State,
     spec: &Foreign,
     id: u32,
     every: Duration,
+    uid: Option<u32>,
 ) -> Result<Plan, Error> {
     let link = Link { id, handoff: false };
     let n = state.listens.len() as i32;
@@ -211,8 +252,9 @@ pub(super) fn plan(
         .map(|(i, fd)| (fd.as_raw_fd(), 3 + i as i32))
         .collect();
 
-    let notify_path = state.notify_dir.join(id.to_string());
-    let notify = Receiver::bind(&notify_path)
+    let owner = uid.filter(|&u| u != nix::unistd::geteuid().as_raw());
+    let notify_path = state.notify_path(id, owner)?;
+    let notify = Receiver::bind(&notify_path, owner)
         .map_err(|e| Error::io(format!("bind {}", notify_path.display()), e))?;
     let exe = match (&spec.trampoline, &inner.default_exec) {
         (Some(p), _) | (None, Some(p)) => p.clone(),

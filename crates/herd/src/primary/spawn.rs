@@ -98,7 +98,7 @@ impl Primary {
         let every = settings.heartbeat();
         let mut kind = match (state, &settings.foreign) {
             (Some(state), Some(spec)) => {
-                let plan = foreign::plan(&self.inner, &state, spec, id, every)?;
+                let plan = foreign::plan(&self.inner, &state, spec, id, every, settings.uid)?;
                 Kind {
                     program: plan.exe,
                     args: plan.args,
