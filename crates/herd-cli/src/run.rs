@@ -227,7 +227,14 @@ async fn serve(
     }
     // The cluster's cache and channels, over RESP, for the workers' own
     // Redis clients (herd::services::resp).
-    let services_path = runtime_dir.join(format!("{}.services", cfg.name));
+    // Workers run as another user (--user) cannot search the runtime
+    // directory: theirs is in the directory their NOTIFY_SOCKET is in.
+    let services_path = match cfg.credentials.uid {
+        None => runtime_dir.join(format!("{}.services", cfg.name)),
+        Some(_) => herd::foreign::reachable_dir()
+            .map_err(|e| anyhow!("{e}"))?
+            .join(format!("services-{}", std::process::id())),
+    };
     settings = settings.env(herd::services::resp::ENV, &services_path);
     if let Some(uid) = cfg.credentials.uid {
         settings = settings.uid(uid);
@@ -253,7 +260,8 @@ async fn serve(
     }
     let services = herd::CacheService::new(&primary)
         .and_then(|cache| {
-            let socket = herd::services::resp::serve_cache(&cache, &services_path)?;
+            let socket =
+                herd::services::resp::serve_cache(&cache, &services_path, cfg.credentials.uid)?;
             Ok((cache, socket))
         })
         .map_err(|e| {

@@ -16,6 +16,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
+
 use std::time::Instant;
 
 /// A blocking RESP client: inline commands out, one reply in.
@@ -74,25 +75,28 @@ impl Resp {
     }
 }
 
-/// The services socket of the herd in `dir` (its name is `NAME.services`).
-fn socket_in(dir: &Path) -> PathBuf {
+/// The herd's services socket: `NAME.services` in its runtime directory,
+/// or, with `--user`, `services-PID` in the directory its workers can
+/// search (beside their NOTIFY_SOCKET).
+fn socket_of(h: &Herd, user: bool) -> PathBuf {
+    let path = if user {
+        let uid = nix::unistd::geteuid();
+        std::env::temp_dir()
+            .join(format!("herd-notify-{uid}"))
+            .join(format!("services-{}", h.pid))
+    } else {
+        h.dir.path().join("herd.services")
+    };
     let deadline = Instant::now() + TIMEOUT;
-    loop {
-        let found = std::fs::read_dir(dir)
-            .unwrap()
-            .flatten()
-            .map(|e| e.path())
-            .find(|p| p.extension().is_some_and(|x| x == "services"));
-        if let Some(p) = found {
-            return p;
-        }
+    while !path.exists() {
         assert!(
             Instant::now() < deadline,
-            "no services socket in {}",
-            dir.display()
+            "no services socket {}",
+            path.display()
         );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
+    path
 }
 
 /// Waits until `key` holds a value, failing early with a worker's `fail:ID`.
@@ -113,15 +117,37 @@ fn wait_for(c: &mut Resp, key: &str, h: &Herd) -> String {
 }
 
 fn two_workers_talk(program: &[&str], env: &[(&str, &str)]) {
-    let dir = TempDir::new("resp");
-    let root = dir.path().to_path_buf();
-    let mut args = vec!["-w", "2", "--ready", "delay:0s", "--"];
+    two_workers_talk_as(None, program, env)
+}
+
+fn two_workers_talk_as(user: Option<&str>, program: &[&str], env: &[(&str, &str)]) {
+    let mut args = vec!["-w", "2", "--ready", "delay:0s"];
+    if let Some(u) = user {
+        args.extend_from_slice(&["--user", u]);
+    }
+    args.push("--");
     args.extend_from_slice(program);
-    let mut h = start_in(dir, &args, env);
+    let mut h = start(&args, env);
     h.ready(2);
-    let path = socket_in(&root);
-    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
-    assert_eq!(mode, 0o600, "the services socket is the user's alone");
+    let path = socket_of(&h, user.is_some());
+    let meta = std::fs::metadata(&path).unwrap();
+    assert_eq!(
+        meta.permissions().mode() & 0o777,
+        0o600,
+        "the services socket is one user's alone"
+    );
+    if let Some(u) = user {
+        let want = nix::unistd::User::from_name(u)
+            .unwrap()
+            .unwrap()
+            .uid
+            .as_raw();
+        assert_eq!(
+            std::os::unix::fs::MetadataExt::uid(&meta),
+            want,
+            "given to the workers' user"
+        );
+    }
     let mut c = Resp::connect(&path);
     for id in 1..=2 {
         assert_eq!(wait_for(&mut c, &format!("ok:{id}"), &h), "1");
@@ -183,6 +209,26 @@ fn node_workers_use_ioredis_against_the_services_socket() {
 #[cfg_attr(not(herd_test_deps), ignore = "needs redis-py: run scripts/deps.sh")]
 fn python_workers_use_redis_py_against_the_services_socket() {
     two_workers_talk(
+        &["python3", &program("services/worker.py")],
+        &[(
+            "PYTHONPATH",
+            option_env!("HERD_TEST_PYTHONPATH").unwrap_or(""),
+        )],
+    );
+}
+
+#[test]
+#[cfg_attr(
+    not(all(herd_root, herd_test_deps)),
+    ignore = "needs root (herd run --user) and scripts/deps.sh"
+)]
+fn workers_run_as_nobody_reach_the_services_socket() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "built as root (cfg herd_root) but run as another user: rebuild"
+    );
+    two_workers_talk_as(
+        Some("nobody"),
         &["python3", &program("services/worker.py")],
         &[(
             "PYTHONPATH",

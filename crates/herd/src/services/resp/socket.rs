@@ -33,10 +33,15 @@ pub struct ServicesSocket {
 }
 
 impl ServicesSocket {
-    /// Binds `path` (mode 0600; a stale socket file there is replaced, any
-    /// other file is an error) and serves `hub` on it, on the current tokio
-    /// runtime.
-    pub fn bind<H: Hub>(path: &Path, hub: Arc<H>, limits: Limits) -> io::Result<ServicesSocket> {
+    /// Binds `path` (mode 0600, given to `owner` when workers run as
+    /// another uid; a stale socket file there is replaced, any other file
+    /// is an error) and serves `hub` on it, on the current tokio runtime.
+    pub fn bind<H: Hub>(
+        path: &Path,
+        hub: Arc<H>,
+        limits: Limits,
+        owner: Option<u32>,
+    ) -> io::Result<ServicesSocket> {
         match std::fs::symlink_metadata(path) {
             Ok(m) if std::os::unix::fs::FileTypeExt::is_socket(&m.file_type()) => {
                 std::fs::remove_file(path)?
@@ -54,6 +59,10 @@ impl ServicesSocket {
         }
         let listener = UnixListener::bind(path)?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+        if let Some(uid) = owner {
+            // Not following a link: `path` is the socket just bound.
+            std::os::unix::fs::lchown(path, Some(uid), None)?;
+        }
         let task = tokio::spawn(accept(listener, hub, limits));
         Ok(ServicesSocket {
             path: path.to_path_buf(),
