@@ -225,6 +225,17 @@ async fn serve(
     for (k, v) in &cfg.env {
         settings = settings.env(k, v);
     }
+    // The cluster's cache and channels, over RESP, for the workers' own
+    // Redis clients (herd::services::resp).
+    // Workers run as another user (--user) cannot search the runtime
+    // directory: theirs is in the directory their NOTIFY_SOCKET is in.
+    let services_path = match cfg.credentials.uid {
+        None => runtime_dir.join(format!("{}.services", cfg.name)),
+        Some(_) => herd::foreign::reachable_dir()
+            .map_err(|e| anyhow!("{e}"))?
+            .join(format!("services-{}", std::process::id())),
+    };
+    settings = settings.env(herd::services::resp::ENV, &services_path);
     if let Some(uid) = cfg.credentials.uid {
         settings = settings.uid(uid);
     }
@@ -247,6 +258,17 @@ async fn serve(
             if b.inherited { ", from systemd" } else { "" }
         );
     }
+    let services = herd::CacheService::new(&primary)
+        .and_then(|cache| {
+            let socket =
+                herd::services::resp::serve_cache(&cache, &services_path, cfg.credentials.uid)?;
+            Ok((cache, socket))
+        })
+        .map_err(|e| {
+            primary.remove_foreign_files();
+            anyhow!("{e}")
+        })?;
+    tracing::debug!("services socket {}", services.1.path().display());
     let listener = match ctl::bind(&ctl_path) {
         Ok(l) => l,
         Err(e) => {

@@ -345,5 +345,5 @@ pub fn trampoline() {
     std::process::exit(EXIT_CANNOT_BOOT);
 }
 
-pub(crate) use rundir::reachable_dir;
+pub use rundir::reachable_dir;
 pub use rundir::runtime_dir;

@@ -135,7 +135,7 @@ fn ensure_dir(dir: &Path, mode: u32) -> Result<std::fs::Metadata, Error> {
 /// # Errors
 /// [`Error::Io`] naming the directory that is not safe or not reachable,
 /// and what to do.
-pub(crate) fn reachable_dir() -> Result<PathBuf, Error> {
+pub fn reachable_dir() -> Result<PathBuf, Error> {
     let uid = nix::unistd::geteuid().as_raw();
     let tmp = std::env::temp_dir();
     if !tmp.is_absolute() {

@@ -65,6 +65,7 @@ mod common;
 pub mod emitter;
 pub(crate) mod frame;
 pub(crate) mod host;
+pub mod resp;
 pub mod status;
 
 pub(crate) use client::Endpoint;

@@ -112,6 +112,11 @@ impl CacheService {
         Cache::open(name, &options, self.backend.clone(), None).await
     }
 
+    /// The store it serves (the RESP socket serves it too).
+    pub(crate) fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
     /// Every cache's counters, by name.
     pub fn stats(&self) -> Vec<(String, CacheStats)> {
         self.store.stats()

@@ -12,6 +12,7 @@ pub(crate) mod persist;
 mod table;
 #[cfg(test)]
 mod tests;
+mod ttl;
 mod upkeep;
 
 use std::collections::HashMap;
@@ -27,6 +28,7 @@ use clock::Clock;
 use lease::Lease;
 pub(crate) use table::Json;
 use table::{cost, Table};
+pub(crate) use ttl::When;
 
 /// Who holds a lease or waits: a worker, or the primary itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -127,6 +127,21 @@ impl Table {
         self.entries.iter()
     }
 
+    /// Changes when `key` expires (services/resp's per-key TTL), keeping
+    /// the expiry order in step.
+    pub fn set_expiry(&mut self, key: &str, expires: Option<u64>) {
+        let Some(entry) = self.entries.get_mut(key) else {
+            return;
+        };
+        if let Some(t) = entry.expires {
+            self.expiry.remove(&(t, key.to_string()));
+        }
+        entry.expires = expires;
+        if let Some(t) = expires {
+            self.expiry.insert((t, key.to_string()));
+        }
+    }
+
     /// Forgets `worker` as a reader everywhere.
     pub fn forget_reader(&mut self, worker: u32) {
         for e in self.entries.values_mut() {

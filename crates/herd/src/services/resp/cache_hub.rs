@@ -1,0 +1,187 @@
+//! The RESP socket's store and hub: the cluster's cache named
+//! [`RESP_CACHE`] (so a Rust worker's `worker.cache("default", ..)` and a
+//! Node worker's `redis.get(..)` see the same entries), and the channels
+//! RESP clients subscribe to.
+//!
+//! **Values.** The cache holds JSON; Redis holds bytes. A value written
+//! over RESP is stored as a JSON string when it is UTF-8, else as a
+//! `herd::Binary` (`{"$bytes": BASE64}`); a read gives back a JSON
+//! string's text, a `Binary`'s bytes, and any other JSON value (one a Rust
+//! worker stored) as its JSON text. Keys must be UTF-8 (the cache's keys
+//! are text): any other key is an error naming that rule.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine as _;
+use bytes::Bytes;
+
+use super::commands::{glob, Backend, Condition, Ttl};
+use super::server::{Hub, PushSender};
+use crate::services::cache::store::{GetArgs, Json, Lookup, Owner, Store, When};
+use crate::services::cache::CacheOptions;
+
+/// The cache the RESP socket's keys live in.
+pub const RESP_CACHE: &str = "default";
+
+/// Subscribers on one channel: connection id and where its pushes go.
+type Subscribers = Vec<(u64, PushSender)>;
+
+/// The cluster's cache and the RESP clients' channels.
+pub(crate) struct CacheHub {
+    store: Arc<Store>,
+    channels: Mutex<HashMap<Bytes, Subscribers>>,
+}
+
+impl CacheHub {
+    /// Opens [`RESP_CACHE`] in `store` with its default options.
+    pub fn new(store: Arc<Store>) -> Result<CacheHub, crate::CacheError> {
+        store.open(RESP_CACHE, &CacheOptions::default())?;
+        Ok(CacheHub {
+            store,
+            channels: Mutex::default(),
+        })
+    }
+
+    fn channels(&self) -> std::sync::MutexGuard<'_, HashMap<Bytes, Subscribers>> {
+        self.channels.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The text of a RESP key, or `None` when it is not UTF-8.
+fn key(k: &[u8]) -> Option<&str> {
+    std::str::from_utf8(k).ok()
+}
+
+/// RESP bytes as the JSON the cache stores.
+pub(crate) fn to_json(v: &[u8]) -> Json {
+    let text = match std::str::from_utf8(v) {
+        Ok(s) => serde_json::to_string(s),
+        Err(_) => serde_json::to_string(&serde_json::json!({
+            "$bytes": base64::engine::general_purpose::STANDARD.encode(v)
+        })),
+    };
+    text.unwrap_or_else(|_| "null".into()).into()
+}
+
+/// The cache's JSON as the bytes a RESP client reads.
+pub(crate) fn from_json(json: &str) -> Bytes {
+    match serde_json::from_str::<serde_json::Value>(json) {
+        Ok(serde_json::Value::String(s)) => Bytes::from(s),
+        Ok(serde_json::Value::Object(m)) if m.len() == 1 => match m.get("$bytes") {
+            Some(serde_json::Value::String(b64)) => base64::engine::general_purpose::STANDARD
+                .decode(b64)
+                .map_or_else(|_| Bytes::copy_from_slice(json.as_bytes()), Bytes::from),
+            _ => Bytes::copy_from_slice(json.as_bytes()),
+        },
+        _ => Bytes::copy_from_slice(json.as_bytes()),
+    }
+}
+
+impl Backend for CacheHub {
+    async fn get(&self, k: &[u8]) -> Option<Bytes> {
+        let args = GetArgs {
+            owner: Owner::Primary,
+            load: false,
+            wait: Duration::ZERO,
+            track: false,
+        };
+        match self.store.get(RESP_CACHE, key(k)?, args) {
+            Ok(Lookup::Hit(v)) => Some(from_json(&v.json)),
+            _ => None,
+        }
+    }
+
+    async fn set(&self, k: Bytes, v: Bytes, ttl: Option<Duration>, cond: Condition) -> bool {
+        let Some(k) = key(&k) else { return false };
+        let when = match cond {
+            Condition::Always => When::Always,
+            Condition::IfAbsent => When::Absent,
+            Condition::IfPresent => When::Present,
+        };
+        self.store
+            .set_expiring(RESP_CACHE, k, to_json(&v), ttl, when)
+            .unwrap_or(false)
+    }
+
+    async fn del(&self, k: &[u8]) -> bool {
+        key(k).is_some_and(|k| self.store.del(RESP_CACHE, k).unwrap_or(false))
+    }
+
+    async fn keys(&self, pattern: &[u8]) -> Vec<Bytes> {
+        self.store
+            .keys(RESP_CACHE)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|k| glob(pattern, k.as_bytes()))
+            .map(Bytes::from)
+            .collect()
+    }
+
+    async fn expire(&self, k: &[u8], ttl: Duration) -> bool {
+        key(k).is_some_and(|k| self.store.expire(RESP_CACHE, k, ttl).unwrap_or(false))
+    }
+
+    async fn ttl(&self, k: &[u8]) -> Ttl {
+        match key(k).map(|k| self.store.ttl(RESP_CACHE, k)) {
+            Some(Ok(Some(Some(left)))) => Ttl::Left(left),
+            Some(Ok(Some(None))) => Ttl::Forever,
+            _ => Ttl::Missing,
+        }
+    }
+
+    async fn publish(&self, channel: Bytes, message: Bytes) -> i64 {
+        let mut channels = self.channels();
+        let Some(subs) = channels.get_mut(&channel) else {
+            return 0;
+        };
+        let mut reached = 0;
+        // A subscriber whose queue is full or gone is dropped here; its
+        // connection notices the full queue and closes itself.
+        subs.retain(
+            |(_, tx)| match tx.try_send((channel.clone(), message.clone())) {
+                Ok(()) => {
+                    reached += 1;
+                    true
+                }
+                Err(_) => false,
+            },
+        );
+        if subs.is_empty() {
+            channels.remove(&channel);
+        }
+        reached
+    }
+}
+
+impl Hub for CacheHub {
+    fn subscribe(&self, conn: u64, channel: Bytes, to: PushSender) {
+        self.channels().entry(channel).or_default().push((conn, to));
+    }
+
+    fn unsubscribe(&self, conn: u64, channel: &[u8]) {
+        let mut channels = self.channels();
+        if let Some(subs) = channels.get_mut(channel) {
+            subs.retain(|(c, _)| *c != conn);
+            if subs.is_empty() {
+                channels.remove(channel);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_round_trip_between_resp_and_json() {
+        for v in [&b"plain"[..], b"", b"\"quoted\" \n", b"\xff\x00binary"] {
+            assert_eq!(&from_json(&to_json(v))[..], v);
+        }
+        // What a Rust worker stored reads as its JSON text.
+        assert_eq!(&from_json("{\"a\":1}")[..], b"{\"a\":1}");
+        assert_eq!(&from_json("42")[..], b"42");
+    }
+}
