@@ -260,8 +260,12 @@ async fn serve(
     }
     let services = herd::CacheService::new(&primary)
         .and_then(|cache| {
-            let socket =
-                herd::services::resp::serve_cache(&cache, &services_path, cfg.credentials.uid)?;
+            let socket = herd::services::resp::serve_cache(
+                &primary,
+                &cache,
+                &services_path,
+                cfg.credentials.uid,
+            )?;
             Ok((cache, socket))
         })
         .map_err(|e| {

@@ -92,10 +92,10 @@ pub use primary::{
 };
 pub use request::Request;
 pub use sched::Policy;
-pub use services::{Emitter, Target};
 pub use services::cache::{
     Cache, CacheError, CacheOptions, CacheService, CacheStats, Change, ChangeKind, Watch,
 };
+pub use services::{Emitter, Target};
 pub use signal::Signal;
 pub use supervise::{
     ClusterStatus, ReloadPhase, Restart, Supervision, Supervisor, SupervisorEvent, EXIT_CANNOT_BOOT,

@@ -32,8 +32,8 @@
 //! ```
 
 mod agent;
-mod dashboard;
 mod cache_metrics;
+mod dashboard;
 mod deps;
 mod ecv;
 mod metrics;

@@ -25,28 +25,66 @@ use crate::services::cache::CacheOptions;
 /// The cache the RESP socket's keys live in.
 pub const RESP_CACHE: &str = "default";
 
-/// Subscribers on one channel: connection id and where its pushes go.
-type Subscribers = Vec<(u64, PushSender)>;
+/// One channel's RESP subscribers (connection id, where its pushes go),
+/// and the task forwarding the emitter's events of that name to them.
+#[derive(Default)]
+struct Channel {
+    subs: Vec<(u64, PushSender)>,
+    forward: Option<tokio::task::JoinHandle<()>>,
+}
+
+type Channels = Arc<Mutex<HashMap<Bytes, Channel>>>;
 
 /// The cluster's cache and the RESP clients' channels.
 pub(crate) struct CacheHub {
     store: Arc<Store>,
-    channels: Mutex<HashMap<Bytes, Subscribers>>,
+    emitter: Option<crate::Emitter>,
+    channels: Channels,
 }
 
 impl CacheHub {
-    /// Opens [`RESP_CACHE`] in `store` with its default options.
-    pub fn new(store: Arc<Store>) -> Result<CacheHub, crate::CacheError> {
+    /// Opens [`RESP_CACHE`] in `store` with its default options; bridges
+    /// the channels to `emitter` when given.
+    pub fn new(
+        store: Arc<Store>,
+        emitter: Option<crate::Emitter>,
+    ) -> Result<CacheHub, crate::CacheError> {
         store.open(RESP_CACHE, &CacheOptions::default())?;
         Ok(CacheHub {
             store,
-            channels: Mutex::default(),
+            emitter,
+            channels: Channels::default(),
         })
     }
 
-    fn channels(&self) -> std::sync::MutexGuard<'_, HashMap<Bytes, Subscribers>> {
-        self.channels.lock().unwrap_or_else(|p| p.into_inner())
+    fn channels(&self) -> std::sync::MutexGuard<'_, HashMap<Bytes, Channel>> {
+        lock(&self.channels)
     }
+}
+
+fn lock(c: &Channels) -> std::sync::MutexGuard<'_, HashMap<Bytes, Channel>> {
+    c.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Pushes `message` to `channel`'s RESP subscribers; how many it reached.
+/// A subscriber whose queue is full or gone is dropped here; its
+/// connection notices the full queue and closes itself.
+fn deliver(channels: &Channels, channel: &Bytes, message: &Bytes) -> i64 {
+    let mut map = lock(channels);
+    let Some(ch) = map.get_mut(channel) else {
+        return 0;
+    };
+    let mut reached = 0;
+    ch.subs.retain(
+        |(_, tx)| match tx.try_send((channel.clone(), message.clone())) {
+            Ok(()) => {
+                reached += 1;
+                true
+            }
+            Err(_) => false,
+        },
+    );
+    reached
 }
 
 /// The text of a RESP key, or `None` when it is not UTF-8.
@@ -132,24 +170,16 @@ impl Backend for CacheHub {
     }
 
     async fn publish(&self, channel: Bytes, message: Bytes) -> i64 {
-        let mut channels = self.channels();
-        let Some(subs) = channels.get_mut(&channel) else {
-            return 0;
-        };
-        let mut reached = 0;
-        // A subscriber whose queue is full or gone is dropped here; its
-        // connection notices the full queue and closes itself.
-        subs.retain(
-            |(_, tx)| match tx.try_send((channel.clone(), message.clone())) {
-                Ok(()) => {
-                    reached += 1;
-                    true
-                }
-                Err(_) => false,
-            },
-        );
-        if subs.is_empty() {
-            channels.remove(&channel);
+        let reached = deliver(&self.channels, &channel, &message);
+        if let (Some(emitter), Ok(event)) = (&self.emitter, std::str::from_utf8(&channel)) {
+            let payload: serde_json::Value =
+                serde_json::from_str(&to_json(&message)).unwrap_or_default();
+            if let Err(e) = emitter
+                .emit_to(crate::Target::AllWorkers, event, &payload)
+                .await
+            {
+                tracing::debug!("services socket: PUBLISH {event}: not emitted: {e}");
+            }
         }
         reached
     }
@@ -157,14 +187,36 @@ impl Backend for CacheHub {
 
 impl Hub for CacheHub {
     fn subscribe(&self, conn: u64, channel: Bytes, to: PushSender) {
-        self.channels().entry(channel).or_default().push((conn, to));
+        let mut channels = self.channels();
+        let ch = channels.entry(channel.clone()).or_default();
+        ch.subs.push((conn, to));
+        if ch.forward.is_some() {
+            return;
+        }
+        let (Some(emitter), Ok(event)) = (&self.emitter, std::str::from_utf8(&channel)) else {
+            return;
+        };
+        let mut sub = emitter.on::<serde_json::Value>(event);
+        let weak = Arc::downgrade(&self.channels);
+        ch.forward = Some(tokio::spawn(async move {
+            while let Some(e) = sub.next().await {
+                let Some(channels) = weak.upgrade() else {
+                    return;
+                };
+                let text = serde_json::to_string(&e.payload).unwrap_or_default();
+                deliver(&channels, &channel, &from_json(&text));
+            }
+        }));
     }
 
     fn unsubscribe(&self, conn: u64, channel: &[u8]) {
         let mut channels = self.channels();
-        if let Some(subs) = channels.get_mut(channel) {
-            subs.retain(|(c, _)| *c != conn);
-            if subs.is_empty() {
+        if let Some(ch) = channels.get_mut(channel) {
+            ch.subs.retain(|(c, _)| *c != conn);
+            if ch.subs.is_empty() {
+                if let Some(task) = ch.forward.take() {
+                    task.abort();
+                }
                 channels.remove(channel);
             }
         }

@@ -22,21 +22,25 @@ pub use commands::{glob, Backend, Condition, Ttl};
 pub use server::{serve, Hub, PushSender, MAX_SUBSCRIPTIONS, PUSH_QUEUE};
 pub use socket::{ServicesSocket, ENV, MAX_CONNECTIONS};
 
-/// Serves `cache`'s store ([`RESP_CACHE`]) and the RESP clients' channels
-/// on a services socket at `path` (mode 0600, given to `owner`, the
-/// workers' uid, when they run as another user: put it then in a directory
-/// they can search, such as [`crate::foreign::reachable_dir`]'s), on the
-/// current runtime. Give workers the path in [`ENV`] (`HERD_SERVICES_SOCKET`).
+/// Serves `cache`'s store ([`RESP_CACHE`]) and the RESP clients' channels,
+/// bridged to `primary`'s emitter, on a services socket at `path` (mode
+/// 0600, given to `owner`, the workers' uid, when they run as another
+/// user: put it then in a directory they can search, such as
+/// [`crate::foreign::reachable_dir`]'s), on the current runtime. Give
+/// workers the path in [`ENV`] (`HERD_SERVICES_SOCKET`).
 pub fn serve_cache(
+    primary: &crate::Primary,
     cache: &crate::CacheService,
     path: &std::path::Path,
     owner: Option<u32>,
 ) -> Result<ServicesSocket, crate::Error> {
-    let hub =
-        cache_hub::CacheHub::new(cache.store().clone()).map_err(|e| crate::Error::Service {
+    let emitter = primary.emitter()?;
+    let hub = cache_hub::CacheHub::new(cache.store().clone(), Some(emitter)).map_err(|e| {
+        crate::Error::Service {
             name: "herd.resp".into(),
             why: e.to_string(),
-        })?;
+        }
+    })?;
     ServicesSocket::bind(path, std::sync::Arc::new(hub), Limits::default(), owner).map_err(|e| {
         crate::Error::Service {
             name: "herd.resp".into(),
