@@ -94,6 +94,8 @@ pub use sched::Policy;
 pub use services::cache::{
     Cache, CacheError, CacheOptions, CacheService, CacheStats, Change, ChangeKind, Watch,
 };
+#[cfg(feature = "redis")]
+pub use services::cache::RedisHealth;
 pub use signal::Signal;
 pub use supervise::{
     ClusterStatus, ReloadPhase, Restart, Supervision, Supervisor, SupervisorEvent, EXIT_CANNOT_BOOT,
