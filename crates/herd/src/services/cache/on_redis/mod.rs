@@ -28,8 +28,9 @@
 //! **What differs from the in-primary store.** Redis bounds memory
 //! (`maxmemory`, with an `allkeys-lru` policy): `max_entries` is not
 //! counted here, and an entry larger than `max_bytes` is still refused.
-//! Expiry is Redis's: watchers are not told of it (they are of set and
-//! del), and local copies expire by their TTL. `persist` is Redis's own
+//! Expiry is Redis's: watchers hear of it when the server sends keyspace
+//! notices of expired keys (`notify-keyspace-events Ex`; without them
+//! they hear of sets and dels only), and local copies expire by their TTL. `persist` is Redis's own
 //! persistence (RDB or AOF). Counters are this host's.
 //!
 //! **Redis away.** The link reconnects with a backoff
@@ -200,6 +201,13 @@ impl Engine {
 
     fn channel(&self) -> String {
         format!("{}cache", self.prefix)
+    }
+
+    /// Redis's notices of expired keys in the link's database (sent only
+    /// when the server runs with `notify-keyspace-events` holding `Ex`).
+    fn expired_channel(&self) -> String {
+        let db = self.link.client.get_connection_info().redis_settings().db();
+        format!("__keyevent@{db}__:expired")
     }
 
     fn token_text(&self, token: u64) -> String {

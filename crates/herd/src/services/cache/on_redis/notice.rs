@@ -66,6 +66,10 @@ impl Engine {
             let kind = match n.e.as_str() {
                 "set" => Some(ChangeKind::Set),
                 "del" => Some(ChangeKind::Del),
+                "expired" => {
+                    named.stats.expirations += 1;
+                    Some(ChangeKind::Expired)
+                }
                 _ => None,
             };
             if let Some(kind) = kind {
@@ -109,10 +113,26 @@ impl Engine {
 
 impl Subscriber for Engine {
     fn channels(&self) -> Vec<String> {
-        vec![self.channel()]
+        vec![self.channel(), self.expired_channel()]
     }
 
     fn message(&self, channel: &str, payload: &[u8]) {
+        if channel == self.expired_channel() {
+            // Redis's keyspace notice (notify-keyspace-events Ex): the key.
+            let key = String::from_utf8_lossy(payload);
+            let Some(rest) = key.strip_prefix(&self.prefix) else { return };
+            let Some((cache, k)) = rest.split_once(':') else { return };
+            let Some(k) = k.strip_prefix("v:") else { return };
+            self.on_notice(Notice {
+                c: cache.into(),
+                k: k.into(),
+                e: "expired".into(),
+                v: None,
+                why: None,
+                t: None,
+            });
+            return;
+        }
         if channel != self.channel() || payload.len() > MAX_NOTICE {
             return;
         }
