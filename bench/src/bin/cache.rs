@@ -123,7 +123,7 @@ async fn primary() {
                 Note::Figures(f) => figures = Some(f),
                 Note::Go { .. } => unreachable!(),
             },
-            Event::Exit { worker, status } if !status.success() => {
+            Event::Exit { worker, status, .. } if !status.success() => {
                 panic!("worker {worker} failed: {status:?}")
             }
             _ => {}

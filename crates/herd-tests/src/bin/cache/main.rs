@@ -105,7 +105,7 @@ async fn primary() {
                 }
                 out(json!({"event": "msg", "worker": worker, "msg": msg}));
             }
-            Event::Exit { worker, status } => {
+            Event::Exit { worker, status, .. } => {
                 out(json!({
                     "event": "exit", "worker": worker,
                     "code": status.code, "signal": status.signal.map(|s| s.to_string()),
@@ -125,7 +125,7 @@ async fn primary() {
 
 fn kill(primary: &Primary, id: u32) {
     if let Some(h) = primary.worker(id) {
-        h.kill_with(Signal::Kill);
+        h.kill_with(Signal::SIGKILL);
         out(json!({"event": "killed", "worker": id}));
     }
 }

@@ -98,6 +98,10 @@ pub async fn worker() {
                     .get_or_load("k", move || async move {
                         // Others wait on this lease; the primary kills
                         // this worker once their gets reached it.
+                        let n: u64 = env("CACHE_WORKERS").parse().unwrap();
+                        for other in 2..=n {
+                            worker.send(&json!({"tell": other, "msg": "start"})).await.unwrap();
+                        }
                         worker
                             .send(&json!({"when_misses": {"cache": "kl", "at_least": 301, "kill": 1}}))
                             .await

@@ -459,7 +459,9 @@ impl Store {
                 if lease.owner == owner {
                     named.stats.load_failures += 1;
                     inner.next_token += 1;
-                    if !lease.pass(inner.next_token, now + lease_ms) {
+                    if lease.pass(inner.next_token, now + lease_ms) {
+                        named.stats.loads += 1;
+                    } else {
                         ended.push(key.clone());
                     }
                 }
@@ -490,7 +492,9 @@ impl Store {
                 if lease.deadline <= now {
                     named.stats.lease_timeouts += 1;
                     inner.next_token += 1;
-                    if !lease.pass(inner.next_token, now + lease_ms) {
+                    if lease.pass(inner.next_token, now + lease_ms) {
+                        named.stats.loads += 1;
+                    } else {
                         ended.push(key.clone());
                     }
                 }
