@@ -48,6 +48,8 @@ fn main() {
     );
     // promtool (Debian's prometheus package) checks /metrics.
     cfg("herd_promtool", on_path("promtool"));
+    // redis-server (Debian's package) for the cache on Redis (tests/cache_redis.rs).
+    cfg("herd_redis", on_path("redis-server"));
     cfg(
         "herd_privileged_port_80",
         !assumed("HERD_TESTS_ASSUME_PORT_80_FREE") && unprivileged_port_start() > 80,
