@@ -232,6 +232,15 @@ async fn serve(
         settings = settings.gid(gid);
     }
     let primary = Primary::with_settings(settings)?;
+    // The cluster's cache on Redis, shared with every herd of this name on
+    // it (kept for the primary's life).
+    let _services = match &cfg.services {
+        Some(url) => Some(
+            herd::CacheService::with_redis(&primary, url, &cfg.name)
+                .map_err(|e| anyhow!("--services: {e}"))?,
+        ),
+        None => None,
+    };
     let bound = primary.bind_foreign().map_err(|e| anyhow!("{e}"))?;
     for b in &bound {
         // systemd's name for a socket without one is "unknown": not news.
