@@ -77,7 +77,11 @@ impl Run {
             }
         }
         let status = run.child.wait().expect("wait for the fixture");
-        assert!(status.success(), "fixture failed: {status:?}; {:#?}", run.lines);
+        assert!(
+            status.success(),
+            "fixture failed: {status:?}; {:#?}",
+            run.lines
+        );
         run
     }
 
@@ -127,7 +131,10 @@ fn four_workers_a_hundred_gets_each_one_load() {
     let all = outcomes(&run);
     assert_eq!(all.len(), 400);
     let want = json!({ "ok": format!("value from worker {loader}") });
-    assert!(all.iter().all(|o| *o == want), "every caller got the value: {all:?}");
+    assert!(
+        all.iter().all(|o| *o == want),
+        "every caller got the value: {all:?}"
+    );
     let stats = run.stats("sf");
     assert_eq!(stats["loads"], 1, "{stats}");
     assert!(stats["misses"].as_u64().unwrap() >= 1, "{stats}");
@@ -168,14 +175,23 @@ fn the_loading_worker_sigkilled_mid_load_passes_the_lease_on() {
     let all = outcomes(&run);
     assert_eq!(all.len(), 300);
     // One waiter took the lease at once and loaded; all got its value.
-    let first = all[0]["ok"].as_str().expect("a value, as documented").to_string();
+    let first = all[0]["ok"]
+        .as_str()
+        .expect("a value, as documented")
+        .to_string();
     assert!(all.iter().all(|o| o["ok"] == first.as_str()), "{all:?}");
     let stats = run.stats("kl");
     assert_eq!(stats["loads"], 2, "{stats}");
     assert_eq!(stats["load_failures"], 1, "{stats}");
-    assert_eq!(stats["lease_timeouts"], 0, "the death was seen, not the lease: {stats}");
+    assert_eq!(
+        stats["lease_timeouts"], 0,
+        "the death was seen, not the lease: {stats}"
+    );
     for (w, m) in run.with("max_ms") {
-        assert!(m["max_ms"].as_u64().unwrap() < 10_000, "worker {w} waited past half the lease: {m}");
+        assert!(
+            m["max_ms"].as_u64().unwrap() < 10_000,
+            "worker {w} waited past half the lease: {m}"
+        );
     }
 }
 
@@ -190,7 +206,10 @@ fn watch_sees_every_change_in_order() {
     }
     assert_eq!(one[100], json!(["k", true, null]));
     let all = seen["all"].as_array().unwrap();
-    assert_eq!(all[51], "other", "watch_all sees the other key in its place");
+    assert_eq!(
+        all[51], "other",
+        "watch_all sees the other key in its place"
+    );
     assert_eq!(all.iter().filter(|k| *k == "k").count(), 101);
 }
 
@@ -199,7 +218,10 @@ fn expire_removes_entries_on_time() {
     let run = Run::new("expire", 1, None);
     let (_, m) = run.with("after_ms").pop().unwrap();
     assert_eq!(m["before"], 1);
-    assert_eq!((m["first"].as_str(), m["second"].as_str()), (Some("Set"), Some("Expired")));
+    assert_eq!(
+        (m["first"].as_str(), m["second"].as_str()),
+        (Some("Set"), Some("Expired"))
+    );
     let after = m["after_ms"].as_u64().unwrap();
     assert!((300..1500).contains(&after), "expired after {after} ms");
     assert_eq!(m["after"], Value::Null);
@@ -282,11 +304,23 @@ fn leave_if_not_null_keys_and_del() {
     assert_eq!(m["n"], 1);
     assert_eq!(m["over_null"], true);
     assert_eq!(m["keys"], json!(["a", "n", "z"]));
-    assert_eq!((m["deleted"].clone(), m["deleted_again"].clone()), (json!(true), json!(false)));
+    assert_eq!(
+        (m["deleted"].clone(), m["deleted_again"].clone()),
+        (json!(true), json!(false))
+    );
     assert_eq!(m["missing"], Value::Null);
     assert_eq!(m["keys_after"], json!(["n", "z"]));
-    assert!(m["other_options"].as_str().unwrap().contains("other options"), "{m}");
-    assert!(m["bad_name"].as_str().unwrap().contains("cache name"), "{m}");
+    assert!(
+        m["other_options"]
+            .as_str()
+            .unwrap()
+            .contains("other options"),
+        "{m}"
+    );
+    assert!(
+        m["bad_name"].as_str().unwrap().contains("cache name"),
+        "{m}"
+    );
 }
 
 #[test]
@@ -294,7 +328,10 @@ fn the_local_copy_serves_hits_and_hears_another_workers_set() {
     let run = Run::new("local_copy", 2, None);
     let (_, m) = run.with("seen").pop().unwrap();
     assert_eq!((m["a"].clone(), m["b"].clone()), (json!(1), json!(1)));
-    assert!(m["hits_before"].as_u64().unwrap() >= 1, "a hit without a message: {m}");
+    assert!(
+        m["hits_before"].as_u64().unwrap() >= 1,
+        "a hit without a message: {m}"
+    );
     assert_eq!(m["seen"], 2, "the copy was invalidated: {m}");
     assert_eq!(m["own"], 3, "a worker reads its own write: {m}");
 }

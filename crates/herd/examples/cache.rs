@@ -46,7 +46,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Role::Worker => {
             let worker = Worker::connect().await?;
             let greetings = worker
-                .cache("greetings", CacheOptions::default().expire(Duration::from_secs(60)))
+                .cache(
+                    "greetings",
+                    CacheOptions::default().expire(Duration::from_secs(60)),
+                )
                 .await?;
             let me = worker.id();
             let text: String = greetings

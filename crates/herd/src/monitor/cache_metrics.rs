@@ -10,17 +10,51 @@ use crate::CacheStats;
 
 type Labels = Vec<(&'static str, String)>;
 
-pub(super) fn encode(e: &mut DescriptorEncoder, caches: &[(String, CacheStats)]) -> std::fmt::Result {
+/// A family's name, its help, and how a cache's counters give its value.
+type Family = (&'static str, &'static str, fn(&CacheStats) -> u64);
+
+pub(super) fn encode(
+    e: &mut DescriptorEncoder,
+    caches: &[(String, CacheStats)],
+) -> std::fmt::Result {
     let labels = |name: &String| -> Labels { vec![("cache", name.clone())] };
-    let counters: [(&str, &str, fn(&CacheStats) -> u64); 8] = [
-        ("herd_cache_hits", "Cache gets answered with a value by the primary's store", |s| s.hits),
-        ("herd_cache_misses", "Cache gets that found no value", |s| s.misses),
-        ("herd_cache_loads", "Loads started (leases given to a loader)", |s| s.loads),
-        ("herd_cache_load_failures", "Loads that failed or whose loader's worker died", |s| s.load_failures),
-        ("herd_cache_lease_timeouts", "Leases that ran out before their loader filled them", |s| s.lease_timeouts),
-        ("herd_cache_evictions", "Entries evicted by the memory bound", |s| s.evictions),
-        ("herd_cache_expirations", "Entries removed by expire", |s| s.expirations),
-        ("herd_cache_corrupt_files", "Persistence files found corrupt at start and set aside", |s| s.corrupt_files),
+    let counters: [Family; 8] = [
+        (
+            "herd_cache_hits",
+            "Cache gets answered with a value by the primary's store",
+            |s| s.hits,
+        ),
+        ("herd_cache_misses", "Cache gets that found no value", |s| {
+            s.misses
+        }),
+        (
+            "herd_cache_loads",
+            "Loads started (leases given to a loader)",
+            |s| s.loads,
+        ),
+        (
+            "herd_cache_load_failures",
+            "Loads that failed or whose loader's worker died",
+            |s| s.load_failures,
+        ),
+        (
+            "herd_cache_lease_timeouts",
+            "Leases that ran out before their loader filled them",
+            |s| s.lease_timeouts,
+        ),
+        (
+            "herd_cache_evictions",
+            "Entries evicted by the memory bound",
+            |s| s.evictions,
+        ),
+        ("herd_cache_expirations", "Entries removed by expire", |s| {
+            s.expirations
+        }),
+        (
+            "herd_cache_corrupt_files",
+            "Persistence files found corrupt at start and set aside",
+            |s| s.corrupt_files,
+        ),
     ];
     for (name, help, get) in counters {
         let mut m = e.encode_descriptor(name, help, None, MetricType::Counter)?;
@@ -31,9 +65,13 @@ pub(super) fn encode(e: &mut DescriptorEncoder, caches: &[(String, CacheStats)])
             )?;
         }
     }
-    let gauges: [(&str, &str, fn(&CacheStats) -> u64); 2] = [
+    let gauges: [Family; 2] = [
         ("herd_cache_entries", "Entries in the cache", |s| s.entries),
-        ("herd_cache_bytes", "Bytes of keys and values in the cache (64 more per entry)", |s| s.bytes),
+        (
+            "herd_cache_bytes",
+            "Bytes of keys and values in the cache (64 more per entry)",
+            |s| s.bytes,
+        ),
     ];
     for (name, help, get) in gauges {
         let mut m = e.encode_descriptor(name, help, None, MetricType::Gauge)?;

@@ -137,4 +137,3 @@ fn stats(service: &herd::CacheService) -> serde_json::Map<String, Value> {
         .map(|(name, s)| (name, serde_json::to_value(s).unwrap()))
         .collect()
 }
-

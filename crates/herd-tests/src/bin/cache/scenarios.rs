@@ -132,11 +132,21 @@ pub async fn worker() {
                 let mut seen_all = Vec::new();
                 let deadline = Duration::from_secs(10);
                 while seen_one.len() < 101 {
-                    let c = tokio::time::timeout(deadline, one.next()).await.unwrap().unwrap();
-                    seen_one.push(json!([c.key, c.kind == ChangeKind::Del, c.value::<u64>().map(|v| v.unwrap())]));
+                    let c = tokio::time::timeout(deadline, one.next())
+                        .await
+                        .unwrap()
+                        .unwrap();
+                    seen_one.push(json!([
+                        c.key,
+                        c.kind == ChangeKind::Del,
+                        c.value::<u64>().map(|v| v.unwrap())
+                    ]));
                 }
                 while seen_all.len() < 102 {
-                    let c = tokio::time::timeout(deadline, all.next()).await.unwrap().unwrap();
+                    let c = tokio::time::timeout(deadline, all.next())
+                        .await
+                        .unwrap()
+                        .unwrap();
                     seen_all.push(json!(c.key));
                 }
                 one.unwatch().await.unwrap();
@@ -155,7 +165,10 @@ pub async fn worker() {
         }
         "expire" => {
             let cache = w
-                .cache("ex", CacheOptions::default().expire(Duration::from_millis(300)))
+                .cache(
+                    "ex",
+                    CacheOptions::default().expire(Duration::from_millis(300)),
+                )
                 .await
                 .unwrap();
             let mut all = cache.watch_all().await.unwrap();
@@ -169,47 +182,71 @@ pub async fn worker() {
                 .unwrap();
             let after_ms = t0.elapsed().as_millis() as u64;
             let after: Option<u64> = cache.get("k").await.unwrap();
-            report(&w, json!({
-                "before": before, "first": format!("{:?}", set.kind),
-                "second": format!("{:?}", expired.kind), "after_ms": after_ms,
-                "after": after, "keys": cache.keys().await.unwrap(),
-            }))
+            report(
+                &w,
+                json!({
+                    "before": before, "first": format!("{:?}", set.kind),
+                    "second": format!("{:?}", expired.kind), "after_ms": after_ms,
+                    "after": after, "keys": cache.keys().await.unwrap(),
+                }),
+            )
             .await;
         }
         "persist_write" => {
-            let cache = w.cache("p", CacheOptions::default().persist(true)).await.unwrap();
+            let cache = w
+                .cache("p", CacheOptions::default().persist(true))
+                .await
+                .unwrap();
             cache.set("a", &1).await.unwrap();
             cache.set("b", &json!({"x": [1, 2]})).await.unwrap();
             report(&w, json!({"wrote": cache.keys().await.unwrap()})).await;
         }
         "persist_read" => {
-            let cache = w.cache("p", CacheOptions::default().persist(true)).await.unwrap();
+            let cache = w
+                .cache("p", CacheOptions::default().persist(true))
+                .await
+                .unwrap();
             let a: Option<u64> = cache.get("a").await.unwrap();
             let b: Option<Value> = cache.get("b").await.unwrap();
             let stats = cache.stats().await.unwrap();
-            report(&w, json!({
-                "keys": cache.keys().await.unwrap(), "a": a, "b": b,
-                "corrupt_files": stats.corrupt_files,
-            }))
+            report(
+                &w,
+                json!({
+                    "keys": cache.keys().await.unwrap(), "a": a, "b": b,
+                    "corrupt_files": stats.corrupt_files,
+                }),
+            )
             .await;
         }
         "evict" => {
-            let by_count = w.cache("n", CacheOptions::default().max_entries(10)).await.unwrap();
+            let by_count = w
+                .cache("n", CacheOptions::default().max_entries(10))
+                .await
+                .unwrap();
             for i in 0..20 {
                 by_count.set(&format!("k{i:02}"), &i).await.unwrap();
             }
-            let by_bytes = w.cache("b", CacheOptions::default().max_bytes(4096)).await.unwrap();
+            let by_bytes = w
+                .cache("b", CacheOptions::default().max_bytes(4096))
+                .await
+                .unwrap();
             for i in 0..20 {
-                by_bytes.set(&format!("k{i:02}"), &"x".repeat(500)).await.unwrap();
+                by_bytes
+                    .set(&format!("k{i:02}"), &"x".repeat(500))
+                    .await
+                    .unwrap();
             }
             let too_big = by_bytes.set("huge", &"x".repeat(5000)).await;
-            report(&w, json!({
-                "count_keys": by_count.keys().await.unwrap(),
-                "count_stats": by_count.stats().await.unwrap(),
-                "bytes_keys": by_bytes.keys().await.unwrap(),
-                "bytes_stats": by_bytes.stats().await.unwrap(),
-                "too_big": too_big.err().map(|e| e.to_string()),
-            }))
+            report(
+                &w,
+                json!({
+                    "count_keys": by_count.keys().await.unwrap(),
+                    "count_stats": by_count.stats().await.unwrap(),
+                    "bytes_keys": by_bytes.keys().await.unwrap(),
+                    "bytes_stats": by_bytes.stats().await.unwrap(),
+                    "too_big": too_big.err().map(|e| e.to_string()),
+                }),
+            )
             .await;
         }
         "basics" => {
@@ -225,17 +262,27 @@ pub async fn worker() {
             let deleted_again = c.del("a").await.unwrap();
             let missing: Option<String> = c.get("a").await.unwrap();
             let other = w
-                .cache("basics", CacheOptions::default().expire(Duration::from_secs(1)))
+                .cache(
+                    "basics",
+                    CacheOptions::default().expire(Duration::from_secs(1)),
+                )
                 .await
                 .err()
                 .map(|e| e.to_string());
-            let bad_name = w.cache("../x", CacheOptions::default()).await.err().map(|e| e.to_string());
-            report(&w, json!({
-                "first": first, "second": second, "n": n, "over_null": over_null,
-                "keys": keys, "deleted": deleted, "deleted_again": deleted_again,
-                "missing": missing, "keys_after": c.keys().await.unwrap(),
-                "other_options": other, "bad_name": bad_name,
-            }))
+            let bad_name = w
+                .cache("../x", CacheOptions::default())
+                .await
+                .err()
+                .map(|e| e.to_string());
+            report(
+                &w,
+                json!({
+                    "first": first, "second": second, "n": n, "over_null": over_null,
+                    "keys": keys, "deleted": deleted, "deleted_again": deleted_again,
+                    "missing": missing, "keys_after": c.keys().await.unwrap(),
+                    "other_options": other, "bad_name": bad_name,
+                }),
+            )
             .await;
         }
         "local_copy" => {
@@ -260,10 +307,13 @@ pub async fn worker() {
                 }
                 c.set("k", &3).await.unwrap();
                 let own: Option<u64> = c.get("k").await.unwrap();
-                report(&w, json!({
-                    "a": a, "b": b, "hits_before": hits_before, "seen": seen,
-                    "stale_us": t.elapsed().as_micros() as u64, "own": own,
-                }))
+                report(
+                    &w,
+                    json!({
+                        "a": a, "b": b, "hits_before": hits_before, "seen": seen,
+                        "stale_us": t.elapsed().as_micros() as u64, "own": own,
+                    }),
+                )
                 .await;
             } else {
                 assert_eq!(next_msg(&w).await, json!("set"));
@@ -277,7 +327,10 @@ pub async fn worker() {
                 let worker = w.clone();
                 let _ = c
                     .get_or_load("k", move || async move {
-                        worker.send(&json!({"tell": 2, "msg": "wait"})).await.unwrap();
+                        worker
+                            .send(&json!({"tell": 2, "msg": "wait"}))
+                            .await
+                            .unwrap();
                         tokio::time::sleep(Duration::from_secs(60)).await;
                         Ok::<_, String>("never".to_string())
                     })
@@ -292,7 +345,11 @@ pub async fn worker() {
                     .await;
                 let waited_ms = t.elapsed().as_millis() as u64;
                 let stats = c.stats().await.unwrap();
-                report(&w, json!({"r": describe(&r), "waited_ms": waited_ms, "loads": stats.loads})).await;
+                report(
+                    &w,
+                    json!({"r": describe(&r), "waited_ms": waited_ms, "loads": stats.loads}),
+                )
+                .await;
                 report(&w, json!({"kill": 1})).await;
             }
         }

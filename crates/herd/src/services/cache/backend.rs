@@ -32,8 +32,14 @@ pub(crate) trait Backend: Send + Sync {
     /// [`CacheError::Load`], the end of the wait as [`CacheError::Timeout`]).
     /// `track`: the caller keeps a local copy and is to be told when the
     /// entry changes.
-    fn get<'a>(&'a self, cache: &'a str, key: &'a str, load: bool, wait: Duration, track: bool)
-        -> BoxFut<'a, Got>;
+    fn get<'a>(
+        &'a self,
+        cache: &'a str,
+        key: &'a str,
+        load: bool,
+        wait: Duration,
+        track: bool,
+    ) -> BoxFut<'a, Got>;
     fn fill<'a>(
         &'a self,
         cache: &'a str,

@@ -93,6 +93,28 @@ impl Cache {
         }
     }
 
+    /// The value of `key`, shared: with the local copy, the value decoded
+    /// at the first hit is kept beside its JSON, so a later hit is an
+    /// `Arc` clone, with no decoding (and no message). Without a local
+    /// copy, as [`get`](Self::get).
+    pub async fn get_shared<T>(&self, key: &str) -> Result<Option<Arc<T>>, CacheError>
+    where
+        T: DeserializeOwned + Send + Sync + 'static,
+    {
+        if let Some(local) = &self.local {
+            match local.get_decoded::<T>(key) {
+                Some(Ok(shared)) => return Ok(Some(shared)),
+                Some(Err(json)) => {
+                    let shared = Arc::new(decode::<T>(&json)?);
+                    local.remember(key, &json, shared.clone());
+                    return Ok(Some(shared));
+                }
+                None => {}
+            }
+        }
+        Ok(self.get::<T>(key).await?.map(Arc::new))
+    }
+
     /// The value of `key`; when there is none, `loader` makes it, once for
     /// the whole cluster: of every caller that misses at once, in any
     /// worker, one loads and the others wait ([`DEFAULT_WAIT`] at most)

@@ -3,9 +3,10 @@
 //! each entry it hands out and sends one invalidation when that entry
 //! changes, as Redis's client-side caching does; the copy drops it then.
 
+use std::any::Any;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::store::Json;
@@ -16,9 +17,18 @@ pub(crate) struct LocalCopy {
     max_entries: usize,
 }
 
+/// A decoded value kept beside its JSON (for [`Cache::get_shared`](super::Cache::get_shared)).
+type Decoded = Arc<dyn Any + Send + Sync>;
+
+struct Entry {
+    json: Json,
+    expires: Option<Instant>,
+    decoded: Option<Decoded>,
+}
+
 #[derive(Default)]
 struct Inner {
-    map: HashMap<String, (Json, Option<Instant>)>,
+    map: HashMap<String, Entry>,
     /// Invalidations received: a reply read before one of them is not
     /// kept (it may be older than the change the invalidation announced).
     epoch: u64,
@@ -38,16 +48,41 @@ impl LocalCopy {
     }
 
     pub fn get(&self, key: &str) -> Option<Json> {
+        let json = self.live(key, |e| e.json.clone())?;
+        self.hits.fetch_add(1, Ordering::Relaxed);
+        Some(json)
+    }
+
+    /// The entry's decoded value if it was kept as a `T`, else its JSON.
+    pub fn get_decoded<T: Any + Send + Sync>(&self, key: &str) -> Option<Result<Arc<T>, Json>> {
+        let got = self.live(key, |e| {
+            match e.decoded.clone().map(|d| d.downcast::<T>()) {
+                Some(Ok(t)) => Ok(t),
+                _ => Err(e.json.clone()),
+            }
+        })?;
+        self.hits.fetch_add(1, Ordering::Relaxed);
+        Some(got)
+    }
+
+    /// Keeps `decoded` beside the entry, if it still holds `json`.
+    pub fn remember(&self, key: &str, json: &Json, decoded: Decoded) {
         let mut inner = self.lock();
-        let (json, expires) = inner.map.get(key)?;
-        if expires.is_some_and(|t| t <= Instant::now()) {
+        if let Some(e) = inner.map.get_mut(key) {
+            if Arc::ptr_eq(&e.json, json) {
+                e.decoded = Some(decoded);
+            }
+        }
+    }
+
+    fn live<R>(&self, key: &str, f: impl FnOnce(&Entry) -> R) -> Option<R> {
+        let mut inner = self.lock();
+        let entry = inner.map.get(key)?;
+        if entry.expires.is_some_and(|t| t <= Instant::now()) {
             inner.map.remove(key);
             return None;
         }
-        let json = json.clone();
-        drop(inner);
-        self.hits.fetch_add(1, Ordering::Relaxed);
-        Some(json)
+        Some(f(entry))
     }
 
     /// The epoch to pass to [`keep`](Self::keep) with the reply of a
@@ -69,7 +104,14 @@ impl LocalCopy {
             inner.map.clear();
         }
         let expires = ttl_ms.map(|t| Instant::now() + Duration::from_millis(t));
-        inner.map.insert(key.to_string(), (json, expires));
+        inner.map.insert(
+            key.to_string(),
+            Entry {
+                json,
+                expires,
+                decoded: None,
+            },
+        );
     }
 
     pub fn invalidate(&self, key: &str) {

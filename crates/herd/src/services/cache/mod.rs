@@ -82,8 +82,8 @@ mod options;
 mod remote;
 mod service;
 mod service_wire;
-mod wire;
 pub(crate) mod store;
+mod wire;
 
 use serde::{Deserialize, Serialize};
 

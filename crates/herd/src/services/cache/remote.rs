@@ -59,7 +59,9 @@ impl Worker {
             .get_or_init(|| Remote::start(self).map_err(|e| e.to_string()))
             .clone()
             .map_err(CacheError::Transport)?;
-        let local = options.local_copy.then(|| remote.local(name, options.max_entries));
+        let local = options
+            .local_copy
+            .then(|| remote.local(name, options.max_entries));
         Cache::open(name, &options, remote, local).await
     }
 }
@@ -75,7 +77,9 @@ impl Remote {
             };
             match m.decode::<Push>() {
                 Ok(push) => remote.on_push(push),
-                Err(e) => tracing::warn!(error = %e, "a cache notice that does not decode; dropped"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "a cache notice that does not decode; dropped")
+                }
             }
         })?;
         let remote = Arc::new(Remote {
@@ -238,7 +242,12 @@ impl Backend for Remote {
     fn keys<'a>(&'a self, cache: &'a str) -> BoxFut<'a, Vec<String>> {
         Box::pin(async move {
             match self
-                .ask(&Req::Keys { cache: cache.into() }, Duration::ZERO)
+                .ask(
+                    &Req::Keys {
+                        cache: cache.into(),
+                    },
+                    Duration::ZERO,
+                )
                 .await?
             {
                 Rep::Keys { keys } => Ok(keys),
@@ -287,7 +296,12 @@ impl Backend for Remote {
     fn stats<'a>(&'a self, cache: &'a str) -> BoxFut<'a, CacheStats> {
         Box::pin(async move {
             match self
-                .ask(&Req::Stats { cache: cache.into() }, Duration::ZERO)
+                .ask(
+                    &Req::Stats {
+                        cache: cache.into(),
+                    },
+                    Duration::ZERO,
+                )
                 .await?
             {
                 Rep::Stats { stats } => Ok(stats),

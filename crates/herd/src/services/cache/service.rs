@@ -66,7 +66,7 @@ impl CacheService {
                 tracing::warn!(dir = %d.display(), error = %e, "cannot make the cache directory");
             }
         }
-        let store = Arc::new(Store::new(dir, SystemClock::new()));
+        let store = Arc::new(Store::new(dir, SystemClock::shared()));
         let service = CacheService {
             backend: Arc::new(InProcess {
                 store: store.clone(),

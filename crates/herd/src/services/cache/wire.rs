@@ -137,9 +137,16 @@ mod tests {
             ttl_ms: Some(5),
         };
         let text = serde_json::to_string(&rep).unwrap();
-        assert!(matches!(serde_json::from_str::<Rep>(&text).unwrap(), Rep::Hit { value, ttl_ms: Some(5) } if value.get() == "7"));
-        let text = serde_json::to_string(&Rep::Error { error: CacheError::Timeout(std::time::Duration::from_millis(300)) }).unwrap();
-        assert!(matches!(serde_json::from_str::<Rep>(&text).unwrap(), Rep::Error { error: CacheError::Timeout(d) } if d.as_millis() == 300));
+        assert!(
+            matches!(serde_json::from_str::<Rep>(&text).unwrap(), Rep::Hit { value, ttl_ms: Some(5) } if value.get() == "7")
+        );
+        let text = serde_json::to_string(&Rep::Error {
+            error: CacheError::Timeout(std::time::Duration::from_millis(300)),
+        })
+        .unwrap();
+        assert!(
+            matches!(serde_json::from_str::<Rep>(&text).unwrap(), Rep::Error { error: CacheError::Timeout(d) } if d.as_millis() == 300)
+        );
         // A hostile request is an error, not a panic.
         assert!(serde_json::from_str::<Req>(r#"{"get":{"cache":1}}"#).is_err());
         assert!(serde_json::from_str::<Req>(r#"{"nope":{}}"#).is_err());

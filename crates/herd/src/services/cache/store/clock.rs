@@ -14,7 +14,7 @@ pub(crate) trait Clock: Send + Sync {
 pub(crate) struct SystemClock(Instant);
 
 impl SystemClock {
-    pub fn new() -> Arc<dyn Clock> {
+    pub fn shared() -> Arc<dyn Clock> {
         Arc::new(SystemClock(Instant::now()))
     }
 }

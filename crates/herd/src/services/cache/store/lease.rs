@@ -95,4 +95,3 @@ impl Lease {
             .map_or(self.deadline, |d| d.min(self.deadline))
     }
 }
-

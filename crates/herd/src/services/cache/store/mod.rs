@@ -191,8 +191,7 @@ impl Store {
             persist::Read::Entries(entries) => {
                 let n = entries.len();
                 for e in entries {
-                    if check_key(&e.key).is_err()
-                        || cost(&e.key, &e.json) > named.options.max_bytes
+                    if check_key(&e.key).is_err() || cost(&e.key, &e.json) > named.options.max_bytes
                     {
                         continue;
                     }
@@ -306,7 +305,12 @@ impl Store {
         let now = self.now();
         let mut inner = self.lock();
         let named = Self::named(&mut inner, name)?;
-        if leave_if_not_null && named.table.peek(key, now).is_some_and(|e| &*e.value != "null") {
+        if leave_if_not_null
+            && named
+                .table
+                .peek(key, now)
+                .is_some_and(|e| &*e.value != "null")
+        {
             return Ok(false);
         }
         self.write(named, key, json)?;

@@ -151,7 +151,9 @@ fn a_wait_ends_at_its_own_timeout_and_its_registration_goes() {
     assert_eq!(s.next_deadline(), Some(100));
     clock.advance(100);
     s.tick();
-    assert!(matches!(short.try_recv().unwrap(), Waited::TimedOut(d) if d == Duration::from_millis(100)));
+    assert!(
+        matches!(short.try_recv().unwrap(), Waited::TimedOut(d) if d == Duration::from_millis(100))
+    );
     assert!(long.try_recv().is_err());
     // The timed-out waiter is no longer registered: it is not the one the
     // lease passes to when the loader dies.
@@ -192,7 +194,10 @@ fn del_keys_and_a_miss_without_a_loader() {
     assert!(s.del("c", "b").unwrap());
     assert!(!s.del("c", "b").unwrap());
     assert_eq!(s.keys("c").unwrap(), ["a", "c"]);
-    assert!(matches!(s.get("c", "b", args(w(1), false)).unwrap(), Lookup::Miss));
+    assert!(matches!(
+        s.get("c", "b", args(w(1), false)).unwrap(),
+        Lookup::Miss
+    ));
 }
 
 #[test]
@@ -208,7 +213,10 @@ fn entries_expire_on_time_and_watchers_hear_it() {
     assert_eq!(s.keys("c").unwrap(), ["j", "k"]);
     clock.advance(1);
     // Expired even before the tick: a get does not return it.
-    assert!(matches!(s.get("c", "k", args(w(1), false)).unwrap(), Lookup::Miss));
+    assert!(matches!(
+        s.get("c", "k", args(w(1), false)).unwrap(),
+        Lookup::Miss
+    ));
     s.tick();
     assert_eq!(s.keys("c").unwrap(), ["j"]);
     clock.advance(400);
@@ -324,7 +332,10 @@ fn readers_are_told_once_when_their_entry_changes() {
     s.set("c", "k", json("2"), false).unwrap();
     s.set("c", "k", json("3"), false).unwrap();
     let got = std::mem::take(&mut *told.lock().unwrap());
-    assert_eq!(got, [(1, "c".into(), "k".into()), (2, "c".into(), "k".into())]);
+    assert_eq!(
+        got,
+        [(1, "c".into(), "k".into()), (2, "c".into(), "k".into())]
+    );
     // A dead reader is forgotten.
     hit(s.get("c", "k", track(4)).unwrap());
     s.owner_gone(w(4));
@@ -338,10 +349,13 @@ fn names_keys_and_options_are_checked() {
     for bad in ["", ".hidden", "a/b", &"x".repeat(65)] {
         assert!(s.open(bad, &CacheOptions::default()).is_err(), "{bad:?}");
     }
-    assert!(s.open("c", &CacheOptions::default().max_entries(0)).is_err());
+    assert!(s
+        .open("c", &CacheOptions::default().max_entries(0))
+        .is_err());
     s.open("c", &CacheOptions::default()).unwrap();
     // The local copy is each worker's own: it may differ.
-    s.open("c", &CacheOptions::default().local_copy(false)).unwrap();
+    s.open("c", &CacheOptions::default().local_copy(false))
+        .unwrap();
     let e = s
         .open("c", &CacheOptions::default().expire(Duration::from_secs(1)))
         .unwrap_err();
@@ -374,7 +388,10 @@ fn a_persistent_cache_is_read_back() {
     drop(s);
     let s = persistent(&dir);
     assert_eq!(s.keys("p").unwrap(), ["a", "b"]);
-    assert_eq!(hit(s.get("p", "a", args(w(1), false)).unwrap()), r#"{"x":[1,2]}"#);
+    assert_eq!(
+        hit(s.get("p", "a", args(w(1), false)).unwrap()),
+        r#"{"x":[1,2]}"#
+    );
     // No temporary file is left behind.
     let names: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
