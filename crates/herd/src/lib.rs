@@ -96,6 +96,7 @@ pub use services::cache::{
 };
 #[cfg(feature = "redis")]
 pub use services::cache::RedisHealth;
+pub use services::{Emitter, Target};
 pub use signal::Signal;
 pub use supervise::{
     ClusterStatus, ReloadPhase, Restart, Supervision, Supervisor, SupervisorEvent, EXIT_CANNOT_BOOT,

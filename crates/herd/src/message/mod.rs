@@ -38,6 +38,13 @@ impl Message {
         Message { json: json.into() }
     }
 
+    /// The part of this message's JSON in `range` (no copy).
+    pub(crate) fn slice(&self, range: std::ops::Range<usize>) -> Message {
+        Message {
+            json: self.json.slice(range),
+        }
+    }
+
     /// A message from JSON text (handy in tests).
     pub fn from_json(json: impl Into<Bytes>) -> Message {
         Message { json: json.into() }

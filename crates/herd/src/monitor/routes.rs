@@ -232,8 +232,9 @@ async fn document(ctx: &Ctx) -> Document {
     let sup = ctx.sup.clone();
     let policy = sup.primary().policy().to_string();
     let read = tokio::task::spawn_blocking(move || (sup.status(), sup.primary().listens()));
-    match read.await {
+    let doc = match read.await {
         Ok((status, listens)) => Document::new(status, listens, policy),
         Err(_) => Document::new(ctx.sup.state(), Vec::new(), policy),
-    }
+    };
+    doc.with_statuses(ctx.sup.primary())
 }

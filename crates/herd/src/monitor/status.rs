@@ -31,6 +31,9 @@ pub(crate) struct Document {
     #[cfg(feature = "redis")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub redis: Option<crate::RedisHealth>,
+    /// The status registry's names (`services::status`): what
+    /// `get_status` can read, and who holds each.
+    pub statuses: Vec<crate::services::StatusName>,
 }
 
 /// One worker in the document: the core's view, and its slot's.
@@ -82,7 +85,16 @@ impl Document {
             workers,
             #[cfg(feature = "redis")]
             redis: crate::services::cache::redis_health(),
+            statuses: Vec::new(),
         }
+    }
+
+    /// The document with the status registry's names.
+    pub fn with_statuses(mut self, primary: &crate::Primary) -> Document {
+        if let Ok(reg) = primary.statuses() {
+            self.statuses = reg.names();
+        }
+        self
     }
 }
 
@@ -91,6 +103,7 @@ impl Document {
 /// blocking is fine.
 pub fn status_json(sup: &crate::Supervisor) -> serde_json::Value {
     let policy = sup.primary().policy().to_string();
-    let doc = Document::new(sup.status(), sup.primary().listens(), policy);
+    let doc =
+        Document::new(sup.status(), sup.primary().listens(), policy).with_statuses(sup.primary());
     serde_json::to_value(doc).unwrap_or(serde_json::Value::Null)
 }

@@ -98,11 +98,13 @@ pub(crate) struct Inner {
     pub(crate) bus: Bus,
     /// The services registered in this primary (`crate::services`).
     pub(crate) services: crate::services::host::Registry,
+    /// The library's own services, made on first use.
+    pub(crate) slots: crate::services::Slots,
     pub(crate) table: Table,
     forker: Forker,
     pub(crate) registry_changed: Notify,
     /// The primary's own runtime (see [`runtime::start_runtime`]).
-    rt: tokio::runtime::Handle,
+    pub(crate) rt: tokio::runtime::Handle,
     /// The program path at start: a reload execs what is on disk there now.
     default_exec: Option<std::path::PathBuf>,
     /// Foreign workers' sockets and notification directory, once bound.
@@ -142,6 +144,7 @@ impl Primary {
                 workers: Mutex::new(BTreeMap::new()),
                 bus: Bus::default(),
                 services: Default::default(),
+                slots: Default::default(),
                 table: Table::default(),
                 forker: Forker::start(rt.clone())?,
                 rt,

@@ -423,7 +423,9 @@ impl WorkerHandle {
             life.state = WorkerState::Dead;
             life.exited_after_disconnect
         };
-        let _ = self.shared.exit.send(Some(status));
+        // Kept even with no receiver now (`send` would drop it): a `wait`
+        // called after the exit must see it.
+        self.shared.exit.send_replace(Some(status));
         tracing::debug!(worker = self.id(), %status, deliberate, "worker exited");
         // Out of the registry first (whoever takes the event sees it
         // gone), and the event sent before those waiting for the registry

@@ -198,6 +198,18 @@ impl WorkerService {
         send_frame(self.worker.outbox(), &self.name, Op::Message, 0, msg).await
     }
 
+    /// [`send`](Self::send) of a value encoded already (`json`).
+    pub(crate) async fn send_json(&self, json: &[u8]) -> Result<(), Error> {
+        self.worker
+            .outbox()
+            .framed(crate::channel::wire::Kind::Service, |buf| {
+                frame::write_prefix(buf, &self.name, Op::Message, 0);
+                buf.extend_from_slice(json);
+                Ok(())
+            })
+            .await
+    }
+
     /// [`send`](Self::send) without waiting.
     ///
     /// # Errors

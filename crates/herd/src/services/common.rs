@@ -373,3 +373,28 @@ pub(crate) fn send_frame_now<T: Serialize + ?Sized>(
         codec::to_writer(buf, value)
     })
 }
+
+/// The library's services made once per side (the emitter, the status
+/// registry...), by key: each side holds one of these, and knows nothing
+/// of what is in it.
+#[derive(Default)]
+pub(crate) struct Slots {
+    map: std::sync::Mutex<HashMap<&'static str, Arc<dyn std::any::Any + Send + Sync>>>,
+}
+
+impl Slots {
+    /// The value under `key`, made by `init` the first time.
+    pub fn get_or_try_init<T: Send + Sync + 'static>(
+        &self,
+        key: &'static str,
+        init: impl FnOnce() -> Result<T, Error>,
+    ) -> Result<Arc<T>, Error> {
+        let mut map = self.map.lock().unwrap();
+        if let Some(v) = map.get(key) {
+            return Ok(v.clone().downcast::<T>().expect("one type per key"));
+        }
+        let v = Arc::new(init()?);
+        map.insert(key, v.clone());
+        Ok(v)
+    }
+}

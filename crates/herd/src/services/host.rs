@@ -339,6 +339,34 @@ impl PrimaryService {
         Ok(sent)
     }
 
+    /// [`broadcast`](Self::broadcast) of a value encoded already (`json`).
+    pub(crate) async fn broadcast_json(&self, to: Option<&[u32]>, json: &[u8]) -> Vec<u32> {
+        let targets = match to {
+            Some(ids) => ids.to_vec(),
+            None => self.workers(),
+        };
+        let mut sent = Vec::with_capacity(targets.len());
+        for id in targets {
+            let Ok((_, outbox)) = self.outbox(id) else {
+                continue;
+            };
+            let queued = outbox
+                .framed(Kind::Service, |buf| {
+                    frame::write_prefix(buf, &self.name, Op::Message, 0);
+                    buf.extend_from_slice(json);
+                    Ok(())
+                })
+                .await;
+            match queued {
+                Ok(()) => sent.push(id),
+                Err(e) => {
+                    tracing::debug!(worker = id, service = %self.name, error = %e, "not sent")
+                }
+            }
+        }
+        sent
+    }
+
     /// [`broadcast`](Self::broadcast) without waiting: a worker with more
     /// than 32 MiB waiting for it is skipped (and left out of the answer),
     /// with a debug log.

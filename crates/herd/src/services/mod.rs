@@ -62,11 +62,16 @@
 pub mod cache;
 mod client;
 mod common;
+pub mod emitter;
 pub(crate) mod frame;
 pub(crate) mod host;
+pub mod status;
 
 pub(crate) use client::Endpoint;
 pub use client::{Pushed, WorkerService, WORKER_QUEUE};
+pub(crate) use common::Slots;
 pub use common::{Credit, Inbox, ServiceRequest};
+pub use emitter::{Emitted, Emitter, Origin, Subscription, Target, Targets};
 pub use frame::MAX_NAME;
 pub use host::{PrimaryService, ServiceEvent};
+pub use status::{SetReport, StatusName, StatusRegistry, StatusReport, WorkerStatuses};

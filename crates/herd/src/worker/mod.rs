@@ -121,6 +121,8 @@ struct Inner {
     status: Mutex<serde_json::Map<String, serde_json::Value>>,
     /// Its services' traffic (`crate::services`).
     services: crate::services::Endpoint,
+    /// The library's own services, made on first use.
+    slots: crate::services::Slots,
 }
 
 static WORKER: OnceLock<Worker> = OnceLock::new();
@@ -207,6 +209,7 @@ impl Worker {
                     .map_or(crate::primary::limits::EXIT_TIMEOUT, Duration::from_millis),
                 status: Mutex::new(serde_json::Map::new()),
                 services: Default::default(),
+                slots: Default::default(),
             }),
         };
         worker.inner.outbox.control(
@@ -240,6 +243,11 @@ impl Worker {
     /// The sending half of the channel (for `crate::services`).
     pub(crate) fn outbox(&self) -> &Arc<Outbox> {
         &self.inner.outbox
+    }
+
+    /// The library's own services (`crate::services`).
+    pub(crate) fn slots(&self) -> &crate::services::Slots {
+        &self.inner.slots
     }
 
     /// The services' side of the channel.

@@ -51,9 +51,16 @@ async fn main() {
     match (scenario.as_str(), primary) {
         ("transport", true) => transport::primary().await,
         ("transport", false) => transport::worker().await,
-        (s, true) if s.starts_with("emit") => emitter::primary(s).await,
+        // The primaries stay once they reported, for the workers' lines.
+        (s, true) if s.starts_with("emit") => {
+            emitter::primary(s).await;
+            std::future::pending::<()>().await
+        }
         (s, false) if s.starts_with("emit") => emitter::worker(s).await,
-        (s, true) if s.starts_with("status") => status::primary(s).await,
+        (s, true) if s.starts_with("status") => {
+            status::primary(s).await;
+            std::future::pending::<()>().await
+        }
         (s, false) if s.starts_with("status") => status::worker(s).await,
         (s, _) => panic!("unknown scenario {s:?}"),
     }

@@ -117,7 +117,7 @@ impl CacheService {
         super::on_redis::serve::serve(primary, &engine)?;
         *super::on_redis::SERVED.lock().unwrap_or_else(|p| p.into_inner()) = Arc::downgrade(&engine);
         Ok(CacheService {
-            store: Arc::new(Store::new(None, SystemClock::new())),
+            store: Arc::new(Store::new(None, SystemClock::shared())),
             backend: Arc::new(OnRedis {
                 engine: engine.clone(),
                 next_watch: 1.into(),
