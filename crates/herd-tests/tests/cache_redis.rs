@@ -202,3 +202,30 @@ fn redis_killed_and_restarted_herd_keeps_serving_and_recovers() {
     assert_eq!(m["got"], json!({"ok": "loaded when back"}), "{m}");
     assert_eq!(m["again"], "loaded when back", "stored in Redis again: {m}");
 }
+
+#[test]
+#[cfg_attr(not(herd_redis), ignore = "needs redis-server")]
+fn an_emit_on_one_instance_reaches_the_other_instances_workers() {
+    let redis = Redis::start();
+    let go = redis.dir.join("go");
+    let mut env = on(&redis, "emit");
+    env.push(("CACHE_GO_FILE", go.display().to_string()));
+    env.push(("CACHE_EMIT", "1".into()));
+    let mut a = Host::start("a", "emit_across", 2, &env);
+    let mut b = Host::start("b", "emit_across", 2, &env);
+    a.event("all_ready");
+    b.event("all_ready");
+    // Both hosts subscribed on Redis before a emits.
+    a.health_until(|h| h["up"] == true);
+    b.health_until(|h| h["up"] == true);
+    std::fs::write(&go, b"go").unwrap();
+    a.finish();
+    b.finish();
+    for host in [&a, &b] {
+        let heard = host.with("heard");
+        assert_eq!(heard.len(), 2, "{heard:?}");
+        for (w, m) in heard {
+            assert_eq!(m["heard"], "from a worker 1", "worker {w} of {}: {m}", m["host"]);
+        }
+    }
+}

@@ -10,7 +10,7 @@ use herd::{CacheError, CacheOptions, Primary, Worker};
 use serde_json::{json, Value};
 use tokio::io::AsyncBufReadExt;
 
-pub const SCENARIOS: [&str; 3] = ["hold_lease", "wait_load", "redis_away"];
+pub const SCENARIOS: [&str; 4] = ["hold_lease", "wait_load", "redis_away", "emit_across"];
 
 fn out(v: Value) {
     println!("{v}");
@@ -139,6 +139,24 @@ pub async fn worker() {
             let again: Option<String> = cache.get("d").await.unwrap_or(None);
             let a: Option<u64> = cache.get("a").await.unwrap_or(None);
             report(&w, json!({"phase": "back", "got": describe(&got), "again": again, "a": a, "id": id})).await;
+        }
+        // Host a's worker 1 emits to every worker; every worker of both
+        // hosts reports what it heard.
+        "emit_across" => {
+            let emitter = w.emitter().unwrap();
+            let mut hello = emitter.on::<String>("hello");
+            report(&w, json!({"ready": true})).await;
+            assert_eq!(next_msg(&w).await, json!("go"));
+            if host == "a" && id == 1 {
+                emitter
+                    .to(herd::Target::AllWorkers)
+                    .emit("hello", &format!("from {host} worker {id}"))
+                    .await
+                    .unwrap();
+            }
+            let heard = tokio::time::timeout(Duration::from_secs(10), hello.next()).await;
+            let heard = heard.ok().flatten().map(|e| e.payload);
+            report(&w, json!({"heard": heard, "host": host})).await;
         }
         other => panic!("unknown CACHE_SCENARIO {other:?}"),
     }

@@ -57,6 +57,10 @@ async fn primary() {
     }
     .expect("cache service");
     hosts::commands(&primary, &service);
+    if std::env::var_os("CACHE_EMIT").is_some() {
+        let emitter = primary.emitter().expect("emitter");
+        service.share_emitter(&emitter).expect("share the emitter");
+    }
     let mut events = primary.events();
     let mut handles = Vec::new();
     for _ in 0..n {

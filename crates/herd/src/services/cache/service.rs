@@ -126,6 +126,37 @@ impl CacheService {
         })
     }
 
+    /// Shares the primary's `emitter` with the other hosts on this Redis:
+    /// an emit to every worker (the primary's `emit`, or any emit naming
+    /// [`Target::AllWorkers`](crate::Target::AllWorkers)) also reaches every
+    /// worker and the primary's subscriptions of every other host, in the
+    /// order it was made, as from that host's primary
+    /// ([`Origin::Primary`](crate::services::Origin::Primary)). Call it
+    /// once, before forking.
+    ///
+    /// ```no_run
+    /// # async fn demo(primary: herd::Primary) -> Result<(), Box<dyn std::error::Error>> {
+    /// let service = herd::CacheService::with_redis(&primary, "unix:///run/redis.sock", "shop")?;
+    /// service.share_emitter(&primary.emitter()?)?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`crate::Error::Service`] when the service is not on Redis, or the
+    /// emitter is shared already.
+    #[cfg(feature = "redis")]
+    pub fn share_emitter(&self, emitter: &crate::Emitter) -> Result<(), crate::Error> {
+        let bad = |why: String| crate::Error::Service {
+            name: crate::services::emitter::SERVICE.into(),
+            why,
+        };
+        let engine = self
+            .redis
+            .as_ref()
+            .ok_or_else(|| bad("the cache service is not on Redis (CacheService::with_redis)".into()))?;
+        engine.share_emitter(emitter.clone()).map_err(bad)
+    }
+
     /// The Redis link's state, when the service runs on Redis.
     #[cfg(feature = "redis")]
     pub fn redis_health(&self) -> Option<super::RedisHealth> {

@@ -42,6 +42,7 @@
 //! dropped (changes published meanwhile were not heard) and waiting
 //! flights check Redis again.
 
+mod emit;
 mod flight;
 pub(crate) mod link;
 mod notice;
@@ -122,6 +123,8 @@ pub(crate) struct Engine {
     host: String,
     state: Mutex<State>,
     invalidate: OnceLock<Invalidate>,
+    /// Emits from the other hosts, to deliver here in order.
+    emits_in: OnceLock<mpsc::Sender<(String, Vec<u8>)>>,
 }
 
 /// Checks a cluster name: 1 to [`MAX_CLUSTER`] bytes of `[A-Za-z0-9._-]`.
@@ -173,6 +176,7 @@ impl Engine {
             host: host_id(),
             state: Mutex::default(),
             invalidate: OnceLock::new(),
+            emits_in: OnceLock::new(),
         });
         link::run(link, Arc::downgrade(&engine));
         Ok(engine)

@@ -113,10 +113,13 @@ impl Engine {
 
 impl Subscriber for Engine {
     fn channels(&self) -> Vec<String> {
-        vec![self.channel(), self.expired_channel()]
+        vec![self.channel(), self.expired_channel(), self.emit_channel()]
     }
 
     fn message(&self, channel: &str, payload: &[u8]) {
+        if channel == self.emit_channel() {
+            return self.on_emit(payload);
+        }
         if channel == self.expired_channel() {
             // Redis's keyspace notice (notify-keyspace-events Ex): the key.
             let key = String::from_utf8_lossy(payload);
