@@ -17,7 +17,10 @@ struct Redis {
 
 impl Redis {
     fn start() -> Redis {
-        let mut r = Redis { dir: TempDir::new("redis"), child: None };
+        let mut r = Redis {
+            dir: TempDir::new("redis"),
+            child: None,
+        };
         r.up();
         r
     }
@@ -31,14 +34,24 @@ impl Redis {
         let child = Command::new(option_env!("HERD_TEST_REDIS_SERVER").unwrap_or("redis-server"))
             .args(["--port", "0", "--unixsocket"])
             .arg(self.socket())
-            .args(["--unixsocketperm", "700", "--save", "", "--appendonly", "no", "--dir"])
+            .args([
+                "--unixsocketperm",
+                "700",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+            ])
             .arg(self.dir.path())
             .stdout(Stdio::null())
             .spawn()
             .expect("start redis-server");
         self.child = Some(child);
         let sock = self.socket();
-        wait_until("redis-server listens", || std::os::unix::net::UnixStream::connect(&sock).is_ok());
+        wait_until("redis-server listens", || {
+            std::os::unix::net::UnixStream::connect(&sock).is_ok()
+        });
     }
 
     fn kill(&mut self) {
@@ -69,20 +82,39 @@ fn redis_away_and_back_under_a_running_herd() {
     let url = format!("unix://{}", redis.socket().display());
     let p = program("server.py");
     let mut h = start(
-        &["-w", "2", "-l", "127.0.0.1:0", "--services", &url, "--", "python3", &p],
+        &[
+            "-w",
+            "2",
+            "-l",
+            "127.0.0.1:0",
+            "--services",
+            &url,
+            "--",
+            "python3",
+            &p,
+        ],
         &[],
     );
     let addr = h.address();
     h.ready(2);
-    wait_until("/status says Redis is up", || redis_status(&h)["up"] == true);
+    wait_until("/status says Redis is up", || {
+        redis_status(&h)["up"] == true
+    });
     let s = redis_status(&h);
     assert_eq!(s["url"], url.as_str(), "{s}");
     redis.kill();
-    wait_until("/status says Redis is away", || redis_status(&h)["up"] == false);
-    assert!(curl(&addr, "/").starts_with("hello from"), "herd keeps serving");
+    wait_until("/status says Redis is away", || {
+        redis_status(&h)["up"] == false
+    });
+    assert!(
+        curl(&addr, "/").starts_with("hello from"),
+        "herd keeps serving"
+    );
     h.wait_said("is away");
     redis.up();
-    wait_until("/status says Redis is back", || redis_status(&h)["up"] == true);
+    wait_until("/status says Redis is back", || {
+        redis_status(&h)["up"] == true
+    });
     let s = redis_status(&h);
     assert!(s["reconnects"].as_u64().unwrap() >= 1, "{s}");
     assert!(curl(&addr, "/").starts_with("hello from"));
@@ -90,7 +122,13 @@ fn redis_away_and_back_under_a_running_herd() {
 
 #[test]
 fn a_services_url_that_is_not_redis_is_refused() {
-    let (code, stderr) = run_fails(&["run", "--services", "http://example.com", "--", "true"], &[]);
+    let (code, stderr) = run_fails(
+        &["run", "--services", "http://example.com", "--", "true"],
+        &[],
+    );
     assert_ne!(code, 0);
-    assert!(stderr.contains("--services") && stderr.contains("redis://"), "{stderr}");
+    assert!(
+        stderr.contains("--services") && stderr.contains("redis://"),
+        "{stderr}"
+    );
 }

@@ -26,7 +26,10 @@ fn on_redis_four_workers_a_hundred_gets_each_one_load() {
     let all = host.outcomes();
     assert_eq!(all.len(), 400);
     let want = json!({ "ok": format!("value from worker {}", loaders[0].0) });
-    assert!(all.iter().all(|o| *o == want), "every caller got the value: {all:?}");
+    assert!(
+        all.iter().all(|o| *o == want),
+        "every caller got the value: {all:?}"
+    );
     assert_eq!(host.stats("sf")["loads"], 1);
 }
 
@@ -36,7 +39,10 @@ fn on_redis_a_failing_loader_wakes_every_waiter_at_once() {
     let (host, _redis) = run("failing_loader", 4);
     let all = host.outcomes();
     assert_eq!(all.len(), 400);
-    assert!(all.iter().all(|o| *o == json!({"load_error": "boom"})), "{all:?}");
+    assert!(
+        all.iter().all(|o| *o == json!({"load_error": "boom"})),
+        "{all:?}"
+    );
     for (w, m) in host.with("max_ms") {
         assert!(m["max_ms"].as_u64().unwrap() < 3000, "worker {w}: {m}");
     }
@@ -49,7 +55,11 @@ fn on_redis_a_failing_loader_wakes_every_waiter_at_once() {
 #[cfg_attr(not(herd_redis), ignore = "needs redis-server")]
 fn on_redis_the_loading_worker_sigkilled_mid_load_passes_the_lease_on() {
     let (host, _redis) = run("kill_loader", 4);
-    let exit = host.lines.iter().find(|v| v["event"] == "exit" && v["worker"] == 1).unwrap();
+    let exit = host
+        .lines
+        .iter()
+        .find(|v| v["event"] == "exit" && v["worker"] == 1)
+        .unwrap();
     assert_eq!(exit["signal"], "SIGKILL", "{exit}");
     let all = host.outcomes();
     assert_eq!(all.len(), 300);
@@ -58,7 +68,10 @@ fn on_redis_the_loading_worker_sigkilled_mid_load_passes_the_lease_on() {
     let stats = host.stats("kl");
     assert_eq!(stats["loads"], 2, "{stats}");
     assert_eq!(stats["load_failures"], 1, "{stats}");
-    assert_eq!(stats["lease_timeouts"], 0, "the death was seen, not the lease: {stats}");
+    assert_eq!(
+        stats["lease_timeouts"], 0,
+        "the death was seen, not the lease: {stats}"
+    );
     for (w, m) in host.with("max_ms") {
         assert!(m["max_ms"].as_u64().unwrap() < 10_000, "worker {w}: {m}");
     }
@@ -76,7 +89,10 @@ fn on_redis_watch_sees_every_change_in_order() {
     }
     assert_eq!(one[100], json!(["k", true, null]));
     let all = seen["all"].as_array().unwrap();
-    assert_eq!(all[51], "other", "watch_all sees the other key in its place");
+    assert_eq!(
+        all[51], "other",
+        "watch_all sees the other key in its place"
+    );
 }
 
 #[test]
@@ -85,7 +101,10 @@ fn on_redis_expire_removes_entries_on_time() {
     let (host, _redis) = run("expire", 1);
     let (_, m) = host.with("after_ms").pop().unwrap();
     assert_eq!(m["before"], 1);
-    assert_eq!((m["first"].as_str(), m["second"].as_str()), (Some("Set"), Some("Expired")));
+    assert_eq!(
+        (m["first"].as_str(), m["second"].as_str()),
+        (Some("Set"), Some("Expired"))
+    );
     let after = m["after_ms"].as_u64().unwrap();
     assert!((300..1500).contains(&after), "expired after {after} ms");
     assert_eq!(m["after"], Value::Null);
@@ -98,15 +117,30 @@ fn on_redis_expire_removes_entries_on_time() {
 fn on_redis_leave_if_not_null_keys_and_del() {
     let (host, _redis) = run("basics", 1);
     let (_, m) = host.with("first").pop().unwrap();
-    assert_eq!((m["first"].clone(), m["second"].clone()), (json!(true), json!(false)));
+    assert_eq!(
+        (m["first"].clone(), m["second"].clone()),
+        (json!(true), json!(false))
+    );
     assert_eq!(m["n"], 1);
     assert_eq!(m["over_null"], true);
     assert_eq!(m["keys"], json!(["a", "n", "z"]));
-    assert_eq!((m["deleted"].clone(), m["deleted_again"].clone()), (json!(true), json!(false)));
+    assert_eq!(
+        (m["deleted"].clone(), m["deleted_again"].clone()),
+        (json!(true), json!(false))
+    );
     assert_eq!(m["missing"], Value::Null);
     assert_eq!(m["keys_after"], json!(["n", "z"]));
-    assert!(m["other_options"].as_str().unwrap().contains("other options"), "{m}");
-    assert!(m["bad_name"].as_str().unwrap().contains("cache name"), "{m}");
+    assert!(
+        m["other_options"]
+            .as_str()
+            .unwrap()
+            .contains("other options"),
+        "{m}"
+    );
+    assert!(
+        m["bad_name"].as_str().unwrap().contains("cache name"),
+        "{m}"
+    );
 }
 
 #[test]
@@ -115,7 +149,10 @@ fn on_redis_the_local_copy_serves_hits_and_hears_another_workers_set() {
     let (host, _redis) = run("local_copy", 2);
     let (_, m) = host.with("seen").pop().unwrap();
     assert_eq!((m["a"].clone(), m["b"].clone()), (json!(1), json!(1)));
-    assert!(m["hits_before"].as_u64().unwrap() >= 1, "a hit without a message: {m}");
+    assert!(
+        m["hits_before"].as_u64().unwrap() >= 1,
+        "a hit without a message: {m}"
+    );
     assert_eq!(m["seen"], 2, "the copy was invalidated: {m}");
     assert_eq!(m["own"], 3, "a worker reads its own write: {m}");
 }
@@ -134,12 +171,19 @@ fn two_instances_on_one_redis_load_once_for_all() {
     std::fs::write(&go, b"go").unwrap();
     a.finish();
     b.finish();
-    let loaders: Vec<_> = a.with("loader_ran").into_iter().chain(b.with("loader_ran")).collect();
+    let loaders: Vec<_> = a
+        .with("loader_ran")
+        .into_iter()
+        .chain(b.with("loader_ran"))
+        .collect();
     assert_eq!(loaders.len(), 1, "one load in both instances: {loaders:?}");
     let all: Vec<Value> = a.outcomes().into_iter().chain(b.outcomes()).collect();
     assert_eq!(all.len(), 800);
     let first = all[0]["ok"].as_str().expect("a value").to_string();
-    assert!(all.iter().all(|o| o["ok"] == first.as_str()), "every caller got the one value: {all:?}");
+    assert!(
+        all.iter().all(|o| o["ok"] == first.as_str()),
+        "every caller got the one value: {all:?}"
+    );
     let loads = a.stats("hl")["loads"].as_u64().unwrap() + b.stats("hl")["loads"].as_u64().unwrap();
     assert_eq!(loads, 1);
 }
@@ -160,18 +204,28 @@ fn an_instance_sigkilled_mid_load_leaves_its_lease_to_expire_and_the_other_loads
         if h["stats"]["hl"]["misses"].as_u64().unwrap_or(0) >= 200 {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "b's gets never waited: {h}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "b's gets never waited: {h}"
+        );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     a.kill();
     b.finish();
     let all = b.outcomes();
     assert_eq!(all.len(), 200);
-    assert!(all.iter().all(|o| o["ok"].as_str().is_some_and(|v| v.starts_with("from b "))), "{all:?}");
+    assert!(
+        all.iter()
+            .all(|o| o["ok"].as_str().is_some_and(|v| v.starts_with("from b "))),
+        "{all:?}"
+    );
     assert_eq!(b.with("loader_ran").len(), 1, "one load in b");
     for (w, m) in b.with("max_ms") {
         // The 1.5 s lease expired in Redis; b checks again at least every 200 ms.
-        assert!(m["max_ms"].as_u64().unwrap() < 5000, "worker {w} waited too long: {m}");
+        assert!(
+            m["max_ms"].as_u64().unwrap() < 5000,
+            "worker {w} waited too long: {m}"
+        );
     }
 }
 
@@ -184,13 +238,26 @@ fn redis_killed_and_restarted_herd_keeps_serving_and_recovers() {
     host.health_until(|h| h["up"] == true);
     redis.kill();
     let h = host.health_until(|h| h["up"] == false);
-    assert!(h["health"]["url"].as_str().unwrap().starts_with("unix://"), "{h}");
+    assert!(
+        h["health"]["url"].as_str().unwrap().starts_with("unix://"),
+        "{h}"
+    );
     host.command(json!({"tell": 1, "msg": "down"}));
     let m = host.wait_for("the down phase", |v| v["msg"]["phase"] == "down")["msg"].clone();
-    assert_eq!(m["got"], json!({"ok": "loaded while away"}), "a get with a loader works: {m}");
-    assert!(m["set"].as_str().unwrap().contains("Redis"), "a set says Redis is away: {m}");
+    assert_eq!(
+        m["got"],
+        json!({"ok": "loaded while away"}),
+        "a get with a loader works: {m}"
+    );
+    assert!(
+        m["set"].as_str().unwrap().contains("Redis"),
+        "a set says Redis is away: {m}"
+    );
     let h = host.health_until(|h| h["up"] == false);
-    assert!(h["health"]["away_loads"].as_u64().unwrap() >= 1, "the load is counted: {h}");
+    assert!(
+        h["health"]["away_loads"].as_u64().unwrap() >= 1,
+        "the load is counted: {h}"
+    );
     let stderr = host.stderr.lock().unwrap().clone();
     assert!(stderr.contains("is away"), "a log line says so: {stderr}");
     redis.up();
@@ -198,7 +265,11 @@ fn redis_killed_and_restarted_herd_keeps_serving_and_recovers() {
     assert!(h["health"]["reconnects"].as_u64().unwrap() >= 1, "{h}");
     host.command(json!({"tell": 1, "msg": "back"}));
     host.finish();
-    let (_, m) = host.with("phase").into_iter().find(|(_, m)| m["phase"] == "back").unwrap();
+    let (_, m) = host
+        .with("phase")
+        .into_iter()
+        .find(|(_, m)| m["phase"] == "back")
+        .unwrap();
     assert_eq!(m["got"], json!({"ok": "loaded when back"}), "{m}");
     assert_eq!(m["again"], "loaded when back", "stored in Redis again: {m}");
 }
@@ -225,7 +296,11 @@ fn an_emit_on_one_instance_reaches_the_other_instances_workers() {
         let heard = host.with("heard");
         assert_eq!(heard.len(), 2, "{heard:?}");
         for (w, m) in heard {
-            assert_eq!(m["heard"], "from a worker 1", "worker {w} of {}: {m}", m["host"]);
+            assert_eq!(
+                m["heard"], "from a worker 1",
+                "worker {w} of {}: {m}",
+                m["host"]
+            );
         }
     }
 }

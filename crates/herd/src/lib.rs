@@ -91,11 +91,11 @@ pub use primary::{
 };
 pub use request::Request;
 pub use sched::Policy;
+#[cfg(feature = "redis")]
+pub use services::cache::RedisHealth;
 pub use services::cache::{
     Cache, CacheError, CacheOptions, CacheService, CacheStats, Change, ChangeKind, Watch,
 };
-#[cfg(feature = "redis")]
-pub use services::cache::RedisHealth;
 pub use services::{Emitter, Target};
 pub use signal::Signal;
 pub use supervise::{

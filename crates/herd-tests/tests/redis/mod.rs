@@ -52,7 +52,14 @@ impl Redis {
         let child = Command::new(option_env!("HERD_TEST_REDIS_SERVER").unwrap_or("redis-server"))
             .args(["--port", "0", "--unixsocket"])
             .arg(self.socket())
-            .args(["--unixsocketperm", "700", "--save", "", "--appendonly", "no"])
+            .args([
+                "--unixsocketperm",
+                "700",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
             .args(["--notify-keyspace-events", "Ex", "--dir"])
             .arg(&self.dir)
             .stdout(Stdio::null())
@@ -66,11 +73,16 @@ impl Redis {
             }
             std::thread::sleep(Duration::from_millis(10));
         }
-        panic!("redis-server did not answer on {:?} within 10 s", self.socket());
+        panic!(
+            "redis-server did not answer on {:?} within 10 s",
+            self.socket()
+        );
     }
 
     fn ping(&self) -> bool {
-        let Ok(mut s) = UnixStream::connect(self.socket()) else { return false };
+        let Ok(mut s) = UnixStream::connect(self.socket()) else {
+            return false;
+        };
         let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
         let mut buf = [0u8; 7];
         s.write_all(b"PING\r\n").is_ok() && s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
@@ -178,7 +190,10 @@ impl Host {
 
     /// A worker's report carrying `field`.
     pub fn report(&mut self, field: &str) -> Value {
-        self.wait_for(field, |v| v["event"] == "msg" && v["msg"].get(field).is_some())["msg"].clone()
+        self.wait_for(field, |v| {
+            v["event"] == "msg" && v["msg"].get(field).is_some()
+        })["msg"]
+            .clone()
     }
 
     pub fn command(&mut self, cmd: Value) {
@@ -200,7 +215,11 @@ impl Host {
             if want(&v["health"]) {
                 return v;
             }
-            assert!(Instant::now() < deadline, "{}: health never became as wanted: {v}", self.name);
+            assert!(
+                Instant::now() < deadline,
+                "{}: health never became as wanted: {v}",
+                self.name
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -211,7 +230,12 @@ impl Host {
         drop(self.stdin.take());
         self.event("done");
         let status = self.child.wait().expect("wait for the fixture");
-        assert!(status.success(), "{}: fixture failed: {status:?}; {:#?}", self.name, self.lines);
+        assert!(
+            status.success(),
+            "{}: fixture failed: {status:?}; {:#?}",
+            self.name,
+            self.lines
+        );
     }
 
     /// Every worker's reports carrying `field`, with their worker.
@@ -231,7 +255,12 @@ impl Host {
     }
 
     pub fn stats(&self, cache: &str) -> Value {
-        let s = self.lines.iter().rev().find(|v| v["event"] == "stats").expect("stats");
+        let s = self
+            .lines
+            .iter()
+            .rev()
+            .find(|v| v["event"] == "stats")
+            .expect("stats");
         s["stats"][cache].clone()
     }
 
@@ -251,5 +280,8 @@ impl Drop for Host {
 
 /// The environment of an instance on `redis` in `cluster`.
 pub fn on(redis: &Redis, cluster: &str) -> Vec<(&'static str, String)> {
-    vec![("CACHE_REDIS", redis.url()), ("CACHE_CLUSTER", cluster.to_string())]
+    vec![
+        ("CACHE_REDIS", redis.url()),
+        ("CACHE_CLUSTER", cluster.to_string()),
+    ]
 }

@@ -27,14 +27,18 @@ pub fn commands(primary: &Primary, service: &herd::CacheService) {
     tokio::spawn(async move {
         let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
         while let Ok(Some(line)) = lines.next_line().await {
-            let Ok(cmd) = serde_json::from_str::<Value>(&line) else { continue };
+            let Ok(cmd) = serde_json::from_str::<Value>(&line) else {
+                continue;
+            };
             if let Some(to) = cmd.get("tell").and_then(Value::as_u64) {
                 if let Some(h) = primary.worker(to as u32) {
                     let _ = h.send(&cmd["msg"]).await;
                 }
             } else if cmd.get("health").is_some() {
                 let h = service.redis_health();
-                out(json!({"event": "health", "health": h, "stats": service.stats().into_iter().collect::<std::collections::BTreeMap<_, _>>()}));
+                out(
+                    json!({"event": "health", "health": h, "stats": service.stats().into_iter().collect::<std::collections::BTreeMap<_, _>>()}),
+                );
             }
         }
     });
@@ -43,7 +47,9 @@ pub fn commands(primary: &Primary, service: &herd::CacheService) {
 /// Every worker is ready: say so, and wait for `CACHE_GO_FILE` when set.
 pub async fn all_ready() {
     out(json!({"event": "all_ready"}));
-    let Some(file) = std::env::var_os("CACHE_GO_FILE") else { return };
+    let Some(file) = std::env::var_os("CACHE_GO_FILE") else {
+        return;
+    };
     let deadline = Instant::now() + Duration::from_secs(20);
     while !std::path::Path::new(&file).exists() && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(2)).await;
@@ -128,17 +134,25 @@ pub async fn worker() {
             assert_eq!(next_msg(&w).await, json!("down"));
             let t = Instant::now();
             let got = cache
-                .get_or_load("b", || async { Ok::<_, String>("loaded while away".to_string()) })
+                .get_or_load("b", || async {
+                    Ok::<_, String>("loaded while away".to_string())
+                })
                 .await;
             let set = cache.set("c", &3).await.err().map(|e| e.to_string());
             report(&w, json!({"phase": "down", "got": describe(&got), "got_ms": t.elapsed().as_millis() as u64, "set": set})).await;
             assert_eq!(next_msg(&w).await, json!("back"));
             let got = cache
-                .get_or_load("d", || async { Ok::<_, String>("loaded when back".to_string()) })
+                .get_or_load("d", || async {
+                    Ok::<_, String>("loaded when back".to_string())
+                })
                 .await;
             let again: Option<String> = cache.get("d").await.unwrap_or(None);
             let a: Option<u64> = cache.get("a").await.unwrap_or(None);
-            report(&w, json!({"phase": "back", "got": describe(&got), "again": again, "a": a, "id": id})).await;
+            report(
+                &w,
+                json!({"phase": "back", "got": describe(&got), "again": again, "a": a, "id": id}),
+            )
+            .await;
         }
         // Host a's worker 1 emits to every worker; every worker of both
         // hosts reports what it heard.

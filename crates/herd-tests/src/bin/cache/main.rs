@@ -33,7 +33,10 @@ fn main() {
         .unwrap();
     match herd::role() {
         Role::Primary => rt.block_on(primary()),
-        Role::Worker if hosts::SCENARIOS.contains(&std::env::var("CACHE_SCENARIO").unwrap_or_default().as_str()) => {
+        Role::Worker
+            if hosts::SCENARIOS
+                .contains(&std::env::var("CACHE_SCENARIO").unwrap_or_default().as_str()) =>
+        {
             rt.block_on(hosts::worker())
         }
         Role::Worker => rt.block_on(scenarios::worker()),

@@ -88,9 +88,9 @@ mod wire;
 use serde::{Deserialize, Serialize};
 
 pub use handle::{Cache, Watch, DEFAULT_WAIT};
-pub use options::{CacheError, CacheOptions, CacheStats, MAX_CACHES, MAX_KEY, MAX_NAME};
 #[cfg(feature = "redis")]
 pub use on_redis::RedisHealth;
+pub use options::{CacheError, CacheOptions, CacheStats, MAX_CACHES, MAX_KEY, MAX_NAME};
 pub use service::CacheService;
 
 /// What happened to a key.
@@ -137,7 +137,11 @@ static SERVED: std::sync::Mutex<std::sync::Weak<store::Store>> =
 #[cfg_attr(not(feature = "monitor"), allow(dead_code))]
 pub(crate) fn metrics_snapshot() -> Vec<(String, CacheStats)> {
     #[cfg(feature = "redis")]
-    if let Some(engine) = on_redis::SERVED.lock().unwrap_or_else(|p| p.into_inner()).upgrade() {
+    if let Some(engine) = on_redis::SERVED
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .upgrade()
+    {
         return engine.stats();
     }
     let served = SERVED.lock().unwrap_or_else(|p| p.into_inner()).upgrade();

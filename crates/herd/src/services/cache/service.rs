@@ -115,7 +115,9 @@ impl CacheService {
         };
         let engine = Engine::start(url, cluster).map_err(bad)?;
         super::on_redis::serve::serve(primary, &engine)?;
-        *super::on_redis::SERVED.lock().unwrap_or_else(|p| p.into_inner()) = Arc::downgrade(&engine);
+        *super::on_redis::SERVED
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Arc::downgrade(&engine);
         Ok(CacheService {
             store: Arc::new(Store::new(None, SystemClock::shared())),
             backend: Arc::new(OnRedis {
@@ -150,10 +152,9 @@ impl CacheService {
             name: crate::services::emitter::SERVICE.into(),
             why,
         };
-        let engine = self
-            .redis
-            .as_ref()
-            .ok_or_else(|| bad("the cache service is not on Redis (CacheService::with_redis)".into()))?;
+        let engine = self.redis.as_ref().ok_or_else(|| {
+            bad("the cache service is not on Redis (CacheService::with_redis)".into())
+        })?;
         engine.share_emitter(emitter.clone()).map_err(bad)
     }
 

@@ -361,8 +361,10 @@ impl Emitter {
 /// Where this host's emits to every worker also go (the Redis bridge of
 /// issue 16: to the other hosts' workers), with their event and payload
 /// JSON. Set once, by `CacheService::share_emitter`.
-pub(crate) static ELSEWHERE: std::sync::OnceLock<Box<dyn Fn(&str, &[u8]) + Send + Sync>> =
-    std::sync::OnceLock::new();
+pub(crate) static ELSEWHERE: std::sync::OnceLock<Elsewhere> = std::sync::OnceLock::new();
+
+/// The hook of [`ELSEWHERE`]: an emit's event and payload JSON.
+pub(crate) type Elsewhere = Box<dyn Fn(&str, &[u8]) + Send + Sync>;
 
 fn elsewhere(event: &str, payload: &[u8]) {
     if let Some(f) = ELSEWHERE.get() {
@@ -376,7 +378,9 @@ impl Emitter {
     /// from the primary.
     #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(crate) async fn deliver_from_elsewhere(&self, event: &str, payload: &[u8]) {
-        let Side::Primary(svc) = &self.side else { return };
+        let Side::Primary(svc) = &self.side else {
+            return;
+        };
         let body = wire::encode_raw(event, 0, payload);
         if self.subs.has(event) {
             let m = Message::new(body.clone());

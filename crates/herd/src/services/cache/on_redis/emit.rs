@@ -34,13 +34,24 @@ impl Engine {
     pub fn share_emitter(self: &Arc<Self>, emitter: Emitter) -> Result<(), String> {
         let (out_tx, mut out_rx) = mpsc::channel::<Vec<u8>>(QUEUE);
         let host = self.host.clone();
-        let hook: Box<dyn Fn(&str, &[u8]) + Send + Sync> = Box::new(move |event, payload| {
-            let Ok(p) = std::str::from_utf8(payload) else { return };
-            let Ok(p) = RawValue::from_string(p.to_string()) else { return };
-            let text = serde_json::to_vec(&Emit { h: host.as_str().into(), e: event.into(), p: &p });
+        let hook: crate::services::emitter::Elsewhere = Box::new(move |event, payload| {
+            let Ok(p) = std::str::from_utf8(payload) else {
+                return;
+            };
+            let Ok(p) = RawValue::from_string(p.to_string()) else {
+                return;
+            };
+            let text = serde_json::to_vec(&Emit {
+                h: host.as_str().into(),
+                e: event.into(),
+                p: &p,
+            });
             if let Ok(text) = text {
                 if out_tx.try_send(text).is_err() {
-                    tracing::warn!(event, "an emit for the other hosts was dropped: Redis is too slow or away");
+                    tracing::warn!(
+                        event,
+                        "an emit for the other hosts was dropped: Redis is too slow or away"
+                    );
                 }
             }
         });
@@ -75,7 +86,9 @@ impl Engine {
 
     /// An emit heard on the channel: another host's goes to this host.
     pub(super) fn on_emit(&self, payload: &[u8]) {
-        let Some(tx) = self.emits_in.get() else { return };
+        let Some(tx) = self.emits_in.get() else {
+            return;
+        };
         let Ok(emit) = serde_json::from_slice::<Emit<'_>>(payload) else {
             tracing::debug!("an emit from another host that does not decode; dropped");
             return;
@@ -85,7 +98,9 @@ impl Engine {
         }
         let item = (emit.e.into_owned(), emit.p.get().as_bytes().to_vec());
         if tx.try_send(item).is_err() {
-            tracing::warn!("an emit from another host was dropped: this host's workers are too slow for them");
+            tracing::warn!(
+                "an emit from another host was dropped: this host's workers are too slow for them"
+            );
         }
     }
 }

@@ -26,7 +26,9 @@ enum Leased {
 
 fn parse_leased(v: redis::Value) -> Result<Leased, String> {
     use redis::Value as V;
-    let V::Array(items) = v else { return Err(format!("{v:?}")) };
+    let V::Array(items) = v else {
+        return Err(format!("{v:?}"));
+    };
     match items.as_slice() {
         [V::Int(1), V::BulkString(json), V::Int(pttl)] => Ok(Leased::Hit(Value {
             json: String::from_utf8_lossy(json).as_ref().into(),
@@ -74,7 +76,9 @@ impl Engine {
 
     /// Runs the flight of `key` until it has a value or a loader.
     pub(super) async fn acquire(self: Arc<Self>, cache: String, key: String) {
-        let Ok(options) = self.options(&cache) else { return };
+        let Ok(options) = self.options(&cache) else {
+            return;
+        };
         let lease_ms = ms(options.lease);
         let (value_key, lease_key) = (self.value_key(&cache, &key), self.lease_key(&cache, &key));
         loop {
@@ -98,7 +102,9 @@ impl Engine {
                 *next += 1;
                 Some((*next, flight.poke.clone()))
             });
-            let Ok(Some((token, poke))) = step else { return };
+            let Ok(Some((token, poke))) = step else {
+                return;
+            };
             let mut conn = self.link.conn();
             let asked = GET_OR_LEASE
                 .key(&value_key)
@@ -181,7 +187,12 @@ impl Engine {
     }
 
     /// Ends the flight of `key`, telling each waiter `what`.
-    fn resolve(&self, cache: &str, key: &str, what: impl Fn(&mut crate::services::cache::CacheStats) -> Waited) {
+    fn resolve(
+        &self,
+        cache: &str,
+        key: &str,
+        what: impl Fn(&mut crate::services::cache::CacheStats) -> Waited,
+    ) {
         let _ = self.with_named(cache, |n, _| {
             if let Some(flight) = n.flights.remove(key) {
                 let told = what(&mut n.stats);
@@ -194,7 +205,14 @@ impl Engine {
 
     /// Releases lease `token` of `key` in Redis (when still its), telling
     /// the other hosts `kind` ("free": load in turn; "fail": the error).
-    pub(super) async fn release(&self, cache: &str, key: &str, token: u64, kind: &str, why: Option<&str>) {
+    pub(super) async fn release(
+        &self,
+        cache: &str,
+        key: &str,
+        token: u64,
+        kind: &str,
+        why: Option<&str>,
+    ) {
         let notice = Notice::out(cache, key, kind, None, why, None);
         let mut conn = self.link.conn();
         let done = RELEASE
@@ -221,7 +239,9 @@ impl Engine {
         token: u64,
         result: Result<Json, String>,
     ) -> Result<bool, CacheError> {
-        let Some(loading) = self.begin_fill(cache, key, token)? else { return Ok(false) };
+        let Some(loading) = self.begin_fill(cache, key, token)? else {
+            return Ok(false);
+        };
         let options = self.options(cache)?;
         match result {
             Ok(json) => {
@@ -262,7 +282,12 @@ impl Engine {
 
     /// Marks lease `token` of `key` as being filled (so that its owner's
     /// death no longer passes it on); `None` when it is not the load's.
-    pub(super) fn begin_fill(&self, cache: &str, key: &str, token: u64) -> Result<Option<Loading>, CacheError> {
+    pub(super) fn begin_fill(
+        &self,
+        cache: &str,
+        key: &str,
+        token: u64,
+    ) -> Result<Option<Loading>, CacheError> {
         self.with_named(cache, |n, _| {
             let flight: &mut Flight = n.flights.get_mut(key)?;
             let loading = flight.loading.as_mut().filter(|l| l.token == token)?;

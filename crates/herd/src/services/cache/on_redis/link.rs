@@ -101,7 +101,9 @@ impl Link {
             url: self.shown.clone(),
             cluster: self.cluster.clone(),
             up: self.up(),
-            away_ms: since.map_or(0, |t| u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX)),
+            away_ms: since.map_or(0, |t| {
+                u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX)
+            }),
             reconnects: self.reconnects.load(Ordering::Relaxed),
             away_loads: self.away_loads.load(Ordering::Relaxed),
         }
@@ -109,7 +111,11 @@ impl Link {
 
     /// A command failed: when the connection is the cause, Redis is away.
     pub fn failed(&self, e: &redis::RedisError) {
-        if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() || e.is_connection_refusal() {
+        if e.is_io_error()
+            || e.is_connection_dropped()
+            || e.is_timeout()
+            || e.is_connection_refusal()
+        {
             self.set(&self.commands_ok, false, &e.to_string());
         }
     }
@@ -152,7 +158,9 @@ pub(super) fn run<S: Subscriber>(link: Arc<Link>, owner: Weak<S>) {
     let alive = owner.clone();
     tokio::spawn(async move {
         loop {
-            let (Some(link), Some(_owner)) = (pinger.upgrade(), alive.upgrade()) else { return };
+            let (Some(link), Some(_owner)) = (pinger.upgrade(), alive.upgrade()) else {
+                return;
+            };
             let mut conn = link.conn();
             let cmd = redis::cmd("PING");
             let ping = cmd.query_async::<String>(&mut conn);
@@ -171,7 +179,9 @@ pub(super) fn run<S: Subscriber>(link: Arc<Link>, owner: Weak<S>) {
         let mut backoff = BACKOFF_MIN;
         let mut first = true;
         loop {
-            let (Some(link), Some(sub)) = (weak_link.upgrade(), owner.upgrade()) else { return };
+            let (Some(link), Some(sub)) = (weak_link.upgrade(), owner.upgrade()) else {
+                return;
+            };
             let channels = sub.channels();
             drop(sub);
             let connected = tokio::time::timeout(COMMAND_TIMEOUT, async {
@@ -192,11 +202,15 @@ pub(super) fn run<S: Subscriber>(link: Arc<Link>, owner: Weak<S>) {
                     let stream = ps.into_on_message();
                     drop(link);
                     let mut stream = std::pin::pin!(stream);
-                    while let Some(msg) = std::future::poll_fn(|cx| stream.as_mut().poll_next(cx)).await {
+                    while let Some(msg) =
+                        std::future::poll_fn(|cx| stream.as_mut().poll_next(cx)).await
+                    {
                         let Some(sub) = owner.upgrade() else { return };
                         sub.message(msg.get_channel_name(), msg.get_payload_bytes());
                     }
-                    let Some(link) = weak_link.upgrade() else { return };
+                    let Some(link) = weak_link.upgrade() else {
+                        return;
+                    };
                     link.set(&link.subscribed, false, "the pub/sub connection closed");
                     // Published meanwhile is lost: resubscribing resyncs.
                 }

@@ -57,8 +57,8 @@ use tokio::sync::{mpsc, oneshot, Notify};
 
 use super::store::{Invalidate, Owner, Waited};
 use super::{CacheError, CacheOptions, CacheStats, Change};
-pub use link::RedisHealth;
 use link::Link;
+pub use link::RedisHealth;
 
 /// The engine this process's `CacheService` serves, for the monitor.
 pub(super) static SERVED: Mutex<std::sync::Weak<Engine>> = Mutex::new(std::sync::Weak::new());
@@ -131,7 +131,9 @@ pub(crate) struct Engine {
 fn check_cluster(name: &str) -> Result<(), String> {
     let ok = !name.is_empty()
         && name.len() <= MAX_CLUSTER
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
     if ok {
         Ok(())
     } else {
@@ -255,7 +257,9 @@ impl Engine {
             super::options::check_key(k)?;
         }
         let (tx, rx) = mpsc::channel(super::store::WATCH_QUEUE);
-        self.with_named(cache, |n, _| n.watchers.push(Watcher { id, owner, key, tx }))?;
+        self.with_named(cache, |n, _| {
+            n.watchers.push(Watcher { id, owner, key, tx })
+        })?;
         Ok(rx)
     }
 
@@ -306,7 +310,9 @@ impl Engine {
             let engine = self.clone();
             tokio::spawn(async move {
                 if loading.redis {
-                    engine.release(&cache, &key, loading.token, "free", None).await;
+                    engine
+                        .release(&cache, &key, loading.token, "free", None)
+                        .await;
                 }
                 engine.acquire(cache, key).await;
             });

@@ -85,7 +85,9 @@ impl Engine {
                     w.tx.try_send(change.clone()).is_ok()
                 });
             }
-            let Some(flight) = named.flights.get_mut(&n.k) else { return };
+            let Some(flight) = named.flights.get_mut(&n.k) else {
+                return;
+            };
             match (n.e.as_str(), &n.v) {
                 // A value: every waiter of this host has it (a load of
                 // this host in flight is ended by it, as by a set).
@@ -102,7 +104,8 @@ impl Engine {
                 }
                 // The other host's load that this flight waits for failed.
                 ("fail", _) if flight.loading.is_none() => {
-                    flight.failed = Some(n.why.clone().unwrap_or_else(|| "the loader failed".into()));
+                    flight.failed =
+                        Some(n.why.clone().unwrap_or_else(|| "the loader failed".into()));
                     flight.poke.notify_one();
                 }
                 _ => flight.poke.notify_one(),
@@ -123,9 +126,15 @@ impl Subscriber for Engine {
         if channel == self.expired_channel() {
             // Redis's keyspace notice (notify-keyspace-events Ex): the key.
             let key = String::from_utf8_lossy(payload);
-            let Some(rest) = key.strip_prefix(&self.prefix) else { return };
-            let Some((cache, k)) = rest.split_once(':') else { return };
-            let Some(k) = k.strip_prefix("v:") else { return };
+            let Some(rest) = key.strip_prefix(&self.prefix) else {
+                return;
+            };
+            let Some((cache, k)) = rest.split_once(':') else {
+                return;
+            };
+            let Some(k) = k.strip_prefix("v:") else {
+                return;
+            };
             self.on_notice(Notice {
                 c: cache.into(),
                 k: k.into(),
@@ -141,7 +150,9 @@ impl Subscriber for Engine {
         }
         match serde_json::from_slice::<Notice>(payload) {
             Ok(n) => self.on_notice(n),
-            Err(e) => tracing::debug!(channel, error = %e, "a cache notice that does not decode; dropped"),
+            Err(e) => {
+                tracing::debug!(channel, error = %e, "a cache notice that does not decode; dropped")
+            }
         }
     }
 

@@ -41,8 +41,12 @@ impl Engine {
         let mut conn = self.link.conn();
         let key = format!("{}{name}:o", self.prefix);
         let (_, had): (bool, Option<String>) = redis::pipe()
-            .cmd("SET").arg(&key).arg(&text).arg("NX")
-            .cmd("GET").arg(&key)
+            .cmd("SET")
+            .arg(&key)
+            .arg(&text)
+            .arg("NX")
+            .cmd("GET")
+            .arg(&key)
             .query_async(&mut conn)
             .await
             .map_err(|e| self.away(&e))?;
@@ -55,13 +59,16 @@ impl Engine {
                 "this host holds {MAX_CACHES} named caches already; use fewer names"
             )));
         }
-        state.caches.entry(name.to_string()).or_insert_with(|| Named {
-            options: shared,
-            stats: CacheStats::default(),
-            flights: Default::default(),
-            watchers: Vec::new(),
-            readers: Default::default(),
-        });
+        state
+            .caches
+            .entry(name.to_string())
+            .or_insert_with(|| Named {
+                options: shared,
+                stats: CacheStats::default(),
+                flights: Default::default(),
+                watchers: Vec::new(),
+                readers: Default::default(),
+            });
         Ok(())
     }
 
@@ -100,8 +107,10 @@ impl Engine {
         let mut conn = self.link.conn();
         let vkey = self.value_key(cache, key);
         let read: Result<(Option<String>, i64), _> = redis::pipe()
-            .cmd("GET").arg(&vkey)
-            .cmd("PTTL").arg(&vkey)
+            .cmd("GET")
+            .arg(&vkey)
+            .cmd("PTTL")
+            .arg(&vkey)
             .query_async(&mut conn)
             .await;
         let found = match read {
@@ -140,7 +149,13 @@ impl Engine {
     }
 
     /// Writes `key` (ending any load of it, here or on another host).
-    pub async fn set(&self, cache: &str, key: &str, json: Json, leave: bool) -> Result<bool, CacheError> {
+    pub async fn set(
+        &self,
+        cache: &str,
+        key: &str,
+        json: Json,
+        leave: bool,
+    ) -> Result<bool, CacheError> {
         check_key(key)?;
         let options = self.options(cache)?;
         let size = key.len() + json.len() + 64;
@@ -201,7 +216,11 @@ impl Engine {
                 .query_async(&mut conn)
                 .await
                 .map_err(|e| self.away(&e))?;
-            keys.extend(batch.into_iter().filter_map(|k| k.strip_prefix(&prefix).map(str::to_string)));
+            keys.extend(
+                batch
+                    .into_iter()
+                    .filter_map(|k| k.strip_prefix(&prefix).map(str::to_string)),
+            );
             if keys.len() > MAX_KEYS {
                 return Err(CacheError::Invalid(format!(
                     "cache {cache:?} holds more than {MAX_KEYS} keys; list them with Redis's SCAN"

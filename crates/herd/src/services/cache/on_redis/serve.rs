@@ -78,7 +78,10 @@ pub(crate) fn serve(primary: &crate::Primary, engine: &Arc<Engine>) -> Result<()
                     reply(&request, &rep);
                 }
                 req => {
-                    if let Req::Fill { cache, key, token, .. } = &req {
+                    if let Req::Fill {
+                        cache, key, token, ..
+                    } = &req
+                    {
                         // Before the worker's death, if it comes next, is seen.
                         let _ = engine.begin_fill(cache, key, *token);
                     }
@@ -112,15 +115,33 @@ async fn answer(engine: &Arc<Engine>, from: u32, req: Req) -> Result<Rep, CacheE
             engine.open(&cache, &options).await?;
             done(true)
         }
-        Req::Get { cache, key, load, wait_ms, track } => {
+        Req::Get {
+            cache,
+            key,
+            load,
+            wait_ms,
+            track,
+        } => {
             let wait = Duration::from_millis(wait_ms).min(MAX_WAIT);
-            match engine.get(Owner::Worker(from), &cache, &key, load, wait, track).await? {
-                Got::Hit(Value { json, ttl_ms }) => Ok(Rep::Hit { value: raw(&json)?, ttl_ms }),
+            match engine
+                .get(Owner::Worker(from), &cache, &key, load, wait, track)
+                .await?
+            {
+                Got::Hit(Value { json, ttl_ms }) => Ok(Rep::Hit {
+                    value: raw(&json)?,
+                    ttl_ms,
+                }),
                 Got::Miss => Ok(Rep::Miss),
                 Got::Load(token) => Ok(Rep::Load { token }),
             }
         }
-        Req::Fill { cache, key, token, value, error } => {
+        Req::Fill {
+            cache,
+            key,
+            token,
+            value,
+            error,
+        } => {
             let result = match (value, error) {
                 (Some(v), None) => Ok(v.get().into()),
                 (None, Some(e)) => Err(e.chars().take(4096).collect()),
@@ -132,13 +153,26 @@ async fn answer(engine: &Arc<Engine>, from: u32, req: Req) -> Result<Rep, CacheE
             };
             done(engine.fill(&cache, &key, token, result).await?)
         }
-        Req::Set { cache, key, value, leave_if_not_null } => {
-            done(engine.set(&cache, &key, value.get().into(), leave_if_not_null).await?)
-        }
+        Req::Set {
+            cache,
+            key,
+            value,
+            leave_if_not_null,
+        } => done(
+            engine
+                .set(&cache, &key, value.get().into(), leave_if_not_null)
+                .await?,
+        ),
         Req::Del { cache, key } => done(engine.del(&cache, &key).await?),
-        Req::Keys { cache } => Ok(Rep::Keys { keys: engine.keys(&cache).await? }),
-        Req::Stats { cache } => Ok(Rep::Stats { stats: stats_of(engine, &cache)? }),
-        Req::Watch { .. } | Req::Unwatch { .. } => Err(CacheError::Invalid("answered inline".into())),
+        Req::Keys { cache } => Ok(Rep::Keys {
+            keys: engine.keys(&cache).await?,
+        }),
+        Req::Stats { cache } => Ok(Rep::Stats {
+            stats: stats_of(engine, &cache)?,
+        }),
+        Req::Watch { .. } | Req::Unwatch { .. } => {
+            Err(CacheError::Invalid("answered inline".into()))
+        }
     }
 }
 
@@ -161,13 +195,35 @@ impl Backend for OnRedis {
     fn open<'a>(&'a self, cache: &'a str, options: &'a CacheOptions) -> BoxFut<'a, ()> {
         Box::pin(self.engine.open(cache, options))
     }
-    fn get<'a>(&'a self, cache: &'a str, key: &'a str, load: bool, wait: Duration, _track: bool) -> BoxFut<'a, Got> {
-        Box::pin(self.engine.get(Owner::Primary, cache, key, load, wait, false))
+    fn get<'a>(
+        &'a self,
+        cache: &'a str,
+        key: &'a str,
+        load: bool,
+        wait: Duration,
+        _track: bool,
+    ) -> BoxFut<'a, Got> {
+        Box::pin(
+            self.engine
+                .get(Owner::Primary, cache, key, load, wait, false),
+        )
     }
-    fn fill<'a>(&'a self, cache: &'a str, key: &'a str, token: u64, result: Result<Json, String>) -> BoxFut<'a, bool> {
+    fn fill<'a>(
+        &'a self,
+        cache: &'a str,
+        key: &'a str,
+        token: u64,
+        result: Result<Json, String>,
+    ) -> BoxFut<'a, bool> {
         Box::pin(self.engine.fill(cache, key, token, result))
     }
-    fn set<'a>(&'a self, cache: &'a str, key: &'a str, json: Json, leave: bool) -> BoxFut<'a, bool> {
+    fn set<'a>(
+        &'a self,
+        cache: &'a str,
+        key: &'a str,
+        json: Json,
+        leave: bool,
+    ) -> BoxFut<'a, bool> {
         Box::pin(self.engine.set(cache, key, json, leave))
     }
     fn del<'a>(&'a self, cache: &'a str, key: &'a str) -> BoxFut<'a, bool> {
@@ -176,7 +232,11 @@ impl Backend for OnRedis {
     fn keys<'a>(&'a self, cache: &'a str) -> BoxFut<'a, Vec<String>> {
         Box::pin(self.engine.keys(cache))
     }
-    fn watch<'a>(&'a self, cache: &'a str, key: Option<String>) -> BoxFut<'a, (u64, mpsc::Receiver<Change>)> {
+    fn watch<'a>(
+        &'a self,
+        cache: &'a str,
+        key: Option<String>,
+    ) -> BoxFut<'a, (u64, mpsc::Receiver<Change>)> {
         Box::pin(async move {
             let id = self.next_watch.fetch_add(1, Ordering::Relaxed);
             Ok((id, self.engine.watch(cache, id, Owner::Primary, key)?))
