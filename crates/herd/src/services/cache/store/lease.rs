@@ -11,6 +11,8 @@ struct Waiter {
     owner: Owner,
     deadline: u64,
     wait: Duration,
+    /// It keeps a local copy of the value it is given.
+    track: bool,
     tx: oneshot::Sender<Waited>,
 }
 
@@ -32,7 +34,13 @@ impl Lease {
     }
 
     /// A new waiter, until `deadline`.
-    pub fn wait(&mut self, owner: Owner, now: u64, wait: Duration) -> oneshot::Receiver<Waited> {
+    pub fn wait(
+        &mut self,
+        owner: Owner,
+        now: u64,
+        wait: Duration,
+        track: bool,
+    ) -> oneshot::Receiver<Waited> {
         let (tx, rx) = oneshot::channel();
         // A waiter that gave up (its receiver dropped) goes now, so that a
         // caller retrying a short wait does not grow the queue.
@@ -41,15 +49,25 @@ impl Lease {
             owner,
             deadline: now.saturating_add(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX / 4)),
             wait,
+            track,
             tx,
         });
         rx
     }
 
-    pub fn fulfil(self, value: &Value) {
+    /// Gives every waiter the value; returns the workers among them that
+    /// keep a local copy of it (to be told when it changes).
+    pub fn fulfil(self, value: &Value) -> Vec<u32> {
+        let mut readers = Vec::new();
         for w in self.waiters {
-            let _ = w.tx.send(Waited::Hit(value.clone()));
+            let given = w.tx.send(Waited::Hit(value.clone())).is_ok();
+            if let (true, true, Owner::Worker(id)) = (given, w.track, w.owner) {
+                if !readers.contains(&id) {
+                    readers.push(id);
+                }
+            }
         }
+        readers
     }
 
     pub fn fail(self, why: &str) {

@@ -427,3 +427,26 @@ fn a_truncated_file_is_reported_set_aside_and_the_cache_starts_empty() {
     assert_eq!(persistent(&dir).keys("p").unwrap(), ["b"]);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_waiter_that_keeps_a_copy_of_the_loaded_value_is_told_when_it_changes() {
+    let (s, _) = opened(CacheOptions::default());
+    let told = Arc::new(Mutex::new(Vec::new()));
+    let t = told.clone();
+    s.on_invalidate(Box::new(move |w, _, k| {
+        t.lock().unwrap().push((w, k.to_string()))
+    }));
+    let tracking = |id| GetArgs {
+        track: true,
+        ..args(w(id), true)
+    };
+    let lease = token(s.get("c", "k", tracking(1)).unwrap());
+    let mut rx2 = waiting(s.get("c", "k", tracking(2)).unwrap());
+    let mut rx3 = waiting(s.get("c", "k", args(w(3), true)).unwrap());
+    assert!(s.fill("c", "k", lease, Ok(json("1"))).unwrap());
+    assert!(matches!(rx2.try_recv().unwrap(), Waited::Hit(_)));
+    assert!(matches!(rx3.try_recv().unwrap(), Waited::Hit(_)));
+    s.set("c", "k", json("2"), false).unwrap();
+    // Worker 2 kept a copy of what it waited for; worker 3 did not ask to.
+    assert_eq!(*told.lock().unwrap(), [(2, "k".to_string())]);
+}
