@@ -216,3 +216,24 @@ fn the_status_registry_reads_and_sets_within_its_timeout_and_entries_go_with_the
     let after = r["names_after_kill"].as_array().unwrap();
     assert!(!after.iter().any(|x| x["name"] == "name"), "{r}");
 }
+
+#[test]
+fn a_flooding_worker_is_held_back_and_the_primary_keeps_only_its_bound() {
+    let mut s = Svc::start("flood");
+    let w = s.worker_line(1, "worker");
+    // The worker's own queue filled (32 MiB) because the primary stopped
+    // reading it: the refusal names the backlog.
+    assert!(
+        w["refused"].as_str().unwrap().contains("not reading"),
+        "{w}"
+    );
+    let sent = w["sent"].as_u64().unwrap();
+    assert!(sent > 30_000, "{w}");
+    s.tell("drain");
+    let r = s.report("flood");
+    // What waited in the primary: at most its message_queue (1024, 8 MiB).
+    let queued = r["queued"].as_u64().unwrap();
+    assert!((1..=1024).contains(&queued), "{r}");
+    // Nothing was lost: everything sent arrived once the primary read on.
+    assert_eq!(r["total"].as_u64().unwrap(), sent, "{r}");
+}

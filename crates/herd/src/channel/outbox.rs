@@ -136,6 +136,27 @@ impl Outbox {
         kind: Kind,
         body: impl FnOnce(&mut Vec<u8>) -> Result<(), serde_json::Error>,
     ) -> Result<(), Error> {
+        self.framed_as(kind, body, false).await
+    }
+
+    /// As [`framed`](Self::framed), but left to the writer task even when
+    /// it is idle: one frame of a fan-out to many channels, whose writers
+    /// then write what piles up meanwhile in one system call each, instead
+    /// of the sender making one per frame and channel.
+    pub async fn framed_deferred(
+        &self,
+        kind: Kind,
+        body: impl FnOnce(&mut Vec<u8>) -> Result<(), serde_json::Error>,
+    ) -> Result<(), Error> {
+        self.framed_as(kind, body, true).await
+    }
+
+    async fn framed_as(
+        &self,
+        kind: Kind,
+        body: impl FnOnce(&mut Vec<u8>) -> Result<(), serde_json::Error>,
+        deferred: bool,
+    ) -> Result<(), Error> {
         let mut body = Some(body);
         loop {
             let drained = self.drained.notified();
@@ -149,7 +170,12 @@ impl Outbox {
                 if st.buf.len() < HIGH_WATER {
                     let body = body.take().expect("written once");
                     push_frame(&mut st, kind, Vec::new(), self.max_body, body)?;
-                    self.write_or_wake(st);
+                    if deferred {
+                        drop(st);
+                        self.wake_writer.notify_one();
+                    } else {
+                        self.write_or_wake(st);
+                    }
                     return Ok(());
                 }
             }

@@ -112,6 +112,16 @@ impl<T> Inbox<T> {
         self.rx.recv().await.map(|(item, _)| item)
     }
 
+    /// How many deliveries wait in it now.
+    pub fn len(&self) -> usize {
+        self.rx.len()
+    }
+
+    /// Whether none waits.
+    pub fn is_empty(&self) -> bool {
+        self.rx.is_empty()
+    }
+
     /// The next delivery if one is queued.
     pub fn try_recv(&mut self) -> Option<T> {
         self.rx.try_recv().ok().map(|(item, _)| item)

@@ -340,23 +340,29 @@ impl PrimaryService {
     }
 
     /// [`broadcast`](Self::broadcast) of a value encoded already (`json`).
+    /// To several workers, the frames are left to each channel's writer
+    /// (see `Outbox::framed_deferred`).
     pub(crate) async fn broadcast_json(&self, to: Option<&[u32]>, json: &[u8]) -> Vec<u32> {
         let targets = match to {
             Some(ids) => ids.to_vec(),
             None => self.workers(),
         };
+        let deferred = targets.len() > 1;
         let mut sent = Vec::with_capacity(targets.len());
         for id in targets {
             let Ok((_, outbox)) = self.outbox(id) else {
                 continue;
             };
-            let queued = outbox
-                .framed(Kind::Service, |buf| {
-                    frame::write_prefix(buf, &self.name, Op::Message, 0);
-                    buf.extend_from_slice(json);
-                    Ok(())
-                })
-                .await;
+            let body = |buf: &mut Vec<u8>| {
+                frame::write_prefix(buf, &self.name, Op::Message, 0);
+                buf.extend_from_slice(json);
+                Ok(())
+            };
+            let queued = if deferred {
+                outbox.framed_deferred(Kind::Service, body).await
+            } else {
+                outbox.framed(Kind::Service, body).await
+            };
             match queued {
                 Ok(()) => sent.push(id),
                 Err(e) => {

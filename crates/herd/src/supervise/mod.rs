@@ -63,6 +63,7 @@ mod notify;
 mod replace;
 mod signals;
 mod status;
+mod statuses;
 #[cfg(test)]
 mod tests;
 
@@ -186,33 +187,6 @@ impl std::fmt::Debug for Supervisor {
     }
 }
 
-/// The supervisor's replace queue as a status of the primary's side in
-/// the status registry (`services::status::REPLACE_QUEUE`): the reload
-/// under way, and the slots being replaced, from the latest snapshot.
-fn register_replace_queue(primary: &Primary, state: &watch::Sender<Arc<Snapshot>>) {
-    let rx = state.subscribe();
-    let view = move || {
-        let s = &rx.borrow().status;
-        let replacing: Vec<_> = s
-            .slots
-            .iter()
-            .filter(|slot| slot.state == SlotState::Replacing)
-            .map(|slot| {
-                serde_json::json!({
-                    "slot": slot.slot, "worker": slot.worker, "successor": slot.successor,
-                })
-            })
-            .collect();
-        serde_json::json!({"reload": s.reload, "replacing": replacing})
-    };
-    let registered = primary
-        .statuses()
-        .and_then(|reg| reg.register_primary(crate::services::status::REPLACE_QUEUE, view));
-    if let Err(e) = registered {
-        tracing::warn!(error = %e, "the replace queue is not in the status registry");
-    }
-}
-
 impl Supervisor {
     /// A supervisor of `primary`'s workers, as `cfg` says. Starts nothing;
     /// reads the service manager from the environment now, unless
@@ -226,7 +200,7 @@ impl Supervisor {
         let now = Instant::now();
         let machine = Machine::new(cfg, primary.clone(), emitter.clone(), now);
         let (state, _) = watch::channel(Arc::new(machine.snapshot(now)));
-        register_replace_queue(&primary, &state);
+        statuses::register_replace_queue(&primary, &state);
         let (tx, rx) = mpsc::unbounded_channel();
         Supervisor {
             shared: Arc::new(Shared {

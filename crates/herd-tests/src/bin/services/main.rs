@@ -51,6 +51,11 @@ async fn main() {
     match (scenario.as_str(), primary) {
         ("transport", true) => transport::primary().await,
         ("transport", false) => transport::worker().await,
+        ("flood", true) => {
+            transport::flood_primary().await;
+            std::future::pending::<()>().await
+        }
+        ("flood", false) => transport::flood_worker().await,
         // The primaries stay once they reported, for the workers' lines.
         (s, true) if s.starts_with("emit") => {
             emitter::primary(s).await;

@@ -109,11 +109,9 @@ pub async fn worker(_s: &str) {
     let (read, write) = (load.clone(), load.clone());
     if me == 3 {
         // Never answers, either way.
-        st.register_with_update(
-            "load",
-            std::future::pending::<u64>,
-            |_: u64| std::future::pending::<Result<(), String>>(),
-        )
+        st.register_with_update("load", std::future::pending::<u64>, |_: u64| {
+            std::future::pending::<Result<(), String>>()
+        })
         .await
         .unwrap();
     } else {

@@ -130,3 +130,55 @@ pub async fn worker() {
     w.disconnect();
     w.flush().await;
 }
+
+/// `flood`: the worker floods service `f` with 1 KiB messages, never
+/// waiting (`send_now`), while the primary reads none of them, until its
+/// send is refused (`Error::Backlog`): the primary held at most its bound.
+/// When told `drain` on stdin, the primary counts what waited in its
+/// inbox, then reads everything up to the worker's `end`.
+pub async fn flood_primary() {
+    let p = herd::Primary::new().unwrap();
+    let (_svc, mut inbox) = p.service("f").unwrap();
+    crate::fork(&p);
+    let mut line = String::new();
+    tokio::task::spawn_blocking(move || std::io::stdin().read_line(&mut line).map(|_| line))
+        .await
+        .unwrap()
+        .unwrap();
+    // What waits now, held back by the bound (reading it frees room, and
+    // the primary reads on).
+    let queued = inbox.len() as u64;
+    let mut total = 0u64;
+    loop {
+        let ev = tokio::time::timeout(Duration::from_secs(30), inbox.recv())
+            .await
+            .expect("the rest within 30 s")
+            .unwrap();
+        if let ServiceEvent::Message { message, .. } = ev {
+            if message.decode::<Value>().unwrap() == json!("end") {
+                break;
+            }
+            total += 1;
+        }
+    }
+    say(json!({"event": "flood", "queued": queued, "total": total}));
+}
+
+pub async fn flood_worker() {
+    let w = herd::Worker::connect().await.unwrap();
+    let (svc, _inbox) = w.service("f").unwrap();
+    let pad = "x".repeat(1000);
+    let mut sent = 0u64;
+    let refused = loop {
+        match svc.send_now(&pad) {
+            Ok(()) => sent += 1,
+            Err(e) => break e.to_string(),
+        }
+        if sent & 1023 == 0 {
+            tokio::task::yield_now().await;
+        }
+    };
+    say(json!({"event": "worker", "id": w.id(), "sent": sent, "refused": refused}));
+    svc.send(&"end").await.unwrap();
+    std::future::pending::<()>().await;
+}
