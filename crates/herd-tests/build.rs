@@ -50,6 +50,8 @@ fn main() {
     cfg("herd_promtool", on_path("promtool"));
     // gdb reads a worker's backtraces (herd ctl dump, /workers/ID/dump).
     cfg("herd_gdb", on_path("gdb"));
+    // redis-server (Debian's package) for the cache on Redis (tests/cache_redis.rs).
+    cfg("herd_redis", on_path("redis-server"));
     cfg(
         "herd_privileged_port_80",
         !assumed("HERD_TESTS_ASSUME_PORT_80_FREE") && unprivileged_port_start() > 80,

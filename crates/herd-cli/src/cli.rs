@@ -209,6 +209,13 @@ pub struct RunArgs {
     #[arg(long, value_name = "DURATION", env = "HERD_HEARTBEAT_TIMEOUT")]
     pub heartbeat_timeout: Option<String>,
 
+    /// Share the cluster's services (the cache) with every herd on the same
+    /// Redis: redis://HOST:PORT[/DB], redis://:PASSWORD@HOST:PORT or
+    /// unix:///PATH. Its keys are herd:NAME:* (--name). /status and
+    /// /metrics say when Redis is away. Off by default (one host).
+    #[arg(long, value_name = "URL", env = "HERD_SERVICES")]
+    pub services: Option<String>,
+
     /// Serve the monitor (health for load balancers at /ecv, /livez,
     /// /readyz, /status, /metrics, /deps, and the live dashboard at
     /// /debug) on this address: loopback or a private interface. Off by

@@ -37,6 +37,7 @@ pub struct File {
     pub max_memory: Option<String>,
     pub heartbeat_timeout: Option<String>,
     pub monitor: Option<String>,
+    pub services: Option<String>,
     pub monitor_token_file: Option<PathBuf>,
     pub ecv_root: Option<String>,
     pub monitor_probe: Option<String>,
@@ -118,6 +119,8 @@ pub struct Run {
     pub max_memory: Option<u64>,
     pub heartbeat_timeout: Option<Duration>,
     pub monitor: Option<MonitorOptions>,
+    /// `--services`: the Redis URL the cache service runs on.
+    pub services: Option<String>,
     pub drain_delay: Duration,
     pub reload_via_health: bool,
     pub output: Output,
@@ -132,6 +135,19 @@ pub struct Run {
     /// Who the workers run as (`--user`, `--group`).
     pub credentials: crate::startup::Credentials,
     pub pid_file: Option<PathBuf>,
+}
+
+/// A `--services` URL: Redis's, by TCP or a Unix socket (the `redis`
+/// crate checks the rest when the service starts).
+fn services_url(url: &str) -> Result<String> {
+    let schemes = ["redis://", "rediss://", "unix://", "redis+unix://"];
+    if url.len() > 4096 || !schemes.iter().any(|s| url.starts_with(s)) {
+        anyhow::bail!(
+            "--services {:?}: give a Redis URL, redis://HOST:PORT[/DB] or unix:///PATH",
+            url.chars().take(80).collect::<String>()
+        );
+    }
+    Ok(url.to_string())
 }
 
 /// `--monitor` and the options that go with it.
@@ -367,6 +383,9 @@ impl Run {
             .map(|n| limits::number("max-requests", n, limits::MAX_REQUESTS))
             .transpose()?;
         let pick = |a: &Option<String>, f: &Option<String>| a.clone().or(f.clone());
+        let services = pick(&args.services, &file.services)
+            .map(|url| services_url(&url))
+            .transpose()?;
         let monitor = match pick(&args.monitor, &file.monitor) {
             None => None,
             Some(addr) => Some(MonitorOptions {
@@ -457,6 +476,7 @@ impl Run {
             max_memory,
             heartbeat_timeout,
             monitor,
+            services,
             drain_delay,
             reload_via_health,
             output,

@@ -235,7 +235,10 @@ async fn serve(
             .map_err(|e| anyhow!("{e}"))?
             .join(format!("services-{}", std::process::id())),
     };
-    settings = settings.env(herd::services::resp::ENV, &services_path);
+    // On Redis (--services), foreign workers use that Redis themselves.
+    if cfg.services.is_none() {
+        settings = settings.env(herd::services::resp::ENV, &services_path);
+    }
     if let Some(uid) = cfg.credentials.uid {
         settings = settings.uid(uid);
     }
@@ -258,21 +261,35 @@ async fn serve(
             if b.inherited { ", from systemd" } else { "" }
         );
     }
-    let services = herd::CacheService::new(&primary)
-        .and_then(|cache| {
-            let socket = herd::services::resp::serve_cache(
-                &primary,
-                &cache,
-                &services_path,
-                cfg.credentials.uid,
-            )?;
-            Ok((cache, socket))
-        })
-        .map_err(|e| {
+    // The cluster's cache (kept for the primary's life): on Redis, shared
+    // with every herd of this name on it, or in this primary and served
+    // to the workers' own Redis clients on the services socket.
+    let services = match &cfg.services {
+        Some(url) => herd::CacheService::with_redis(&primary, url, &cfg.name)
+            .map(|cache| (cache, None))
+            .map_err(|e| anyhow!("--services: {e}")),
+        None => herd::CacheService::new(&primary)
+            .and_then(|cache| {
+                let socket = herd::services::resp::serve_cache(
+                    &primary,
+                    &cache,
+                    &services_path,
+                    cfg.credentials.uid,
+                )?;
+                Ok((cache, Some(socket)))
+            })
+            .map_err(|e| anyhow!("{e}")),
+    };
+    let services = match services {
+        Ok(s) => s,
+        Err(e) => {
             primary.remove_foreign_files();
-            anyhow!("{e}")
-        })?;
-    tracing::debug!("services socket {}", services.1.path().display());
+            return Err(e);
+        }
+    };
+    if let Some(socket) = &services.1 {
+        tracing::debug!("services socket {}", socket.path().display());
+    }
     let listener = match ctl::bind(&ctl_path) {
         Ok(l) => l,
         Err(e) => {

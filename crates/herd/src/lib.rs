@@ -92,6 +92,8 @@ pub use primary::{
 };
 pub use request::Request;
 pub use sched::Policy;
+#[cfg(feature = "redis")]
+pub use services::cache::RedisHealth;
 pub use services::cache::{
     Cache, CacheError, CacheOptions, CacheService, CacheStats, Change, ChangeKind, Watch,
 };

@@ -84,3 +84,44 @@ pub(super) fn encode(
     }
     Ok(())
 }
+
+/// The cache's Redis link: up or away, how long, how often it came back,
+/// and the loads run in this host alone meanwhile.
+#[cfg(feature = "redis")]
+pub(super) fn encode_redis(e: &mut DescriptorEncoder, h: &crate::RedisHealth) -> std::fmt::Result {
+    use prometheus_client::encoding::EncodeMetric;
+    let labels: Labels = vec![("redis", h.url.clone())];
+    let gauges = [
+        (
+            "herd_redis_up",
+            "1 while the cache's Redis answers (commands and pub/sub), 0 while it is away",
+            i64::from(h.up),
+        ),
+        (
+            "herd_redis_away_seconds",
+            "Seconds since the cache's Redis went away (0 while up)",
+            i64::try_from(h.away_ms / 1000).unwrap_or(i64::MAX),
+        ),
+    ];
+    for (name, help, v) in gauges {
+        let mut m = e.encode_descriptor(name, help, None, MetricType::Gauge)?;
+        ConstGauge::new(v).encode(m.encode_family(&labels)?)?;
+    }
+    let counters = [
+        (
+            "herd_redis_reconnects",
+            "Times the cache's Redis link came back after Redis was away",
+            h.reconnects,
+        ),
+        (
+            "herd_redis_away_loads",
+            "Cache loads run in this host alone while Redis was away (value not shared)",
+            h.away_loads,
+        ),
+    ];
+    for (name, help, v) in counters {
+        let mut m = e.encode_descriptor(name, help, None, MetricType::Counter)?;
+        ConstCounter::new(v).encode(m.encode_family(&labels)?)?;
+    }
+    Ok(())
+}

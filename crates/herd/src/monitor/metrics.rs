@@ -297,6 +297,10 @@ impl Collector for Snapshot {
             [(vec![], ConstGauge::new(i64::from(c.reload.is_some())))],
         )?;
         super::cache_metrics::encode(&mut e, &crate::services::cache::metrics_snapshot())?;
+        #[cfg(feature = "redis")]
+        if let Some(h) = crate::services::cache::redis_health() {
+            super::cache_metrics::encode_redis(&mut e, &h)?;
+        }
         Ok(())
     }
 }

@@ -26,6 +26,11 @@ pub(crate) struct Document {
     pub listeners: Vec<ListenStatus>,
     pub slots: Vec<SlotStatus>,
     pub workers: Vec<Worker>,
+    /// The cache's Redis link (`up: false` while Redis is away), when the
+    /// cache service runs on Redis.
+    #[cfg(feature = "redis")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redis: Option<crate::RedisHealth>,
     /// The status registry's names (`services::status`): what
     /// `get_status` can read, and who holds each.
     pub statuses: Vec<crate::services::StatusName>,
@@ -78,6 +83,8 @@ impl Document {
             listeners,
             slots: s.slots,
             workers,
+            #[cfg(feature = "redis")]
+            redis: crate::services::cache::redis_health(),
             statuses: Vec::new(),
         }
     }

@@ -12,6 +12,7 @@
 //! `{"tell":N,"msg":M}`, `{"kill":N}`, and
 //! `{"when_misses":{"cache":C,"at_least":K,"kill":N}}`.
 
+mod hosts;
 mod scenarios;
 
 use std::collections::HashSet;
@@ -32,6 +33,12 @@ fn main() {
         .unwrap();
     match herd::role() {
         Role::Primary => rt.block_on(primary()),
+        Role::Worker
+            if hosts::SCENARIOS
+                .contains(&std::env::var("CACHE_SCENARIO").unwrap_or_default().as_str()) =>
+        {
+            rt.block_on(hosts::worker())
+        }
         Role::Worker => rt.block_on(scenarios::worker()),
     }
 }
@@ -42,11 +49,21 @@ async fn primary() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(1);
     let primary = Primary::new().expect("primary");
-    let service = match std::env::var_os("CACHE_DIR") {
-        Some(dir) => herd::CacheService::with_dir(&primary, dir),
-        None => herd::CacheService::new(&primary),
+    // CACHE_REDIS: the cache on that Redis, for the cluster CACHE_CLUSTER.
+    let service = match (std::env::var("CACHE_REDIS"), std::env::var_os("CACHE_DIR")) {
+        (Ok(url), _) => {
+            let cluster = std::env::var("CACHE_CLUSTER").unwrap_or_else(|_| "test".into());
+            herd::CacheService::with_redis(&primary, &url, &cluster)
+        }
+        (_, Some(dir)) => herd::CacheService::with_dir(&primary, dir),
+        (_, None) => herd::CacheService::new(&primary),
     }
     .expect("cache service");
+    hosts::commands(&primary, &service);
+    if std::env::var_os("CACHE_EMIT").is_some() {
+        let emitter = primary.emitter().expect("emitter");
+        service.share_emitter(&emitter).expect("share the emitter");
+    }
     let mut events = primary.events();
     let mut handles = Vec::new();
     for _ in 0..n {
@@ -61,6 +78,7 @@ async fn primary() {
                 if msg.get("ready").is_some() {
                     ready.insert(worker);
                     if ready.len() == n {
+                        hosts::all_ready().await;
                         for h in &handles {
                             let _ = h.send(&"go").await;
                         }

@@ -81,6 +81,8 @@ mod answer;
 mod backend;
 mod handle;
 mod local;
+#[cfg(feature = "redis")]
+mod on_redis;
 mod options;
 mod remote;
 mod service;
@@ -91,6 +93,8 @@ mod wire;
 use serde::{Deserialize, Serialize};
 
 pub use handle::{Cache, Watch, DEFAULT_WAIT};
+#[cfg(feature = "redis")]
+pub use on_redis::RedisHealth;
 pub use options::{CacheError, CacheOptions, CacheStats, MAX_CACHES, MAX_KEY, MAX_NAME};
 pub use service::CacheService;
 
@@ -137,6 +141,26 @@ static SERVED: std::sync::Mutex<std::sync::Weak<store::Store>> =
 /// it runs none), for `/metrics`.
 #[cfg_attr(not(feature = "monitor"), allow(dead_code))]
 pub(crate) fn metrics_snapshot() -> Vec<(String, CacheStats)> {
+    #[cfg(feature = "redis")]
+    if let Some(engine) = on_redis::SERVED
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .upgrade()
+    {
+        return engine.stats();
+    }
     let served = SERVED.lock().unwrap_or_else(|p| p.into_inner()).upgrade();
     served.map(|s| s.stats()).unwrap_or_default()
+}
+
+/// The Redis link of this process's [`CacheService`], when it runs on
+/// Redis, for `/status` and `/metrics`.
+#[cfg(feature = "redis")]
+#[cfg_attr(not(feature = "monitor"), allow(dead_code))]
+pub(crate) fn redis_health() -> Option<RedisHealth> {
+    on_redis::SERVED
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .upgrade()
+        .map(|e| e.health())
 }

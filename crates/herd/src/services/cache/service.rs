@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::backend::InProcess;
+use super::backend::{Backend, InProcess};
 use super::store::clock::SystemClock;
 use super::store::Store;
 use super::{Cache, CacheError, CacheOptions, CacheStats};
@@ -26,7 +26,9 @@ const PERSIST_EVERY: Duration = Duration::from_secs(1);
 #[derive(Clone)]
 pub struct CacheService {
     store: Arc<Store>,
-    backend: Arc<InProcess>,
+    backend: Arc<dyn Backend>,
+    #[cfg(feature = "redis")]
+    redis: Option<Arc<super::on_redis::Engine>>,
 }
 
 impl std::fmt::Debug for CacheService {
@@ -71,11 +73,95 @@ impl CacheService {
                 next_watch: 1.into(),
             }),
             store,
+            #[cfg(feature = "redis")]
+            redis: None,
         };
         super::service_wire::serve(primary, &service.store)?;
         *super::SERVED.lock().unwrap_or_else(|p| p.into_inner()) = Arc::downgrade(&service.store);
         service.run_timers();
         Ok(service)
+    }
+
+    /// Starts the service on the Redis server at `url`
+    /// (`redis://HOST:PORT[/DB]`, `redis://:PASSWORD@HOST:PORT`,
+    /// `unix:///PATH`), shared with every herd instance that names the
+    /// same `cluster` (1 to 64 ASCII letters, digits, `._-`): its entries
+    /// are Redis's `herd:{cluster}:*` keys. Its workers open caches as
+    /// with [`new`](Self::new); how it works and what differs: the
+    /// library's docs/architecture.md, "Many hosts". The connections are
+    /// made in the background: the service starts while Redis is away,
+    /// and says so ([`redis_health`](Self::redis_health)).
+    ///
+    /// ```no_run
+    /// # async fn demo(primary: herd::Primary) -> Result<(), Box<dyn std::error::Error>> {
+    /// let service = herd::CacheService::with_redis(&primary, "redis://10.0.0.5:6379", "shop")?;
+    /// // ... primary.fork() the workers; they open caches with Worker::cache.
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`crate::Error::Service`] for a URL or cluster name that is not
+    /// one, or when a cache service runs already.
+    #[cfg(feature = "redis")]
+    pub fn with_redis(
+        primary: &crate::Primary,
+        url: &str,
+        cluster: &str,
+    ) -> Result<CacheService, crate::Error> {
+        use super::on_redis::{serve::OnRedis, Engine};
+        let bad = |why: String| crate::Error::Service {
+            name: super::service_wire::SERVICE.into(),
+            why,
+        };
+        let engine = Engine::start(url, cluster).map_err(bad)?;
+        super::on_redis::serve::serve(primary, &engine)?;
+        *super::on_redis::SERVED
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Arc::downgrade(&engine);
+        Ok(CacheService {
+            store: Arc::new(Store::new(None, SystemClock::shared())),
+            backend: Arc::new(OnRedis {
+                engine: engine.clone(),
+                next_watch: 1.into(),
+            }),
+            redis: Some(engine),
+        })
+    }
+
+    /// Shares the primary's `emitter` with the other hosts on this Redis:
+    /// an emit to every worker (the primary's `emit`, or any emit naming
+    /// [`Target::AllWorkers`](crate::Target::AllWorkers)) also reaches every
+    /// worker and the primary's subscriptions of every other host, in the
+    /// order it was made, as from that host's primary
+    /// ([`Origin::Primary`](crate::services::Origin::Primary)). Call it
+    /// once, before forking.
+    ///
+    /// ```no_run
+    /// # async fn demo(primary: herd::Primary) -> Result<(), Box<dyn std::error::Error>> {
+    /// let service = herd::CacheService::with_redis(&primary, "unix:///run/redis.sock", "shop")?;
+    /// service.share_emitter(&primary.emitter()?)?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`crate::Error::Service`] when the service is not on Redis, or the
+    /// emitter is shared already.
+    #[cfg(feature = "redis")]
+    pub fn share_emitter(&self, emitter: &crate::Emitter) -> Result<(), crate::Error> {
+        let bad = |why: String| crate::Error::Service {
+            name: crate::services::emitter::SERVICE.into(),
+            why,
+        };
+        let engine = self.redis.as_ref().ok_or_else(|| {
+            bad("the cache service is not on Redis (CacheService::with_redis)".into())
+        })?;
+        engine.share_emitter(emitter.clone()).map_err(bad)
+    }
+
+    /// The Redis link's state, when the service runs on Redis.
+    #[cfg(feature = "redis")]
+    pub fn redis_health(&self) -> Option<super::RedisHealth> {
+        self.redis.as_ref().map(|e| e.health())
     }
 
     /// The store's timer: expiries, lease and wait deadlines, persistence.
@@ -119,6 +205,10 @@ impl CacheService {
 
     /// Every cache's counters, by name.
     pub fn stats(&self) -> Vec<(String, CacheStats)> {
+        #[cfg(feature = "redis")]
+        if let Some(engine) = &self.redis {
+            return engine.stats();
+        }
         self.store.stats()
     }
 

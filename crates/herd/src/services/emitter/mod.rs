@@ -297,8 +297,11 @@ impl Emitter {
                 };
                 let (body, range) = wire::encode(event, None, Some(0), payload)?;
                 if local {
-                    let m = Message::new(body.clone()).slice(range);
+                    let m = Message::new(body.clone()).slice(range.clone());
                     self.subs.dispatch(event, Origin::Primary, &m);
+                }
+                if has(Target::AllWorkers) {
+                    elsewhere(event, &body[range.clone()]);
                 }
                 if let Some(ids) = workers {
                     svc.broadcast_json(ids.as_deref(), &body).await;
@@ -352,6 +355,41 @@ impl Emitter {
     /// return `None`); returns how many there were.
     pub fn off(&self, event: &str) -> usize {
         self.subs.off(event)
+    }
+}
+
+/// Where this host's emits to every worker also go (the Redis bridge of
+/// issue 16: to the other hosts' workers), with their event and payload
+/// JSON. Set once, by `CacheService::share_emitter`.
+pub(crate) static ELSEWHERE: std::sync::OnceLock<Elsewhere> = std::sync::OnceLock::new();
+
+/// The hook of [`ELSEWHERE`]: an emit's event and payload JSON.
+pub(crate) type Elsewhere = Box<dyn Fn(&str, &[u8]) + Send + Sync>;
+
+fn elsewhere(event: &str, payload: &[u8]) {
+    if let Some(f) = ELSEWHERE.get() {
+        f(event, payload);
+    }
+}
+
+impl Emitter {
+    /// An emit from another host (its primary's or a worker's, to every
+    /// worker): to this primary's subscriptions and every worker here, as
+    /// from the primary.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) async fn deliver_from_elsewhere(&self, event: &str, payload: &[u8]) {
+        let Side::Primary(svc) = &self.side else {
+            return;
+        };
+        let body = wire::encode_raw(event, 0, payload);
+        if self.subs.has(event) {
+            let m = Message::new(body.clone());
+            if let Ok(inc) = wire::decode(m.as_json()) {
+                let range = range_in(m.as_json(), inc.p.get().as_bytes());
+                self.subs.dispatch(event, Origin::Primary, &m.slice(range));
+            }
+        }
+        svc.broadcast_json(None, &body).await;
     }
 }
 
@@ -423,6 +461,7 @@ async fn route_one(svc: &PrimaryService, subs: &Subs, worker: u32, m: &Message) 
     let ids = match route.w {
         None => return,
         Some(Workers::All(_)) => {
+            elsewhere(&inc.e, inc.p.get().as_bytes());
             let mut all = svc.workers();
             all.retain(|w| *w != worker);
             all
