@@ -184,9 +184,14 @@ impl CacheService {
                     () = woken.wake.notified() => {}
                     () = tokio::time::sleep_until(until) => {}
                 }
+                // A blocking thread only when there is something to write:
+                // nothing persists in most clusters, and a thread a second
+                // is a cost (and, at a process limit, a failure) for nothing.
                 if tokio::time::Instant::now() >= next_flush {
-                    let s = woken.clone();
-                    let _ = tokio::task::spawn_blocking(move || s.flush()).await;
+                    if woken.needs_flush() {
+                        let s = woken.clone();
+                        let _ = tokio::task::spawn_blocking(move || s.flush()).await;
+                    }
                     next_flush = tokio::time::Instant::now() + PERSIST_EVERY;
                 }
             }

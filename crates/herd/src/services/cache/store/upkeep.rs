@@ -133,6 +133,11 @@ impl Store {
         all
     }
 
+    /// Whether a persistent cache changed since its last flush.
+    pub fn needs_flush(&self) -> bool {
+        self.dir.is_some() && self.lock().caches.values().any(|n| n.dirty)
+    }
+
     /// Writes every persistent cache changed since its last write.
     pub fn flush(&self) {
         let Some(dir) = &self.dir else { return };
