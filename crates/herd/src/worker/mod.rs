@@ -1,6 +1,11 @@
 //! The worker side: a worker process's own end of the cluster, as Node's
 //! `cluster.worker` inside a worker.
 //!
+//! (Why this file runs past 500 lines: it is [`Worker`]'s whole public
+//! face, every method a program calls, kept in one place so the API reads
+//! as one page; what each method does lives in the submodules: read loop,
+//! listeners, requests, heartbeats, serving.)
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! let worker = herd::Worker::connect().await?;
