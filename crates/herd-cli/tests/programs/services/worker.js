@@ -25,13 +25,18 @@ async function checks() {
   eq(await r.del(`gone:${id}`), 1, "DEL");
   eq(await r.get(`gone:${id}`), null, "GET after DEL");
   eq(await r.exists(`live:${id}`, `gone:${id}`), 1, "EXISTS");
+  eq(await r.set(`nx:${id}`, "a", "NX"), "OK", "SET NX");
+  eq(await r.set(`nx:${id}`, "b", "NX"), null, "SET NX again");
+  eq(await r.set(`zero:${id}`, "z"), "OK", "SET");
+  eq(await r.expire(`zero:${id}`, 0), 1, "EXPIRE 0 deletes");
+  eq(await r.get(`zero:${id}`), null, "GET after EXPIRE 0");
   const keys = await r.keys(`live:${id}`);
   eq(keys.join(","), `live:${id}`, "KEYS");
   await r.set(`ok:${id}`, "1");
 }
 
 sub.on("message", (channel, message) => {
-  if (channel === "chat" && !message.endsWith(` ${id}`)) r.set(`heard:${id}`, message);
+  if (channel === "chat" && !message.endsWith(` ${id}`)) r.set(`heard:${id}`, message).catch(fail);
 });
 
 (async () => {

@@ -75,15 +75,13 @@ fn deliver(channels: &Channels, channel: &Bytes, message: &Bytes) -> i64 {
         return 0;
     };
     let mut reached = 0;
-    ch.subs.retain(
-        |(_, tx)| match tx.try_send((channel.clone(), message.clone())) {
-            Ok(()) => {
-                reached += 1;
-                true
-            }
-            Err(_) => false,
-        },
-    );
+    ch.subs.retain(|(_, tx)| match tx.push(channel, message) {
+        true => {
+            reached += 1;
+            true
+        }
+        false => false,
+    });
     reached
 }
 
@@ -131,8 +129,16 @@ impl Backend for CacheHub {
         }
     }
 
-    async fn set(&self, k: Bytes, v: Bytes, ttl: Option<Duration>, cond: Condition) -> bool {
-        let Some(k) = key(&k) else { return false };
+    async fn set(
+        &self,
+        k: Bytes,
+        v: Bytes,
+        ttl: Option<Duration>,
+        cond: Condition,
+    ) -> Result<bool, String> {
+        let Some(k) = key(&k) else {
+            return Err("herd's cache keys are UTF-8 text; this key is not".into());
+        };
         let when = match cond {
             Condition::Always => When::Always,
             Condition::IfAbsent => When::Absent,
@@ -140,7 +146,7 @@ impl Backend for CacheHub {
         };
         self.store
             .set_expiring(RESP_CACHE, k, to_json(&v), ttl, when)
-            .unwrap_or(false)
+            .map_err(|e| e.to_string())
     }
 
     async fn del(&self, k: &[u8]) -> bool {
@@ -174,12 +180,17 @@ impl Backend for CacheHub {
         if let (Some(emitter), Ok(event)) = (&self.emitter, std::str::from_utf8(&channel)) {
             let payload: serde_json::Value =
                 serde_json::from_str(&to_json(&message)).unwrap_or_default();
-            if let Err(e) = emitter
-                .emit_to(crate::Target::AllWorkers, event, &payload)
-                .await
-            {
-                tracing::debug!("services socket: PUBLISH {event}: not emitted: {e}");
-            }
+            // On a task of its own: a worker slow to read its channel
+            // must not hold up PUBLISH for everyone.
+            let (emitter, event) = (emitter.clone(), event.to_string());
+            tokio::spawn(async move {
+                if let Err(e) = emitter
+                    .emit_to(crate::Target::AllWorkers, &event, &payload)
+                    .await
+                {
+                    tracing::debug!("services socket: PUBLISH {event}: not emitted: {e}");
+                }
+            });
         }
         reached
     }

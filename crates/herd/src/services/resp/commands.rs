@@ -42,14 +42,14 @@ pub trait Backend: Send + Sync + 'static {
     /// The value of `key`, if it has one.
     fn get(&self, key: &[u8]) -> impl Future<Output = Option<Bytes>> + Send;
     /// Sets `key` to `value` (expiring after `ttl`) if `cond` allows;
-    /// whether it did.
+    /// whether it did, or why it cannot (a key or value the store refuses).
     fn set(
         &self,
         key: Bytes,
         value: Bytes,
         ttl: Option<Duration>,
         cond: Condition,
-    ) -> impl Future<Output = bool> + Send;
+    ) -> impl Future<Output = Result<bool, String>> + Send;
     /// Removes `key`; whether it was there.
     fn del(&self, key: &[u8]) -> impl Future<Output = bool> + Send;
     /// Every key matching the glob `pattern` (`*`, `?`, `[...]`, `\`).
@@ -134,6 +134,8 @@ pub async fn run<B: Backend>(b: &B, cmd: &str, args: &[Bytes]) -> Option<Reply> 
         },
         "SCAN" => scan(b, a).await,
         "EXPIRE" | "PEXPIRE" => match a {
+            // As in Redis, a time of zero or less deletes the key.
+            [k, t] if int_arg(t).is_some_and(|n| n <= 0) => Reply::Int(i64::from(b.del(k).await)),
             [k, t] => match expiry(t, cmd == "PEXPIRE", cmd) {
                 Ok(ttl) => Reply::Int(i64::from(b.expire(k, ttl).await)),
                 Err(e) => e,
@@ -190,10 +192,10 @@ async fn set<B: Backend>(b: &B, a: &[Bytes]) -> Reply {
         }
         i += 1;
     }
-    if b.set(k.clone(), v.clone(), ttl, cond).await {
-        Reply::Simple("OK")
-    } else {
-        Reply::Nil
+    match b.set(k.clone(), v.clone(), ttl, cond).await {
+        Ok(true) => Reply::Simple("OK"),
+        Ok(false) => Reply::Nil,
+        Err(why) => Reply::err(why),
     }
 }
 

@@ -19,7 +19,7 @@ mod socket;
 pub use cache_hub::RESP_CACHE;
 pub use codec::{Limits, Proto, ProtocolError, Reply};
 pub use commands::{glob, Backend, Condition, Ttl};
-pub use server::{serve, Hub, PushSender, MAX_SUBSCRIPTIONS, PUSH_QUEUE};
+pub use server::{serve, Hub, PushSender, MAX_SUBSCRIPTIONS, PUSH_BYTES, PUSH_QUEUE};
 pub use socket::{ServicesSocket, ENV, MAX_CONNECTIONS};
 
 /// Serves `cache`'s store ([`RESP_CACHE`]) and the RESP clients' channels,

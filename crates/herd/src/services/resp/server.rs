@@ -10,6 +10,7 @@
 //! Anything that is not RESP ends that one connection with an error reply.
 
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
@@ -29,9 +30,44 @@ const FLUSH_AT: usize = 1 << 20;
 /// The most channels one connection may subscribe to.
 pub const MAX_SUBSCRIPTIONS: usize = 10_000;
 
-/// Where a published message goes for one subscribed connection: a
-/// bounded queue; a full one means the subscriber is too slow.
-pub type PushSender = mpsc::Sender<(Bytes, Bytes)>;
+/// The most bytes of pushed messages one subscriber may leave unwritten
+/// (redis-server's pub/sub output limit is 32 MiB too).
+pub const PUSH_BYTES: usize = 32 << 20;
+
+/// Where a published message goes for one subscribed connection: a queue
+/// bounded in messages ([`PUSH_QUEUE`]) and bytes ([`PUSH_BYTES`]); one
+/// that is full means the subscriber is too slow, and it is dropped.
+#[derive(Clone, Debug)]
+pub struct PushSender {
+    tx: mpsc::Sender<(Bytes, Bytes)>,
+    bytes: Arc<AtomicUsize>,
+}
+
+impl PushSender {
+    /// Queues `message` on `channel` for this subscriber; `false` when its
+    /// queue is full (or it is gone): forget it, its connection closes.
+    pub fn push(&self, channel: &Bytes, message: &Bytes) -> bool {
+        let size = channel.len() + message.len();
+        if self.bytes.fetch_add(size, Ordering::AcqRel) + size > PUSH_BYTES {
+            self.bytes.fetch_sub(size, Ordering::AcqRel);
+            self.bytes.store(usize::MAX / 2, Ordering::Release);
+            return false;
+        }
+        if self
+            .tx
+            .try_send((channel.clone(), message.clone()))
+            .is_err()
+        {
+            self.bytes.fetch_sub(size, Ordering::AcqRel);
+            return false;
+        }
+        true
+    }
+
+    fn full(&self) -> bool {
+        self.tx.capacity() == 0 || self.bytes.load(Ordering::Acquire) > PUSH_BYTES
+    }
+}
 
 /// What the server needs from the hub beyond [`Backend`]: subscriptions,
 /// kept per connection id.
@@ -56,17 +92,33 @@ where
         hub,
     };
     let (tx, mut rx) = mpsc::channel(PUSH_QUEUE);
+    let tx = PushSender {
+        tx,
+        bytes: Arc::new(AtomicUsize::new(0)),
+    };
+    // Takes what is queued into `out` (bounded by FLUSH_AT a batch).
+    let take = |rx: &mut mpsc::Receiver<(Bytes, Bytes)>,
+                c: &Conn<H>,
+                out: &mut BytesMut,
+                first: Option<(Bytes, Bytes)>| {
+        let mut next = first;
+        while let Some((channel, msg)) = next {
+            tx.bytes
+                .fetch_sub(channel.len() + msg.len(), Ordering::AcqRel);
+            c.message(channel, msg, out);
+            if out.len() >= FLUSH_AT {
+                break;
+            }
+            next = rx.try_recv().ok();
+        }
+    };
     let mut inbuf = BytesMut::with_capacity(4096);
     let mut out = BytesMut::with_capacity(4096);
     let end = loop {
         tokio::select! {
-            biased;
-            pushed = rx.recv(), if !c.subs.is_empty() => {
-                let Some((channel, msg)) = pushed else { break None };
-                c.message(channel, msg, &mut out);
-                while let Ok((channel, msg)) = rx.try_recv() {
-                    c.message(channel, msg, &mut out);
-                }
+            pushed = rx.recv() => {
+                let Some(first) = pushed else { break None };
+                take(&mut rx, &c, &mut out, Some(first));
             }
             read = io.read_buf(&mut inbuf) => match read {
                 Ok(0) => break None,
@@ -74,6 +126,10 @@ where
                     match parse_command(&mut inbuf, &limits) {
                         Ok(Some(args)) if args.is_empty() => {}
                         Ok(Some(args)) => {
+                            // What was published before an (UN)SUBSCRIBE
+                            // goes out before its answer, as in Redis.
+                            let first = rx.try_recv().ok();
+                            take(&mut rx, &c, &mut out, first);
                             if c.command(&args, &tx, &mut out).await == Flow::Quit {
                                 let _ = write(&mut io, &out, &limits).await;
                                 return c.leave();
@@ -106,7 +162,7 @@ where
             }
             out.clear();
         }
-        if tx.capacity() == 0 {
+        if tx.full() {
             tracing::warn!(
                 conn,
                 "services socket: a subscriber left {PUSH_QUEUE} messages unread; disconnecting it"
@@ -189,6 +245,9 @@ impl<H: Hub> Conn<H> {
                     Reply::Array(vec![Reply::bulk("pong"), Reply::bulk("")])
                 }
                 [] => Reply::Simple("PONG"),
+                [m] if !self.subs.is_empty() && self.proto == Proto::Resp2 => {
+                    Reply::Array(vec![Reply::bulk("pong"), Reply::Bulk(m.clone())])
+                }
                 [m] => Reply::Bulk(m.clone()),
                 _ => wrong(&cmd),
             },

@@ -63,7 +63,7 @@ impl ServicesSocket {
             // Not following a link: `path` is the socket just bound.
             std::os::unix::fs::lchown(path, Some(uid), None)?;
         }
-        let task = tokio::spawn(accept(listener, hub, limits));
+        let task = tokio::spawn(accept(listener, hub, limits, owner));
         Ok(ServicesSocket {
             path: path.to_path_buf(),
             task,
@@ -83,7 +83,8 @@ impl Drop for ServicesSocket {
     }
 }
 
-async fn accept<H: Hub>(listener: UnixListener, hub: Arc<H>, limits: Limits) {
+async fn accept<H: Hub>(listener: UnixListener, hub: Arc<H>, limits: Limits, owner: Option<u32>) {
+    let me = nix::unistd::geteuid().as_raw();
     let open = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let ids = AtomicU64::new(1);
     loop {
@@ -96,6 +97,19 @@ async fn accept<H: Hub>(listener: UnixListener, hub: Arc<H>, limits: Limits) {
                 continue;
             }
         };
+        // Besides the file's mode: only herd's user, the workers' and root
+        // are served (the socket's mode follows the umask until chmod).
+        match stream.peer_cred() {
+            Ok(c) if c.uid() == me || c.uid() == 0 || Some(c.uid()) == owner => {}
+            Ok(c) => {
+                tracing::warn!("services socket: a connection from uid {} refused", c.uid());
+                continue;
+            }
+            Err(e) => {
+                tracing::debug!("services socket: no peer credentials: {e}");
+                continue;
+            }
+        }
         let Ok(permit) = open.clone().try_acquire_owned() else {
             tokio::spawn(async move {
                 let _ = stream

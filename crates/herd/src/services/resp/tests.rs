@@ -20,7 +20,13 @@ impl Backend for Mem {
     async fn get(&self, key: &[u8]) -> Option<Bytes> {
         self.kv.lock().unwrap().get(key).cloned()
     }
-    async fn set(&self, key: Bytes, value: Bytes, _ttl: Option<Duration>, cond: Condition) -> bool {
+    async fn set(
+        &self,
+        key: Bytes,
+        value: Bytes,
+        _ttl: Option<Duration>,
+        cond: Condition,
+    ) -> Result<bool, String> {
         let mut kv = self.kv.lock().unwrap();
         let there = kv.contains_key(&key);
         let ok = match cond {
@@ -31,7 +37,7 @@ impl Backend for Mem {
         if ok {
             kv.insert(key, value);
         }
-        ok
+        Ok(ok)
     }
     async fn del(&self, key: &[u8]) -> bool {
         self.kv.lock().unwrap().remove(key).is_some()
@@ -62,7 +68,7 @@ impl Backend for Mem {
         let subs = self.subs.lock().unwrap();
         let mut n = 0;
         for (_, ch, tx) in subs.iter() {
-            if *ch == channel && tx.try_send((channel.clone(), message.clone())).is_ok() {
+            if *ch == channel && tx.push(&channel, &message) {
                 n += 1;
             }
         }
@@ -149,6 +155,21 @@ async fn unknown_commands_and_bad_arguments_are_errors_not_disconnects() {
         b"-ERR unknown command 'FLUSHALL', with args beginning with: \r\n-ERR wrong number of arguments for 'get' command\r\n-ERR invalid expire time in 'set' command\r\n+PONG\r\n",
     )
     .await;
+}
+
+#[tokio::test]
+async fn expire_of_zero_deletes_and_ping_while_subscribed_echoes_as_redis_does() {
+    let hub = Arc::new(Mem::default());
+    let (mut c, _t) = connect(&hub, 1);
+    expect(
+        &mut c,
+        b"SET k v\r\nEXPIRE k 0\r\nGET k\r\nEXPIRE k -1\r\n",
+        b"+OK\r\n:1\r\n$-1\r\n:0\r\n",
+    )
+    .await;
+    let acked = until(&mut c, b"SUBSCRIBE c\r\n", b":1\r\n").await;
+    assert!(acked.contains("subscribe"), "{acked}");
+    expect(&mut c, b"PING hi\r\n", b"*2\r\n$4\r\npong\r\n$2\r\nhi\r\n").await;
 }
 
 #[tokio::test]
