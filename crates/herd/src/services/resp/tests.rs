@@ -94,33 +94,13 @@ fn connect(hub: &Arc<Mem>, conn: u64) -> (DuplexStream, tokio::task::JoinHandle<
     (client, task)
 }
 
-/// Sends `send` and reads until the reply is exactly `want` (bounded).
-async fn expect(c: &mut DuplexStream, send: &[u8], want: &[u8]) {
+/// Sends `send` and reads until `done` holds of what came back (bounded
+/// by 5 s); returns all of it.
+async fn read_until(c: &mut DuplexStream, send: &[u8], done: impl Fn(&[u8]) -> bool) -> String {
     c.write_all(send).await.unwrap();
     let mut got = Vec::new();
     let read = async {
-        while got.len() < want.len() {
-            let mut b = [0u8; 4096];
-            let n = c.read(&mut b).await.unwrap();
-            assert!(n > 0, "closed after {:?}", String::from_utf8_lossy(&got));
-            got.extend_from_slice(&b[..n]);
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(5), read)
-        .await
-        .expect("no reply in 5 s");
-    let got = String::from_utf8_lossy(&got);
-    let want = String::from_utf8_lossy(want);
-    assert!(got.starts_with(&*want), "got {got:?}, want {want:?}");
-}
-
-/// Sends `send` and reads until what came back ends with `end` (bounded);
-/// returns all of it.
-async fn until(c: &mut DuplexStream, send: &[u8], end: &[u8]) -> String {
-    c.write_all(send).await.unwrap();
-    let mut got = Vec::new();
-    let read = async {
-        while !got.ends_with(end) {
+        while !done(&got) {
             let mut b = [0u8; 4096];
             let n = c.read(&mut b).await.unwrap();
             assert!(n > 0, "closed after {:?}", String::from_utf8_lossy(&got));
@@ -131,6 +111,18 @@ async fn until(c: &mut DuplexStream, send: &[u8], end: &[u8]) -> String {
         .await
         .expect("no reply in 5 s");
     String::from_utf8_lossy(&got).into_owned()
+}
+
+/// Sends `send`; what comes back starts with `want`.
+async fn expect(c: &mut DuplexStream, send: &[u8], want: &[u8]) {
+    let got = read_until(c, send, |g| g.len() >= want.len()).await;
+    let want = String::from_utf8_lossy(want);
+    assert!(got.starts_with(&*want), "got {got:?}, want {want:?}");
+}
+
+/// Sends `send` and reads until what came back ends with `end`.
+async fn until(c: &mut DuplexStream, send: &[u8], end: &[u8]) -> String {
+    read_until(c, send, |g| g.ends_with(end)).await
 }
 
 #[tokio::test]
