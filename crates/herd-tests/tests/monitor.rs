@@ -4,26 +4,12 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::Duration;
 
 use common::*;
 use serde_json::{json, Value};
 
 const TOKEN: &str = "t0ken-for-tests";
-
-/// `curl -X METHOD URL` (with the token if given): the status code and body.
-fn curl(method: &str, url: &str, token: Option<&str>) -> (u16, String) {
-    let mut cmd = Command::new("curl");
-    cmd.args(["-s", "-m", "10", "-X", method, "-w", "\n%{http_code}", url]);
-    if let Some(t) = token {
-        cmd.args(["-H", &format!("Authorization: Bearer {t}")]);
-    }
-    let out = cmd.output().expect("run curl");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
-    (code.trim().parse().unwrap_or(0), body.to_string())
-}
 
 fn get(url: &str) -> (u16, String) {
     curl("GET", url, None)
@@ -252,7 +238,7 @@ fn metrics_pass_promtools_check() {
     c.expect_event("exit", 2);
     let (code, metrics) = get(&format!("{base}/metrics"));
     assert_eq!(code, 200);
-    let mut check = Command::new("promtool")
+    let mut check = std::process::Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())

@@ -834,3 +834,29 @@ impl Cluster {
         id
     }
 }
+
+/// `curl -X METHOD URL` (with the token if given): the status code and body.
+pub fn curl(method: &str, url: &str, token: Option<&str>) -> (u16, String) {
+    curl_with(method, url, token, None)
+}
+
+/// [`curl`] with a request body (sent as JSON) if given.
+pub fn curl_with(
+    method: &str,
+    url: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> (u16, String) {
+    let mut cmd = Command::new("curl");
+    cmd.args(["-s", "-m", "10", "-X", method, "-w", "\n%{http_code}", url]);
+    if let Some(t) = token {
+        cmd.args(["-H", &format!("Authorization: Bearer {t}")]);
+    }
+    if let Some(b) = body {
+        cmd.args(["-H", "Content-Type: application/json", "--data-binary", b]);
+    }
+    let out = cmd.output().expect("run curl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (code.trim().parse().unwrap_or(0), body.to_string())
+}

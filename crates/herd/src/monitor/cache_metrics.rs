@@ -15,7 +15,7 @@ type Family = (&'static str, &'static str, fn(&CacheStats) -> u64);
 
 pub(super) fn encode(
     e: &mut DescriptorEncoder,
-    caches: &[(String, CacheStats)],
+    caches: &std::collections::BTreeMap<String, CacheStats>,
 ) -> std::fmt::Result {
     let labels = |name: &String| -> Labels { vec![("cache", name.clone())] };
     let counters: [Family; 8] = [

@@ -296,9 +296,9 @@ impl Collector for Snapshot {
             MetricType::Gauge,
             [(vec![], ConstGauge::new(i64::from(c.reload.is_some())))],
         )?;
-        super::cache_metrics::encode(&mut e, &crate::services::cache::metrics_snapshot())?;
+        super::cache_metrics::encode(&mut e, &d.caches)?;
         #[cfg(feature = "redis")]
-        if let Some(h) = crate::services::cache::redis_health() {
+        if let Some(h) = &d.redis {
             super::cache_metrics::encode_redis(&mut e, &h)?;
         }
         Ok(())

@@ -8,7 +8,9 @@
 //! | `POST /ecv/markDown`, `POST /ecv/markUp` | with the token: mark the host down (health answers draining while the workers keep serving) or up |
 //! | `GET /livez` | 200 while the primary's dispatch thread answers |
 //! | `GET /readyz` | the ECV verdict, for Kubernetes |
-//! | `GET /status` | the cluster and every worker as JSON |
+//! | `GET /status` | the cluster and every worker as JSON, each named cache's counters (`caches`), the status registry's names (`statuses`; names only: reading a value asks every worker that holds it) |
+//! | `GET /statuses`, `GET /statuses/NAME?timeout_ms=N` | the registry's names; one status's value in every worker that holds it, collected within N ms (default 1000, at most 10000), with the workers that did not answer in `missing`; 404 naming an unregistered status, 400 for a malformed name (see `statuses.rs`) |
+//! | `POST /statuses/NAME` | with the token, a JSON body: every holder's update called with it; who applied it, refused it, did not answer |
 //! | `GET /metrics` | Prometheus text format |
 //! | `GET /deps` | what the program is built from |
 //! | `POST /reload`, `POST /scale?workers=N` | with the token: a rolling restart (answered when it ends), a new worker count |
@@ -39,6 +41,7 @@ mod ecv;
 mod metrics;
 mod routes;
 mod status;
+mod statuses;
 mod token;
 mod workers;
 

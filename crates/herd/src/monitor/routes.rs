@@ -45,7 +45,7 @@ pub(super) fn text(code: StatusCode, body: impl Into<String>) -> Answer {
     answer(code, "text/plain; charset=utf-8", body)
 }
 
-fn json(code: StatusCode, v: &impl serde::Serialize) -> Answer {
+pub(super) fn json(code: StatusCode, v: &impl serde::Serialize) -> Answer {
     match serde_json::to_vec_pretty(v) {
         Ok(mut b) => {
             b.push(b'\n');
@@ -113,15 +113,18 @@ pub(crate) async fn handle(ctx: &Ctx, req: Request<Incoming>, local: Option<Sock
             }
         }
         (_, p) if p.starts_with("/workers/") => super::workers::handle(ctx, &req, p).await,
+        (_, p) if p == "/statuses" || p.starts_with("/statuses/") => {
+            super::statuses::handle(ctx, req, p).await
+        }
         (_, p) if p == root || ["/livez", "/readyz", "/status", "/metrics", "/deps"].contains(&p) => {
             text(StatusCode::METHOD_NOT_ALLOWED, format!("{p} answers GET"))
         }
         (_, p) => text(
             StatusCode::NOT_FOUND,
             format!(
-                "no route {p}: the monitor answers GET {root}, /livez, /readyz, /status, /metrics, /deps{}",
+                "no route {p}: the monitor answers GET {root}, /livez, /readyz, /status, /metrics, /deps, /statuses, /statuses/NAME{}",
                 if ctx.token.is_some() {
-                    format!(", and with the token POST {root}/markDown, {root}/markUp, /reload, /scale?workers=N")
+                    format!(", and with the token POST {root}/markDown, {root}/markUp, /reload, /scale?workers=N, /statuses/NAME")
                 } else {
                     String::new()
                 }

@@ -32,8 +32,12 @@ pub(crate) struct Document {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub redis: Option<crate::RedisHealth>,
     /// The status registry's names (`services::status`): what
-    /// `get_status` can read, and who holds each.
+    /// `get_status` can read, and who holds each. Names only: the values
+    /// are `GET /statuses/NAME` (reading them asks every holder).
     pub statuses: Vec<crate::services::StatusName>,
+    /// Each named cache's counters (this process's `CacheService`; empty
+    /// without one), by name: what `/metrics` shows as `herd_cache_*`.
+    pub caches: std::collections::BTreeMap<String, crate::CacheStats>,
 }
 
 /// One worker in the document: the core's view, and its slot's.
@@ -86,6 +90,9 @@ impl Document {
             #[cfg(feature = "redis")]
             redis: crate::services::cache::redis_health(),
             statuses: Vec::new(),
+            caches: crate::services::cache::metrics_snapshot()
+                .into_iter()
+                .collect(),
         }
     }
 

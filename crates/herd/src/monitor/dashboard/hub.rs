@@ -214,7 +214,9 @@ async fn read(sup: &Supervisor) -> Option<Document> {
     let sup = sup.clone();
     tokio::task::spawn_blocking(move || {
         let policy = sup.primary().policy().to_string();
-        Document::new(sup.status(), sup.primary().listens(), policy)
+        // The registry's names (a lock, no question to any worker): the
+        // values are read on a page's click, from /statuses/NAME.
+        Document::new(sup.status(), sup.primary().listens(), policy).with_statuses(sup.primary())
     })
     .await
     .ok()
