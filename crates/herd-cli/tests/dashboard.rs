@@ -6,10 +6,14 @@
 //! its successor's within 2 s, actions refused without the token (and
 //! with a wrong one) and the page saying so, mark down and up, scale up
 //! and down, a reload whose progress shows and after which every pid is
-//! new, and no request to any host but the monitor. It takes a screenshot
+//! new, and no request to any host but the monitor; the Services section:
+//! the cache card's counters moving as the workers GET and SET through
+//! the services socket (redis-py), the statuses listed and `heartbeat`
+//! opened to each worker's value. It takes a screenshot
 //! under load; `HERD_UPDATE_SCREENSHOT=1` copies it to docs/dashboard.png.
 //!
-//! Also, without a browser: the event stream's bound on open pages.
+//! Also, without a browser: the event stream's bound on open pages, and
+//! `/status`, `/metrics` and `/statuses/heartbeat` of the same cluster.
 
 mod common;
 use common::*;
@@ -63,7 +67,12 @@ fn herd_with_monitor(workers: usize) -> (Herd, String, String) {
             "python3",
             &prog,
         ],
-        &[],
+        // redis-py, for the worker's gets and sets through the services
+        // socket (the cache card's counters).
+        &[(
+            "PYTHONPATH",
+            option_env!("HERD_TEST_PYTHONPATH").unwrap_or(""),
+        )],
     );
     let addr = h.address();
     let line = h.wait_said("monitor on http://");
@@ -138,6 +147,8 @@ fn the_page_shows_the_cluster_live_and_its_actions_work_with_the_token_only() {
         "loads with a card per worker",
         "numbers change under load",
         "a SIGKILLed worker goes and its successor comes within 2 s",
+        "the cache card's counters move with the workers' gets and sets",
+        "the statuses list shows heartbeat and opening it shows each worker's value",
         "screenshot under load",
         "without the token an action is refused and the page says so",
         "mark down and up with the token",
@@ -219,4 +230,52 @@ fn the_event_stream_serves_32_pages_and_refuses_the_next_until_one_closes() {
     wait_until("a page's place is free again", || {
         open_events(&monitor).0 == 200
     });
+}
+
+#[test]
+#[cfg_attr(not(herd_test_deps), ignore = "needs redis-py: run scripts/deps.sh")]
+fn status_and_metrics_count_the_workers_cache_calls_and_the_heartbeat_status_has_every_worker() {
+    let (h, addr, monitor) = herd_with_monitor(2);
+    let status = |h: &Herd| -> serde_json::Value {
+        let (code, body) = http("GET", &format!("http://{monitor}/status"), None);
+        assert_eq!(code, 200, "{body}\n{}", h.dump());
+        serde_json::from_str(&body).unwrap()
+    };
+    let before = status(&h)["caches"]["default"].clone();
+    let n = 20;
+    for _ in 0..n {
+        let pid = curl(&addr, "/");
+        assert!(pid.trim().parse::<u32>().is_ok(), "a cache call failed: {pid}");
+    }
+    // Each request: a GET that hits (but the very first one of all), two
+    // SETs (`dash:last` and the worker's own key), a GET that misses.
+    let after = status(&h)["caches"]["default"].clone();
+    let grew = |k: &str| after[k].as_u64().unwrap() - before[k].as_u64().unwrap_or(0);
+    assert!(grew("misses") >= n, "{before} -> {after}");
+    assert!(grew("hits") >= n - 1, "{before} -> {after}");
+    assert!(after["entries"].as_u64().unwrap() >= 2, "{after}");
+    let (_, metrics) = http("GET", &format!("http://{monitor}/metrics"), None);
+    let line = metrics
+        .lines()
+        .find(|l| l.starts_with("herd_cache_misses_total{cache=\"default\"}"))
+        .unwrap_or_else(|| panic!("no cache misses in /metrics:\n{metrics}"));
+    let misses: u64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(misses >= after["misses"].as_u64().unwrap(), "{line} vs {after}");
+
+    let ids: Vec<String> = status(&h)["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["id"].to_string())
+        .collect();
+    let mut beats = serde_json::Value::Null;
+    wait_until("a heartbeat from both workers", || {
+        let (code, body) = http("GET", &format!("http://{monitor}/statuses/heartbeat"), None);
+        beats = serde_json::from_str(&body).unwrap_or_default();
+        code == 200
+            && beats["answers"]
+                .as_object()
+                .is_some_and(|a| a.keys().cloned().collect::<Vec<_>>() == ids)
+    });
+    assert!(beats["missing"].as_array().unwrap().is_empty(), "{beats}");
 }

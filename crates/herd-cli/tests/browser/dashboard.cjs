@@ -168,6 +168,70 @@ step("a SIGKILLed worker goes and its successor comes within 2 s", async () => {
   return { killed: victim.id, successor: seen[0].id, ms, polled };
 });
 
+/** The cache card of NAME: its counters as numbers, its ratio and rate. */
+function cacheCard(name) {
+  return page.$eval(`.cache[data-cache="${name}"]`, (c) => {
+    const v = (f) => c.querySelector(`[data-field="${f}"]`).textContent;
+    return {
+      hits: Number(v("hits")), misses: Number(v("misses")), entries: Number(v("entries")),
+      loads: Number(v("loads")), evictions: Number(v("evictions")), lease_timeouts: Number(v("lease_timeouts")),
+      bytes: v("bytes"), ratio: v("hit_ratio"), rate: v("hits_per_sec"),
+      where: c.querySelector(".svc-tag").textContent,
+    };
+  }).catch(() => null);
+}
+
+step("the cache card's counters move with the workers' gets and sets", async () => {
+  const first = await waitFor("the default cache's card", () => cacheCard("default"));
+  const moved = await waitFor("hits, misses and hits/s move", async () => {
+    const c = await cacheCard("default");
+    const rate = Number.parseFloat(c.rate);
+    return c.hits > first.hits && c.misses > first.misses && rate > 0 ? c : null;
+  });
+  // What the page shows is what /status says (read after: only larger).
+  const doc = await (await fetch(MONITOR + "/status")).json();
+  const st = doc.caches.default;
+  if (!(st.hits >= moved.hits && st.misses >= moved.misses)) fail(`the card says ${JSON.stringify(moved)}, /status ${JSON.stringify(st)}`);
+  if (moved.entries < 2) fail(`the workers' keys are not counted: ${moved.entries} entries`);
+  if (!/^\d+(\.\d)?%hit ratio$/.test(moved.ratio)) fail(`no hit ratio: ${moved.ratio}`);
+  if (!/iB$|B$/.test(moved.bytes)) fail(`no bytes: ${moved.bytes}`);
+  if (moved.where !== "in the primary") fail(`where: ${moved.where}`);
+  if (await page.isVisible("#redis")) fail("a Redis link is shown for a cache in the primary");
+  return { first, moved };
+});
+
+/** Opens (or refreshes) status NAME's row and waits for its values. */
+async function readStatus(name) {
+  const row = `.status[data-status="${name}"]`;
+  await waitFor(`status ${name} listed`, () => page.isVisible(row));
+  const open = await page.$eval(row, (r) => r.dataset.open === "true");
+  await page.click(open ? `${row} .status-refresh` : `${row} .status-toggle`);
+  await waitFor(`status ${name}'s values`, () => page.$eval(row, (r) => r.dataset.loaded === "yes"));
+  return page.$$eval(`${row} tr`, (trs) => trs.map((t) => ({
+    kind: t.className, worker: t.dataset.worker, value: t.querySelector("td").textContent,
+  })));
+}
+
+step("the statuses list shows heartbeat and opening it shows each worker's value", async () => {
+  const names = await page.$$eval(".status[data-status]", (l) => l.map((e) => e.dataset.status));
+  for (const want of ["heartbeat", "replace_queue"]) if (!names.includes(want)) fail(`${want} not listed: ${names}`);
+  const ids = (await cards()).map((w) => String(w.id)).sort();
+  let rows = [];
+  await waitFor("a heartbeat from every worker", async () => {
+    rows = await readStatus("heartbeat");
+    const got = rows.filter((r) => r.kind === "answer").map((r) => r.worker).sort();
+    return JSON.stringify(got) === JSON.stringify(ids);
+  });
+  for (const r of rows) {
+    const beat = JSON.parse(r.value);
+    if (typeof beat.handled !== "number") fail(`worker ${r.worker}'s heartbeat has no handled count: ${r.value}`);
+  }
+  const queue = await readStatus("replace_queue");
+  if (!queue.some((r) => r.kind === "primary")) fail(`replace_queue has no primary row: ${JSON.stringify(queue)}`);
+  await page.click('.status[data-status="replace_queue"] .status-toggle');
+  return { names, heartbeat: rows.map((r) => r.worker) };
+});
+
 step("screenshot under load", async () => {
   await waitFor("twenty frames, for sparklines with a shape", async () => Number(await page.$eval("body", (b) => b.dataset.frames || 0)) >= 20);
   await page.screenshot({ path: SCREENSHOT, fullPage: true });

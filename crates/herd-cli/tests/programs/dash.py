@@ -2,7 +2,13 @@
 at descriptor 3 (`PID` on every path), tells herd what it has handled
 (`HERD_HANDLED=N`, so its requests/s show) and what it is doing
 (`STATUS=served N`) every 200 ms over sd_notify, and takes WARMUP_SECS
-(default 0.5) before READY=1, so a reload's progress can be seen."""
+(default 0.5) before READY=1, so a reload's progress can be seen.
+
+With redis-py importable (PYTHONPATH from .deps) and HERD_SERVICES_SOCKET
+set, each request also uses the cluster's cache through that socket: a GET
+that hits (`dash:last`, set by the previous request), two SETs (one a
+key of its own, `dash:seen:PID`), and a GET that misses, so the dashboard's cache card has counters that move. A
+failed cache call answers the request with a 500 saying why."""
 import http.server
 import os
 import signal
@@ -13,6 +19,27 @@ import time
 
 handled = 0
 lock = threading.Lock()
+
+try:
+    import redis  # noqa: E402 - optional: the page's cache card only
+
+    cache = (
+        redis.Redis(unix_socket_path=os.environ["HERD_SERVICES_SOCKET"], decode_responses=True)
+        if os.environ.get("HERD_SERVICES_SOCKET")
+        else None
+    )
+except ImportError:
+    cache = None
+
+
+def use_cache():
+    if cache is None:
+        return
+    pid = str(os.getpid())
+    cache.get("dash:last")
+    cache.set("dash:last", pid)
+    cache.set(f"dash:seen:{pid}", "1")
+    cache.get(f"dash:never:{pid}")
 
 
 def notify(msg):
@@ -35,8 +62,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
         global handled
         with lock:
             handled += 1
-        body = str(os.getpid()).encode()
-        self.send_response(200)
+        code, body = 200, str(os.getpid()).encode()
+        try:
+            use_cache()
+        except Exception as e:  # noqa: BLE001 - the client reads why
+            code, body = 500, f"cache: {e!r}".encode()
+        self.send_response(code)
         self.send_header("Content-Type", "text/plain")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()

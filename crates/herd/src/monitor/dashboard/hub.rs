@@ -1,7 +1,7 @@
 //! The dashboard's hub: one task on the monitor's runtime that reads the
 //! cluster once per tick (and soon after each lifecycle event), keeps the
-//! page's short memory (each worker's requests/s of the last minutes, the
-//! recent events), encodes one frame and hands the same bytes to every
+//! page's short memory (each worker's requests/s and each named cache's
+//! hits/s of the last minutes, the recent events), encodes one frame and hands the same bytes to every
 //! open page. A page whose queue is full (it does not read) is dropped,
 //! never buffered for.
 
@@ -47,6 +47,10 @@ struct Memory {
     cpu: HashMap<u32, (Instant, f64)>,
     /// The CPU share (percent of one core) over the last tick.
     cpu_percent: HashMap<u32, f64>,
+    /// Each named cache's hits/s per tick, oldest first.
+    cache_history: BTreeMap<String, VecDeque<f64>>,
+    /// Each cache's hits at the last tick, to work out its rate.
+    cache_hits: HashMap<String, (Instant, u64)>,
     events: VecDeque<EventRow>,
 }
 
@@ -64,6 +68,8 @@ struct Frame<'a> {
     status: &'a Document,
     history: BTreeMap<u32, &'a VecDeque<Option<f64>>>,
     cpu_percent: BTreeMap<u32, f64>,
+    /// Each named cache's hits/s, one per tick.
+    cache_history: &'a BTreeMap<String, VecDeque<f64>>,
     events: &'a VecDeque<EventRow>,
     tick_ms: u64,
     /// Where mark down and up are (`ROOT/markDown`).
@@ -163,6 +169,7 @@ pub(crate) async fn run(hub: Arc<Hub>, sup: Supervisor, tick: Duration, ecv_root
             status: &doc,
             history: memory.history.iter().map(|(k, v)| (*k, v)).collect(),
             cpu_percent: memory.cpu_percent.iter().map(|(k, v)| (*k, *v)).collect(),
+            cache_history: &memory.cache_history,
             events: &memory.events,
             tick_ms: tick.as_millis() as u64,
             ecv_root: &ecv_root,
@@ -204,6 +211,28 @@ impl Memory {
                         self.cpu_percent.insert(s.id, pct);
                     }
                 }
+            }
+        }
+        self.sample_caches(doc, now);
+    }
+
+    /// Each named cache's hits/s since the last tick.
+    fn sample_caches(&mut self, doc: &Document, now: Instant) {
+        self.cache_history
+            .retain(|name, _| doc.caches.contains_key(name));
+        self.cache_hits.retain(|name, _| doc.caches.contains_key(name));
+        for (name, stats) in &doc.caches {
+            let before = self.cache_hits.insert(name.clone(), (now, stats.hits));
+            let Some((at, hits)) = before else { continue };
+            let dt = now.saturating_duration_since(at).as_secs_f64();
+            if dt <= 0.0 {
+                continue;
+            }
+            let rate = (stats.hits.saturating_sub(hits) as f64 / dt * 10.0).round() / 10.0;
+            let h = self.cache_history.entry(name.clone()).or_default();
+            h.push_back(rate);
+            while h.len() > HISTORY {
+                h.pop_front();
             }
         }
     }

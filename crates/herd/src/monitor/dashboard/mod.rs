@@ -30,6 +30,7 @@ const INDEX: &str = include_str!("page/index.html");
 const STYLE: &str = include_str!("page/style.css");
 const APP: &str = include_str!("page/app.js");
 const RENDER: &str = include_str!("page/render.js");
+const SERVICES: &str = include_str!("page/services.js");
 
 /// What the page may load and connect to: this monitor, nothing else (a
 /// flamegraph opens as a `blob:` image).
@@ -47,6 +48,7 @@ pub(crate) fn handle(
         "/debug/style.css" => Some((STYLE, "text/css; charset=utf-8")),
         "/debug/app.js" => Some((APP, "text/javascript; charset=utf-8")),
         "/debug/render.js" => Some((RENDER, "text/javascript; charset=utf-8")),
+        "/debug/services.js" => Some((SERVICES, "text/javascript; charset=utf-8")),
         "/debug/events" => None,
         _ => return None,
     };

@@ -20,7 +20,8 @@
 //! no more. Built in: [`HEARTBEAT`], each worker's latest heartbeat (the
 //! primary answers it from what it holds, without asking; the fields of
 //! [`Worker::set_status`](crate::Worker::set_status) are in it, under
-//! `app`), and, with a [`Supervisor`](crate::Supervisor), [`REPLACE_QUEUE`].
+//! `app`; a foreign worker's is what the primary keeps of its notices, as
+//! `handled` from `HERD_HANDLED=`), and, with a [`Supervisor`](crate::Supervisor), [`REPLACE_QUEUE`].
 //! `Worker::set_status` stays what it was: fields pushed with every
 //! heartbeat, no question asked (at most one heartbeat interval old); a
 //! registered status is asked for when it is read, and may be written.

@@ -193,7 +193,7 @@ impl StatusRegistry {
         let beats = names
             .entry(HEARTBEAT.into())
             .or_insert_with(|| blank(HEARTBEAT));
-        beats.workers = self.svc.workers();
+        beats.workers = self.beating();
         for name in st.primary.keys() {
             names
                 .entry(name.clone())
@@ -206,6 +206,18 @@ impl StatusRegistry {
             entry.updatable = ws.iter().filter(|(_, u)| **u).map(|(w, _)| *w).collect();
         }
         names.into_values().collect()
+    }
+
+    /// The workers [`HEARTBEAT`] covers: those on a channel, and foreign
+    /// ones while they live (their beat is what the primary keeps of
+    /// their notices: `HERD_HANDLED=`, `WATCHDOG=1`, or its own tick).
+    fn beating(&self) -> Vec<u32> {
+        let mut ids = self.svc.workers();
+        let foreign = self.svc.primary().workers().into_iter();
+        ids.extend(foreign.filter(|w| w.is_foreign() && !w.is_dead()).map(|w| w.id()));
+        ids.sort_unstable();
+        ids.dedup();
+        ids
     }
 
     /// Registers a status the primary's side holds: `view` runs (on the
@@ -253,7 +265,7 @@ impl StatusRegistry {
             ..StatusReport::default()
         };
         if name == HEARTBEAT {
-            for id in self.svc.workers() {
+            for id in self.beating() {
                 let beat = self
                     .svc
                     .primary()

@@ -270,6 +270,8 @@ window.HerdRender = {
     renderReload(snap);
     renderWorkers(snap);
     renderEvents(snap);
+    // The Services section (services.js).
+    window.HerdServices.render(snap);
   },
-  el,
+  el, set, fmt, makeSpark, sparkline,
 };
