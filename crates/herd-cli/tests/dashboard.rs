@@ -245,7 +245,10 @@ fn status_and_metrics_count_the_workers_cache_calls_and_the_heartbeat_status_has
     let n = 20;
     for _ in 0..n {
         let pid = curl(&addr, "/");
-        assert!(pid.trim().parse::<u32>().is_ok(), "a cache call failed: {pid}");
+        assert!(
+            pid.trim().parse::<u32>().is_ok(),
+            "a cache call failed: {pid}"
+        );
     }
     // Each request: a GET that hits (but the very first one of all), two
     // SETs (`dash:last` and the worker's own key), a GET that misses.
@@ -260,7 +263,10 @@ fn status_and_metrics_count_the_workers_cache_calls_and_the_heartbeat_status_has
         .find(|l| l.starts_with("herd_cache_misses_total{cache=\"default\"}"))
         .unwrap_or_else(|| panic!("no cache misses in /metrics:\n{metrics}"));
     let misses: u64 = line.rsplit(' ').next().unwrap().parse().unwrap();
-    assert!(misses >= after["misses"].as_u64().unwrap(), "{line} vs {after}");
+    assert!(
+        misses >= after["misses"].as_u64().unwrap(),
+        "{line} vs {after}"
+    );
 
     let ids: Vec<String> = status(&h)["workers"]
         .as_array()

@@ -299,7 +299,7 @@ impl Collector for Snapshot {
         super::cache_metrics::encode(&mut e, &d.caches)?;
         #[cfg(feature = "redis")]
         if let Some(h) = &d.redis {
-            super::cache_metrics::encode_redis(&mut e, &h)?;
+            super::cache_metrics::encode_redis(&mut e, h)?;
         }
         Ok(())
     }

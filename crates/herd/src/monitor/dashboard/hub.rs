@@ -220,7 +220,8 @@ impl Memory {
     fn sample_caches(&mut self, doc: &Document, now: Instant) {
         self.cache_history
             .retain(|name, _| doc.caches.contains_key(name));
-        self.cache_hits.retain(|name, _| doc.caches.contains_key(name));
+        self.cache_hits
+            .retain(|name, _| doc.caches.contains_key(name));
         for (name, stats) in &doc.caches {
             let before = self.cache_hits.insert(name.clone(), (now, stats.hits));
             let Some((at, hits)) = before else { continue };

@@ -214,7 +214,11 @@ impl StatusRegistry {
     fn beating(&self) -> Vec<u32> {
         let mut ids = self.svc.workers();
         let foreign = self.svc.primary().workers().into_iter();
-        ids.extend(foreign.filter(|w| w.is_foreign() && !w.is_dead()).map(|w| w.id()));
+        ids.extend(
+            foreign
+                .filter(|w| w.is_foreign() && !w.is_dead())
+                .map(|w| w.id()),
+        );
         ids.sort_unstable();
         ids.dedup();
         ids
