@@ -1,7 +1,8 @@
 //! The Redis protocol for foreign workers (issue 16, point 2): `herd run`
 //! serves the cluster's cache and channels on the Unix socket named in
-//! each worker's HERD_SERVICES_SOCKET, and a Node worker with ioredis and a
-//! Python worker with redis-py use it as they would use Redis: GET, SET
+//! each worker's HERD_SERVICES_SOCKET, and a Node worker with ioredis or
+//! node-redis (in RESP2, and in RESP3 after its HELLO 3) and a Python
+//! worker with redis-py use it as they would use Redis: GET, SET
 //! (NX, PX), DEL, EXISTS, KEYS, EXPIRE, TTL, and PUBLISH/SUBSCRIBE between
 //! two workers (programs/services/). A garbage byte stream on the socket
 //! closes that one connection; the workers keep working.
@@ -234,5 +235,38 @@ fn workers_run_as_nobody_reach_the_services_socket() {
             "PYTHONPATH",
             option_env!("HERD_TEST_PYTHONPATH").unwrap_or(""),
         )],
+    );
+}
+
+/// node-redis (the `redis` npm package, v5) in its default RESP2.
+#[test]
+#[cfg_attr(not(herd_test_deps), ignore = "needs node-redis: run scripts/deps.sh")]
+fn node_workers_use_node_redis_with_resp2_against_the_services_socket() {
+    two_workers_talk(
+        &["node", &program("services/worker_node_redis.js")],
+        &[
+            (
+                "NODE_PATH",
+                option_env!("HERD_TEST_NODE_PATH").unwrap_or(""),
+            ),
+            ("HERD_TEST_RESP", "2"),
+        ],
+    );
+}
+
+/// node-redis with `RESP: 3`: it opens with HELLO 3, and its replies and
+/// subscription messages come back in RESP3 (pushes).
+#[test]
+#[cfg_attr(not(herd_test_deps), ignore = "needs node-redis: run scripts/deps.sh")]
+fn node_workers_use_node_redis_with_resp3_against_the_services_socket() {
+    two_workers_talk(
+        &["node", &program("services/worker_node_redis.js")],
+        &[
+            (
+                "NODE_PATH",
+                option_env!("HERD_TEST_NODE_PATH").unwrap_or(""),
+            ),
+            ("HERD_TEST_RESP", "3"),
+        ],
     );
 }

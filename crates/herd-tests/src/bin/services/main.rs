@@ -1,5 +1,6 @@
 //! The services between real processes, for tests/services.rs: the
-//! transport, the emitter and the status registry.
+//! transport, the emitter, the status registry, and the services socket's
+//! bridge to the emitter.
 //!
 //! `SVC` (inherited by the workers) picks the scenario; the primary plays
 //! its side, prints `{"event":"forked","pid":PID}` for each worker and then
@@ -10,6 +11,7 @@
 #![deny(unsafe_code)]
 
 mod emitter;
+mod resp_bridge;
 mod status;
 mod transport;
 
@@ -67,6 +69,8 @@ async fn main() {
             std::future::pending::<()>().await
         }
         (s, false) if s.starts_with("status") => status::worker(s).await,
+        ("resp-bridge", true) => resp_bridge::primary().await,
+        ("resp-bridge", false) => resp_bridge::worker().await,
         (s, _) => panic!("unknown scenario {s:?}"),
     }
 }

@@ -28,6 +28,12 @@ pub struct Limits {
     /// read, after which the connection is closed (redis-server's pub/sub
     /// output limit gives a slow subscriber 60 s).
     pub write_stall: std::time::Duration,
+    /// How long one command may take to arrive, from its first byte to
+    /// its last, after which the connection is closed: a client that sends
+    /// half a command and then nothing would otherwise hold one of the
+    /// socket's connections forever. A connection idle between commands,
+    /// or subscribed and waiting for messages, is never closed for it.
+    pub partial_command: std::time::Duration,
 }
 
 impl Default for Limits {
@@ -39,6 +45,7 @@ impl Default for Limits {
             max_line: 64 << 10,
             max_command: 32 << 20,
             write_stall: std::time::Duration::from_secs(60),
+            partial_command: std::time::Duration::from_secs(30),
         }
     }
 }

@@ -7,7 +7,8 @@
 //! backpressure (a connection reads nothing while its replies wait), and
 //! the pushed messages by [`PUSH_QUEUE`], past which a subscriber too slow
 //! to read is disconnected, as redis-server's pub/sub output limit does.
-//! Anything that is not RESP ends that one connection with an error reply.
+//! Anything that is not RESP ends that one connection with an error reply,
+//! and so does a command left half-sent for [`Limits::partial_command`].
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -17,7 +18,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
-use super::codec::{parse_command, Limits, Proto, Reply};
+use super::codec::{parse_command, Limits, ProtocolError, Proto, Reply};
 use super::commands::{self, name, Backend};
 
 /// Messages pushed to one subscriber and not yet written, past which it is
@@ -114,8 +115,27 @@ where
     };
     let mut inbuf = BytesMut::with_capacity(4096);
     let mut out = BytesMut::with_capacity(4096);
+    // When the command now arriving began, while one is half-read.
+    let mut partial_since: Option<tokio::time::Instant> = None;
     let end = loop {
+        let partial_deadline = partial_since.map(|t| t + limits.partial_command);
+        let unfinished = async {
+            match partial_deadline {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
+            () = unfinished => {
+                let e = ProtocolError(format!(
+                    "a command left unfinished for {:?}",
+                    limits.partial_command
+                ));
+                Reply::err(&e).encode(c.proto, &mut out);
+                let _ = write(&mut io, &out, &limits).await;
+                tracing::debug!(conn, "services socket: {e}; closing that connection");
+                return c.leave();
+            }
             pushed = rx.recv() => {
                 let Some(first) = pushed else { break None };
                 take(&mut rx, &c, &mut out, Some(first));
@@ -124,8 +144,9 @@ where
                 Ok(0) => break None,
                 Ok(_) => loop {
                     match parse_command(&mut inbuf, &limits) {
-                        Ok(Some(args)) if args.is_empty() => {}
+                        Ok(Some(args)) if args.is_empty() => partial_since = None,
                         Ok(Some(args)) => {
+                            partial_since = None;
                             // What was published before an (UN)SUBSCRIBE
                             // goes out before its answer, as in Redis.
                             let first = rx.try_recv().ok();
@@ -144,7 +165,15 @@ where
                                 out.clear();
                             }
                         }
-                        Ok(None) => break,
+                        Ok(None) => {
+                            // What is left is the start of the next command.
+                            if inbuf.is_empty() {
+                                partial_since = None;
+                            } else if partial_since.is_none() {
+                                partial_since = Some(tokio::time::Instant::now());
+                            }
+                            break;
+                        }
                         Err(e) => {
                             Reply::err(&e).encode(c.proto, &mut out);
                             let _ = write(&mut io, &out, &limits).await;

@@ -275,3 +275,102 @@ async fn a_subscriber_that_never_reads_is_dropped_not_buffered() {
     drop(client);
     assert!(hub.subs.lock().unwrap().is_empty());
 }
+
+/// Sends `send` on a socket; the answer is exactly `want` (within 5 s).
+async fn ack(c: &mut tokio::net::UnixStream, send: &[u8], want: &[u8]) {
+    c.write_all(send).await.unwrap();
+    let mut got = vec![0; want.len()];
+    tokio::time::timeout(Duration::from_secs(5), c.read_exact(&mut got))
+        .await
+        .expect("an answer within 5 s")
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&got), String::from_utf8_lossy(want));
+}
+
+/// Over a real socket pair: a command left half-sent closes its
+/// connection once `partial_command` has passed since its first byte, even
+/// when it trickles in a byte at a time; connections idle between
+/// commands, or subscribed, stay however long they are silent.
+#[tokio::test]
+async fn a_half_sent_command_is_bounded_in_time_idle_and_subscribed_connections_are_not() {
+    use tokio::net::UnixStream;
+    let hub = Arc::new(Mem::default());
+    let bound = Duration::from_millis(300);
+    let limits = Limits {
+        partial_command: bound,
+        ..Limits::default()
+    };
+    let open = |conn| {
+        let (client, server) = UnixStream::pair().unwrap();
+        (client, tokio::spawn(serve(server, hub.clone(), conn, limits)))
+    };
+    let (mut idle, _a) = open(1);
+    let (mut sub, _b) = open(2);
+    let (mut half, t_half) = open(3);
+    let (mut trickle, t_trickle) = open(4);
+    let (mut slow_ok, _e) = open(5);
+    ack(&mut idle, b"PING\r\n", b"+PONG\r\n").await;
+    ack(
+        &mut sub,
+        b"SUBSCRIBE c\r\n",
+        b"*3\r\n$9\r\nsubscribe\r\n$1\r\nc\r\n:1\r\n",
+    )
+    .await;
+    // A command sent in pieces that ends within the bound is served.
+    slow_ok.write_all(b"*2\r\n$3\r\nGET\r\n").await.unwrap();
+    tokio::time::sleep(bound / 3).await;
+    ack(&mut slow_ok, b"$1\r\nk\r\n", b"$-1\r\n").await;
+
+    let start = tokio::time::Instant::now();
+    half.write_all(b"*2\r\n$3\r\nGET\r\n$5\r\nab").await.unwrap();
+    // One byte every 50 ms: 60 bytes would take 3 s to arrive whole.
+    let writer = tokio::spawn(async move {
+        let cmd = format!("*2\r\n$3\r\nGET\r\n$40\r\n{}\r\n", "k".repeat(40));
+        for b in cmd.as_bytes() {
+            if trickle.write_all(&[*b]).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        trickle
+    });
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), half.read_to_end(&mut out))
+        .await
+        .expect("the half-sent command's connection closed within 5 s")
+        .unwrap();
+    let took = start.elapsed();
+    let out = String::from_utf8_lossy(&out);
+    assert!(
+        out.starts_with("-ERR Protocol error: a command left unfinished for 300ms"),
+        "{out:?}"
+    );
+    assert!(took >= bound, "closed after {took:?}, before the bound");
+    tokio::time::timeout(Duration::from_secs(5), t_half)
+        .await
+        .unwrap()
+        .unwrap();
+    // The trickle is closed too, long before its command could end.
+    tokio::time::timeout(Duration::from_secs(5), t_trickle)
+        .await
+        .expect("the trickling connection closed")
+        .unwrap();
+    assert!(start.elapsed() < Duration::from_millis(2500), "{:?}", start.elapsed());
+    let mut trickle = writer.await.unwrap();
+    let mut out = Vec::new();
+    let _ = trickle.read_to_end(&mut out).await;
+    assert!(
+        String::from_utf8_lossy(&out).contains("left unfinished"),
+        "{:?}",
+        String::from_utf8_lossy(&out)
+    );
+    // Silent past the bound, the others still work.
+    ack(&mut idle, b"PING\r\n", b"+PONG\r\n").await;
+    ack(&mut idle, b"PUBLISH c hi\r\n", b":1\r\n").await;
+    let mut got = vec![0; b"*3\r\n$7\r\nmessage\r\n$1\r\nc\r\n$2\r\nhi\r\n".len()];
+    tokio::time::timeout(Duration::from_secs(5), sub.read_exact(&mut got))
+        .await
+        .expect("the subscriber's message")
+        .unwrap();
+    assert_eq!(&got[..], b"*3\r\n$7\r\nmessage\r\n$1\r\nc\r\n$2\r\nhi\r\n");
+}

@@ -5,30 +5,35 @@
 //! after another worker's `set`.
 //!
 //! ```text
-//! cache --redis /path/redis.sock [--n N] [--conc C]
+//! cache --redis /path/redis.sock [--n N] [--conc C] [--stale S] [--backend redis]
 //! ```
+//! With `--backend redis` the herd cache itself is on that Redis
+//! (`CacheService::with_redis`), and one worker measures it instead
+//! ([`on_redis`]).
 //! Output (one per line, times in microseconds): `herd-local.tput`,
 //! `herd-local.hit.p50`, `herd-primary.tput`, `herd-primary.hit.{mean,p50,p99}`,
 //! `herd-primary.miss.p50`, `redis.tput`, `redis.hit.{mean,p50,p99}`,
-//! `redis.miss.p50`, `stale.{p50,p99,max}`.
+//! `redis.miss.{tput,p50}`, `stale.{p50,p99,max}`.
 //!
 //! Every gets-per-second figure is `C` callers at once (32 by default) on
 //! the worker's one-thread runtime, each doing gets back to back: the same
 //! for herd and Redis (its multiplexed connection pipelines them).
 
-use std::time::Instant;
+mod measure;
+mod on_redis;
 
 use herd::{CacheOptions, Event, Primary, Role, Worker};
+use measure::{latencies, pct, push_lat, throughput};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-struct Item {
+pub(crate) struct Item {
     id: u64,
     name: String,
     tags: Vec<String>,
 }
 
-fn item() -> Item {
+pub(crate) fn item() -> Item {
     Item {
         id: 42,
         name: "a cached value of some hundred bytes".into(),
@@ -37,7 +42,7 @@ fn item() -> Item {
 }
 
 #[derive(Debug, Serialize, Deserialize)]
-enum Note {
+pub(crate) enum Note {
     /// Worker 2 set the staleness key to `i` and its set returned at `t` ns.
     Set { i: u64, t: u64 },
     /// Worker 1's local copy shows `i` since `t` ns.
@@ -48,16 +53,18 @@ enum Note {
     Figures(Vec<(String, f64)>),
 }
 
-fn mono_ns() -> u64 {
+pub(crate) fn mono_ns() -> u64 {
     let t = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).expect("clock");
     t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64
 }
 
-struct Opts {
-    n: usize,
-    conc: usize,
-    redis: String,
-    stale: u64,
+pub(crate) struct Opts {
+    pub(crate) n: usize,
+    pub(crate) conc: usize,
+    pub(crate) redis: String,
+    pub(crate) stale: u64,
+    /// `--backend redis`: the herd cache on `redis`.
+    pub(crate) on_redis: bool,
 }
 
 fn opts() -> Opts {
@@ -66,6 +73,7 @@ fn opts() -> Opts {
         conc: 32,
         redis: String::new(),
         stale: 2_000,
+        on_redis: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -77,6 +85,7 @@ fn opts() -> Opts {
             "--conc" => o.conc = v.parse().expect("--conc C"),
             "--stale" => o.stale = v.parse().expect("--stale N"),
             "--redis" => o.redis = v,
+            "--backend" if v == "redis" => o.on_redis = true,
             _ => panic!("cache: unknown argument {a}"),
         }
     }
@@ -89,7 +98,9 @@ fn main() {
         .build()
         .unwrap();
     match herd::role() {
+        Role::Primary if opts().on_redis => rt.block_on(on_redis::primary(opts())),
         Role::Primary => rt.block_on(primary()),
+        Role::Worker if !env("BENCH_ON_REDIS").is_empty() => rt.block_on(on_redis::worker()),
         Role::Worker => rt.block_on(worker()),
     }
 }
@@ -161,14 +172,7 @@ async fn primary() {
     primary.disconnect().await;
 }
 
-fn pct(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
-
-fn env(k: &str) -> String {
+pub(crate) fn env(k: &str) -> String {
     std::env::var(k).unwrap_or_default()
 }
 
@@ -311,6 +315,22 @@ async fn worker() {
     })
     .await;
     push_lat(&mut figures, "redis.hit", &lat);
+    let tput = throughput(n, conc, {
+        let con = con.clone();
+        move || {
+            let mut c = con.clone();
+            async move {
+                let s: Option<String> = redis::cmd("GET")
+                    .arg("missing")
+                    .query_async(&mut c)
+                    .await
+                    .unwrap();
+                assert!(s.is_none());
+            }
+        }
+    })
+    .await;
+    figures.push(("redis.miss.tput".into(), tput));
     let lat = latencies(n / 4, || {
         let mut c = con.clone();
         async move {
@@ -352,48 +372,4 @@ async fn worker() {
             () = tokio::task::yield_now() => {}
         }
     }
-}
-
-fn push_lat(figures: &mut Vec<(String, f64)>, name: &str, lat: &[f64]) {
-    let mean = lat.iter().sum::<f64>() / lat.len() as f64;
-    figures.push((format!("{name}.mean"), mean));
-    figures.push((format!("{name}.p50"), pct(lat, 0.5)));
-    figures.push((format!("{name}.p99"), pct(lat, 0.99)));
-}
-
-/// Gets per second with `conc` callers doing `n` gets in all.
-async fn throughput<F, Fut>(n: usize, conc: usize, make: F) -> f64
-where
-    F: Fn() -> Fut + Clone + Send + 'static,
-    Fut: std::future::Future<Output = ()> + Send,
-{
-    let per = n / conc;
-    let start = Instant::now();
-    let mut set = tokio::task::JoinSet::new();
-    for _ in 0..conc {
-        let make = make.clone();
-        set.spawn(async move {
-            for _ in 0..per {
-                make().await;
-            }
-        });
-    }
-    while set.join_next().await.is_some() {}
-    (per * conc) as f64 / start.elapsed().as_secs_f64()
-}
-
-/// `n` sequential calls' latencies in microseconds, sorted.
-async fn latencies<F, Fut>(n: usize, mut call: F) -> Vec<f64>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = ()>,
-{
-    let mut lat = Vec::with_capacity(n);
-    for _ in 0..n {
-        let t = Instant::now();
-        call().await;
-        lat.push(t.elapsed().as_secs_f64() * 1e6);
-    }
-    lat.sort_by(f64::total_cmp);
-    lat
 }

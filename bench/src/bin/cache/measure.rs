@@ -1,0 +1,56 @@
+//! The measurements every row shares: gets per second with callers at
+//! once, sequential latencies, percentiles.
+
+use std::time::Instant;
+
+/// The `p` quantile of `sorted`, NaN when empty.
+pub fn pct(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+pub fn push_lat(figures: &mut Vec<(String, f64)>, name: &str, lat: &[f64]) {
+    let mean = lat.iter().sum::<f64>() / lat.len() as f64;
+    figures.push((format!("{name}.mean"), mean));
+    figures.push((format!("{name}.p50"), pct(lat, 0.5)));
+    figures.push((format!("{name}.p99"), pct(lat, 0.99)));
+}
+
+/// Gets per second with `conc` callers doing `n` gets in all.
+pub async fn throughput<F, Fut>(n: usize, conc: usize, make: F) -> f64
+where
+    F: Fn() -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let per = n / conc;
+    let start = Instant::now();
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..conc {
+        let make = make.clone();
+        set.spawn(async move {
+            for _ in 0..per {
+                make().await;
+            }
+        });
+    }
+    while set.join_next().await.is_some() {}
+    (per * conc) as f64 / start.elapsed().as_secs_f64()
+}
+
+/// `n` sequential calls' latencies in microseconds, sorted.
+pub async fn latencies<F, Fut>(n: usize, mut call: F) -> Vec<f64>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let mut lat = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        call().await;
+        lat.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    lat.sort_by(f64::total_cmp);
+    lat
+}
