@@ -87,6 +87,7 @@ mod options;
 mod remote;
 mod service;
 mod service_wire;
+pub mod standalone;
 pub(crate) mod store;
 mod wire;
 
@@ -97,6 +98,7 @@ pub use handle::{Cache, Watch, DEFAULT_WAIT};
 pub use on_redis::RedisHealth;
 pub use options::{CacheError, CacheOptions, CacheStats, MAX_CACHES, MAX_KEY, MAX_NAME};
 pub use service::CacheService;
+pub use standalone::StoreWorker;
 
 /// What happened to a key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -148,6 +150,13 @@ pub(crate) fn metrics_snapshot() -> Vec<(String, CacheStats)> {
         .upgrade()
     {
         return engine.stats();
+    }
+    let standalone = standalone::SERVED
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .upgrade();
+    if let Some(standalone) = standalone {
+        return standalone.stats();
     }
     let served = SERVED.lock().unwrap_or_else(|p| p.into_inner()).upgrade();
     served.map(|s| s.stats()).unwrap_or_default()
