@@ -76,6 +76,16 @@
 //! opened. A file that does not read back whole is reported (a warning,
 //! and [`CacheStats::corrupt_files`]), renamed aside
 //! (`NAME.cache.json.corrupt-TIME`), and the cache starts empty.
+//!
+//! **Standalone.** [`CacheService::standalone`] puts the store in a
+//! dedicated worker instead (cluster2's `standalone` mode), forked and
+//! restarted (with a growing delay) by the service; the workers and the
+//! primary's handles use it unchanged, through the primary. The death of a
+//! worker that uses the cache changes nothing; the store worker's death
+//! fails every call waiting for it at once, drops the local copies, ends
+//! the watches and loses what was not persisted (a persistent cache is
+//! read back by its successor). The worker's `main` must hand the store
+//! worker to [`CacheService::store_worker`]; the details: [`standalone`].
 
 mod answer;
 mod backend;

@@ -55,7 +55,7 @@ pub(super) fn register(this: &Arc<Standalone>) -> Result<(), crate::Error> {
         .primary
         .service_with(STORE_SERVICE, move |event, _credit| match event {
             ServiceEvent::Message { worker, message } => match message.decode::<FromStoreRaw>() {
-                Ok(msg) => me.from_store(worker, msg),
+                Ok(msg) => me.on_store_message(worker, msg),
                 Err(e) => {
                     tracing::warn!(worker, error = %e, "a store message that does not decode")
                 }
@@ -74,7 +74,7 @@ pub(super) fn register(this: &Arc<Standalone>) -> Result<(), crate::Error> {
 
 impl Standalone {
     /// What store worker `worker` sent.
-    fn from_store(&self, worker: u32, msg: FromStoreRaw) {
+    fn on_store_message(&self, worker: u32, msg: FromStoreRaw) {
         match msg {
             FromStoreRaw::Hello => self.hello(worker),
             FromStoreRaw::Reply { seq, rep } => {
