@@ -95,7 +95,8 @@ pub use sched::Policy;
 #[cfg(feature = "redis")]
 pub use services::cache::RedisHealth;
 pub use services::cache::{
-    Cache, CacheError, CacheOptions, CacheService, CacheStats, Change, ChangeKind, Watch,
+    Cache, CacheError, CacheOptions, CacheService, CacheStats, Change, ChangeKind, StoreWorker,
+    Watch,
 };
 pub use services::{Emitter, Target};
 pub use signal::Signal;

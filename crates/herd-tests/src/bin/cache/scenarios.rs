@@ -11,12 +11,12 @@ fn env(k: &str) -> String {
     std::env::var(k).unwrap_or_default()
 }
 
-async fn report(w: &Worker, v: Value) {
+pub async fn report(w: &Worker, v: Value) {
     w.send(&v).await.expect("report to the primary");
 }
 
 /// Waits for the primary's next message (bounded: a test never hangs).
-async fn next_msg(w: &Worker) -> Value {
+pub async fn next_msg(w: &Worker) -> Value {
     let m = tokio::time::timeout(Duration::from_secs(20), w.recv())
         .await
         .expect("a message from the primary within 20 s")
@@ -24,12 +24,12 @@ async fn next_msg(w: &Worker) -> Value {
     m.decode().unwrap()
 }
 
-async fn ready_then_go(w: &Worker) {
+pub async fn ready_then_go(w: &Worker) {
     report(w, json!({"ready": true})).await;
     assert_eq!(next_msg(w).await, json!("go"));
 }
 
-fn describe(r: &Result<String, CacheError>) -> Value {
+pub fn describe(r: &Result<String, CacheError>) -> Value {
     match r {
         Ok(v) => json!({"ok": v}),
         Err(CacheError::Load(e)) => json!({"load_error": e}),
@@ -40,7 +40,7 @@ fn describe(r: &Result<String, CacheError>) -> Value {
 
 /// `n` concurrent `get_or_load` of `key`, each with `loader`; every
 /// outcome and the slowest caller's time.
-async fn many_gets<F, Fut>(cache: &Cache, key: &str, n: usize, loader: F) -> (Vec<Value>, u64)
+pub async fn many_gets<F, Fut>(cache: &Cache, key: &str, n: usize, loader: F) -> (Vec<Value>, u64)
 where
     F: Fn() -> Fut + Clone + Send + 'static,
     Fut: std::future::Future<Output = Result<String, String>> + Send,
@@ -61,11 +61,27 @@ where
     (outcomes, start.elapsed().as_millis() as u64)
 }
 
+/// This worker's rank among the application's (1 to `CACHE_WORKERS`):
+/// its id but for a standalone store, whose worker is forked first.
+pub fn rank(w: &Worker) -> u32 {
+    env("CACHE_RANK").parse().unwrap_or(w.id())
+}
+
 pub async fn worker() {
     let w = Worker::connect().await.expect("connect");
-    let id = w.id();
+    if let Some(store) = herd::CacheService::store_worker(&w) {
+        if std::env::var_os("CACHE_STORE_CRASH").is_some() {
+            // A store worker that cannot start (crash_loop).
+            std::process::exit(3);
+        }
+        store.run().await.expect("run the cache's store");
+        return;
+    }
+    let id = rank(&w);
     let scenario = env("CACHE_SCENARIO");
     match scenario.as_str() {
+        "store_kill" => crate::standalone::store_kill(&w).await,
+        "crash_loop" => crate::standalone::crash_loop(&w).await,
         "single_flight" | "failing_loader" => {
             let fail = scenario == "failing_loader";
             let cache = w.cache("sf", CacheOptions::default()).await.unwrap();
@@ -74,12 +90,12 @@ pub async fn worker() {
             let (outcomes, max_ms) = many_gets(&cache, "k", 100, move || {
                 let worker = worker.clone();
                 async move {
-                    let _ = worker.send(&json!({"loader_ran": worker.id()})).await;
+                    let _ = worker.send(&json!({"loader_ran": rank(&worker)})).await;
                     tokio::time::sleep(Duration::from_millis(200)).await;
                     if fail {
                         Err("boom".to_string())
                     } else {
-                        Ok(format!("value from worker {}", worker.id()))
+                        Ok(format!("value from worker {}", rank(&worker)))
                     }
                 }
             })

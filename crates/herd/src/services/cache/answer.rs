@@ -12,8 +12,9 @@ use super::store::{GetArgs, Lookup, Owner, Store, Value, Waited};
 use super::wire::{raw, Push, Rep, Req};
 use super::CacheError;
 
-/// How the primary pushes to one worker without waiting.
-pub(crate) type Pusher = Arc<dyn Fn(u32, Push) + Send + Sync>;
+/// How the store's side pushes to one worker (or to the primary's own
+/// handles, when the store lives in a store worker) without waiting.
+pub(crate) type Pusher = Arc<dyn Fn(Owner, Push) + Send + Sync>;
 
 /// The longest wait a worker may ask for.
 const MAX_WAIT: Duration = Duration::from_secs(3600);
@@ -24,8 +25,9 @@ pub(crate) enum Answer {
     Later(oneshot::Receiver<Waited>),
 }
 
-/// Answers `req` from worker `from`.
-pub(crate) fn answer(store: &Arc<Store>, push: &Pusher, from: u32, req: Req) -> Answer {
+/// Answers `req` from `from` (a worker; the primary, when the store lives
+/// in a store worker).
+pub(crate) fn answer(store: &Arc<Store>, push: &Pusher, from: Owner, req: Req) -> Answer {
     match serve(store, push, from, req) {
         Ok(a) => a,
         Err(error) => Answer::Now(Rep::Error { error }),
@@ -59,8 +61,8 @@ fn rep(got: Got) -> Rep {
     }
 }
 
-fn serve(store: &Arc<Store>, push: &Pusher, from: u32, req: Req) -> Result<Answer, CacheError> {
-    let owner = Owner::Worker(from);
+fn serve(store: &Arc<Store>, push: &Pusher, from: Owner, req: Req) -> Result<Answer, CacheError> {
+    let owner = from;
     let done = |yes| Ok(Answer::Now(Rep::Done { yes }));
     match req {
         Req::Open { cache, options } => {

@@ -119,4 +119,11 @@ impl LocalCopy {
         inner.epoch += 1;
         inner.map.remove(key);
     }
+
+    /// Drops every entry (the store they came from was lost).
+    pub fn clear(&self) {
+        let mut inner = self.lock();
+        inner.epoch += 1;
+        inner.map.clear();
+    }
 }

@@ -76,6 +76,16 @@
 //! opened. A file that does not read back whole is reported (a warning,
 //! and [`CacheStats::corrupt_files`]), renamed aside
 //! (`NAME.cache.json.corrupt-TIME`), and the cache starts empty.
+//!
+//! **Standalone.** [`CacheService::standalone`] puts the store in a
+//! dedicated worker instead (cluster2's `standalone` mode), forked and
+//! restarted (with a growing delay) by the service; the workers and the
+//! primary's handles use it unchanged, through the primary. The death of a
+//! worker that uses the cache changes nothing; the store worker's death
+//! fails every call waiting for it at once, drops the local copies, ends
+//! the watches and loses what was not persisted (a persistent cache is
+//! read back by its successor). The worker's `main` must hand the store
+//! worker to [`CacheService::store_worker`]; the details: [`standalone`].
 
 mod answer;
 mod backend;
@@ -87,6 +97,7 @@ mod options;
 mod remote;
 mod service;
 mod service_wire;
+pub mod standalone;
 pub(crate) mod store;
 mod wire;
 
@@ -97,6 +108,7 @@ pub use handle::{Cache, Watch, DEFAULT_WAIT};
 pub use on_redis::RedisHealth;
 pub use options::{CacheError, CacheOptions, CacheStats, MAX_CACHES, MAX_KEY, MAX_NAME};
 pub use service::CacheService;
+pub use standalone::StoreWorker;
 
 /// What happened to a key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -148,6 +160,13 @@ pub(crate) fn metrics_snapshot() -> Vec<(String, CacheStats)> {
         .upgrade()
     {
         return engine.stats();
+    }
+    let standalone = standalone::SERVED
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .upgrade();
+    if let Some(standalone) = standalone {
+        return standalone.stats();
     }
     let served = SERVED.lock().unwrap_or_else(|p| p.into_inner()).upgrade();
     served.map(|s| s.stats()).unwrap_or_default()

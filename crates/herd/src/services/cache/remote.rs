@@ -1,6 +1,7 @@
 //! A worker's side: [`Worker::cache`], the requests to the primary's
 //! store, and the pushes it answers with (a local copy's invalidation, a
-//! watcher's change notice).
+//! watcher's change notice). A standalone primary's own handles use it
+//! too, over their link to the store worker ([`Ask`]).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,8 +22,20 @@ use crate::Worker;
 /// Time a request may take beyond the wait it asks for.
 const MARGIN: Duration = Duration::from_secs(5);
 
+/// How a [`Remote`]'s requests reach the store and come back answered.
+pub(crate) trait Ask: Send + Sync {
+    /// Sends `req` and waits at most `timeout` for its reply.
+    fn ask<'a>(&'a self, req: &'a Req, timeout: Duration) -> BoxFut<'a, Rep>;
+}
+
+impl Ask for WorkerService {
+    fn ask<'a>(&'a self, req: &'a Req, timeout: Duration) -> BoxFut<'a, Rep> {
+        Box::pin(async move { Ok(self.request_with_timeout(req, timeout).await?) })
+    }
+}
+
 pub(crate) struct Remote {
-    service: WorkerService,
+    link: Box<dyn Ask>,
     /// The local copies, one per cache name in this worker.
     locals: Mutex<HashMap<String, Arc<LocalCopy>>>,
     watches: Mutex<HashMap<u64, mpsc::Sender<Change>>>,
@@ -82,14 +95,19 @@ impl Remote {
                 }
             }
         })?;
-        let remote = Arc::new(Remote {
-            service,
+        let remote = Remote::over(Box::new(service));
+        let _ = cell.set(Arc::downgrade(&remote));
+        Ok(remote)
+    }
+
+    /// A remote whose requests go over `link`.
+    pub(crate) fn over(link: Box<dyn Ask>) -> Arc<Remote> {
+        Arc::new(Remote {
+            link,
             locals: Mutex::default(),
             watches: Mutex::default(),
             next_watch: AtomicU64::new(1),
-        });
-        let _ = cell.set(Arc::downgrade(&remote));
-        Ok(remote)
+        })
     }
 
     fn local(&self, name: &str, max_entries: usize) -> Arc<LocalCopy> {
@@ -99,7 +117,7 @@ impl Remote {
             .clone()
     }
 
-    fn on_push(&self, push: Push) {
+    pub(crate) fn on_push(&self, push: Push) {
         match push {
             Push::Invalidate { cache, key } => {
                 if let Some(local) = lock(&self.locals).get(&cache) {
@@ -118,14 +136,18 @@ impl Remote {
             Push::Ended { id } => {
                 lock(&self.watches).remove(&id);
             }
+            Push::Reset => {
+                for local in lock(&self.locals).values() {
+                    local.clear();
+                }
+                // Every watch's stream ends.
+                lock(&self.watches).clear();
+            }
         }
     }
 
     async fn ask(&self, req: &Req, wait: Duration) -> Result<Rep, CacheError> {
-        let rep: Rep = self
-            .service
-            .request_with_timeout(req, wait + MARGIN)
-            .await?;
+        let rep = self.link.ask(req, wait + MARGIN).await?;
         match rep {
             Rep::Error { error } => Err(error),
             rep => Ok(rep),

@@ -25,10 +25,12 @@ const PERSIST_EVERY: Duration = Duration::from_secs(1);
 /// ```
 #[derive(Clone)]
 pub struct CacheService {
-    store: Arc<Store>,
-    backend: Arc<dyn Backend>,
+    pub(super) store: Arc<Store>,
+    pub(super) backend: Arc<dyn Backend>,
     #[cfg(feature = "redis")]
-    redis: Option<Arc<super::on_redis::Engine>>,
+    pub(super) redis: Option<Arc<super::on_redis::Engine>>,
+    /// The store worker's side, in standalone mode (standalone/).
+    pub(super) standalone: Option<Arc<super::standalone::Standalone>>,
 }
 
 impl std::fmt::Debug for CacheService {
@@ -75,10 +77,11 @@ impl CacheService {
             store,
             #[cfg(feature = "redis")]
             redis: None,
+            standalone: None,
         };
         super::service_wire::serve(primary, &service.store)?;
         *super::SERVED.lock().unwrap_or_else(|p| p.into_inner()) = Arc::downgrade(&service.store);
-        service.run_timers();
+        run_timers(&service.store);
         Ok(service)
     }
 
@@ -125,6 +128,7 @@ impl CacheService {
                 next_watch: 1.into(),
             }),
             redis: Some(engine),
+            standalone: None,
         })
     }
 
@@ -164,40 +168,6 @@ impl CacheService {
         self.redis.as_ref().map(|e| e.health())
     }
 
-    /// The store's timer: expiries, lease and wait deadlines, persistence.
-    fn run_timers(&self) {
-        let weak = Arc::downgrade(&self.store);
-        tokio::spawn(async move {
-            let start = tokio::time::Instant::now();
-            let mut next_flush = start + PERSIST_EVERY;
-            loop {
-                let Some(store) = weak.upgrade() else { return };
-                store.tick();
-                let now_ms = store.now_ms();
-                let at = store.next_deadline().map(|d| {
-                    tokio::time::Instant::now() + Duration::from_millis(d.saturating_sub(now_ms))
-                });
-                let until = at.map_or(next_flush, |a| a.min(next_flush));
-                let woken = store.clone();
-                drop(store);
-                tokio::select! {
-                    () = woken.wake.notified() => {}
-                    () = tokio::time::sleep_until(until) => {}
-                }
-                // A blocking thread only when there is something to write:
-                // nothing persists in most clusters, and a thread a second
-                // is a cost (and, at a process limit, a failure) for nothing.
-                if tokio::time::Instant::now() >= next_flush {
-                    if woken.needs_flush() {
-                        let s = woken.clone();
-                        let _ = tokio::task::spawn_blocking(move || s.flush()).await;
-                    }
-                    next_flush = tokio::time::Instant::now() + PERSIST_EVERY;
-                }
-            }
-        });
-    }
-
     /// Opens the cache `name` for the primary's own use.
     pub async fn cache(&self, name: &str, options: CacheOptions) -> Result<Cache, CacheError> {
         Cache::open(name, &options, self.backend.clone(), None).await
@@ -208,11 +178,16 @@ impl CacheService {
         &self.store
     }
 
-    /// Every cache's counters, by name.
+    /// Every cache's counters, by name (of a standalone store: as its
+    /// worker sent them last, at most a second old; see
+    /// [`fetch_stats`](Self::fetch_stats)).
     pub fn stats(&self) -> Vec<(String, CacheStats)> {
         #[cfg(feature = "redis")]
         if let Some(engine) = &self.redis {
             return engine.stats();
+        }
+        if let Some(standalone) = &self.standalone {
+            return standalone.stats();
         }
         self.store.stats()
     }
@@ -221,6 +196,45 @@ impl CacheService {
     /// service does so within a second of a change; call this before the
     /// primary exits).
     pub fn flush(&self) {
-        self.store.flush();
+        match &self.standalone {
+            Some(standalone) => standalone.flush(),
+            None => self.store.flush(),
+        }
     }
+}
+
+/// The store's timer: expiries, lease and wait deadlines, persistence (in
+/// the primary, or in a standalone store worker), for as long as the store
+/// lives.
+pub(super) fn run_timers(store: &Arc<Store>) {
+    let weak = Arc::downgrade(store);
+    tokio::spawn(async move {
+        let start = tokio::time::Instant::now();
+        let mut next_flush = start + PERSIST_EVERY;
+        loop {
+            let Some(store) = weak.upgrade() else { return };
+            store.tick();
+            let now_ms = store.now_ms();
+            let at = store.next_deadline().map(|d| {
+                tokio::time::Instant::now() + Duration::from_millis(d.saturating_sub(now_ms))
+            });
+            let until = at.map_or(next_flush, |a| a.min(next_flush));
+            let woken = store.clone();
+            drop(store);
+            tokio::select! {
+                () = woken.wake.notified() => {}
+                () = tokio::time::sleep_until(until) => {}
+            }
+            // A blocking thread only when there is something to write:
+            // nothing persists in most clusters, and a thread a second
+            // is a cost (and, at a process limit, a failure) for nothing.
+            if tokio::time::Instant::now() >= next_flush {
+                if woken.needs_flush() {
+                    let s = woken.clone();
+                    let _ = tokio::task::spawn_blocking(move || s.flush()).await;
+                }
+                next_flush = tokio::time::Instant::now() + PERSIST_EVERY;
+            }
+        }
+    });
 }

@@ -19,7 +19,10 @@ pub(crate) const SERVICE: &str = "herd.cache";
 pub(crate) fn serve(primary: &crate::Primary, store: &Arc<Store>) -> Result<(), crate::Error> {
     let cell: Arc<OnceLock<PrimaryService>> = Arc::default();
     let sender = cell.clone();
-    let push: Pusher = Arc::new(move |worker, push: Push| {
+    let push: Pusher = Arc::new(move |to, push: Push| {
+        // Every owner here is a worker: the primary's own handles reach the
+        // store in this process directly, and are pushed nothing.
+        let Owner::Worker(worker) = to else { return };
         if let Some(service) = sender.get() {
             // A worker that is gone is told nothing; one that reads nothing
             // while 32 MiB wait for it has lost its copy's notices: it is
@@ -32,7 +35,7 @@ pub(crate) fn serve(primary: &crate::Primary, store: &Arc<Store>) -> Result<(), 
     let invalidate = push.clone();
     store.on_invalidate(Box::new(move |worker, cache, key| {
         invalidate(
-            worker,
+            Owner::Worker(worker),
             Push::Invalidate {
                 cache: cache.to_string(),
                 key: key.to_string(),
@@ -52,7 +55,7 @@ pub(crate) fn serve(primary: &crate::Primary, store: &Arc<Store>) -> Result<(), 
                     return;
                 }
             };
-            match answer(&store, &push, worker, req) {
+            match answer(&store, &push, Owner::Worker(worker), req) {
                 Answer::Now(rep) => reply(&request, &rep),
                 Answer::Later(rx) => {
                     tokio::spawn(async move {

@@ -105,6 +105,9 @@ pub(crate) enum Push {
     Change { id: u64, change: Change },
     /// The worker's watch `id` ended (it fell behind).
     Ended { id: u64 },
+    /// The store was lost (a standalone store worker died): drop every
+    /// local copy, and end every watch.
+    Reset,
 }
 
 pub(crate) fn raw(json: &str) -> Result<Box<RawValue>, CacheError> {

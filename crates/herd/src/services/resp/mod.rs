@@ -34,6 +34,13 @@ pub fn serve_cache(
     path: &std::path::Path,
     owner: Option<u32>,
 ) -> Result<ServicesSocket, crate::Error> {
+    if cache.is_standalone() {
+        return Err(crate::Error::Service {
+            name: "herd.resp".into(),
+            why: "the services socket serves an in-primary cache store, not a standalone one"
+                .into(),
+        });
+    }
     let emitter = primary.emitter()?;
     let hub = cache_hub::CacheHub::new(cache.store().clone(), Some(emitter)).map_err(|e| {
         crate::Error::Service {
