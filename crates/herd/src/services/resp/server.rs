@@ -18,7 +18,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
-use super::codec::{parse_command, Limits, ProtocolError, Proto, Reply};
+use super::codec::{parse_command, Limits, Proto, ProtocolError, Reply};
 use super::commands::{self, name, Backend};
 
 /// Messages pushed to one subscriber and not yet written, past which it is

@@ -302,7 +302,10 @@ async fn a_half_sent_command_is_bounded_in_time_idle_and_subscribed_connections_
     };
     let open = |conn| {
         let (client, server) = UnixStream::pair().unwrap();
-        (client, tokio::spawn(serve(server, hub.clone(), conn, limits)))
+        (
+            client,
+            tokio::spawn(serve(server, hub.clone(), conn, limits)),
+        )
     };
     let (mut idle, _a) = open(1);
     let (mut sub, _b) = open(2);
@@ -322,7 +325,9 @@ async fn a_half_sent_command_is_bounded_in_time_idle_and_subscribed_connections_
     ack(&mut slow_ok, b"$1\r\nk\r\n", b"$-1\r\n").await;
 
     let start = tokio::time::Instant::now();
-    half.write_all(b"*2\r\n$3\r\nGET\r\n$5\r\nab").await.unwrap();
+    half.write_all(b"*2\r\n$3\r\nGET\r\n$5\r\nab")
+        .await
+        .unwrap();
     // One byte every 50 ms: 60 bytes would take 3 s to arrive whole.
     let writer = tokio::spawn(async move {
         let cmd = format!("*2\r\n$3\r\nGET\r\n$40\r\n{}\r\n", "k".repeat(40));
@@ -355,7 +360,11 @@ async fn a_half_sent_command_is_bounded_in_time_idle_and_subscribed_connections_
         .await
         .expect("the trickling connection closed")
         .unwrap();
-    assert!(start.elapsed() < Duration::from_millis(2500), "{:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_millis(2500),
+        "{:?}",
+        start.elapsed()
+    );
     let mut trickle = writer.await.unwrap();
     let mut out = Vec::new();
     let _ = trickle.read_to_end(&mut out).await;
