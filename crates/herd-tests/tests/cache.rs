@@ -349,3 +349,22 @@ fn a_wait_ends_at_its_timeout_and_a_dead_loader_frees_the_key() {
     let stats = run.stats("wt");
     assert_eq!(stats["loads"], 1, "{stats}");
 }
+
+#[test]
+fn concurrent_gets_of_one_key_share_requests_and_never_read_behind_a_set() {
+    let run = Run::new("hot_key", 1, None);
+    let (_, m) = run.with("stale").pop().unwrap();
+    assert_eq!(
+        m["stale"],
+        json!([]),
+        "a read after a set saw an older value: {m}"
+    );
+    let (gets, hits) = (
+        m["gets"].as_u64().unwrap(),
+        m["store_hits"].as_u64().unwrap(),
+    );
+    assert!(gets > 300, "{m}");
+    // Each store hit is one request (the set's reads included): fewer
+    // requests than gets, as concurrent gets joined unsent ones.
+    assert!(hits < gets, "no get shared a request: {m}");
+}

@@ -11,7 +11,8 @@
 //! (`CacheService::with_redis`), and one worker measures it instead
 //! ([`on_redis`]).
 //! Output (one per line, times in microseconds): `herd-local.tput`,
-//! `herd-local.hit.p50`, `herd-primary.tput`, `herd-primary.hit.{mean,p50,p99}`,
+//! `herd-local.hit.p50`, `herd-primary.tput`, `herd-primary-keys.tput` (a key per caller),
+//! `herd-primary.hit.{mean,p50,p99}`,
 //! `herd-primary.miss.p50`, `redis.tput`, `redis.hit.{mean,p50,p99}`,
 //! `redis.miss.{tput,p50}`, `stale.{p50,p99,max}`.
 //!
@@ -213,7 +214,7 @@ async fn worker() {
     // herd, local copy, decoding the JSON at each hit (as `get` does).
     let tput = throughput(n * 10, conc, {
         let local = local.clone();
-        move || {
+        move |_| {
             let c = local.clone();
             async move {
                 let v: Option<Item> = c.get("hit").await.unwrap();
@@ -226,7 +227,7 @@ async fn worker() {
     // herd, local copy, the decoded value shared (`get_shared`).
     let tput = throughput(n * 10, conc, {
         let local = local.clone();
-        move || {
+        move |_| {
             let c = local.clone();
             async move {
                 let v: Option<std::sync::Arc<Item>> = c.get_shared("hit").await.unwrap();
@@ -249,7 +250,7 @@ async fn worker() {
     // herd, through the primary.
     let tput = throughput(n, conc, {
         let remote = remote.clone();
-        move || {
+        move |_| {
             let c = remote.clone();
             async move {
                 let v: Option<Item> = c.get("hit").await.unwrap();
@@ -259,6 +260,23 @@ async fn worker() {
     })
     .await;
     figures.push(("herd-primary.tput".into(), tput));
+    // The same, each caller on a key of its own: no get shares another's
+    // request, so each is a round trip.
+    for i in 0..conc {
+        remote.set(&format!("hit{i}"), &item()).await.unwrap();
+    }
+    let tput = throughput(n, conc, {
+        let remote = remote.clone();
+        move |caller| {
+            let c = remote.clone();
+            async move {
+                let v: Option<Item> = c.get(&format!("hit{caller}")).await.unwrap();
+                assert!(v.is_some());
+            }
+        }
+    })
+    .await;
+    figures.push(("herd-primary-keys.tput".into(), tput));
     let lat = latencies(n / 4, || async {
         let _: Option<Item> = remote.get("hit").await.unwrap();
     })
@@ -287,7 +305,7 @@ async fn worker() {
         .unwrap();
     let tput = throughput(n, conc, {
         let con = con.clone();
-        move || {
+        move |_| {
             let mut c = con.clone();
             async move {
                 let s: Option<String> = redis::cmd("GET")
@@ -317,7 +335,7 @@ async fn worker() {
     push_lat(&mut figures, "redis.hit", &lat);
     let tput = throughput(n, conc, {
         let con = con.clone();
-        move || {
+        move |_| {
             let mut c = con.clone();
             async move {
                 let s: Option<String> = redis::cmd("GET")

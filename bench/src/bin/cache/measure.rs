@@ -18,20 +18,21 @@ pub fn push_lat(figures: &mut Vec<(String, f64)>, name: &str, lat: &[f64]) {
     figures.push((format!("{name}.p99"), pct(lat, 0.99)));
 }
 
-/// Gets per second with `conc` callers doing `n` gets in all.
+/// Gets per second with `conc` callers doing `n` gets in all; `make` is
+/// given the caller's index (0 to `conc - 1`).
 pub async fn throughput<F, Fut>(n: usize, conc: usize, make: F) -> f64
 where
-    F: Fn() -> Fut + Clone + Send + 'static,
+    F: Fn(usize) -> Fut + Clone + Send + 'static,
     Fut: std::future::Future<Output = ()> + Send,
 {
     let per = n / conc;
     let start = Instant::now();
     let mut set = tokio::task::JoinSet::new();
-    for _ in 0..conc {
+    for caller in 0..conc {
         let make = make.clone();
         set.spawn(async move {
             for _ in 0..per {
-                make().await;
+                make(caller).await;
             }
         });
     }

@@ -75,7 +75,7 @@ pub async fn worker() {
     // The local copy, the decoded value shared (as herd-local.tput).
     let tput = throughput(n * 10, conc, {
         let local = local.clone();
-        move || {
+        move |_| {
             let c = local.clone();
             async move {
                 let v: Option<Arc<Item>> = c.get_shared("hit").await.unwrap();
@@ -98,7 +98,7 @@ pub async fn worker() {
     // Through the primary, and so through Redis.
     let tput = throughput(n, conc, {
         let remote = remote.clone();
-        move || {
+        move |_| {
             let c = remote.clone();
             async move {
                 let v: Option<Item> = c.get("hit").await.unwrap();
@@ -115,7 +115,7 @@ pub async fn worker() {
     push_lat(&mut figures, "herd-redis-primary.hit", &lat);
     let tput = throughput(n, conc, {
         let remote = remote.clone();
-        move || {
+        move |_| {
             let c = remote.clone();
             async move {
                 let v: Option<Item> = c.get("missing").await.unwrap();

@@ -9,8 +9,14 @@
 //! and the writer is idle is written at once by the sender (a non-blocking
 //! `write`; whatever does not fit is left to the writer), which spares a
 //! lone message the hop to the writer task: on a multi-threaded runtime that
-//! hop is a thread wake-up, most of a round trip's cost. Senders wait only
-//! when more than [`HIGH_WATER`] bytes are queued (backpressure).
+//! hop is a thread wake-up, most of a round trip's cost. On a one-thread
+//! runtime whose thread also runs the writer (the primary's dispatch
+//! thread, a worker on tokio's `current_thread`), the hop costs nothing and
+//! the sender leaves up to eight frames to the writer, which runs as soon
+//! as the sender yields: the replies to one read's requests, or the
+//! requests of many callers, then go in one `write` and wake the peer once
+//! (`Outbox::batching`). Senders wait only when more than [`HIGH_WATER`]
+//! bytes are queued (backpressure).
 //!
 //! Receiving ([`Reader`]) validates every header and keeps received
 //! descriptors in arrival order; a frame that claims descriptors that did not

@@ -369,6 +369,52 @@ pub async fn worker() {
                 report(&w, json!({"kill": 1})).await;
             }
         }
+        "hot_key" => hot_key(&w).await,
         other => panic!("unknown CACHE_SCENARIO {other:?}"),
     }
+}
+
+/// 32 callers spin on one key (no local copy) while another sets it and
+/// reads it back 300 times: every read after a set returns sees that set
+/// (or a later one), though concurrent gets of the key share requests.
+async fn hot_key(w: &Worker) {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    let cache = w
+        .cache("hot", CacheOptions::default().local_copy(false))
+        .await
+        .unwrap();
+    cache.set("k", &0u64).await.unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let gets = Arc::new(AtomicU64::new(0));
+    let mut spinners = tokio::task::JoinSet::new();
+    for _ in 0..32 {
+        let (cache, stop, gets) = (cache.clone(), stop.clone(), gets.clone());
+        spinners.spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let v: Option<u64> = cache.get("k").await.unwrap();
+                assert!(v.is_some());
+                gets.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+    }
+    let mut stale = Vec::new();
+    for i in 1..=300u64 {
+        cache.set("k", &i).await.unwrap();
+        let v: u64 = cache.get("k").await.unwrap().unwrap();
+        gets.fetch_add(1, Ordering::Relaxed);
+        if v < i {
+            stale.push((i, v));
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    while let Some(r) = spinners.join_next().await {
+        r.unwrap();
+    }
+    let store_hits = cache.stats().await.unwrap().hits;
+    let gets = gets.load(Ordering::Relaxed);
+    report(
+        w,
+        json!({"stale": stale, "gets": gets, "store_hits": store_hits}),
+    )
+    .await;
 }

@@ -21,6 +21,10 @@ const MAX_WAIT: Duration = Duration::from_secs(3600);
 
 pub(crate) enum Answer {
     Now(Rep),
+    /// A hit, answered as it is stored: the store holds only JSON it
+    /// checked when it took it, so the reply is written around it
+    /// ([`write_hit`]) with no copy and no second check.
+    Hit(Value),
     /// The get waits: its answer comes on this receiver.
     Later(oneshot::Receiver<Waited>),
 }
@@ -48,6 +52,24 @@ pub(crate) fn waited(w: Result<Waited, oneshot::error::RecvError>) -> Rep {
 
 fn error(error: CacheError) -> Rep {
     Rep::Error { error }
+}
+
+/// `v` as a [`Rep`] (its JSON checked again, and copied).
+pub(crate) fn hit_rep(v: Value) -> Rep {
+    rep(Got::Hit(v))
+}
+
+/// Writes the reply [`Rep::Hit`] of `v` onto `buf`, as serde writes it
+/// (`{"hit":{"value":...,"ttl_ms":...}}`), `v`'s JSON as it is.
+pub(crate) fn write_hit(buf: &mut Vec<u8>, v: &Value) {
+    buf.extend_from_slice(br#"{"hit":{"value":"#);
+    buf.extend_from_slice(v.json.as_bytes());
+    buf.extend_from_slice(br#","ttl_ms":"#);
+    match v.ttl_ms {
+        Some(ms) => buf.extend_from_slice(ms.to_string().as_bytes()),
+        None => buf.extend_from_slice(b"null"),
+    }
+    buf.extend_from_slice(b"}}");
 }
 
 fn rep(got: Got) -> Rep {
@@ -83,7 +105,7 @@ fn serve(store: &Arc<Store>, push: &Pusher, from: Owner, req: Req) -> Result<Ans
                 track,
             };
             Ok(match store.get(&cache, &key, args)? {
-                Lookup::Hit(v) => Answer::Now(rep(Got::Hit(v))),
+                Lookup::Hit(v) => Answer::Hit(v),
                 Lookup::Miss => Answer::Now(Rep::Miss),
                 Lookup::Load(token) => Answer::Now(Rep::Load { token }),
                 Lookup::Wait(rx) => Answer::Later(rx),
@@ -135,5 +157,27 @@ fn serve(store: &Arc<Store>, push: &Pusher, from: Owner, req: Req) -> Result<Ans
             .find(|(n, _)| *n == cache)
             .map(|(_, stats)| Answer::Now(Rep::Stats { stats }))
             .ok_or_else(|| CacheError::Invalid(format!("no cache named {cache:?} is open"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_hit_written_around_its_json_is_what_serde_writes() {
+        for ttl_ms in [None, Some(0), Some(1234)] {
+            let v = Value {
+                json: r#"{"a":[1,"x\"y"],"b":null}"#.into(),
+                ttl_ms,
+            };
+            let mut buf = Vec::new();
+            write_hit(&mut buf, &v);
+            let serde = serde_json::to_vec(&hit_rep(v)).unwrap();
+            assert_eq!(
+                String::from_utf8(buf).unwrap(),
+                String::from_utf8(serde).unwrap()
+            );
+        }
     }
 }

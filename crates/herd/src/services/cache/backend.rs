@@ -16,7 +16,7 @@ use super::{CacheError, CacheStats, Change};
 pub(crate) type BoxFut<'a, T> = Pin<Box<dyn Future<Output = Result<T, CacheError>> + Send + 'a>>;
 
 /// What a get with a loader is told once any wait is over.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) enum Got {
     Hit(Value),
     Miss,

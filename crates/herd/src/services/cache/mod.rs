@@ -62,6 +62,16 @@
 //! [`Cache::get_shared`] keeps the decoded value beside the JSON, so a
 //! local hit then costs an `Arc` clone.
 //!
+//! **Shared requests.** Plain gets ([`Cache::get`], and a local copy's
+//! misses) of one key that one worker makes at once share a request to the
+//! primary, but only while that request has not left the worker: each
+//! then still sees the value the store held at a moment during its own
+//! call, as with a request of its own (a get that starts after a `set`
+//! returned sees that set or a later one). A get that comes when the
+//! request is on its way sends another. A hot key read by many callers
+//! costs fewer messages than callers. Gets with a loader never share: each
+//! may take the lease.
+//!
 //! **Bounds.** Each cache holds at most `max_entries` entries and
 //! `max_bytes` bytes of keys and values; past either, the least recently
 //! used entries go (counted as evictions). Names and keys are bounded
@@ -89,6 +99,7 @@
 
 mod answer;
 mod backend;
+mod coalesce;
 mod handle;
 mod local;
 #[cfg(feature = "redis")]

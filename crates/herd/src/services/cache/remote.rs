@@ -11,6 +11,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use super::backend::{Backend, BoxFut, Got};
+use super::coalesce::{Coalesce, Turn};
 use super::local::LocalCopy;
 use super::service_wire::SERVICE;
 use super::store::{Json, Value, WATCH_QUEUE};
@@ -26,11 +27,21 @@ const MARGIN: Duration = Duration::from_secs(5);
 pub(crate) trait Ask: Send + Sync {
     /// Sends `req` and waits at most `timeout` for its reply.
     fn ask<'a>(&'a self, req: &'a Req, timeout: Duration) -> BoxFut<'a, Rep>;
+
+    /// The link's [`Outbox::takes`](crate::channel::Outbox::takes), when
+    /// its requests may be shared ([`coalesce`](super::coalesce)).
+    fn takes(&self) -> Option<u64> {
+        None
+    }
 }
 
 impl Ask for WorkerService {
     fn ask<'a>(&'a self, req: &'a Req, timeout: Duration) -> BoxFut<'a, Rep> {
         Box::pin(async move { Ok(self.request_with_timeout(req, timeout).await?) })
+    }
+
+    fn takes(&self) -> Option<u64> {
+        Some(self.worker().outbox().takes())
     }
 }
 
@@ -40,6 +51,8 @@ pub(crate) struct Remote {
     locals: Mutex<HashMap<String, Arc<LocalCopy>>>,
     watches: Mutex<HashMap<u64, mpsc::Sender<Change>>>,
     next_watch: AtomicU64,
+    /// Plain gets that may share a request.
+    flights: Coalesce,
 }
 
 /// This process's side of the cache service (a worker has one channel).
@@ -107,6 +120,7 @@ impl Remote {
             locals: Mutex::default(),
             watches: Mutex::default(),
             next_watch: AtomicU64::new(1),
+            flights: Coalesce::default(),
         })
     }
 
@@ -154,6 +168,33 @@ impl Remote {
         }
     }
 
+    /// One get's request and its answer.
+    async fn get_once(
+        &self,
+        cache: &str,
+        key: &str,
+        load: bool,
+        wait: Duration,
+        track: bool,
+    ) -> Result<Got, CacheError> {
+        let req = Req::Get {
+            cache: cache.into(),
+            key: key.into(),
+            load,
+            wait_ms: ms(wait),
+            track,
+        };
+        match self.ask(&req, wait).await? {
+            Rep::Hit { value, ttl_ms } => Ok(Got::Hit(Value {
+                json: value.get().into(),
+                ttl_ms,
+            })),
+            Rep::Miss => Ok(Got::Miss),
+            Rep::Load { token } => Ok(Got::Load(token)),
+            other => Err(unexpected(&other)),
+        }
+    }
+
     async fn yes(&self, req: Req) -> Result<bool, CacheError> {
         match self.ask(&req, Duration::ZERO).await? {
             Rep::Done { yes } => Ok(yes),
@@ -191,21 +232,25 @@ impl Backend for Remote {
         track: bool,
     ) -> BoxFut<'a, Got> {
         Box::pin(async move {
-            let req = Req::Get {
-                cache: cache.into(),
-                key: key.into(),
-                load,
-                wait_ms: ms(wait),
-                track,
-            };
-            match self.ask(&req, wait).await? {
-                Rep::Hit { value, ttl_ms } => Ok(Got::Hit(Value {
-                    json: value.get().into(),
-                    ttl_ms,
-                })),
-                Rep::Miss => Ok(Got::Miss),
-                Rep::Load { token } => Ok(Got::Load(token)),
-                other => Err(unexpected(&other)),
+            if load {
+                return self.get_once(cache, key, load, wait, track).await;
+            }
+            loop {
+                let Some(takes) = self.link.takes() else {
+                    return self.get_once(cache, key, load, wait, track).await;
+                };
+                match self.flights.turn(cache, key, track, takes) {
+                    Turn::Lead(leader) => {
+                        let got = self.get_once(cache, key, load, wait, track).await;
+                        leader.finish(&got);
+                        return got;
+                    }
+                    Turn::Join(answer) => match answer.await {
+                        Ok(got) => return got,
+                        // Its leader was cancelled: ask again.
+                        Err(_) => continue,
+                    },
+                }
             }
         })
     }

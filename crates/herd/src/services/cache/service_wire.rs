@@ -3,7 +3,7 @@
 
 use std::sync::{Arc, OnceLock};
 
-use super::answer::{answer, waited, Answer, Pusher};
+use super::answer::{answer, waited, write_hit, Answer, Pusher};
 use super::store::{Owner, Store};
 use super::wire::{Push, Rep, Req};
 use super::CacheError;
@@ -57,6 +57,11 @@ pub(crate) fn serve(primary: &crate::Primary, store: &Arc<Store>) -> Result<(), 
             };
             match answer(&store, &push, Owner::Worker(worker), req) {
                 Answer::Now(rep) => reply(&request, &rep),
+                Answer::Hit(v) => {
+                    if let Err(e) = request.reply_json(|buf| write_hit(buf, &v)) {
+                        tracing::debug!(error = %e, "a cache reply was not sent");
+                    }
+                }
                 Answer::Later(rx) => {
                     tokio::spawn(async move {
                         let rep = waited(rx.await);

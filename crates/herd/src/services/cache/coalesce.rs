@@ -1,0 +1,196 @@
+//! Plain gets of one key that share one request to the store: a hot key
+//! read by many callers of one worker at once costs one message, not one
+//! per caller.
+//!
+//! A get may join another's request only while not one byte of that
+//! request has left the worker ([`Outbox::takes`](crate::channel::Outbox)
+//! has not moved since it was queued). The store then answers it after
+//! every caller that joined it had started, and before each one returns:
+//! each sees the value the store held at a moment during its own call, as
+//! if it had sent a request of its own. A get that comes later, when the
+//! request is on its way, sends its own. Gets with a loader never join:
+//! their lease is their own.
+//!
+//! The first caller leads: it sends the request and hands its answer to
+//! those who joined. A leader that is cancelled before its answer comes
+//! leaves the others to send their own (none fails for it).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::oneshot;
+
+use super::backend::Got;
+use super::CacheError;
+
+/// What a get hands to the gets that joined it.
+pub(crate) type Shared = Result<Got, CacheError>;
+
+type Flights = HashMap<FlightKey, Flight>;
+type Joined = Arc<Mutex<Vec<oneshot::Sender<Shared>>>>;
+
+#[derive(Hash, PartialEq, Eq, Clone)]
+struct FlightKey {
+    cache: String,
+    key: String,
+    /// Whether the get asks for change notices (a local copy): only gets
+    /// that ask the same share.
+    track: bool,
+}
+
+/// The request a get may still join.
+struct Flight {
+    /// The link's takes when the request was about to be queued.
+    takes: u64,
+    joined: Joined,
+}
+
+/// The gets on their way from one worker that may still be joined, by key.
+#[derive(Default)]
+pub(crate) struct Coalesce {
+    flights: Arc<Mutex<Flights>>,
+}
+
+/// A get's part: to send the request, or to wait for another's answer.
+pub(crate) enum Turn {
+    Lead(Leader),
+    Join(oneshot::Receiver<Shared>),
+}
+
+/// The get that sends the request: [`finish`](Leader::finish) hands its
+/// answer on; dropped unfinished, it lets the joined gets go their own way.
+pub(crate) struct Leader {
+    flights: Arc<Mutex<Flights>>,
+    key: FlightKey,
+    joined: Joined,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Coalesce {
+    /// The part of a get of `key` in `cache`, `takes` being the link's
+    /// [`takes`](crate::channel::Outbox::takes) now (before any request of
+    /// this get is queued).
+    pub fn turn(&self, cache: &str, key: &str, track: bool, takes: u64) -> Turn {
+        let mut flights = lock(&self.flights);
+        let fk = FlightKey {
+            cache: cache.to_string(),
+            key: key.to_string(),
+            track,
+        };
+        if let Some(f) = flights.get(&fk) {
+            if f.takes == takes {
+                let (tx, rx) = oneshot::channel();
+                lock(&f.joined).push(tx);
+                return Turn::Join(rx);
+            }
+        }
+        // No request to join (or the one there is on its way: its leader
+        // keeps what joined it, and this one may be joined from now on).
+        let joined = Joined::default();
+        flights.insert(
+            fk.clone(),
+            Flight {
+                takes,
+                joined: joined.clone(),
+            },
+        );
+        Turn::Lead(Leader {
+            flights: self.flights.clone(),
+            key: fk,
+            joined,
+        })
+    }
+}
+
+impl Leader {
+    /// Hands `answer` to every get that joined this one.
+    pub fn finish(self, answer: &Shared) {
+        for tx in self.close() {
+            let _ = tx.send(answer.clone());
+        }
+    }
+
+    /// No more gets may join: the ones that did.
+    fn close(&self) -> Vec<oneshot::Sender<Shared>> {
+        let mut flights = lock(&self.flights);
+        if flights
+            .get(&self.key)
+            .is_some_and(|f| Arc::ptr_eq(&f.joined, &self.joined))
+        {
+            flights.remove(&self.key);
+        }
+        drop(flights);
+        std::mem::take(&mut *lock(&self.joined))
+    }
+}
+
+impl Drop for Leader {
+    fn drop(&mut self) {
+        // Unfinished (a cancelled get): the joined gets' receivers fail,
+        // and they send their own. After `finish` nothing is left.
+        drop(self.close());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::services::cache::store::Value;
+
+    fn hit(json: &str) -> Shared {
+        Ok(Got::Hit(Value {
+            json: json.into(),
+            ttl_ms: None,
+        }))
+    }
+
+    #[tokio::test]
+    async fn gets_join_only_while_the_request_is_unsent() {
+        let c = Coalesce::default();
+        let Turn::Lead(leader) = c.turn("c", "k", false, 7) else {
+            panic!("the first get leads")
+        };
+        // Same key, nothing taken since: joins.
+        let Turn::Join(joined) = c.turn("c", "k", false, 7) else {
+            panic!("joins")
+        };
+        // Another key, or another `track`: a flight of its own.
+        assert!(matches!(c.turn("c", "other", false, 7), Turn::Lead(_)));
+        assert!(matches!(c.turn("c", "k", true, 7), Turn::Lead(_)));
+        leader.finish(&hit("1"));
+        assert!(matches!(joined.await, Ok(Ok(Got::Hit(v))) if &*v.json == "1"));
+        // Done: the next get leads again.
+        let Turn::Lead(leader) = c.turn("c", "k", false, 7) else {
+            panic!("leads")
+        };
+        // The request left (takes moved): a later get sends its own, and
+        // the flight is its from now on; the first leader's answer goes to
+        // nobody else.
+        let Turn::Lead(second) = c.turn("c", "k", false, 8) else {
+            panic!("a request on its way is not joined")
+        };
+        let Turn::Join(late) = c.turn("c", "k", false, 8) else {
+            panic!("joins the second")
+        };
+        leader.finish(&hit("old"));
+        second.finish(&hit("new"));
+        assert!(matches!(late.await, Ok(Ok(Got::Hit(v))) if &*v.json == "new"));
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_leader_lets_the_joined_go_their_own_way() {
+        let c = Coalesce::default();
+        let Turn::Lead(leader) = c.turn("c", "k", false, 0) else {
+            panic!("leads")
+        };
+        let Turn::Join(joined) = c.turn("c", "k", false, 0) else {
+            panic!("joins")
+        };
+        drop(leader);
+        assert!(joined.await.is_err(), "the joined get hears at once");
+        assert!(matches!(c.turn("c", "k", false, 0), Turn::Lead(_)));
+    }
+}
