@@ -24,7 +24,7 @@ mod measure;
 mod on_redis;
 
 use herd::{CacheOptions, Event, Primary, Role, Worker};
-use measure::{latencies, pct, push_lat, throughput};
+use measure::{cache_gets, cache_latencies, latencies, pct, push_lat, throughput, Read};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -212,35 +212,12 @@ async fn worker() {
     let _: Option<Item> = local.get("hit").await.unwrap();
 
     // herd, local copy, decoding the JSON at each hit (as `get` does).
-    let tput = throughput(n * 10, conc, {
-        let local = local.clone();
-        move |_| {
-            let c = local.clone();
-            async move {
-                let v: Option<Item> = c.get("hit").await.unwrap();
-                assert!(v.is_some());
-            }
-        }
-    })
-    .await;
+    let tput = cache_gets(&local, n * 10, conc, Read::Decoded, true, &["hit"]).await;
     figures.push(("herd-local-decode.tput".into(), tput));
     // herd, local copy, the decoded value shared (`get_shared`).
-    let tput = throughput(n * 10, conc, {
-        let local = local.clone();
-        move |_| {
-            let c = local.clone();
-            async move {
-                let v: Option<std::sync::Arc<Item>> = c.get_shared("hit").await.unwrap();
-                assert!(v.is_some());
-            }
-        }
-    })
-    .await;
+    let tput = cache_gets(&local, n * 10, conc, Read::Shared, true, &["hit"]).await;
     figures.push(("herd-local.tput".into(), tput));
-    let lat = latencies(n, || async {
-        let _: Option<std::sync::Arc<Item>> = local.get_shared("hit").await.unwrap();
-    })
-    .await;
+    let lat = cache_latencies(&local, n, Read::Shared, true, "hit").await;
     figures.push(("herd-local.hit.p50".into(), pct(&lat, 0.5)));
     assert!(
         local.local_hits() as usize >= n * 21,
@@ -248,45 +225,20 @@ async fn worker() {
     );
 
     // herd, through the primary.
-    let tput = throughput(n, conc, {
-        let remote = remote.clone();
-        move |_| {
-            let c = remote.clone();
-            async move {
-                let v: Option<Item> = c.get("hit").await.unwrap();
-                assert!(v.is_some());
-            }
-        }
-    })
-    .await;
+    let tput = cache_gets(&remote, n, conc, Read::Decoded, true, &["hit"]).await;
     figures.push(("herd-primary.tput".into(), tput));
     // The same, each caller on a key of its own: no get shares another's
     // request, so each is a round trip.
-    for i in 0..conc {
-        remote.set(&format!("hit{i}"), &item()).await.unwrap();
+    let keys: Vec<String> = (0..conc).map(|i| format!("hit{i}")).collect();
+    for k in &keys {
+        remote.set(k, &item()).await.unwrap();
     }
-    let tput = throughput(n, conc, {
-        let remote = remote.clone();
-        move |caller| {
-            let c = remote.clone();
-            async move {
-                let v: Option<Item> = c.get(&format!("hit{caller}")).await.unwrap();
-                assert!(v.is_some());
-            }
-        }
-    })
-    .await;
+    let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+    let tput = cache_gets(&remote, n, conc, Read::Decoded, true, &keys).await;
     figures.push(("herd-primary-keys.tput".into(), tput));
-    let lat = latencies(n / 4, || async {
-        let _: Option<Item> = remote.get("hit").await.unwrap();
-    })
-    .await;
+    let lat = cache_latencies(&remote, n / 4, Read::Decoded, true, "hit").await;
     push_lat(&mut figures, "herd-primary.hit", &lat);
-    let lat = latencies(n / 4, || async {
-        let v: Option<Item> = remote.get("missing").await.unwrap();
-        assert!(v.is_none());
-    })
-    .await;
+    let lat = cache_latencies(&remote, n / 4, Read::Decoded, false, "missing").await;
     figures.push(("herd-primary.miss.p50".into(), pct(&lat, 0.5)));
 
     // Redis over its Unix socket, from this same worker.

@@ -55,3 +55,61 @@ where
     lat.sort_by(f64::total_cmp);
     lat
 }
+
+/// How a measured get reads its value.
+#[derive(Clone, Copy)]
+pub enum Read {
+    /// `Cache::get`, the JSON decoded at each get.
+    Decoded,
+    /// `Cache::get_shared`, the decoded value shared.
+    Shared,
+}
+
+async fn cache_get(cache: &herd::Cache, read: Read, key: &str) -> bool {
+    match read {
+        Read::Decoded => cache.get::<crate::Item>(key).await.unwrap().is_some(),
+        Read::Shared => cache
+            .get_shared::<crate::Item>(key)
+            .await
+            .unwrap()
+            .is_some(),
+    }
+}
+
+/// [`throughput`] of gets in `cache`: caller `i` reads `keys[i % len]`,
+/// and each get must find a value, or none, as `hit` says.
+pub async fn cache_gets(
+    cache: &herd::Cache,
+    n: usize,
+    conc: usize,
+    read: Read,
+    hit: bool,
+    keys: &[&str],
+) -> f64 {
+    let keys: std::sync::Arc<Vec<String>> =
+        std::sync::Arc::new(keys.iter().map(|k| k.to_string()).collect());
+    let cache = cache.clone();
+    throughput(n, conc, move |caller| {
+        let (cache, keys) = (cache.clone(), keys.clone());
+        async move {
+            let found = cache_get(&cache, read, &keys[caller % keys.len()]).await;
+            assert_eq!(found, hit, "a get of {}", keys[caller % keys.len()]);
+        }
+    })
+    .await
+}
+
+/// [`latencies`] of `n` gets of `key` in `cache`, each finding a value, or
+/// none, as `hit` says.
+pub async fn cache_latencies(
+    cache: &herd::Cache,
+    n: usize,
+    read: Read,
+    hit: bool,
+    key: &str,
+) -> Vec<f64> {
+    latencies(n, || async {
+        assert_eq!(cache_get(cache, read, key).await, hit, "a get of {key}");
+    })
+    .await
+}

@@ -7,11 +7,9 @@
 //! `herd-redis-primary.{tput,hit.mean,hit.p50,hit.p99}`,
 //! `herd-redis-primary.miss.{tput,p50}`.
 
-use std::sync::Arc;
-
 use herd::{CacheOptions, Event, Primary, Worker};
 
-use super::measure::{latencies, pct, push_lat, throughput};
+use super::measure::{cache_gets, cache_latencies, pct, push_lat, Read};
 use super::{env, item, Item, Note, Opts};
 
 pub async fn primary(o: Opts) {
@@ -73,22 +71,9 @@ pub async fn worker() {
     let _: Option<Item> = local.get("hit").await.unwrap();
 
     // The local copy, the decoded value shared (as herd-local.tput).
-    let tput = throughput(n * 10, conc, {
-        let local = local.clone();
-        move |_| {
-            let c = local.clone();
-            async move {
-                let v: Option<Arc<Item>> = c.get_shared("hit").await.unwrap();
-                assert!(v.is_some());
-            }
-        }
-    })
-    .await;
+    let tput = cache_gets(&local, n * 10, conc, Read::Shared, true, &["hit"]).await;
     figures.push(("herd-redis-local.tput".into(), tput));
-    let lat = latencies(n, || async {
-        let _: Option<Arc<Item>> = local.get_shared("hit").await.unwrap();
-    })
-    .await;
+    let lat = cache_latencies(&local, n, Read::Shared, true, "hit").await;
     figures.push(("herd-redis-local.hit.p50".into(), pct(&lat, 0.5)));
     assert!(
         local.local_hits() as usize >= n * 11,
@@ -96,40 +81,13 @@ pub async fn worker() {
     );
 
     // Through the primary, and so through Redis.
-    let tput = throughput(n, conc, {
-        let remote = remote.clone();
-        move |_| {
-            let c = remote.clone();
-            async move {
-                let v: Option<Item> = c.get("hit").await.unwrap();
-                assert!(v.is_some());
-            }
-        }
-    })
-    .await;
+    let tput = cache_gets(&remote, n, conc, Read::Decoded, true, &["hit"]).await;
     figures.push(("herd-redis-primary.tput".into(), tput));
-    let lat = latencies(n / 4, || async {
-        let _: Option<Item> = remote.get("hit").await.unwrap();
-    })
-    .await;
+    let lat = cache_latencies(&remote, n / 4, Read::Decoded, true, "hit").await;
     push_lat(&mut figures, "herd-redis-primary.hit", &lat);
-    let tput = throughput(n, conc, {
-        let remote = remote.clone();
-        move |_| {
-            let c = remote.clone();
-            async move {
-                let v: Option<Item> = c.get("missing").await.unwrap();
-                assert!(v.is_none());
-            }
-        }
-    })
-    .await;
+    let tput = cache_gets(&remote, n, conc, Read::Decoded, false, &["missing"]).await;
     figures.push(("herd-redis-primary.miss.tput".into(), tput));
-    let lat = latencies(n / 4, || async {
-        let v: Option<Item> = remote.get("missing").await.unwrap();
-        assert!(v.is_none());
-    })
-    .await;
+    let lat = cache_latencies(&remote, n / 4, Read::Decoded, false, "missing").await;
     figures.push(("herd-redis-primary.miss.p50".into(), pct(&lat, 0.5)));
     worker.send(&Note::Figures(figures)).await.expect("figures");
     // Until the primary is done.
