@@ -3,10 +3,11 @@
 # by side in one run:
 #   herd, local copy   a hit served by the worker's copy, no message;
 #   herd, via primary  the same cache with the local copy off: a get is a
-#                      request to the primary and its reply (concurrent
-#                      gets of the one key share a request not yet sent;
-#                      the "key per caller" row has each caller on a key
-#                      of its own, so that none shares);
+#                      request to the primary and its reply, each caller
+#                      on a key of its own (so that no get shares a
+#                      request, like for like with redis and node); the
+#                      "one key, shared" row has every caller on one key,
+#                      where concurrent gets share requests not yet sent;
 #   redis              a redis-server on a Unix socket in this run's work
 #                      directory, from the same worker, with the `redis`
 #                      crate (multiplexed connection);
@@ -85,8 +86,8 @@ printf '|%s|%s|%s|%s|%s|\n' "$(printf -- '-%.0s' {1..28})" "$(printf -- '-%.0s' 
 printf '| %-26s | %12s | %12s | %12s | %12s |\n' "gets/s, hit (higher)" \
   "$(int "$(cell herd-local.tput)")" "$(int "$(cell herd-primary.tput)")" \
   "$(int "$(cell redis.tput)")" "$(int "$(cell node.tput)")"
-printf '| %-26s | %12s | %12s | %12s | %12s |\n' "gets/s, key per caller" "-" \
-  "$(int "$(cell herd-primary-keys.tput)")" "-" "-"
+printf '| %-26s | %12s | %12s | %12s | %12s |\n' "gets/s, one key, shared" "-" \
+  "$(int "$(cell herd-primary-shared.tput)")" "-" "-"
 printf '| %-26s | %12s | %12s | %12s | %12s |\n' "hit latency mean, us" "-" \
   "$(cell herd-primary.hit.mean)" "$(cell redis.hit.mean)" "$(cell node.hit.mean)"
 printf '| %-26s | %12s | %12s | %12s | %12s |\n' "hit latency p50, us" "$(cell herd-local.hit.p50)" \
@@ -126,8 +127,8 @@ verdict() { awk -v r="$1" -v g="$2" 'BEGIN { print (r >= g) ? "met" : "MISSED" }
 echo "goal: local-copy hit >= 20x a redis GET: $(verdict "$local_r" 20) (${local_r}x)"
 echo "goal: hit through the primary >= 2x a redis GET: $(verdict "$primary_r" 2) (${primary_r}x)"
 echo "goal: hit through the primary >= 5x the node design: $(verdict "$node_r" 5) (${node_r}x)"
-keys_t=$(median herd-primary-keys.tput)
-echo "without shared requests (a key per caller): $(ratio "$keys_t" "$redis_t")x a redis GET, $(ratio "$keys_t" "$node_t")x the node design"
+shared_t=$(median herd-primary-shared.tput)
+echo "one key, concurrent gets sharing requests: $(ratio "$shared_t" "$redis_t")x a redis GET, $(ratio "$shared_t" "$node_t")x the node design"
 for client in node1 py; do
   for op in get set; do
     h=$(resp_median "$op" "${RESP_RESULTS[herd.$client]}")

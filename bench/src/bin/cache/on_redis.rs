@@ -80,12 +80,20 @@ pub async fn worker() {
         "the local copy served"
     );
 
-    // Through the primary, and so through Redis.
-    let tput = cache_gets(&remote, n, conc, Read::Decoded, true, &["hit"]).await;
+    // Through the primary, and so through Redis; each caller on a key of
+    // its own, so that no get shares another's request (as the redis row).
+    let hits: Vec<String> = (0..conc).map(|i| format!("hit{i}")).collect();
+    for k in &hits {
+        remote.set(k, &item()).await.unwrap();
+    }
+    let hits: Vec<&str> = hits.iter().map(String::as_str).collect();
+    let misses: Vec<String> = (0..conc).map(|i| format!("missing{i}")).collect();
+    let misses: Vec<&str> = misses.iter().map(String::as_str).collect();
+    let tput = cache_gets(&remote, n, conc, Read::Decoded, true, &hits).await;
     figures.push(("herd-redis-primary.tput".into(), tput));
     let lat = cache_latencies(&remote, n / 4, Read::Decoded, true, "hit").await;
     push_lat(&mut figures, "herd-redis-primary.hit", &lat);
-    let tput = cache_gets(&remote, n, conc, Read::Decoded, false, &["missing"]).await;
+    let tput = cache_gets(&remote, n, conc, Read::Decoded, false, &misses).await;
     figures.push(("herd-redis-primary.miss.tput".into(), tput));
     let lat = cache_latencies(&remote, n / 4, Read::Decoded, false, "missing").await;
     figures.push(("herd-redis-primary.miss.p50".into(), pct(&lat, 0.5)));

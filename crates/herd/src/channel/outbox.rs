@@ -21,9 +21,9 @@ pub const HIGH_WATER: usize = 8 << 20;
 /// What [`Outbox::framed_now`] may leave waiting to be written, beyond
 /// which it refuses: four times [`HIGH_WATER`].
 pub const MAX_BACKLOG: usize = 4 * HIGH_WATER;
-/// Most frames, and bytes, that wait for the writer task to write them in
-/// one system call before the next frame queued writes them at once
-/// (`Outbox::batching`).
+/// How many frames, and bytes, queued for the writer task make the next
+/// frame write them all at once instead of joining them (`Outbox::batching`):
+/// at most 7 frames wait, the 8th goes out with them.
 pub const BATCH_FRAMES: usize = 8;
 /// See [`BATCH_FRAMES`].
 pub const BATCH_BYTES: usize = 64 << 10;
@@ -93,7 +93,7 @@ impl Outbox {
         push_frame(&mut st, Kind::Control, fds, self.max_body, |buf| {
             serde_json::to_writer(buf, msg)
         })?;
-        self.write_or_wake(st);
+        self.write_or_wake(st, false);
         Ok(())
     }
 
@@ -128,7 +128,7 @@ impl Outbox {
         push_frame(&mut st, Kind::Reply, Vec::new(), self.max_body, |buf| {
             serde_json::to_writer(buf, &NoAnswer { id, error: why })
         })?;
-        self.write_or_wake(st);
+        self.write_or_wake(st, false);
         Ok(())
     }
 
@@ -197,7 +197,7 @@ impl Outbox {
                         drop(st);
                         self.wake_writer.notify_one();
                     } else {
-                        self.write_or_wake(st);
+                        self.write_or_wake(st, true);
                     }
                     return Ok(());
                 }
@@ -228,17 +228,19 @@ impl Outbox {
             });
         }
         push_frame(&mut st, kind, Vec::new(), self.max_body, body)?;
-        self.write_or_wake(st);
+        self.write_or_wake(st, true);
         Ok(())
     }
 
     /// Called with a frame just queued: writes the queue now when the
     /// writer is idle (it has written everything it took, so no byte can
     /// overtake another), no queued frame carries descriptors, and
-    /// [`batching`](Self::batching) does not hold it back; otherwise, or for
-    /// what the socket does not take at once, wakes the writer.
-    fn write_or_wake(&self, mut st: MutexGuard<'_, OutState>) {
-        if !st.writing && st.fds.is_empty() && !self.batching(&st) {
+    /// [`batching`](Self::batching) (where `batch` allows it: not for
+    /// control frames, nor for the error reply a dropped request sends,
+    /// maybe as its runtime shuts down) does not hold it back; otherwise,
+    /// or for what the socket does not take at once, wakes the writer.
+    fn write_or_wake(&self, mut st: MutexGuard<'_, OutState>, batch: bool) {
+        if !st.writing && st.fds.is_empty() && !(batch && self.batching(&st)) {
             self.takes.fetch_add(1, Ordering::SeqCst);
             match self.stream.try_write(&st.buf) {
                 Ok(n) if n == st.buf.len() => {

@@ -527,7 +527,9 @@ impl Worker {
     /// Waits until every message sent so far is written to the channel (or
     /// the channel has failed). Call it before `main` returns if your last
     /// messages must reach the primary; [`Worker::serve`] does before it
-    /// returns.
+    /// returns. (On a `current_thread` runtime a message sent waits for the
+    /// channel's writer task until the sender yields, so one sent right
+    /// before `main` returns is lost without it.)
     pub async fn flush(&self) {
         self.inner.outbox.flushed().await;
     }

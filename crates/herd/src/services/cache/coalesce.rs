@@ -3,8 +3,8 @@
 //! per caller.
 //!
 //! A get may join another's request only while not one byte of that
-//! request has left the worker ([`Outbox::takes`](crate::channel::Outbox)
-//! has not moved since it was queued). The store then answers it after
+//! request has left the worker: [`Outbox::takes`](crate::channel::Outbox)
+//! has not moved since the first get read it, before queueing its request. The store then answers it after
 //! every caller that joined it had started, and before each one returns:
 //! each sees the value the store held at a moment during its own call, as
 //! if it had sent a request of its own. A get that comes later, when the
@@ -13,12 +13,16 @@
 //!
 //! The first caller leads: it sends the request and hands its answer to
 //! those who joined. A leader that is cancelled before its answer comes
-//! leaves the others to send their own (none fails for it).
+//! leaves the others to send their own (none fails for it); so does one
+//! that its caller stops polling (a `select!` that moved on): past the
+//! leader's own deadline a joined get stops waiting for it and sends its
+//! own request.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::oneshot;
+use tokio::time::Instant;
 
 use super::backend::Got;
 use super::CacheError;
@@ -42,6 +46,8 @@ struct FlightKey {
 struct Flight {
     /// The link's takes when the request was about to be queued.
     takes: u64,
+    /// When the leader's request times out.
+    deadline: Instant,
     joined: Joined,
 }
 
@@ -54,7 +60,8 @@ pub(crate) struct Coalesce {
 /// A get's part: to send the request, or to wait for another's answer.
 pub(crate) enum Turn {
     Lead(Leader),
-    Join(oneshot::Receiver<Shared>),
+    /// Wait for the answer until the deadline (the leader's).
+    Join(oneshot::Receiver<Shared>, Instant),
 }
 
 /// The get that sends the request: [`finish`](Leader::finish) hands its
@@ -72,8 +79,8 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl Coalesce {
     /// The part of a get of `key` in `cache`, `takes` being the link's
     /// [`takes`](crate::channel::Outbox::takes) now (before any request of
-    /// this get is queued).
-    pub fn turn(&self, cache: &str, key: &str, track: bool, takes: u64) -> Turn {
+    /// this get is queued); a leader's request times out at `deadline`.
+    pub fn turn(&self, cache: &str, key: &str, track: bool, takes: u64, deadline: Instant) -> Turn {
         let mut flights = lock(&self.flights);
         let fk = FlightKey {
             cache: cache.to_string(),
@@ -84,7 +91,7 @@ impl Coalesce {
             if f.takes == takes {
                 let (tx, rx) = oneshot::channel();
                 lock(&f.joined).push(tx);
-                return Turn::Join(rx);
+                return Turn::Join(rx, f.deadline);
             }
         }
         // No request to join (or the one there is on its way: its leader
@@ -94,6 +101,7 @@ impl Coalesce {
             fk.clone(),
             Flight {
                 takes,
+                deadline,
                 joined: joined.clone(),
             },
         );
@@ -140,6 +148,10 @@ mod tests {
     use super::*;
     use crate::services::cache::store::Value;
 
+    fn later() -> Instant {
+        Instant::now() + std::time::Duration::from_secs(5)
+    }
+
     fn hit(json: &str) -> Shared {
         Ok(Got::Hit(Value {
             json: json.into(),
@@ -150,29 +162,32 @@ mod tests {
     #[tokio::test]
     async fn gets_join_only_while_the_request_is_unsent() {
         let c = Coalesce::default();
-        let Turn::Lead(leader) = c.turn("c", "k", false, 7) else {
+        let Turn::Lead(leader) = c.turn("c", "k", false, 7, later()) else {
             panic!("the first get leads")
         };
         // Same key, nothing taken since: joins.
-        let Turn::Join(joined) = c.turn("c", "k", false, 7) else {
+        let Turn::Join(joined, _) = c.turn("c", "k", false, 7, later()) else {
             panic!("joins")
         };
         // Another key, or another `track`: a flight of its own.
-        assert!(matches!(c.turn("c", "other", false, 7), Turn::Lead(_)));
-        assert!(matches!(c.turn("c", "k", true, 7), Turn::Lead(_)));
+        assert!(matches!(
+            c.turn("c", "other", false, 7, later()),
+            Turn::Lead(_)
+        ));
+        assert!(matches!(c.turn("c", "k", true, 7, later()), Turn::Lead(_)));
         leader.finish(&hit("1"));
         assert!(matches!(joined.await, Ok(Ok(Got::Hit(v))) if &*v.json == "1"));
         // Done: the next get leads again.
-        let Turn::Lead(leader) = c.turn("c", "k", false, 7) else {
+        let Turn::Lead(leader) = c.turn("c", "k", false, 7, later()) else {
             panic!("leads")
         };
         // The request left (takes moved): a later get sends its own, and
         // the flight is its from now on; the first leader's answer goes to
         // nobody else.
-        let Turn::Lead(second) = c.turn("c", "k", false, 8) else {
+        let Turn::Lead(second) = c.turn("c", "k", false, 8, later()) else {
             panic!("a request on its way is not joined")
         };
-        let Turn::Join(late) = c.turn("c", "k", false, 8) else {
+        let Turn::Join(late, _) = c.turn("c", "k", false, 8, later()) else {
             panic!("joins the second")
         };
         leader.finish(&hit("old"));
@@ -183,14 +198,14 @@ mod tests {
     #[tokio::test]
     async fn a_cancelled_leader_lets_the_joined_go_their_own_way() {
         let c = Coalesce::default();
-        let Turn::Lead(leader) = c.turn("c", "k", false, 0) else {
+        let Turn::Lead(leader) = c.turn("c", "k", false, 0, later()) else {
             panic!("leads")
         };
-        let Turn::Join(joined) = c.turn("c", "k", false, 0) else {
+        let Turn::Join(joined, _) = c.turn("c", "k", false, 0, later()) else {
             panic!("joins")
         };
         drop(leader);
         assert!(joined.await.is_err(), "the joined get hears at once");
-        assert!(matches!(c.turn("c", "k", false, 0), Turn::Lead(_)));
+        assert!(matches!(c.turn("c", "k", false, 0, later()), Turn::Lead(_)));
     }
 }

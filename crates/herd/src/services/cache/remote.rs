@@ -239,17 +239,23 @@ impl Backend for Remote {
                 let Some(takes) = self.link.takes() else {
                     return self.get_once(cache, key, load, wait, track).await;
                 };
-                match self.flights.turn(cache, key, track, takes) {
+                let deadline = tokio::time::Instant::now() + wait + MARGIN;
+                match self.flights.turn(cache, key, track, takes, deadline) {
                     Turn::Lead(leader) => {
                         let got = self.get_once(cache, key, load, wait, track).await;
                         leader.finish(&got);
                         return got;
                     }
-                    Turn::Join(answer) => match answer.await {
-                        Ok(got) => return got,
-                        // Its leader was cancelled: ask again.
-                        Err(_) => continue,
-                    },
+                    Turn::Join(answer, deadline) => {
+                        match tokio::time::timeout_at(deadline, answer).await {
+                            Ok(Ok(got)) => return got,
+                            // Its leader was cancelled: ask again.
+                            Ok(Err(_)) => continue,
+                            // Its leader is not polled any more (its
+                            // caller moved on): ask alone.
+                            Err(_) => return self.get_once(cache, key, load, wait, track).await,
+                        }
+                    }
                 }
             }
         })
@@ -375,5 +381,51 @@ impl Backend for Remote {
                 other => Err(unexpected(&other)),
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    /// A link whose first request is never answered, the rest at once;
+    /// its takes never move, so every get may join the one before.
+    struct Stuck(AtomicUsize);
+
+    impl Ask for Stuck {
+        fn ask<'a>(&'a self, _req: &'a Req, _timeout: Duration) -> BoxFut<'a, Rep> {
+            let first = self.0.fetch_add(1, Ordering::SeqCst) == 0;
+            Box::pin(async move {
+                if first {
+                    std::future::pending::<()>().await;
+                }
+                Ok(Rep::Hit {
+                    value: raw("1")?,
+                    ttl_ms: None,
+                })
+            })
+        }
+
+        fn takes(&self) -> Option<u64> {
+            Some(0)
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_get_joined_to_a_leader_nobody_polls_asks_alone_at_the_leaders_deadline() {
+        let remote = Remote::over(Box::new(Stuck(AtomicUsize::new(0))));
+        let mut leader = remote.get("c", "k", false, Duration::ZERO, false);
+        // Polled once (it leads, its request queued), then never again.
+        std::future::poll_fn(|cx| {
+            assert!(leader.as_mut().poll(cx).is_pending());
+            std::task::Poll::Ready(())
+        })
+        .await;
+        let start = tokio::time::Instant::now();
+        let got = remote.get("c", "k", false, Duration::ZERO, false).await;
+        assert!(matches!(got, Ok(Got::Hit(v)) if &*v.json == "1"));
+        assert!(start.elapsed() >= MARGIN, "it waited for the leader first");
+        assert!(start.elapsed() < MARGIN * 2);
     }
 }
