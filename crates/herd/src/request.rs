@@ -38,7 +38,7 @@
 //! - [`Error::TooManyRequests`]: this side has [`MAX_PENDING`] requests
 //!   waiting for their replies on this channel already.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -122,6 +122,15 @@ impl Pending {
         F: FnOnce(u64) -> Fut,
         Fut: std::future::Future<Output = Result<(), Error>>,
     {
+        self.ask_raw(send, timeout).await?.decode()
+    }
+
+    /// As [`ask_with`](Self::ask_with), the reply left undecoded.
+    pub async fn ask_raw<F, Fut>(&self, send: F, timeout: Duration) -> Result<Message, Error>
+    where
+        F: FnOnce(u64) -> Fut,
+        Fut: std::future::Future<Output = Result<(), Error>>,
+    {
         let asked = async {
             let (id, rx) = self.register()?;
             // Cancelled (dropped, timed out) or not, the entry goes.
@@ -132,13 +141,12 @@ impl Pending {
                 Err(_) => Err(self.closed_error()),
             }
         };
-        let reply = tokio::time::timeout(timeout, asked)
+        tokio::time::timeout(timeout, asked)
             .await
             .map_err(|_| Error::Timeout {
                 worker: self.peer,
                 after: timeout,
-            })??;
-        reply.decode()
+            })?
     }
 
     fn register(&self) -> Result<(u64, oneshot::Receiver<Answer>), Error> {

@@ -181,29 +181,46 @@ impl Outbox {
         deferred: bool,
     ) -> Result<(), Error> {
         let mut body = Some(body);
+        // Room at once, the common case, needs no waiter set up.
+        if let Some(done) = self.try_frame(kind, &mut body, deferred) {
+            return done;
+        }
         loop {
             let drained = self.drained.notified();
             tokio::pin!(drained);
             drained.as_mut().enable();
-            {
-                let mut st = self.state.lock().unwrap();
-                if st.closed {
-                    return Err(Error::ChannelClosed);
-                }
-                if st.buf.len() < HIGH_WATER {
-                    let body = body.take().expect("written once");
-                    push_frame(&mut st, kind, Vec::new(), self.max_body, body)?;
-                    if deferred {
-                        drop(st);
-                        self.wake_writer.notify_one();
-                    } else {
-                        self.write_or_wake(st, true);
-                    }
-                    return Ok(());
-                }
+            if let Some(done) = self.try_frame(kind, &mut body, deferred) {
+                return done;
             }
             drained.await;
         }
+    }
+
+    /// Queues `body`'s frame if there is room (`None` if not).
+    fn try_frame(
+        &self,
+        kind: Kind,
+        body: &mut Option<impl FnOnce(&mut Vec<u8>) -> Result<(), serde_json::Error>>,
+        deferred: bool,
+    ) -> Option<Result<(), Error>> {
+        let mut st = self.state.lock().unwrap();
+        if st.closed {
+            return Some(Err(Error::ChannelClosed));
+        }
+        if st.buf.len() >= HIGH_WATER {
+            return None;
+        }
+        let body = body.take().expect("written once");
+        if let Err(e) = push_frame(&mut st, kind, Vec::new(), self.max_body, body) {
+            return Some(Err(e));
+        }
+        if deferred {
+            drop(st);
+            self.wake_writer.notify_one();
+        } else {
+            self.write_or_wake(st, true);
+        }
+        Some(Ok(()))
     }
 
     /// Queues a frame of `kind` without waiting: refused with

@@ -210,6 +210,26 @@ impl WorkerService {
             .await
     }
 
+    /// Asks with a value `write` appends (encoded already, in whatever
+    /// form the service reads) and returns the reply undecoded; otherwise
+    /// as [`request_with_timeout`](Self::request_with_timeout).
+    pub(crate) async fn request_raw(
+        &self,
+        write: impl FnOnce(&mut Vec<u8>),
+        timeout: Duration,
+    ) -> Result<Message, Error> {
+        let outbox = self.worker.outbox();
+        let name = &self.name;
+        let send = |id| {
+            outbox.framed(crate::channel::wire::Kind::Service, move |buf| {
+                frame::write_prefix(buf, name, Op::Request, id);
+                write(buf);
+                Ok(())
+            })
+        };
+        self.worker.services().calls.ask_raw(send, timeout).await
+    }
+
     /// [`send`](Self::send) without waiting.
     ///
     /// # Errors

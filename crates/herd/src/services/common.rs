@@ -2,7 +2,7 @@
 //! by name, the inbox, the credit that bounds what waits, and a request to
 //! answer.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
@@ -52,7 +52,7 @@ pub(crate) struct Router<T> {
 impl<T> Default for Router<T> {
     fn default() -> Self {
         Router {
-            map: RwLock::new(HashMap::new()),
+            map: RwLock::new(HashMap::default()),
         }
     }
 }

@@ -9,7 +9,7 @@ use tokio::sync::oneshot;
 
 use super::backend::Got;
 use super::store::{GetArgs, Lookup, Owner, Store, Value, Waited};
-use super::wire::{raw, Push, Rep, Req};
+use super::wire::{raw, Get, Push, Rep, Req};
 use super::CacheError;
 
 /// How the store's side pushes to one worker (or to the primary's own
@@ -38,16 +38,27 @@ pub(crate) fn answer(store: &Arc<Store>, push: &Pusher, from: Owner, req: Req) -
     }
 }
 
-/// The reply for what a waiting get was told.
-pub(crate) fn waited(w: Result<Waited, oneshot::error::RecvError>) -> Rep {
-    let got = match w {
-        Ok(Waited::Hit(v)) => Got::Hit(v),
-        Ok(Waited::Load(token)) => Got::Load(token),
-        Ok(Waited::Failed(why)) => return error(CacheError::Load(why)),
-        Ok(Waited::TimedOut(after)) => return error(CacheError::Timeout(after)),
-        Err(_) => return error(CacheError::Transport("the cache store stopped".into())),
-    };
-    rep(got)
+/// The answer for what a waiting get was told: a hit, or a reply now.
+pub(crate) fn waited(w: Result<Waited, oneshot::error::RecvError>) -> Answer {
+    Answer::Now(match w {
+        Ok(Waited::Hit(v)) => return Answer::Hit(v),
+        Ok(Waited::Load(token)) => Rep::Load { token },
+        Ok(Waited::Failed(why)) => error(CacheError::Load(why)),
+        Ok(Waited::TimedOut(after)) => error(CacheError::Timeout(after)),
+        Err(_) => error(CacheError::Transport("the cache store stopped".into())),
+    })
+}
+
+impl Answer {
+    /// The reply, for an answer that is not [`Later`](Answer::Later): a
+    /// hit's JSON checked again, and copied.
+    pub(crate) fn into_rep(self) -> Rep {
+        match self {
+            Answer::Now(rep) => rep,
+            Answer::Hit(v) => hit_rep(v),
+            Answer::Later(_) => error(CacheError::Transport("an answer still to come".into())),
+        }
+    }
 }
 
 fn error(error: CacheError) -> Rep {
@@ -83,6 +94,26 @@ fn rep(got: Got) -> Rep {
     }
 }
 
+/// Answers the get `g` from `from`.
+pub(crate) fn answer_get(store: &Store, from: Owner, g: Get<'_>) -> Answer {
+    get(store, from, g).unwrap_or_else(|error| Answer::Now(Rep::Error { error }))
+}
+
+fn get(store: &Store, owner: Owner, g: Get<'_>) -> Result<Answer, CacheError> {
+    let args = GetArgs {
+        owner,
+        load: g.load,
+        wait: Duration::from_millis(g.wait_ms).min(MAX_WAIT),
+        track: g.track,
+    };
+    Ok(match store.get(g.cache, g.key, args)? {
+        Lookup::Hit(v) => Answer::Hit(v),
+        Lookup::Miss => Answer::Now(Rep::Miss),
+        Lookup::Load(token) => Answer::Now(Rep::Load { token }),
+        Lookup::Wait(rx) => Answer::Later(rx),
+    })
+}
+
 fn serve(store: &Arc<Store>, push: &Pusher, from: Owner, req: Req) -> Result<Answer, CacheError> {
     let owner = from;
     let done = |yes| Ok(Answer::Now(Rep::Done { yes }));
@@ -97,20 +128,17 @@ fn serve(store: &Arc<Store>, push: &Pusher, from: Owner, req: Req) -> Result<Ans
             load,
             wait_ms,
             track,
-        } => {
-            let args = GetArgs {
-                owner,
+        } => get(
+            store,
+            from,
+            Get {
+                cache: &cache,
+                key: &key,
                 load,
-                wait: Duration::from_millis(wait_ms).min(MAX_WAIT),
+                wait_ms,
                 track,
-            };
-            Ok(match store.get(&cache, &key, args)? {
-                Lookup::Hit(v) => Answer::Hit(v),
-                Lookup::Miss => Answer::Now(Rep::Miss),
-                Lookup::Load(token) => Answer::Now(Rep::Load { token }),
-                Lookup::Wait(rx) => Answer::Later(rx),
-            })
-        }
+            },
+        ),
         Req::Fill {
             cache,
             key,

@@ -18,7 +18,7 @@
 //! leader's own deadline a joined get stops waiting for it and sends its
 //! own request.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::oneshot;
@@ -30,25 +30,37 @@ use super::CacheError;
 /// What a get hands to the gets that joined it.
 pub(crate) type Shared = Result<Got, CacheError>;
 
-type Flights = HashMap<FlightKey, Flight>;
-type Joined = Arc<Mutex<Vec<oneshot::Sender<Shared>>>>;
+type Joined = Vec<oneshot::Sender<Shared>>;
 
-#[derive(Hash, PartialEq, Eq, Clone)]
-struct FlightKey {
-    cache: String,
-    key: String,
-    /// Whether the get asks for change notices (a local copy): only gets
-    /// that ask the same share.
-    track: bool,
+/// The gets on their way, by [`flight_key`].
+#[derive(Default)]
+struct Flights {
+    live: HashMap<String, Flight>,
+    /// The gets that joined a flight a newer one replaced (its request had
+    /// left), kept for its leader, by the flight's serial number.
+    replaced: HashMap<u64, Joined>,
+    next: u64,
 }
 
 /// The request a get may still join.
 struct Flight {
+    serial: u64,
     /// The link's takes when the request was about to be queued.
     takes: u64,
     /// When the leader's request times out.
     deadline: Instant,
     joined: Joined,
+}
+
+/// One string for a flight's cache, key and `track` (only gets that ask
+/// for change notices alike share): a cache name holds no NUL.
+fn flight_key(cache: &str, key: &str, track: bool) -> String {
+    let mut k = String::with_capacity(2 + cache.len() + key.len());
+    k.push(if track { 't' } else { 'f' });
+    k.push_str(cache);
+    k.push('\0');
+    k.push_str(key);
+    k
 }
 
 /// The gets on their way from one worker that may still be joined, by key.
@@ -68,8 +80,8 @@ pub(crate) enum Turn {
 /// answer on; dropped unfinished, it lets the joined gets go their own way.
 pub(crate) struct Leader {
     flights: Arc<Mutex<Flights>>,
-    key: FlightKey,
-    joined: Joined,
+    key: String,
+    serial: u64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -81,34 +93,34 @@ impl Coalesce {
     /// [`takes`](crate::channel::Outbox::takes) now (before any request of
     /// this get is queued); a leader's request times out at `deadline`.
     pub fn turn(&self, cache: &str, key: &str, track: bool, takes: u64, deadline: Instant) -> Turn {
+        let fk = flight_key(cache, key, track);
         let mut flights = lock(&self.flights);
-        let fk = FlightKey {
-            cache: cache.to_string(),
-            key: key.to_string(),
-            track,
-        };
-        if let Some(f) = flights.get(&fk) {
+        if let Some(f) = flights.live.get_mut(&fk) {
             if f.takes == takes {
                 let (tx, rx) = oneshot::channel();
-                lock(&f.joined).push(tx);
+                f.joined.push(tx);
                 return Turn::Join(rx, f.deadline);
             }
         }
         // No request to join (or the one there is on its way: its leader
         // keeps what joined it, and this one may be joined from now on).
-        let joined = Joined::default();
-        flights.insert(
-            fk.clone(),
-            Flight {
-                takes,
-                deadline,
-                joined: joined.clone(),
-            },
-        );
+        flights.next += 1;
+        let serial = flights.next;
+        let flight = Flight {
+            serial,
+            takes,
+            deadline,
+            joined: Joined::new(),
+        };
+        if let Some(old) = flights.live.insert(fk.clone(), flight) {
+            if !old.joined.is_empty() {
+                flights.replaced.insert(old.serial, old.joined);
+            }
+        }
         Turn::Lead(Leader {
             flights: self.flights.clone(),
             key: fk,
-            joined,
+            serial,
         })
     }
 }
@@ -122,16 +134,20 @@ impl Leader {
     }
 
     /// No more gets may join: the ones that did.
-    fn close(&self) -> Vec<oneshot::Sender<Shared>> {
+    fn close(&self) -> Joined {
         let mut flights = lock(&self.flights);
-        if flights
+        let mine = flights
+            .live
             .get(&self.key)
-            .is_some_and(|f| Arc::ptr_eq(&f.joined, &self.joined))
-        {
-            flights.remove(&self.key);
+            .is_some_and(|f| f.serial == self.serial);
+        if mine {
+            return flights
+                .live
+                .remove(&self.key)
+                .map(|f| f.joined)
+                .unwrap_or_default();
         }
-        drop(flights);
-        std::mem::take(&mut *lock(&self.joined))
+        flights.replaced.remove(&self.serial).unwrap_or_default()
     }
 }
 

@@ -3,8 +3,8 @@
 //! each entry it hands out and sends one invalidation when that entry
 //! changes, as Redis's client-side caching does; the copy drops it then.
 
+use foldhash::HashMap;
 use std::any::Any;
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

@@ -15,7 +15,7 @@ use super::coalesce::{Coalesce, Turn};
 use super::local::LocalCopy;
 use super::service_wire::SERVICE;
 use super::store::{Json, Value, WATCH_QUEUE};
-use super::wire::{raw, Push, Rep, Req};
+use super::wire::{parse_get_reply, raw, Get, GetReply, Push, Rep, Req};
 use super::{Cache, CacheError, CacheOptions, CacheStats, Change};
 use crate::services::{Pushed, WorkerService};
 use crate::Worker;
@@ -27,6 +27,12 @@ const MARGIN: Duration = Duration::from_secs(5);
 pub(crate) trait Ask: Send + Sync {
     /// Sends `req` and waits at most `timeout` for its reply.
     fn ask<'a>(&'a self, req: &'a Req, timeout: Duration) -> BoxFut<'a, Rep>;
+
+    /// Sends a get and waits at most `timeout` for its answer: by
+    /// default as a JSON request.
+    fn get<'a>(&'a self, get: Get<'a>, timeout: Duration) -> BoxFut<'a, Got> {
+        Box::pin(async move { got(self.ask(&get.to_req(), timeout).await?) })
+    }
 
     /// The link's [`Outbox::takes`](crate::channel::Outbox::takes), when
     /// its requests may be shared ([`coalesce`](super::coalesce)).
@@ -40,8 +46,38 @@ impl Ask for WorkerService {
         Box::pin(async move { Ok(self.request_with_timeout(req, timeout).await?) })
     }
 
+    /// A compact get (`wire::Get`), answered in kind: no JSON but the
+    /// value's on either side.
+    fn get<'a>(&'a self, get: Get<'a>, timeout: Duration) -> BoxFut<'a, Got> {
+        Box::pin(async move {
+            let reply = self.request_raw(|buf| get.write(buf), timeout).await?;
+            match parse_get_reply(reply.as_json())? {
+                GetReply::Hit(json, ttl_ms) => Ok(Got::Hit(Value {
+                    json: json.into(),
+                    ttl_ms,
+                })),
+                GetReply::Miss => Ok(Got::Miss),
+                GetReply::Rep(rep) => got(rep),
+            }
+        })
+    }
+
     fn takes(&self) -> Option<u64> {
         Some(self.worker().outbox().takes())
+    }
+}
+
+/// What a get's JSON reply says.
+fn got(rep: Rep) -> Result<Got, CacheError> {
+    match rep {
+        Rep::Hit { value, ttl_ms } => Ok(Got::Hit(Value {
+            json: value.get().into(),
+            ttl_ms,
+        })),
+        Rep::Miss => Ok(Got::Miss),
+        Rep::Load { token } => Ok(Got::Load(token)),
+        Rep::Error { error } => Err(error),
+        other => Err(unexpected(&other)),
     }
 }
 
@@ -177,22 +213,14 @@ impl Remote {
         wait: Duration,
         track: bool,
     ) -> Result<Got, CacheError> {
-        let req = Req::Get {
-            cache: cache.into(),
-            key: key.into(),
+        let get = Get {
+            cache,
+            key,
             load,
             wait_ms: ms(wait),
             track,
         };
-        match self.ask(&req, wait).await? {
-            Rep::Hit { value, ttl_ms } => Ok(Got::Hit(Value {
-                json: value.get().into(),
-                ttl_ms,
-            })),
-            Rep::Miss => Ok(Got::Miss),
-            Rep::Load { token } => Ok(Got::Load(token)),
-            other => Err(unexpected(&other)),
-        }
+        self.link.get(get, wait + MARGIN).await
     }
 
     async fn yes(&self, req: Req) -> Result<bool, CacheError> {

@@ -3,11 +3,11 @@
 
 use std::sync::{Arc, OnceLock};
 
-use super::answer::{answer, waited, write_hit, Answer, Pusher};
+use super::answer::{answer, answer_get, waited, write_hit, Answer, Pusher};
 use super::store::{Owner, Store};
-use super::wire::{Push, Rep, Req};
+use super::wire::{read_req, write_compact_hit, Get, Push, Rep, COMPACT_GET, COMPACT_MISS};
 use super::CacheError;
-use crate::services::{PrimaryService, ServiceEvent};
+use crate::services::{PrimaryService, ServiceEvent, ServiceRequest};
 
 /// The cache service's name on the transport.
 pub(crate) const SERVICE: &str = "herd.cache";
@@ -47,28 +47,22 @@ pub(crate) fn serve(primary: &crate::Primary, store: &Arc<Store>) -> Result<(), 
     // bounded by the transport's unanswered requests per worker (1024).
     let service = primary.service_with(SERVICE, move |event, _credit| match event {
         ServiceEvent::Request { worker, request } => {
-            let req: Req = match request.decode() {
-                Ok(r) => r,
-                Err(e) => {
-                    let error = CacheError::Invalid(format!("malformed cache request: {e}"));
-                    let _ = request.reply(&Rep::Error { error });
-                    return;
-                }
-            };
-            match answer(&store, &push, Owner::Worker(worker), req) {
-                Answer::Now(rep) => reply(&request, &rep),
-                Answer::Hit(v) => {
-                    if let Err(e) = request.reply_json(|buf| write_hit(buf, &v)) {
-                        tracing::debug!(error = %e, "a cache reply was not sent");
-                    }
-                }
-                Answer::Later(rx) => {
-                    tokio::spawn(async move {
-                        let rep = waited(rx.await);
-                        reply(&request, &rep);
-                    });
-                }
+            let from = Owner::Worker(worker);
+            let value = request.message().as_json();
+            if value.first() == Some(&COMPACT_GET) {
+                let answer = match Get::parse(value) {
+                    Ok(get) => answer_get(&store, from, get),
+                    Err(why) => Answer::Now(Rep::Error {
+                        error: CacheError::Invalid(why),
+                    }),
+                };
+                return respond(request, answer, true);
             }
+            let answer = match read_req(value) {
+                Ok(req) => answer(&store, &push, from, req),
+                Err(error) => Answer::Now(Rep::Error { error }),
+            };
+            respond(request, answer, false);
         }
         ServiceEvent::WorkerGone { worker } => store.owner_gone(Owner::Worker(worker)),
         _ => {}
@@ -77,8 +71,22 @@ pub(crate) fn serve(primary: &crate::Primary, store: &Arc<Store>) -> Result<(), 
     Ok(())
 }
 
-fn reply(request: &crate::services::ServiceRequest, rep: &Rep) {
-    if let Err(e) = request.reply(rep) {
+/// Sends `answer` to `request` (one that waits, when it comes): in the
+/// compact form for a compact get's hit or miss, else as JSON.
+fn respond(request: ServiceRequest, answer: Answer, compact: bool) {
+    let sent = match answer {
+        Answer::Later(rx) => {
+            tokio::spawn(async move { respond(request, waited(rx.await), compact) });
+            return;
+        }
+        Answer::Hit(v) if compact => {
+            request.reply_json(|buf| write_compact_hit(buf, &v.json, v.ttl_ms))
+        }
+        Answer::Hit(v) => request.reply_json(|buf| write_hit(buf, &v)),
+        Answer::Now(Rep::Miss) if compact => request.reply_json(|buf| buf.push(COMPACT_MISS)),
+        Answer::Now(rep) => request.reply(&rep),
+    };
+    if let Err(e) = sent {
         tracing::debug!(error = %e, "a cache reply was not sent");
     }
 }

@@ -110,6 +110,139 @@ pub(crate) enum Push {
     Reset,
 }
 
+/// The first byte of a compact get (a request's value that is not JSON:
+/// no JSON text starts with it), and of its compact replies.
+pub(crate) const COMPACT_GET: u8 = 0x01;
+/// A compact reply: a hit, then `ttl_ms` (u64 little-endian, `u64::MAX`
+/// for none), then the value's JSON.
+pub(crate) const COMPACT_HIT: u8 = 0x01;
+/// A compact reply: a miss (this byte alone).
+pub(crate) const COMPACT_MISS: u8 = 0x02;
+const NO_TTL: u64 = u64::MAX;
+/// A compact get's fixed part: tag, flags, `wait_ms`, the name's length.
+const GET_HEAD: usize = 11;
+
+/// A get as a herd worker sends it: the request the primary answers most,
+/// in a form read without a parser and answered in kind (docs/protocol.md,
+/// "Compact gets"):
+///
+/// | bytes      | field     |                                          |
+/// |------------|-----------|------------------------------------------|
+/// | 0          | tag       | [`COMPACT_GET`]                          |
+/// | 1          | flags     | bit 0 `load`, bit 1 `track`; others zero |
+/// | 2..10      | `wait_ms` | u64 little-endian                        |
+/// | 10         | `n`       | the cache name's length, 1 to 64         |
+/// | 11..11+n   | `cache`   |                                          |
+/// | rest       | `key`     | UTF-8                                    |
+///
+/// A hit is answered [`COMPACT_HIT`], a miss [`COMPACT_MISS`]; anything
+/// else (a lease, an error) as JSON, a [`Rep`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Get<'a> {
+    pub cache: &'a str,
+    pub key: &'a str,
+    pub load: bool,
+    pub wait_ms: u64,
+    pub track: bool,
+}
+
+impl<'a> Get<'a> {
+    /// Appends the compact form (`cache` is a checked name).
+    pub fn write(&self, buf: &mut Vec<u8>) {
+        debug_assert!(!self.cache.is_empty() && self.cache.len() <= super::MAX_NAME);
+        buf.reserve(GET_HEAD + self.cache.len() + self.key.len());
+        buf.push(COMPACT_GET);
+        buf.push(u8::from(self.load) | (u8::from(self.track) << 1));
+        buf.extend_from_slice(&self.wait_ms.to_le_bytes());
+        buf.push(self.cache.len() as u8);
+        buf.extend_from_slice(self.cache.as_bytes());
+        buf.extend_from_slice(self.key.as_bytes());
+    }
+
+    /// Reads a compact get; the error says what is wrong with it.
+    pub fn parse(b: &'a [u8]) -> Result<Get<'a>, String> {
+        let bad = |why: &str| format!("malformed compact get ({why})");
+        if b.len() < GET_HEAD || b[0] != COMPACT_GET {
+            return Err(bad("shorter than its fixed part"));
+        }
+        let flags = b[1];
+        if flags & !3 != 0 {
+            return Err(bad(&format!("unknown flags {flags:#04x}")));
+        }
+        let wait_ms = u64::from_le_bytes(b[2..10].try_into().expect("8 bytes"));
+        let n = b[10] as usize;
+        let name = b
+            .get(GET_HEAD..GET_HEAD + n)
+            .ok_or_else(|| bad("cut in its cache name"))?;
+        let text = |part: &'a [u8], what: &str| {
+            std::str::from_utf8(part).map_err(|_| bad(&format!("its {what} is not UTF-8")))
+        };
+        Ok(Get {
+            cache: text(name, "cache name")?,
+            key: text(&b[GET_HEAD + n..], "key")?,
+            load: flags & 1 != 0,
+            wait_ms,
+            track: flags & 2 != 0,
+        })
+    }
+
+    /// The same get as a JSON request (for a store that takes only those).
+    pub fn to_req(self) -> Req {
+        Req::Get {
+            cache: self.cache.into(),
+            key: self.key.into(),
+            load: self.load,
+            wait_ms: self.wait_ms,
+            track: self.track,
+        }
+    }
+}
+
+/// A request's value, a compact get or JSON, as a [`Req`] (for a store
+/// that takes only those).
+pub(crate) fn read_req(b: &[u8]) -> Result<Req, CacheError> {
+    if b.first() == Some(&COMPACT_GET) {
+        return Get::parse(b).map(Get::to_req).map_err(CacheError::Invalid);
+    }
+    serde_json::from_slice(b)
+        .map_err(|e| CacheError::Invalid(format!("malformed cache request: {e}")))
+}
+
+/// Appends the compact reply to a hit on `json`.
+pub(crate) fn write_compact_hit(buf: &mut Vec<u8>, json: &str, ttl_ms: Option<u64>) {
+    buf.reserve(9 + json.len());
+    buf.push(COMPACT_HIT);
+    let ttl = ttl_ms.map_or(NO_TTL, |t| t.min(NO_TTL - 1));
+    buf.extend_from_slice(&ttl.to_le_bytes());
+    buf.extend_from_slice(json.as_bytes());
+}
+
+/// A reply to a compact get: a compact hit (its JSON and `ttl_ms`) or
+/// miss, or else a JSON [`Rep`].
+#[derive(Debug)]
+pub(crate) enum GetReply<'a> {
+    Hit(&'a str, Option<u64>),
+    Miss,
+    Rep(Rep),
+}
+
+/// Reads the reply to a compact get.
+pub(crate) fn parse_get_reply(b: &[u8]) -> Result<GetReply<'_>, CacheError> {
+    let bad = |why: &str| CacheError::Codec(format!("a get's reply {why}"));
+    match b.first() {
+        Some(&COMPACT_HIT) => {
+            let ttl = b.get(1..9).ok_or_else(|| bad("is cut in its ttl"))?;
+            let ttl = u64::from_le_bytes(ttl.try_into().expect("8 bytes"));
+            let json = std::str::from_utf8(&b[9..]).map_err(|_| bad("is not UTF-8"))?;
+            Ok(GetReply::Hit(json, (ttl != NO_TTL).then_some(ttl)))
+        }
+        Some(&COMPACT_MISS) if b.len() == 1 => Ok(GetReply::Miss),
+        _ => serde_json::from_slice(b)
+            .map(GetReply::Rep)
+            .map_err(|e| bad(&format!("does not decode: {e}"))),
+    }
+}
+
 pub(crate) fn raw(json: &str) -> Result<Box<RawValue>, CacheError> {
     RawValue::from_string(json.to_string()).map_err(|e| CacheError::Codec(e.to_string()))
 }
@@ -117,6 +250,44 @@ pub(crate) fn raw(json: &str) -> Result<Box<RawValue>, CacheError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn compact_gets_and_their_replies_round_trip() {
+        for (load, track, wait_ms, key) in [
+            (false, false, 0, "k"),
+            (true, true, u64::MAX, ""),
+            (true, false, 7, "é/ü"),
+        ] {
+            let get = Get {
+                cache: "pages",
+                key,
+                load,
+                wait_ms,
+                track,
+            };
+            let mut b = Vec::new();
+            get.write(&mut b);
+            assert_eq!(Get::parse(&b).unwrap(), get);
+            assert_ne!(b[0], b'{');
+        }
+        for ttl in [None, Some(0), Some(5)] {
+            let mut b = Vec::new();
+            write_compact_hit(&mut b, r#"{"a":1}"#, ttl);
+            assert!(
+                matches!(parse_get_reply(&b).unwrap(), GetReply::Hit(j, t) if j == r#"{"a":1}"# && t == ttl)
+            );
+        }
+        assert!(matches!(
+            parse_get_reply(&[COMPACT_MISS]).unwrap(),
+            GetReply::Miss
+        ));
+        assert!(matches!(
+            parse_get_reply(br#"{"load":{"token":3}}"#).unwrap(),
+            GetReply::Rep(Rep::Load { token: 3 })
+        ));
+        assert!(parse_get_reply(&[COMPACT_HIT, 1, 2]).is_err());
+        assert!(parse_get_reply(b"").is_err());
+    }
 
     #[test]
     fn requests_and_replies_with_raw_values_round_trip() {
@@ -151,6 +322,14 @@ mod tests {
             matches!(serde_json::from_str::<Rep>(&text).unwrap(), Rep::Error { error: CacheError::Timeout(d) } if d.as_millis() == 300)
         );
         // A hostile request is an error, not a panic.
+        for b in [
+            &b""[..],
+            b"\x01",
+            b"\x01\x04\0\0\0\0\0\0\0\0\x01c",
+            b"\x01\0\0\0\0\0\0\0\0\0\x05c",
+        ] {
+            assert!(Get::parse(b).is_err(), "{b:?}");
+        }
         assert!(serde_json::from_str::<Req>(r#"{"get":{"cache":1}}"#).is_err());
         assert!(serde_json::from_str::<Req>(r#"{"nope":{}}"#).is_err());
     }

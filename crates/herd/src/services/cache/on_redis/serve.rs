@@ -12,7 +12,7 @@ use super::Engine;
 use crate::services::cache::backend::{Backend, BoxFut, Got};
 use crate::services::cache::service_wire::SERVICE;
 use crate::services::cache::store::{Json, Owner, Value};
-use crate::services::cache::wire::{raw, Push, Rep, Req};
+use crate::services::cache::wire::{raw, read_req, Push, Rep, Req};
 use crate::services::cache::{CacheError, CacheOptions, CacheStats, Change};
 use crate::services::{PrimaryService, ServiceEvent, ServiceRequest};
 
@@ -45,10 +45,10 @@ pub(crate) fn serve(primary: &crate::Primary, engine: &Arc<Engine>) -> Result<()
     let engine = engine.clone();
     let service = primary.service_with(SERVICE, move |event, _credit| match event {
         ServiceEvent::Request { worker, request } => {
-            let req: Req = match request.decode() {
+            // A compact get is read as its JSON form, and answered so.
+            let req = match read_req(request.message().as_json()) {
                 Ok(r) => r,
-                Err(e) => {
-                    let error = CacheError::Invalid(format!("malformed cache request: {e}"));
+                Err(error) => {
                     reply(&request, &Rep::Error { error });
                     return;
                 }

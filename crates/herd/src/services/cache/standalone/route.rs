@@ -15,8 +15,7 @@ use super::{transport, Forwarded, Phase, Standalone, Waiting};
 use crate::services::cache::backend::BoxFut;
 use crate::services::cache::remote::Ask;
 use crate::services::cache::service_wire::SERVICE;
-use crate::services::cache::wire::{Push, Rep, Req};
-use crate::services::cache::CacheError;
+use crate::services::cache::wire::{read_req, Push, Rep, Req};
 use crate::services::ServiceEvent;
 
 /// Registers both services.
@@ -32,10 +31,9 @@ pub(super) fn register(this: &Arc<Standalone>) -> Result<(), crate::Error> {
                     let _ = request.reply(&Rep::Error { error });
                     return;
                 }
-                match request.decode::<Req>() {
+                match read_req(request.message().as_json()) {
                     Ok(req) => me.forward(Some(worker), req, Waiting::Worker(request)),
-                    Err(e) => {
-                        let error = CacheError::Invalid(format!("malformed cache request: {e}"));
+                    Err(error) => {
                         let _ = request.reply(&Rep::Error { error });
                     }
                 }

@@ -7,7 +7,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use super::wire::{FromStore, ToStore, ENV_DIR, ENV_STORE, STORE_SERVICE};
-use crate::services::cache::answer::{answer, hit_rep, waited, Answer, Pusher};
+use crate::services::cache::answer::{answer, waited, Answer, Pusher};
 use crate::services::cache::store::clock::SystemClock;
 use crate::services::cache::store::{Owner, Store};
 use crate::services::cache::wire::Push;
@@ -112,21 +112,20 @@ fn on_message(store: &Arc<Store>, push: &Pusher, out: &Arc<OnceLock<WorkerServic
         ToStore::Call { seq, from, req } => {
             let owner = from.map_or(Owner::Primary, Owner::Worker);
             match answer(store, push, owner, req) {
-                Answer::Now(rep) => send(out, &FromStore::Reply { seq, rep }),
-                Answer::Hit(v) => send(
-                    out,
-                    &FromStore::Reply {
-                        seq,
-                        rep: hit_rep(v),
-                    },
-                ),
                 Answer::Later(rx) => {
                     let out = out.clone();
                     tokio::spawn(async move {
-                        let rep = waited(rx.await);
+                        let rep = waited(rx.await).into_rep();
                         send(&out, &FromStore::Reply { seq, rep });
                     });
                 }
+                now => send(
+                    out,
+                    &FromStore::Reply {
+                        seq,
+                        rep: now.into_rep(),
+                    },
+                ),
             }
         }
         ToStore::Gone { worker } => store.owner_gone(Owner::Worker(worker)),

@@ -15,7 +15,7 @@ mod tests;
 mod ttl;
 mod upkeep;
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
@@ -173,7 +173,7 @@ impl Store {
             name: name.into(),
             options: options.shared(),
             table: Table::default(),
-            leases: HashMap::new(),
+            leases: HashMap::default(),
             watchers: Vec::new(),
             stats: CacheStats::default(),
             dirty: false,

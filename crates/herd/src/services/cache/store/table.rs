@@ -1,7 +1,9 @@
 //! One named cache's entries: values as JSON text, expiry, least recently
 //! used order, byte accounting, and which workers hold a local copy.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
+
+use foldhash::HashMap;
 use std::sync::Arc;
 
 /// A value as the store keeps it: its JSON text.
@@ -40,13 +42,12 @@ impl Table {
 
     /// The entry for `key`, marked used, if it is live at `now`.
     pub fn touch(&mut self, key: &str, now: u64) -> Option<&mut Entry> {
-        let live = self.entries.get(key)?.expires.map_or(true, |t| t > now);
-        if !live {
+        let entry = self.entries.get_mut(key)?;
+        if entry.expires.is_some_and(|t| t <= now) {
             return None;
         }
         self.tick += 1;
         let tick = self.tick;
-        let entry = self.entries.get_mut(key)?;
         if let Some(k) = self.lru.remove(&entry.used) {
             self.lru.insert(tick, k);
         }
