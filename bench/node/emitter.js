@@ -2,13 +2,18 @@
 // bench/src/bin/emitter.rs, with Node's cluster: the primary sends each
 // event to every worker with worker.send (cluster2's emitter does the same),
 // waiting for the channel when send says it is backlogged; each worker
-// counts, and reports once it has all N.
+// counts, and reports once it has all N. Paced as herd's side is: each
+// worker reports its count every REPORT events, and the primary keeps at
+// most WINDOW events ahead of the slowest worker.
 //
 //   node bench/node/emitter.js [--n N] [--workers W]
 //
 // Prints node.fanout MSGS_PER_S (deliveries per second: N * W / time).
 'use strict';
 const cluster = require('node:cluster');
+
+const REPORT = 2048;
+const WINDOW = 8192;
 
 if (cluster.isPrimary) {
   const opts = { n: 100000, workers: 8 };
@@ -35,6 +40,7 @@ if (cluster.isPrimary) {
     } else if (msg.event === 'tick') {
       if (msg.payload.seq !== got) throw new Error(`out of order: ${msg.payload.seq} != ${got}`);
       got++;
+      if (got % REPORT === 0) process.send({ event: 'progress', payload: got });
       if (got === n) process.send({ event: 'done', payload: got });
     }
   });
@@ -47,6 +53,8 @@ async function primary(opts) {
   let done = 0;
   let start = 0n;
   let finished;
+  const counts = new Map();
+  let onProgress = null;
   const all = new Promise((resolve) => (finished = resolve));
   await new Promise((resolve) => {
     for (let i = 0; i < opts.workers; i++) {
@@ -54,6 +62,10 @@ async function primary(opts) {
       workers.push(w);
       w.on('message', (msg) => {
         if (msg.event === 'ready' && ++ready === opts.workers) resolve();
+        if (msg.event === 'progress') {
+          counts.set(i, msg.payload);
+          if (onProgress) onProgress();
+        }
         if (msg.event === 'done') {
           if (msg.payload !== opts.n) throw new Error(`got ${msg.payload} of ${opts.n}`);
           if (++done === opts.workers) finished();
@@ -66,7 +78,12 @@ async function primary(opts) {
   // the next one to that worker waits for its callback.
   const ok = workers.map(() => true);
   start = process.hrtime.bigint();
+  const slowest = () => (counts.size < workers.length ? 0 : Math.min(...counts.values()));
   for (let seq = 0; seq < opts.n; seq++) {
+    while (seq >= WINDOW && slowest() + WINDOW <= seq) {
+      await new Promise((resolve) => (onProgress = resolve));
+      onProgress = null;
+    }
     const msg = { event: 'tick', payload: { seq, kind: 'tick', value: seq * 0.5 } };
     for (let i = 0; i < workers.length; i++) {
       if (ok[i]) {
