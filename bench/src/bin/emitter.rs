@@ -143,7 +143,7 @@ async fn worker() -> Result<(), BoxError> {
             .into());
         }
         got += 1;
-        if got % REPORT == 0 {
+        if got.is_multiple_of(REPORT) {
             emitter.to(Target::Primary).emit("progress", &got).await?;
         }
     }
