@@ -35,7 +35,7 @@ type Joined = Vec<oneshot::Sender<Shared>>;
 /// The gets on their way, by [`flight_key`].
 #[derive(Default)]
 struct Flights {
-    live: HashMap<String, Flight>,
+    live: HashMap<Arc<str>, Flight>,
     /// The gets that joined a flight a newer one replaced (its request had
     /// left), kept for its leader, by the flight's serial number.
     replaced: HashMap<u64, Joined>,
@@ -52,15 +52,25 @@ struct Flight {
     joined: Joined,
 }
 
-/// One string for a flight's cache, key and `track` (only gets that ask
-/// for change notices alike share): a cache name holds no NUL.
-fn flight_key(cache: &str, key: &str, track: bool) -> String {
-    let mut k = String::with_capacity(2 + cache.len() + key.len());
-    k.push(if track { 't' } else { 'f' });
-    k.push_str(cache);
-    k.push('\0');
-    k.push_str(key);
-    k
+/// Calls `f` with one string for a flight's cache, key and `track` (only
+/// gets that ask for change notices alike share; a cache name holds no
+/// NUL), written in this thread's scratch buffer: a lookup allocates
+/// nothing, a new flight copies it once.
+fn with_flight_key<R>(cache: &str, key: &str, track: bool, f: impl FnOnce(&str) -> R) -> R {
+    thread_local!(static SCRATCH: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) });
+    SCRATCH.with_borrow_mut(|k| {
+        k.clear();
+        k.push(if track { 't' } else { 'f' });
+        k.push_str(cache);
+        k.push('\0');
+        k.push_str(key);
+        let r = f(k);
+        if k.capacity() > 4096 {
+            // A huge key once: the buffer goes back to nothing.
+            *k = String::new();
+        }
+        r
+    })
 }
 
 /// The gets on their way from one worker that may still be joined, by key.
@@ -80,7 +90,7 @@ pub(crate) enum Turn {
 /// answer on; dropped unfinished, it lets the joined gets go their own way.
 pub(crate) struct Leader {
     flights: Arc<Mutex<Flights>>,
-    key: String,
+    key: Arc<str>,
     serial: u64,
 }
 
@@ -93,9 +103,12 @@ impl Coalesce {
     /// [`takes`](crate::channel::Outbox::takes) now (before any request of
     /// this get is queued); a leader's request times out at `deadline`.
     pub fn turn(&self, cache: &str, key: &str, track: bool, takes: u64, deadline: Instant) -> Turn {
-        let fk = flight_key(cache, key, track);
+        with_flight_key(cache, key, track, |fk| self.turn_at(fk, takes, deadline))
+    }
+
+    fn turn_at(&self, fk: &str, takes: u64, deadline: Instant) -> Turn {
         let mut flights = lock(&self.flights);
-        if let Some(f) = flights.live.get_mut(&fk) {
+        if let Some(f) = flights.live.get_mut(fk) {
             if f.takes == takes {
                 let (tx, rx) = oneshot::channel();
                 f.joined.push(tx);
@@ -112,6 +125,7 @@ impl Coalesce {
             deadline,
             joined: Joined::new(),
         };
+        let fk: Arc<str> = fk.into();
         if let Some(old) = flights.live.insert(fk.clone(), flight) {
             if !old.joined.is_empty() {
                 flights.replaced.insert(old.serial, old.joined);
@@ -138,12 +152,12 @@ impl Leader {
         let mut flights = lock(&self.flights);
         let mine = flights
             .live
-            .get(&self.key)
+            .get(&*self.key)
             .is_some_and(|f| f.serial == self.serial);
         if mine {
             return flights
                 .live
-                .remove(&self.key)
+                .remove(&*self.key)
                 .map(|f| f.joined)
                 .unwrap_or_default();
         }

@@ -23,7 +23,8 @@ use crate::Worker;
 /// Time a request may take beyond the wait it asks for.
 const MARGIN: Duration = Duration::from_secs(5);
 
-/// How a [`Remote`]'s requests reach the store and come back answered.
+/// How a [`Remote`]'s requests reach the store and come back answered,
+/// other than over a worker's channel ([`Link::Channel`]).
 pub(crate) trait Ask: Send + Sync {
     /// Sends `req` and waits at most `timeout` for its reply.
     fn ask<'a>(&'a self, req: &'a Req, timeout: Duration) -> BoxFut<'a, Rep>;
@@ -41,29 +42,46 @@ pub(crate) trait Ask: Send + Sync {
     }
 }
 
-impl Ask for WorkerService {
+/// A [`Remote`]'s link: a worker's channel to the primary (the hot path:
+/// its gets are compact, and not boxed), or another [`Ask`].
+pub(crate) enum Link {
+    Channel(WorkerService),
+    Other(Box<dyn Ask>),
+}
+
+impl Link {
     fn ask<'a>(&'a self, req: &'a Req, timeout: Duration) -> BoxFut<'a, Rep> {
-        Box::pin(async move { Ok(self.request_with_timeout(req, timeout).await?) })
+        match self {
+            Link::Channel(service) => {
+                Box::pin(async move { Ok(service.request_with_timeout(req, timeout).await?) })
+            }
+            Link::Other(ask) => ask.ask(req, timeout),
+        }
     }
 
-    /// A compact get (`wire::Get`), answered in kind: no JSON but the
-    /// value's on either side.
-    fn get<'a>(&'a self, get: Get<'a>, timeout: Duration) -> BoxFut<'a, Got> {
-        Box::pin(async move {
-            let reply = self.request_raw(|buf| get.write(buf), timeout).await?;
-            match parse_get_reply(reply.as_json())? {
-                GetReply::Hit(json, ttl_ms) => Ok(Got::Hit(Value {
-                    json: json.into(),
-                    ttl_ms,
-                })),
-                GetReply::Miss => Ok(Got::Miss),
-                GetReply::Rep(rep) => got(rep),
-            }
-        })
+    /// A get: over the channel as a compact get (`wire::Get`), answered in
+    /// kind, with no JSON but the value's on either side.
+    async fn get(&self, get: Get<'_>, timeout: Duration) -> Result<Got, CacheError> {
+        let service = match self {
+            Link::Channel(service) => service,
+            Link::Other(ask) => return ask.get(get, timeout).await,
+        };
+        let reply = service.request_raw(|buf| get.write(buf), timeout).await?;
+        match parse_get_reply(reply.as_json())? {
+            GetReply::Hit(json, ttl_ms) => Ok(Got::Hit(Value {
+                json: json.into(),
+                ttl_ms,
+            })),
+            GetReply::Miss => Ok(Got::Miss),
+            GetReply::Rep(rep) => got(rep),
+        }
     }
 
     fn takes(&self) -> Option<u64> {
-        Some(self.worker().outbox().takes())
+        match self {
+            Link::Channel(service) => Some(service.worker().outbox().takes()),
+            Link::Other(ask) => ask.takes(),
+        }
     }
 }
 
@@ -82,7 +100,7 @@ fn got(rep: Rep) -> Result<Got, CacheError> {
 }
 
 pub(crate) struct Remote {
-    link: Box<dyn Ask>,
+    link: Link,
     /// The local copies, one per cache name in this worker.
     locals: Mutex<HashMap<String, Arc<LocalCopy>>>,
     watches: Mutex<HashMap<u64, mpsc::Sender<Change>>>,
@@ -144,13 +162,13 @@ impl Remote {
                 }
             }
         })?;
-        let remote = Remote::over(Box::new(service));
+        let remote = Remote::over(Link::Channel(service));
         let _ = cell.set(Arc::downgrade(&remote));
         Ok(remote)
     }
 
     /// A remote whose requests go over `link`.
-    pub(crate) fn over(link: Box<dyn Ask>) -> Arc<Remote> {
+    pub(crate) fn over(link: Link) -> Arc<Remote> {
         Arc::new(Remote {
             link,
             locals: Mutex::default(),
@@ -442,7 +460,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_get_joined_to_a_leader_nobody_polls_asks_alone_at_the_leaders_deadline() {
-        let remote = Remote::over(Box::new(Stuck(AtomicUsize::new(0))));
+        let remote = Remote::over(Link::Other(Box::new(Stuck(AtomicUsize::new(0)))));
         let mut leader = remote.get("c", "k", false, Duration::ZERO, false);
         // Polled once (it leads, its request queued), then never again.
         std::future::poll_fn(|cx| {

@@ -90,7 +90,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-use super::remote::Remote;
+use super::remote::{Link, Remote};
 use super::wire::Push;
 use super::{CacheError, CacheOptions, CacheStats};
 use crate::services::{PrimaryService, ServiceRequest};
@@ -194,7 +194,7 @@ impl Standalone {
             restarts: 0.into(),
         });
         route::register(&this)?;
-        let own = Remote::over(Box::new(route::OwnLink(this.clone())));
+        let own = Remote::over(Link::Other(Box::new(route::OwnLink(this.clone()))));
         let _ = this.own.set(Arc::downgrade(&own));
         restart::supervise(this.clone());
         *SERVED.lock().unwrap_or_else(|p| p.into_inner()) = Arc::downgrade(&this);
