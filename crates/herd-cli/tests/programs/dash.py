@@ -95,9 +95,10 @@ def main():
     server.daemon_threads = True
     notify("STATUS=warming up")
     time.sleep(float(os.environ.get("WARMUP_SECS", "0.5")))
+    # Before it says it is ready: herd may stop it at once after that.
+    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
     notify("READY=1\nSTATUS=serving")
     threading.Thread(target=report, daemon=True).start()
-    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
     server.serve_forever(poll_interval=0.05)
     sys.exit(0)
 

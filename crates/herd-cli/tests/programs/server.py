@@ -77,6 +77,10 @@ def main():
     if gate:
         notify("STATUS=warming up")
         wait_for(gate)
+    # Warmed up, and before it says it is ready: herd may stop it at once
+    # after that. A shutdown asked before serve_forever runs ends it at its
+    # start.
+    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
     print(f"worker {os.environ.get('HERD_WORKER_ID')} (pid {os.getpid()}) serving fd 3", flush=True)
     notify("READY=1\nSTATUS=serving")
 
@@ -92,7 +96,6 @@ def main():
 
         threading.Thread(target=ping, daemon=True).start()
 
-    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
     server.serve_forever(poll_interval=0.05)
     sys.exit(0)
 

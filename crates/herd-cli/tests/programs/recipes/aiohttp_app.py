@@ -40,8 +40,8 @@ async def main():
     await closing.wait()
     # Stop accepting, and let what was just accepted become a connection
     # before the server closes: asyncio makes a connection's transport in
-    # a task of its own, and Python 3.11 loses one made after the close
-    # (Server._attach asserts the server is open), unread, and resets it.
+    # a task of its own, and loses one made after the close (Server._attach
+    # asserts the server is open, Python 3.11 here), unread, and resets it.
     loop.remove_reader(sock.fileno())
     await asyncio.sleep(0)
     await site.stop()  # open connections keep being served

@@ -32,7 +32,7 @@ pub(crate) type Shared = Result<Got, CacheError>;
 
 type Joined = Vec<oneshot::Sender<Shared>>;
 
-/// The gets on their way, by [`flight_key`].
+/// The gets on their way, by flight key ([`with_flight_key`]).
 #[derive(Default)]
 struct Flights {
     live: HashMap<Arc<str>, Flight>,
