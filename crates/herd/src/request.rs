@@ -39,13 +39,17 @@
 //!   waiting for their replies on this channel already.
 
 use foldhash::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, Notify};
+use tokio::time::Instant;
 
 use crate::channel::Outbox;
 use crate::message::Message;
@@ -81,25 +85,54 @@ pub(crate) fn open_envelope(
 }
 
 /// The requests one side made on one channel and waits for answers to.
+///
+/// Their timeouts are kept here, not as one timer each: each request
+/// notes its deadline, and one sweeper task per `Pending` sleeps until the
+/// earliest and fails what is due (a timer registered and removed per
+/// request was a measurable part of a cache get: docs/benchmarks.md,
+/// "Cheaper gets (session 11)"). The sweeper starts with the first request,
+/// on the caller's runtime, and ends when the channel closes or this is
+/// dropped.
 pub(crate) struct Pending {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
     /// Whom they go to: a worker's id, or `None` for the primary.
     peer: Option<u32>,
     state: Mutex<State>,
+    /// Wakes the sweeper: a deadline earlier than the one it sleeps to, or
+    /// the end.
+    sweep: Notify,
 }
 
 #[derive(Default)]
 struct State {
     next: u64,
-    waiting: HashMap<u64, oneshot::Sender<Answer>>,
+    waiting: HashMap<u64, Waiter>,
     /// Why no reply can come any more, once the channel is closed.
     closed: Option<String>,
+    /// The deadline the sweeper sleeps to, `None` while it waits for a
+    /// request (or before it started).
+    sweep_at: Option<Instant>,
+    /// The sweeper task, once started.
+    sweeper: Option<tokio::task::JoinHandle<()>>,
+}
+
+struct Waiter {
+    tx: oneshot::Sender<Answer>,
+    deadline: Instant,
+    timeout: Duration,
 }
 
 impl Pending {
     pub fn new(peer: Option<u32>) -> Pending {
         Pending {
-            peer,
-            state: Mutex::new(State::default()),
+            shared: Arc::new(Shared {
+                peer,
+                state: Mutex::new(State::default()),
+                sweep: Notify::new(),
+            }),
         }
     }
 
@@ -131,25 +164,75 @@ impl Pending {
         F: FnOnce(u64) -> Fut,
         Fut: std::future::Future<Output = Result<(), Error>>,
     {
-        let asked = async {
-            let (id, rx) = self.register()?;
-            // Cancelled (dropped, timed out) or not, the entry goes.
-            let _forget = Forget { pending: self, id };
-            send(id).await.map_err(|e| self.gone_or(e))?;
-            match rx.await {
-                Ok(answer) => answer,
-                Err(_) => Err(self.closed_error()),
+        let (id, mut rx) = self.shared.register(timeout)?;
+        let shared = &*self.shared;
+        // Cancelled (dropped) or not, the entry goes.
+        let _forget = Forget { shared, id };
+        let mut sending = std::pin::pin!(send(id));
+        // While it waits to be sent, the timeout may come (the sweeper
+        // answers for it).
+        let sent = std::future::poll_fn(|cx| {
+            if let Poll::Ready(r) = sending.as_mut().poll(cx) {
+                return Poll::Ready(Ok(r));
             }
-        };
-        tokio::time::timeout(timeout, asked)
-            .await
-            .map_err(|_| Error::Timeout {
-                worker: self.peer,
-                after: timeout,
-            })?
+            Pin::new(&mut rx).poll(cx).map(Err)
+        })
+        .await;
+        match sent {
+            Ok(r) => r.map_err(|e| shared.gone_or(e))?,
+            Err(early) => return early.unwrap_or_else(|_| Err(shared.closed_error())),
+        }
+        rx.await.unwrap_or_else(|_| Err(shared.closed_error()))
     }
 
-    fn register(&self) -> Result<(u64, oneshot::Receiver<Answer>), Error> {
+    /// A reply arrived: the answer, or why there is none. A reply to no
+    /// request (never made, timed out, answered already) is dropped.
+    pub fn answer(&self, id: u64, answer: Result<Message, String>) {
+        let shared = &*self.shared;
+        let waiter = shared.state.lock().unwrap().waiting.remove(&id);
+        let Some(waiter) = waiter else {
+            tracing::debug!(id, peer = ?shared.peer, "a reply to no waiting request; dropped");
+            return;
+        };
+        let _ = waiter.tx.send(answer.map_err(|why| Error::NoReply {
+            worker: shared.peer,
+            why,
+        }));
+    }
+
+    /// No reply can come any more (`why` says why): every request waiting
+    /// fails now, and later ones at once.
+    pub fn close(&self, why: &str) {
+        let shared = &*self.shared;
+        let waiting = {
+            let mut st = shared.state.lock().unwrap();
+            if st.closed.is_some() {
+                return;
+            }
+            st.closed = Some(why.to_string());
+            std::mem::take(&mut st.waiting)
+        };
+        // The sweeper sees `closed` and ends.
+        shared.sweep.notify_one();
+        for (_, w) in waiting {
+            let _ = w.tx.send(Err(shared.closed_error()));
+        }
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if let Some(sweeper) = self.shared.state.lock().unwrap().sweeper.take() {
+            sweeper.abort();
+        }
+    }
+}
+
+impl Shared {
+    fn register(
+        self: &Arc<Self>,
+        timeout: Duration,
+    ) -> Result<(u64, oneshot::Receiver<Answer>), Error> {
         let mut st = self.state.lock().unwrap();
         if st.closed.is_some() {
             return Err(self.gone_or(Error::ChannelClosed));
@@ -160,41 +243,56 @@ impl Pending {
                 max: MAX_PENDING,
             });
         }
+        // Past any instant (a timeout of years): never due.
+        let deadline = Instant::now()
+            .checked_add(timeout)
+            .unwrap_or_else(far_future);
         st.next += 1;
         let id = st.next;
         let (tx, rx) = oneshot::channel();
-        st.waiting.insert(id, tx);
+        st.waiting.insert(
+            id,
+            Waiter {
+                tx,
+                deadline,
+                timeout,
+            },
+        );
+        // A sweeper on a runtime that is gone is started again here.
+        if st.sweeper.as_ref().map_or(true, |s| s.is_finished()) {
+            st.sweep_at = Some(deadline);
+            st.sweeper = Some(tokio::spawn(sweep(self.clone())));
+        } else if st.sweep_at.map_or(true, |at| deadline < at) {
+            st.sweep_at = Some(deadline);
+            self.sweep.notify_one();
+        }
         Ok((id, rx))
     }
 
-    /// A reply arrived: the answer, or why there is none. A reply to no
-    /// request (never made, timed out, answered already) is dropped.
-    pub fn answer(&self, id: u64, answer: Result<Message, String>) {
-        let tx = self.state.lock().unwrap().waiting.remove(&id);
-        let Some(tx) = tx else {
-            tracing::debug!(id, peer = ?self.peer, "a reply to no waiting request; dropped");
-            return;
-        };
-        let _ = tx.send(answer.map_err(|why| Error::NoReply {
-            worker: self.peer,
-            why,
-        }));
-    }
-
-    /// No reply can come any more (`why` says why): every request waiting
-    /// fails now, and later ones at once.
-    pub fn close(&self, why: &str) {
-        let waiting = {
+    /// Fails the requests due at `now` with [`Error::Timeout`]; the
+    /// earliest deadline left, or `Err` once the channel is closed.
+    fn expire(&self, now: Instant) -> Result<Option<Instant>, ()> {
+        let (due, next) = {
             let mut st = self.state.lock().unwrap();
             if st.closed.is_some() {
-                return;
+                return Err(());
             }
-            st.closed = Some(why.to_string());
-            std::mem::take(&mut st.waiting)
+            let due: Vec<u64> = (st.waiting.iter())
+                .filter(|(_, w)| w.deadline <= now)
+                .map(|(&id, _)| id)
+                .collect();
+            let due: Vec<Waiter> = due.iter().filter_map(|id| st.waiting.remove(id)).collect();
+            let next = st.waiting.values().map(|w| w.deadline).min();
+            st.sweep_at = next;
+            (due, next)
         };
-        for (_, tx) in waiting {
-            let _ = tx.send(Err(self.closed_error()));
+        for w in due {
+            let _ = w.tx.send(Err(Error::Timeout {
+                worker: self.peer,
+                after: w.timeout,
+            }));
         }
+        Ok(next)
     }
 
     fn closed_error(&self) -> Error {
@@ -215,14 +313,35 @@ impl Pending {
     }
 }
 
+/// The sweeper of `shared`: sleeps to the earliest deadline (or until a
+/// request comes), fails what is due, and again; ends when the channel
+/// closes (or is aborted when its `Pending` is dropped).
+async fn sweep(shared: Arc<Shared>) {
+    while let Ok(next) = shared.expire(Instant::now()) {
+        match next {
+            Some(at) => {
+                tokio::select! {
+                    () = tokio::time::sleep_until(at) => {}
+                    () = shared.sweep.notified() => {}
+                }
+            }
+            None => shared.sweep.notified().await,
+        }
+    }
+}
+
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(100 * 365 * 86_400)
+}
+
 struct Forget<'a> {
-    pending: &'a Pending,
+    shared: &'a Shared,
     id: u64,
 }
 
 impl Drop for Forget<'_> {
     fn drop(&mut self) {
-        self.pending.state.lock().unwrap().waiting.remove(&self.id);
+        self.shared.state.lock().unwrap().waiting.remove(&self.id);
     }
 }
 
@@ -365,6 +484,107 @@ impl std::fmt::Debug for Request {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const SENT: fn(u64) -> std::future::Ready<Result<(), Error>> = |_| std::future::ready(Ok(()));
+
+    fn timed_out(r: &Result<Message, Error>, after: Duration) -> bool {
+        matches!(r, Err(Error::Timeout { worker: Some(3), after: a }) if *a == after)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn each_request_times_out_at_its_own_deadline_earliest_first() {
+        let p = Pending::new(Some(3));
+        let start = Instant::now();
+        let (long, short) = (Duration::from_secs(30), Duration::from_millis(200));
+        // The long one first: the sweeper sleeps to its deadline, and the
+        // short one, asked after, must wake it earlier.
+        let mut slow = std::pin::pin!(p.ask_raw(SENT, long));
+        assert!(futures_poll_once(slow.as_mut()).await.is_none());
+        // The sweeper runs now, and sleeps to the long one's deadline.
+        for _ in 0..3 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(p.shared.state.lock().unwrap().sweep_at, Some(start + long));
+        let r = bounded(p.ask_raw(SENT, short)).await;
+        assert!(timed_out(&r, short), "{r:?}");
+        assert_eq!(start.elapsed(), short);
+        let r = bounded(slow).await;
+        assert!(timed_out(&r, long), "{r:?}");
+        assert_eq!(start.elapsed(), long);
+        assert!(p.shared.state.lock().unwrap().waiting.is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_answered_in_time_does_not_time_out_and_leaves_nothing() {
+        let p = Arc::new(Pending::new(Some(3)));
+        let ask = p.ask_raw(SENT, Duration::from_secs(1));
+        let answer = async {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            p.answer(1, Ok(Message::from_json("7")));
+        };
+        let (r, ()) = bounded(async { tokio::join!(ask, answer) }).await;
+        assert_eq!(r.unwrap().decode::<u32>().unwrap(), 7);
+        // The sweeper wakes at the old deadline, finds nothing, and a
+        // later request still times out on time.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let start = Instant::now();
+        let r = bounded(p.ask_raw(SENT, Duration::from_millis(50))).await;
+        assert!(timed_out(&r, Duration::from_millis(50)), "{r:?}");
+        assert_eq!(start.elapsed(), Duration::from_millis(50));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_timeout_counts_the_wait_to_send() {
+        let p = Pending::new(Some(3));
+        let never = |_| std::future::pending::<Result<(), Error>>();
+        let r = bounded(p.ask_raw(never, Duration::from_millis(300))).await;
+        assert!(timed_out(&r, Duration::from_millis(300)), "{r:?}");
+        assert!(p.shared.state.lock().unwrap().waiting.is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn close_fails_what_waits_and_ends_the_sweeper() {
+        let p = Pending::new(Some(3));
+        let ask = p.ask_raw(SENT, Duration::from_secs(30));
+        let close = async {
+            tokio::task::yield_now().await;
+            p.close("the worker exited");
+        };
+        let (r, ()) = tokio::join!(ask, close);
+        assert!(
+            matches!(&r, Err(Error::NoReply { why, .. }) if why == "the worker exited"),
+            "{r:?}"
+        );
+        let sweeper = p.shared.state.lock().unwrap().sweeper.take().unwrap();
+        tokio::time::timeout(Duration::from_secs(1), sweeper)
+            .await
+            .expect("the sweeper ended")
+            .unwrap();
+        assert!(matches!(
+            p.ask_raw(SENT, Duration::from_secs(1)).await,
+            Err(Error::WorkerGone { id: 3 })
+        ));
+    }
+
+    /// `f`'s output, or a failed test after a minute (of the paused clock):
+    /// a request the sweeper never times out fails, never hangs.
+    async fn bounded<F: Future>(f: F) -> F::Output {
+        tokio::time::timeout(Duration::from_secs(60), f)
+            .await
+            .expect("the sweeper never ended this request")
+    }
+
+    /// Polls `f` once: its output if it is ready.
+    async fn futures_poll_once<F: Future + Unpin>(f: F) -> Option<F::Output> {
+        let mut f = f;
+        std::future::poll_fn(|cx| {
+            Poll::Ready(match Pin::new(&mut f).poll(cx) {
+                Poll::Ready(v) => Some(v),
+                Poll::Pending => None,
+            })
+        })
+        .await
+    }
 
     #[tokio::test]
     async fn of_two_clones_answering_at_once_one_sends_and_the_other_is_told() {

@@ -51,7 +51,7 @@ fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Json, CacheError> {
 }
 
 fn decode<T: DeserializeOwned>(json: &str) -> Result<T, CacheError> {
-    Ok(crate::message::codec::from_slice(json.as_bytes())?)
+    Ok(crate::message::codec::from_str(json)?)
 }
 
 impl Cache {
