@@ -90,11 +90,13 @@ pub(crate) fn open_envelope(
 /// notes its deadline, and one sweeper task per `Pending` sleeps until the
 /// earliest and fails what is due (a timer registered and removed per
 /// request was a measurable part of a cache get: docs/benchmarks.md,
-/// "Cheaper gets (session 11)"). The sweeper starts with the first request,
-/// on the caller's runtime, and ends when the channel closes or this is
-/// dropped.
+/// "Cheaper gets (session 11)"). The sweeper runs on the runtime that
+/// runs the channel (the herd-primary thread's, or the one a worker
+/// connected on), whichever runtime a caller asks from, and ends when the
+/// channel closes or this is dropped.
 pub(crate) struct Pending {
     shared: Arc<Shared>,
+    sweeper: tokio::task::JoinHandle<()>,
 }
 
 struct Shared {
@@ -112,11 +114,9 @@ struct State {
     waiting: HashMap<u64, Waiter>,
     /// Why no reply can come any more, once the channel is closed.
     closed: Option<String>,
-    /// The deadline the sweeper sleeps to, `None` while it waits for a
-    /// request (or before it started).
+    /// The deadline the sweeper sleeps to (or earlier: it may wake for
+    /// nothing, never late), `None` while it waits for a request.
     sweep_at: Option<Instant>,
-    /// The sweeper task, once started.
-    sweeper: Option<tokio::task::JoinHandle<()>>,
 }
 
 struct Waiter {
@@ -126,14 +126,15 @@ struct Waiter {
 }
 
 impl Pending {
-    pub fn new(peer: Option<u32>) -> Pending {
-        Pending {
-            shared: Arc::new(Shared {
-                peer,
-                state: Mutex::new(State::default()),
-                sweep: Notify::new(),
-            }),
-        }
+    /// The requests to `peer`, timed out by a sweeper on `rt`.
+    pub fn new(peer: Option<u32>, rt: &tokio::runtime::Handle) -> Pending {
+        let shared = Arc::new(Shared {
+            peer,
+            state: Mutex::new(State::default()),
+            sweep: Notify::new(),
+        });
+        let sweeper = rt.spawn(sweep(shared.clone()));
+        Pending { shared, sweeper }
     }
 
     /// Sends `msg` as a request on `outbox` and waits, at most `timeout`
@@ -222,17 +223,12 @@ impl Pending {
 
 impl Drop for Pending {
     fn drop(&mut self) {
-        if let Some(sweeper) = self.shared.state.lock().unwrap().sweeper.take() {
-            sweeper.abort();
-        }
+        self.sweeper.abort();
     }
 }
 
 impl Shared {
-    fn register(
-        self: &Arc<Self>,
-        timeout: Duration,
-    ) -> Result<(u64, oneshot::Receiver<Answer>), Error> {
+    fn register(&self, timeout: Duration) -> Result<(u64, oneshot::Receiver<Answer>), Error> {
         let mut st = self.state.lock().unwrap();
         if st.closed.is_some() {
             return Err(self.gone_or(Error::ChannelClosed));
@@ -243,7 +239,7 @@ impl Shared {
                 max: MAX_PENDING,
             });
         }
-        // Past any instant (a timeout of years): never due.
+        // A timeout past what an instant can hold: a century.
         let deadline = Instant::now()
             .checked_add(timeout)
             .unwrap_or_else(far_future);
@@ -258,11 +254,7 @@ impl Shared {
                 timeout,
             },
         );
-        // A sweeper on a runtime that is gone is started again here.
-        if st.sweeper.as_ref().map_or(true, |s| s.is_finished()) {
-            st.sweep_at = Some(deadline);
-            st.sweeper = Some(tokio::spawn(sweep(self.clone())));
-        } else if st.sweep_at.map_or(true, |at| deadline < at) {
+        if st.sweep_at.map_or(true, |at| deadline < at) {
             st.sweep_at = Some(deadline);
             self.sweep.notify_one();
         }
@@ -493,7 +485,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn each_request_times_out_at_its_own_deadline_earliest_first() {
-        let p = Pending::new(Some(3));
+        let p = Pending::new(Some(3), &tokio::runtime::Handle::current());
         let start = Instant::now();
         let (long, short) = (Duration::from_secs(30), Duration::from_millis(200));
         // The long one first: the sweeper sleeps to its deadline, and the
@@ -504,7 +496,6 @@ mod tests {
         for _ in 0..3 {
             tokio::task::yield_now().await;
         }
-        assert_eq!(p.shared.state.lock().unwrap().sweep_at, Some(start + long));
         let r = bounded(p.ask_raw(SENT, short)).await;
         assert!(timed_out(&r, short), "{r:?}");
         assert_eq!(start.elapsed(), short);
@@ -516,7 +507,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_request_answered_in_time_does_not_time_out_and_leaves_nothing() {
-        let p = Arc::new(Pending::new(Some(3)));
+        let p = Arc::new(Pending::new(Some(3), &tokio::runtime::Handle::current()));
         let ask = p.ask_raw(SENT, Duration::from_secs(1));
         let answer = async {
             tokio::time::sleep(Duration::from_millis(500)).await;
@@ -535,7 +526,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn the_timeout_counts_the_wait_to_send() {
-        let p = Pending::new(Some(3));
+        let p = Pending::new(Some(3), &tokio::runtime::Handle::current());
         let never = |_| std::future::pending::<Result<(), Error>>();
         let r = bounded(p.ask_raw(never, Duration::from_millis(300))).await;
         assert!(timed_out(&r, Duration::from_millis(300)), "{r:?}");
@@ -544,7 +535,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn close_fails_what_waits_and_ends_the_sweeper() {
-        let p = Pending::new(Some(3));
+        let p = Pending::new(Some(3), &tokio::runtime::Handle::current());
         let ask = p.ask_raw(SENT, Duration::from_secs(30));
         let close = async {
             tokio::task::yield_now().await;
@@ -555,11 +546,12 @@ mod tests {
             matches!(&r, Err(Error::NoReply { why, .. }) if why == "the worker exited"),
             "{r:?}"
         );
-        let sweeper = p.shared.state.lock().unwrap().sweeper.take().unwrap();
-        tokio::time::timeout(Duration::from_secs(1), sweeper)
-            .await
-            .expect("the sweeper ended")
-            .unwrap();
+        bounded(async {
+            while !p.sweeper.is_finished() {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await;
         assert!(matches!(
             p.ask_raw(SENT, Duration::from_secs(1)).await,
             Err(Error::WorkerGone { id: 3 })

@@ -246,10 +246,10 @@ impl Primary {
                 handled_at: Mutex::new(None),
                 status_text: Mutex::new(None),
                 unready: Mutex::new(None),
-                calls: crate::request::Pending::new(Some(id)),
+                calls: crate::request::Pending::new(Some(id), &self.inner.rt),
                 open: Default::default(),
                 profiles: Default::default(),
-                services: crate::services::host::PerWorker::new(id),
+                services: crate::services::host::PerWorker::new(id, &self.inner.rt),
             }),
         };
         workers.insert(id, handle.clone());

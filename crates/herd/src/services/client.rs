@@ -41,11 +41,12 @@ pub(crate) struct Endpoint {
     gate: Arc<Gate>,
 }
 
-impl Default for Endpoint {
-    fn default() -> Self {
+impl Endpoint {
+    /// `rt` runs the worker's channel (the runtime it connected on).
+    pub fn new(rt: &tokio::runtime::Handle) -> Self {
         Endpoint {
             router: Router::default(),
-            calls: Pending::new(None),
+            calls: Pending::new(None, rt),
             open: Arc::default(),
             gate: Gate::new(WORKER_QUEUE.0, WORKER_QUEUE.1),
         }

@@ -65,9 +65,10 @@ pub(crate) struct PerWorker {
 }
 
 impl PerWorker {
-    pub fn new(id: u32) -> PerWorker {
+    /// `rt` runs the worker's channel (the herd-primary runtime).
+    pub fn new(id: u32, rt: &tokio::runtime::Handle) -> PerWorker {
         PerWorker {
-            calls: Pending::new(Some(id)),
+            calls: Pending::new(Some(id), rt),
             open: Arc::default(),
         }
     }

@@ -204,7 +204,7 @@ impl Worker {
                 next_seq: AtomicU64::new(1),
                 pending: Mutex::new(HashMap::new()),
                 messages: tokio::sync::Mutex::new(msg_rx),
-                calls: Pending::new(None),
+                calls: Pending::new(None, &tokio::runtime::Handle::current()),
                 asked: tokio::sync::Mutex::new(ask_rx),
                 open: Arc::default(),
                 listeners: Mutex::new(Vec::new()),
@@ -218,7 +218,7 @@ impl Worker {
                     .and_then(|v| v.parse::<u64>().ok())
                     .map_or(crate::primary::limits::EXIT_TIMEOUT, Duration::from_millis),
                 status: Mutex::new(serde_json::Map::new()),
-                services: Default::default(),
+                services: crate::services::Endpoint::new(&tokio::runtime::Handle::current()),
                 slots: Default::default(),
             }),
         };
