@@ -171,6 +171,12 @@ impl<'a> Get<'a> {
         }
         let wait_ms = u64::from_le_bytes(b[2..10].try_into().expect("8 bytes"));
         let n = b[10] as usize;
+        if n == 0 || n > super::MAX_NAME {
+            return Err(bad(&format!(
+                "its cache name is {n} bytes long, not 1 to {}",
+                super::MAX_NAME
+            )));
+        }
         let name = b
             .get(GET_HEAD..GET_HEAD + n)
             .ok_or_else(|| bad("cut in its cache name"))?;
@@ -287,6 +293,28 @@ mod tests {
         ));
         assert!(parse_get_reply(&[COMPACT_HIT, 1, 2]).is_err());
         assert!(parse_get_reply(b"").is_err());
+    }
+
+    #[test]
+    fn a_compact_get_whose_cache_name_is_empty_or_too_long_is_refused_clearly() {
+        let mut b = Vec::new();
+        Get {
+            cache: "c",
+            key: "k",
+            load: false,
+            wait_ms: 0,
+            track: false,
+        }
+        .write(&mut b);
+        assert!(Get::parse(&b).is_ok());
+        for n in [0u8, 65, 255] {
+            let mut bad = b[..GET_HEAD].to_vec();
+            bad[10] = n;
+            bad.extend(vec![b'c'; n as usize]);
+            bad.push(b'k');
+            let e = Get::parse(&bad).unwrap_err();
+            assert!(e.contains(&format!("{n} bytes long, not 1 to 64")), "{e}");
+        }
     }
 
     #[test]
