@@ -133,7 +133,7 @@ impl Pending {
             state: Mutex::new(State::default()),
             sweep: Notify::new(),
         });
-        let sweeper = rt.spawn(sweep(shared.clone()));
+        let sweeper = rt.spawn(sweep(Sweeper(shared.clone())));
         Pending { shared, sweeper }
     }
 
@@ -204,20 +204,7 @@ impl Pending {
     /// No reply can come any more (`why` says why): every request waiting
     /// fails now, and later ones at once.
     pub fn close(&self, why: &str) {
-        let shared = &*self.shared;
-        let waiting = {
-            let mut st = shared.state.lock().unwrap();
-            if st.closed.is_some() {
-                return;
-            }
-            st.closed = Some(why.to_string());
-            std::mem::take(&mut st.waiting)
-        };
-        // The sweeper sees `closed` and ends.
-        shared.sweep.notify_one();
-        for (_, w) in waiting {
-            let _ = w.tx.send(Err(shared.closed_error()));
-        }
+        self.shared.close(why);
     }
 }
 
@@ -228,6 +215,23 @@ impl Drop for Pending {
 }
 
 impl Shared {
+    /// See [`Pending::close`]; a second close changes nothing.
+    fn close(&self, why: &str) {
+        let waiting = {
+            let mut st = self.state.lock().unwrap();
+            if st.closed.is_some() {
+                return;
+            }
+            st.closed = Some(why.to_string());
+            std::mem::take(&mut st.waiting)
+        };
+        // The sweeper sees `closed` and ends.
+        self.sweep.notify_one();
+        for (_, w) in waiting {
+            let _ = w.tx.send(Err(self.closed_error()));
+        }
+    }
+
     fn register(&self, timeout: Duration) -> Result<(u64, oneshot::Receiver<Answer>), Error> {
         let mut st = self.state.lock().unwrap();
         if st.closed.is_some() {
@@ -305,10 +309,24 @@ impl Shared {
     }
 }
 
-/// The sweeper of `shared`: sleeps to the earliest deadline (or until a
-/// request comes), fails what is due, and again; ends when the channel
-/// closes (or is aborted when its `Pending` is dropped).
-async fn sweep(shared: Arc<Shared>) {
+/// The sweeper's hold on its table. Dropped with the sweeper (aborted
+/// with its `Pending`, or ended with its runtime, polled or not), it
+/// closes the table: with no sweeper, no deadline would be kept, and a
+/// request with no reader left to answer it would wait for ever.
+struct Sweeper(Arc<Shared>);
+
+impl Drop for Sweeper {
+    fn drop(&mut self) {
+        self.0
+            .close("the runtime that ran this channel shut down, so no reply can come");
+    }
+}
+
+/// The sweeper: sleeps to the earliest deadline (or until a request
+/// comes), fails what is due, and again; ends when the channel closes (or
+/// is aborted when its `Pending` is dropped).
+async fn sweep(hold: Sweeper) {
+    let shared = &hold.0;
     while let Ok(next) = shared.expire(Instant::now()) {
         match next {
             Some(at) => {

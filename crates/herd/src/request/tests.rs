@@ -84,6 +84,47 @@ async fn close_fails_what_waits_and_ends_the_sweeper() {
     ));
 }
 
+#[test]
+fn a_request_fails_instead_of_hanging_when_the_channels_runtime_shuts_down() {
+    let here = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    // A request waiting when the channel's runtime (its sweeper's) goes.
+    let there = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let p = Pending::new(Some(3), there.handle());
+    let r = here.block_on(async {
+        let ask = p.ask_raw(SENT, Duration::from_secs(30));
+        let shut = async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            there.shutdown_background();
+        };
+        let (r, ()) =
+            tokio::time::timeout(Duration::from_secs(10), async { tokio::join!(ask, shut) })
+                .await
+                .expect("the request hung");
+        r
+    });
+    assert!(
+        matches!(&r, Err(Error::NoReply { why, .. }) if why.contains("shut down")),
+        "{r:?}"
+    );
+    // A table made on a runtime already gone (its sweeper never ran):
+    // a request fails at once.
+    let gone = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let handle = gone.handle().clone();
+    drop(gone);
+    let p = Pending::new(Some(3), &handle);
+    let r = here.block_on(p.ask_raw(SENT, Duration::from_secs(30)));
+    assert!(matches!(r, Err(Error::WorkerGone { id: 3 })), "{r:?}");
+}
+
 /// `f`'s output, or a failed test after a minute (of the paused clock):
 /// a request the sweeper never times out fails, never hangs.
 async fn bounded<F: Future>(f: F) -> F::Output {

@@ -147,7 +147,9 @@ impl Worker {
     }
 
     /// Connects to the primary (once per process; later calls return the
-    /// same link) and announces the worker online.
+    /// same link) and announces the worker online. The link runs on the
+    /// runtime this is called on, which must outlive it: when that runtime
+    /// shuts down, the link's requests fail and nothing more is read.
     ///
     /// # Errors
     /// [`Error::WrongRole`] when this process was not started by a herd
