@@ -31,3 +31,51 @@ pub fn write_channel(bytes: &[u8]) -> isize {
     // valid buffer of `bytes.len()` bytes for the call.
     unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) }
 }
+
+/// A copy of the page of doorbells' descriptor (`HERD_DOORBELL_FD`), the
+/// original left for `Worker::connect`.
+pub fn doorbell_fd() -> std::os::fd::OwnedFd {
+    let fd: i32 = std::env::var(herd::ENV_DOORBELL_FD)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .expect("HERD_DOORBELL_FD names a descriptor");
+    // SAFETY: the primary handed this descriptor to this process, and it
+    // stays open until `Worker::connect` takes it, after the copy is made.
+    let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    borrowed
+        .try_clone_to_owned()
+        .expect("dup the doorbell descriptor")
+}
+
+/// Maps the page `fd` names and writes garbage into every byte of it, for
+/// ever: what a hostile worker may do to the page it shares.
+pub fn scribble_forever(fd: std::os::fd::OwnedFd) -> ! {
+    use nix::sys::mman::{mmap, MapFlags, ProtFlags};
+    let len = std::num::NonZeroUsize::new(4096).unwrap();
+    // SAFETY: a new shared mapping of the page at an address the kernel
+    // picks, aliasing no Rust object; only raw volatile writes touch it.
+    let ptr = unsafe {
+        mmap(
+            None,
+            len,
+            ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
+            MapFlags::MAP_SHARED,
+            &fd,
+            0,
+        )
+    }
+    .expect("map the doorbells")
+    .cast::<u8>();
+    let mut x: u8 = 0x5a;
+    loop {
+        for i in 0..4096 {
+            x = x.wrapping_mul(31).wrapping_add(7);
+            // SAFETY: `i` is within the 4096-byte mapping, which is never
+            // unmapped.
+            unsafe { ptr.as_ptr().add(i).write_volatile(x) };
+        }
+        // A round a millisecond: garbage all the time, without taking a
+        // CPU from the other tests.
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}

@@ -54,3 +54,32 @@ fn after_a_garbage_worker_is_dropped_the_primary_and_other_workers_keep_working(
         c.dump()
     );
 }
+
+#[test]
+fn a_worker_attacking_the_page_of_doorbells_costs_nothing_but_its_own_hints() {
+    let mut c = Cluster::start(&[]);
+    let (good, addr) = c.fork_serving(&[("FIXTURE_LISTEN", "127.0.0.1:0")]);
+    let bad = c.fork_misbehaving(&[("MISBEHAVE", "doorbell")]);
+    let report = c.expect(|v| {
+        v["event"] == "message" && v["worker"] == bad && v["message"].get("doorbell").is_some()
+    });
+    // The page cannot be shrunk (which would make every other mapping of
+    // it fault) nor sealed against the other workers' writes.
+    assert_eq!(report["message"]["doorbell"]["shrink"], "EPERM", "{report}");
+    assert_eq!(report["message"]["doorbell"]["seal"], "EPERM", "{report}");
+    // While it writes garbage into the whole page, the primary goes on:
+    // messages both ways with it, and with the other worker, and HTTP.
+    for n in 0..50 {
+        c.cmd(json!({"cmd": "send", "worker": bad, "msg": {"ping": n}}));
+        c.expect(|v| v["event"] == "message" && v["worker"] == bad && v["message"]["pong"] == n);
+    }
+    c.cmd(json!({"cmd": "send", "worker": good, "msg": {"still": "here"}}));
+    c.expect(|v| {
+        v["event"] == "message" && v["worker"] == good && v["message"]["echo"]["still"] == "here"
+    });
+    assert_eq!(http_get(&addr, "/").unwrap(), format!("worker {good}\n"));
+    assert!(
+        alive(c.worker_pid(bad)),
+        "the attacker itself is still served"
+    );
+}

@@ -113,6 +113,13 @@ pub const ENV_WORKER_ID: &str = "HERD_WORKER_ID";
 /// its presence makes a process a worker.
 pub const ENV_CHANNEL_FD: &str = "HERD_CHANNEL_FD";
 
+/// The environment variable that carries the descriptor of the page of
+/// doorbells a worker rings after each write to its channel, so that the
+/// primary's thread can watch for its next frame instead of sleeping (see
+/// docs/architecture.md, "Doorbells"). Optional: a worker without it works
+/// the same, the primary only sleeps sooner.
+pub const ENV_DOORBELL_FD: &str = "HERD_DOORBELL_FD";
+
 /// The environment variable that carries the heartbeat interval in
 /// milliseconds.
 pub const ENV_HEARTBEAT_MS: &str = "HERD_HEARTBEAT_MS";

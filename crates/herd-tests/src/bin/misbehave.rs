@@ -18,6 +18,13 @@
 //!
 //! The library modes use `herd::Worker`:
 //!
+//! - `doorbell`: attacks the page of doorbells (`HERD_DOORBELL_FD`)
+//!   before it connects: tries to shrink it to nothing and to seal it
+//!   against writes, then maps it and keeps writing garbage into every
+//!   word from a thread of its own. Once connected it sends what the
+//!   attempts met, `{"doorbell": {"shrink": ERR, "seal": ERR}}` (errno
+//!   names, or `"ok"`), then answers each message `{"ping": N}` with
+//!   `{"pong": N}`.
 //! - `flood`: sends `{"f": 0}` .. `{"f": MISBEHAVE_N - 1}` as fast as
 //!   `send` lets it, printing `misbehave flood: N sent` on stderr every
 //!   100,000, then `{"flood_done": MISBEHAVE_N}`.
@@ -49,6 +56,7 @@ fn main() {
         "announce" => announce(),
         "listens" => listens(),
         "flood" => runtime().block_on(flood()),
+        "doorbell" => runtime().block_on(doorbell()),
         "serve" => {
             if let Some(n) = num("MISBEHAVE_NOFILE") {
                 use nix::sys::resource::{setrlimit, Resource};
@@ -162,6 +170,34 @@ fn listens() {
     tx.write_all(&frame(USER, summary.to_string().as_bytes()))
         .expect("write summary");
     forever()
+}
+
+async fn doorbell() {
+    let fd = herd_tests::sys::doorbell_fd();
+    let outcome = |r: nix::Result<()>| match r {
+        Ok(()) => "ok".to_string(),
+        Err(e) => format!("{e:?}"),
+    };
+    let shrink = outcome(nix::unistd::ftruncate(&fd, 0));
+    let seal = outcome(
+        nix::fcntl::fcntl(
+            std::os::fd::AsRawFd::as_raw_fd(&fd),
+            nix::fcntl::FcntlArg::F_ADD_SEALS(nix::fcntl::SealFlag::F_SEAL_WRITE),
+        )
+        .map(drop),
+    );
+    std::thread::spawn(move || herd_tests::sys::scribble_forever(fd));
+    let worker = herd::Worker::connect().await.expect("connect");
+    worker
+        .send(&json!({"doorbell": {"shrink": shrink, "seal": seal}}))
+        .await
+        .expect("send");
+    while let Some(msg) = worker.recv().await {
+        let v: Value = msg.decode().expect("a JSON message");
+        if let Some(n) = v.get("ping") {
+            worker.send(&json!({ "pong": n })).await.expect("send");
+        }
+    }
 }
 
 async fn flood() {

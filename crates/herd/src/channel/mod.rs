@@ -24,6 +24,7 @@
 //! error that ends this channel and nothing else.
 
 pub(crate) mod conns;
+pub(crate) mod doorbell;
 mod outbox;
 mod reader;
 pub mod wire;
@@ -129,7 +130,7 @@ mod tests {
     async fn frames_keep_their_order_whoever_writes_them() {
         const N: u64 = 20_000;
         let (a, b) = pair();
-        let outbox = Outbox::start(a, wire::DEFAULT_MAX_BODY);
+        let outbox = Outbox::start(a, wire::DEFAULT_MAX_BODY, None);
         let sender = tokio::spawn(async move {
             for i in 0..N {
                 let pad = "x".repeat(pad_len(i));

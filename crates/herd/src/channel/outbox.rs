@@ -11,6 +11,7 @@ use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
 use serde::Serialize;
 use tokio::sync::Notify;
 
+use super::doorbell::Doorbell;
 use super::wire::{Control, Header, Kind, HEADER_LEN, MAX_FDS};
 use super::UnixStream;
 use crate::error::Error;
@@ -56,6 +57,8 @@ pub struct Outbox {
     /// The thread the writer task last ran on ([`this_thread`]), 0 before
     /// it first ran.
     writer_thread: AtomicUsize,
+    /// A worker's doorbell, rung after each write (see `doorbell`).
+    bell: Option<Doorbell>,
 }
 
 /// A number that tells this thread from the others alive (the address of
@@ -68,8 +71,9 @@ fn this_thread() -> usize {
 impl Outbox {
     /// Starts the writer task for `stream` and returns the outbox feeding
     /// it; a message whose body would exceed `max_body` (what the peer's
-    /// reader accepts) is refused with [`Error::TooLarge`].
-    pub fn start(stream: Arc<UnixStream>, max_body: usize) -> Arc<Outbox> {
+    /// reader accepts) is refused with [`Error::TooLarge`]. `bell`, a
+    /// worker's doorbell, is rung after each write.
+    pub fn start(stream: Arc<UnixStream>, max_body: usize, bell: Option<Doorbell>) -> Arc<Outbox> {
         let outbox = Arc::new(Outbox {
             state: Mutex::new(OutState::default()),
             stream: stream.clone(),
@@ -78,6 +82,7 @@ impl Outbox {
             drained: Notify::new(),
             writer_thread: AtomicUsize::new(0),
             takes: AtomicU64::new(0),
+            bell,
         });
         tokio::spawn(writer(stream, outbox.clone()));
         outbox
@@ -263,10 +268,13 @@ impl Outbox {
                 Ok(n) if n == st.buf.len() => {
                     st.buf.clear();
                     st.frames = 0;
+                    drop(st);
+                    self.ring();
                     return;
                 }
                 Ok(n) => {
                     st.buf.drain(..n);
+                    self.ring();
                 }
                 // WouldBlock, or an error that the writer meets again and
                 // handles (closing the channel).
@@ -296,6 +304,13 @@ impl Outbox {
             && self.writer_thread.load(Ordering::Relaxed) == this_thread()
             && tokio::runtime::Handle::try_current()
                 .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread)
+    }
+
+    /// Rings the doorbell, if this outbox has one: bytes were written.
+    fn ring(&self) {
+        if let Some(bell) = &self.bell {
+            bell.ring();
+        }
     }
 
     /// How many times queued bytes were taken to be written so far. A
@@ -412,7 +427,9 @@ async fn writer(stream: Arc<UnixStream>, outbox: Arc<Outbox>) {
             outbox.wake_writer.notified().await;
             continue;
         }
-        if let Err(e) = write_all(&stream, &buf, &mut fds).await {
+        let written = write_all(&stream, &buf, &mut fds).await;
+        outbox.ring();
+        if let Err(e) = written {
             tracing::debug!(error = %e, "channel write failed; closing the channel");
             let mut st = outbox.state.lock().unwrap();
             st.closed = true;

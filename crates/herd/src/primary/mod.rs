@@ -106,6 +106,10 @@ pub(crate) struct Inner {
     pub(crate) registry_changed: Notify,
     /// The primary's own runtime (see [`runtime::start_runtime`]).
     pub(crate) rt: tokio::runtime::Handle,
+    /// The page of doorbells its workers ring, watched by `rt`'s thread
+    /// (`crate::channel::doorbell`); none when the watch is off or no
+    /// memfd could be made.
+    pub(crate) doorbells: Option<Arc<crate::channel::doorbell::Doorbells>>,
     /// The program path at start: a reload execs what is on disk there now.
     default_exec: Option<std::path::PathBuf>,
     /// Foreign workers' sockets and notification directory, once bound.
@@ -135,7 +139,7 @@ impl Primary {
         }
         crate::logging::init();
         runtime::raise_open_files_limit();
-        let rt = runtime::start_runtime()?;
+        let (rt, doorbells) = runtime::start_runtime()?;
         tree::init(&rt);
         Ok(Primary {
             inner: Arc::new(Inner {
@@ -149,6 +153,7 @@ impl Primary {
                 table: Table::default(),
                 forker: Forker::start(rt.clone())?,
                 rt,
+                doorbells,
                 registry_changed: Notify::new(),
                 default_exec: std::env::current_exe().ok(),
                 foreign: Mutex::new(None),

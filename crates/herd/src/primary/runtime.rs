@@ -2,8 +2,9 @@
 //! every channel and socket, and the forker thread that every worker is
 //! forked from.
 
-use std::sync::{mpsc as std_mpsc, Mutex};
+use std::sync::{mpsc as std_mpsc, Arc, Mutex};
 
+use crate::channel::doorbell::{self, Doorbells, Spinner};
 use crate::Error;
 
 /// Raises this process's soft `RLIMIT_NOFILE` to its hard limit, as Go's
@@ -39,9 +40,26 @@ pub(super) fn raise_open_files_limit() {
 /// (docs/benchmarks.md): a third less CPU per connection, and more
 /// requests per second with lower latency, as the workers are interrupted
 /// less. Workers are forked from another thread and do not inherit it.
-pub(super) fn start_runtime() -> Result<tokio::runtime::Handle, Error> {
+///
+/// Before it sleeps, the thread watches its workers' doorbells for a few
+/// microseconds (`crate::channel::doorbell`), so that a busy worker's next
+/// frame finds it awake; the page is returned, to be handed to the workers.
+pub(super) fn start_runtime() -> Result<(tokio::runtime::Handle, Option<Arc<Doorbells>>), Error> {
     let (tx, rx) = std_mpsc::sync_channel(1);
     let batch = std::env::var("HERD_PRIMARY_SCHED").map_or(true, |v| v.trim() != "normal");
+    let limit = doorbell::spin_limit();
+    let bells = if limit.is_zero() {
+        None
+    } else {
+        match Doorbells::new() {
+            Ok(b) => Some(Arc::new(b)),
+            Err(e) => {
+                tracing::debug!(error = %e, "no page of doorbells: the primary's thread sleeps at once");
+                None
+            }
+        }
+    };
+    let spinner = bells.clone().map(|b| Spinner::new(b, limit));
     std::thread::Builder::new()
         .name("herd-primary".into())
         .spawn(move || {
@@ -50,9 +68,12 @@ pub(super) fn start_runtime() -> Result<tokio::runtime::Handle, Error> {
                     tracing::debug!(error = %e, "cannot put the herd-primary thread in SCHED_BATCH");
                 }
             }
-            let rt = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
+            let mut builder = tokio::runtime::Builder::new_current_thread();
+            builder.enable_all();
+            if let Some(spinner) = spinner {
+                builder.on_thread_park(move || spinner.before_park());
+            }
+            let rt = match builder.build()
             {
                 Ok(rt) => rt,
                 Err(e) => {
@@ -72,6 +93,7 @@ pub(super) fn start_runtime() -> Result<tokio::runtime::Handle, Error> {
             )
         })?
         .map_err(|e| Error::io("cannot build the primary's runtime", e))
+        .map(|rt| (rt, bells))
 }
 
 type SpawnReply = std_mpsc::SyncSender<std::io::Result<tokio::process::Child>>;

@@ -123,6 +123,7 @@ impl Primary {
             // The monitor's secret is the primary's alone.
             "HERD_MONITOR_TOKEN",
             ENV_CHANNEL_FD,
+            crate::ENV_DOORBELL_FD,
             ENV_HEARTBEAT_MS,
             ENV_MAX_FRAME,
             ENV_EXIT_TIMEOUT_MS,
@@ -179,7 +180,7 @@ impl Primary {
             SockFlag::SOCK_CLOEXEC,
         )
         .map_err(|e| Error::io("socketpair for the worker channel", e))?;
-        let env = vec![
+        let mut env = vec![
             (ENV_CHANNEL_FD.into(), theirs.as_raw_fd().to_string().into()),
             (
                 ENV_HEARTBEAT_MS.into(),
@@ -194,6 +195,14 @@ impl Primary {
                 settings.exit_timeout().as_millis().to_string().into(),
             ),
         ];
+        let mut keep = vec![theirs.as_raw_fd()];
+        // The page of doorbells is the primary's: the child gets a copy
+        // across exec, and this one stays open.
+        if let Some(bells) = &self.inner.doorbells {
+            let fd = bells.fd().as_raw_fd();
+            env.push((crate::ENV_DOORBELL_FD.into(), fd.to_string().into()));
+            keep.push(fd);
+        }
         let stream =
             crate::channel::unix_stream(ours).map_err(|e| Error::io("worker channel", e))?;
         let limits = crate::channel::Limits {
@@ -204,10 +213,10 @@ impl Primary {
             program: exec,
             args,
             env,
-            keep: vec![theirs.as_raw_fd()],
+            keep,
             moves: Vec::new(),
             handed: vec![theirs],
-            link: Link::Channel(Outbox::start(stream.clone(), limits.max_body)),
+            link: Link::Channel(Outbox::start(stream.clone(), limits.max_body, None)),
             inbound: Inbound::Channel(crate::channel::Reader::with_limits(stream, limits)),
             foreign: None,
         })

@@ -9,10 +9,13 @@
 //! descriptors of a truncated control message, and `bpf(2)` with
 //! `setsockopt(SO_ATTACH_REUSEPORT_EBPF)` for reuseport's round-robin.
 //! [`guard`] forks the process-tree guard (a child that runs no `exec`),
-//! and changes this thread's file-system credentials for a worker's listen.
+//! and changes this thread's file-system credentials for a worker's listen;
+//! [`shm`] maps the page of the channels' doorbells, shared with workers.
 
 mod guard;
+mod shm;
 pub(crate) use guard::{spawn_guard, with_fs_creds, FsCreds};
+pub(crate) use shm::{SharedPage, WORDS as SHARED_WORDS};
 
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};

@@ -1,0 +1,341 @@
+//! Doorbells: the primary's thread watches, for a few microseconds, for a
+//! worker's next write instead of going to sleep at once.
+//!
+//! Waking a thread that sleeps in `epoll_wait` on another CPU is the
+//! dearest part of a message between processes on a virtual machine. In
+//! the cache benchmark it was a fifth of the worker's CPU, about 4 us per
+//! write on this project's 2-CPU VM (docs/benchmarks.md, "Doorbells"). A
+//! worker busy with requests writes again a few microseconds after the
+//! primary answered its last ones. If the primary's thread is still awake
+//! then, the write costs no wake-up.
+//!
+//! So each herd-aware worker has a slot (a counter on a cache line of its
+//! own) in one page that the primary shares with its workers, and bumps it
+//! after each write to its channel ([`Doorbell::ring`]). Before the
+//! herd-primary thread sleeps, it watches the page ([`Spinner`]) for up to
+//! its limit: [`DEFAULT_SPIN`], or `HERD_PRIMARY_SPIN_US` microseconds
+//! (0 turns the watch off). A bump ends the watch, and the thread's next
+//! poll finds the frame without having slept.
+//!
+//! A watch that sees no bump costs its whole limit, so it backs off: after
+//! one that ends at its limit, the next 2, then 4, up to 1024 sleeps go
+//! without a watch; one that ends with a bump starts over. A quiet cluster
+//! watches once in a long while; a busy one rarely sleeps.
+//!
+//! The page is a hint and nothing more. Frames still go through the
+//! socket, in order, and are read there. A worker that writes garbage into
+//! the page, never rings or rings without cease changes only how long the
+//! primary watches, never past the limit. The page cannot shrink under
+//! the primary ([`SharedPage`]). Worker ids share the 64 slots modulo 64;
+//! a bump by either ends a watch.
+
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::sys::SharedPage;
+
+/// How long the primary's thread watches for a write before it sleeps,
+/// unless `HERD_PRIMARY_SPIN_US` says otherwise.
+pub const DEFAULT_SPIN: Duration = Duration::from_micros(50);
+/// The longest watch `HERD_PRIMARY_SPIN_US` may set.
+pub const MAX_SPIN: Duration = Duration::from_millis(1);
+/// The environment variable that sets the watch, in microseconds.
+pub const ENV_SPIN_US: &str = "HERD_PRIMARY_SPIN_US";
+/// How often a watch yields the CPU (`sched_yield`).
+const YIELD_EVERY: Duration = Duration::from_micros(5);
+/// Slots in the page: one cache line (8 words) each.
+const SLOTS: usize = crate::sys::SHARED_WORDS / 8;
+/// After this many watches in a row that saw nothing, the spinner skips
+/// 1024 sleeps between watches.
+const MAX_FAILS: u32 = 10;
+
+/// The primary's side: the page its workers ring.
+pub(crate) struct Doorbells {
+    page: SharedPage,
+    fd: OwnedFd,
+}
+
+impl Doorbells {
+    pub(crate) fn new() -> io::Result<Doorbells> {
+        let (page, fd) = SharedPage::create(c"herd-doorbells")?;
+        Ok(Doorbells { page, fd })
+    }
+
+    /// The descriptor a worker inherits (`ENV_DOORBELL_FD`).
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
+        use std::os::fd::AsFd;
+        self.fd.as_fd()
+    }
+
+    /// A number that changes whenever any worker rings.
+    fn rung(&self) -> u64 {
+        let words = self.page.words();
+        (0..SLOTS).fold(0u64, |sum, s| {
+            sum.wrapping_add(words[s * 8].load(Ordering::Relaxed))
+        })
+    }
+}
+
+/// A worker's side: its slot in the primary's page.
+pub(crate) struct Doorbell {
+    page: SharedPage,
+    slot: usize,
+}
+
+impl Doorbell {
+    /// The doorbell `ENV_DOORBELL_FD` names, for worker `id`; `None` when
+    /// the primary gave none. One that cannot be mapped is logged and
+    /// done without: it only saves the primary wake-ups.
+    pub(crate) fn from_env(id: u32) -> Option<Doorbell> {
+        let var = crate::ENV_DOORBELL_FD;
+        let text = std::env::var(var).ok()?;
+        let opened = text
+            .parse::<i32>()
+            .map_err(|_| io::Error::other(format!("{text:?} is not a descriptor number")))
+            .and_then(crate::sys::take_inherited_fd)
+            .and_then(|fd| Doorbell::open(&fd, id));
+        match opened {
+            Ok(bell) => Some(bell),
+            Err(e) => {
+                tracing::warn!(error = %e, "{var} ignored: the primary will sleep between this worker's writes");
+                None
+            }
+        }
+    }
+
+    pub(crate) fn open(fd: &OwnedFd, id: u32) -> io::Result<Doorbell> {
+        let page = SharedPage::open(fd)?;
+        let slot = (id as usize % SLOTS) * 8;
+        Ok(Doorbell { page, slot })
+    }
+
+    /// Tells a watching primary that this worker just wrote.
+    pub(crate) fn ring(&self) {
+        self.page.words()[self.slot].fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+impl std::fmt::Debug for Doorbell {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Doorbell")
+            .field("slot", &self.slot)
+            .finish()
+    }
+}
+
+/// When to watch: after a watch that saw nothing, skip the next 2, 4, ...
+/// 1024 chances; after one that saw a ring, watch every time. Used from
+/// one thread (the runtime's park hook); atomics only because the hook
+/// must be `Sync`.
+#[derive(Default)]
+struct Backoff {
+    skip: AtomicU32,
+    fails: AtomicU32,
+}
+
+impl Backoff {
+    /// Whether to watch before this sleep.
+    fn watch_now(&self) -> bool {
+        let skip = self.skip.load(Ordering::Relaxed);
+        if skip > 0 {
+            self.skip.store(skip - 1, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
+
+    /// Records how a watch ended.
+    fn watched(&self, rang: bool) {
+        if rang {
+            self.fails.store(0, Ordering::Relaxed);
+            return;
+        }
+        let fails = (self.fails.load(Ordering::Relaxed) + 1).min(MAX_FAILS);
+        self.fails.store(fails, Ordering::Relaxed);
+        self.skip.store(1 << fails, Ordering::Relaxed);
+    }
+}
+
+/// The herd-primary runtime's park hook: watches the doorbells.
+pub(crate) struct Spinner {
+    bells: std::sync::Arc<Doorbells>,
+    limit: Duration,
+    backoff: Backoff,
+}
+
+impl Spinner {
+    pub(crate) fn new(bells: std::sync::Arc<Doorbells>, limit: Duration) -> Spinner {
+        Spinner {
+            bells,
+            limit,
+            backoff: Backoff::default(),
+        }
+    }
+
+    /// Called before the thread sleeps: watches the page for up to the
+    /// limit, unless the backoff says to skip this time.
+    pub(crate) fn before_park(&self) {
+        if !self.backoff.watch_now() {
+            return;
+        }
+        let rang = self.watch();
+        self.backoff.watched(rang);
+    }
+
+    /// Whether a worker rang within the limit. Every [`YIELD_EVERY`] the
+    /// watch yields the CPU, so that a process waiting for it (a worker,
+    /// on a machine whose CPUs are all busy) runs instead of the watch.
+    fn watch(&self) -> bool {
+        let before = self.bells.rung();
+        let start = Instant::now();
+        let mut yielded = start;
+        loop {
+            // The clock every 16 looks: a look is some 64 loads, the clock
+            // a vDSO call.
+            for _ in 0..16 {
+                std::hint::spin_loop();
+                if self.bells.rung() != before {
+                    return true;
+                }
+            }
+            let now = Instant::now();
+            if now - start >= self.limit {
+                return false;
+            }
+            if now - yielded >= YIELD_EVERY {
+                std::thread::yield_now();
+                yielded = now;
+            }
+        }
+    }
+}
+
+/// The watch `HERD_PRIMARY_SPIN_US` sets ([`DEFAULT_SPIN`] when unset);
+/// a value that is not a number of microseconds up to [`MAX_SPIN`] is
+/// logged and the default used.
+pub(crate) fn spin_limit() -> Duration {
+    let Ok(text) = std::env::var(ENV_SPIN_US) else {
+        return DEFAULT_SPIN;
+    };
+    match text.trim().parse::<u64>() {
+        Ok(us) if Duration::from_micros(us) <= MAX_SPIN => Duration::from_micros(us),
+        _ => {
+            tracing::warn!(
+                "{ENV_SPIN_US}={text:?} ignored: give microseconds from 0 (no watch) to {}; \
+                 using {}",
+                MAX_SPIN.as_micros(),
+                DEFAULT_SPIN.as_micros()
+            );
+            DEFAULT_SPIN
+        }
+    }
+}
+
+impl AsRawFd for Doorbells {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn backoff_doubles_its_skips_and_a_ring_resets_it() {
+        let b = Backoff::default();
+        assert!(b.watch_now());
+        b.watched(false);
+        let skipped = |b: &Backoff| (0..).take_while(|_| !b.watch_now()).count();
+        assert_eq!(skipped(&b), 2);
+        b.watched(false);
+        assert_eq!(skipped(&b), 4);
+        for _ in 0..20 {
+            b.watched(false);
+            let _ = skipped(&b);
+        }
+        b.watched(false);
+        assert_eq!(skipped(&b), 1 << MAX_FAILS, "the skips stop growing");
+        b.watched(true);
+        assert!(b.watch_now(), "after a ring, the next sleep is watched");
+        assert!(b.watch_now());
+    }
+
+    #[test]
+    fn a_ring_in_another_mapping_ends_the_watch() {
+        let bells = Arc::new(Doorbells::new().unwrap());
+        // The worker's mapping of the same page, as it opens it.
+        let fd = bells.fd.try_clone().unwrap();
+        let bell = Doorbell::open(&fd, 67).unwrap();
+        let spinner = Spinner::new(bells.clone(), Duration::from_secs(30));
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        // Rings until the watch saw it, however late the watch starts.
+        let ringer = std::thread::spawn({
+            let done = done.clone();
+            move || {
+                while !done.load(Ordering::Relaxed) {
+                    bell.ring();
+                    std::thread::yield_now();
+                }
+            }
+        });
+        let t = Instant::now();
+        assert!(spinner.watch(), "the ring was seen");
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "long before the limit"
+        );
+        done.store(true, Ordering::Relaxed);
+        ringer.join().unwrap();
+    }
+
+    #[test]
+    fn a_watch_with_no_ring_ends_at_its_limit() {
+        let spinner = Spinner::new(
+            Arc::new(Doorbells::new().unwrap()),
+            Duration::from_millis(5),
+        );
+        let t = Instant::now();
+        assert!(!spinner.watch());
+        let took = t.elapsed();
+        assert!(took >= Duration::from_millis(5), "{took:?}");
+        assert!(took < Duration::from_secs(2), "{took:?}");
+    }
+
+    #[test]
+    fn the_page_cannot_be_shrunk_by_a_worker() {
+        let bells = Doorbells::new().unwrap();
+        let fd = bells.fd.try_clone().unwrap();
+        let e = nix::unistd::ftruncate(&fd, 0).unwrap_err();
+        assert_eq!(e, nix::errno::Errno::EPERM, "sealed against shrinking");
+        // Nor can more seals be added (a write seal would fail the
+        // workers' mappings).
+        let e = nix::fcntl::fcntl(
+            fd.as_raw_fd(),
+            nix::fcntl::FcntlArg::F_ADD_SEALS(nix::fcntl::SealFlag::F_SEAL_WRITE),
+        )
+        .unwrap_err();
+        assert_eq!(e, nix::errno::Errno::EPERM);
+        // Garbage in every word changes only what the watch reads.
+        let bell = Doorbell::open(&fd, 1).unwrap();
+        for w in bell.page.words() {
+            w.store(u64::MAX, Ordering::Relaxed);
+        }
+        let _ = bells.rung();
+    }
+
+    #[test]
+    fn a_file_that_could_shrink_is_refused() {
+        let fd = nix::sys::memfd::memfd_create(
+            c"not-sealed",
+            nix::sys::memfd::MemFdCreateFlag::MFD_CLOEXEC,
+        )
+        .unwrap();
+        nix::unistd::ftruncate(&fd, 4096).unwrap();
+        let e = Doorbell::open(&fd, 1).unwrap_err();
+        assert!(e.to_string().contains("not sealed"), "{e}");
+    }
+}
