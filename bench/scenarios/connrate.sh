@@ -6,7 +6,10 @@
 # CPU time per handed-off connection (utime + stime from /proc/PID/stat over
 # the measured run, divided by the connections served). herd-rr-normal is
 # rr with the primary's dispatch thread left in the normal scheduling class
-# (HERD_PRIMARY_SCHED=normal) instead of SCHED_BATCH, to show what that does.
+# (HERD_PRIMARY_SCHED=normal) instead of SCHED_BATCH, to show what that does;
+# herd-rr-nowatch is rr with the primary's watch of its workers' doorbells
+# off (HERD_PRIMARY_SPIN_US=0), to show what the watch costs here, where
+# the workers keep every CPU busy.
 #
 #   bench/run.sh connrate
 #   env: WORKERS (2), DURATION seconds per run (5), CONNS (32), ROUNDS (5),
@@ -25,10 +28,10 @@ DURATION=${DURATION:-5}
 CONNS=${CONNS:-32}
 ROUNDS=${ROUNDS:-5}
 WARMUP=${WARMUP:-1}
-CONFIGS=(herd-rr herd-rr-normal herd-lc herd-shared herd-reuseport node-rr node-none)
+CONFIGS=(herd-rr herd-rr-normal herd-rr-nowatch herd-lc herd-shared herd-reuseport node-rr node-none)
 
 declare -A RPS US ERRS
-PAIR_HERD=() PAIR_NORMAL=() PAIR_NODE=()
+PAIR_HERD=() PAIR_NORMAL=() PAIR_NOWATCH=() PAIR_NODE=()
 machine_note
 echo "# $WORKERS workers, wrk -t1 -c$CONNS -d${DURATION}s -H 'Connection: close', $ROUNDS rounds (median)"
 n_cfg=${#CONFIGS[@]}
@@ -38,6 +41,7 @@ for ((round = 1; round <= ROUNDS; round++)); do
     cfg=${CONFIGS[$(((k + round - 1) % n_cfg))]}
     case $cfg in
       herd-rr-normal) HERD_PRIMARY_SCHED=normal herd_server "$cfg" rr "$WORKERS" ;;
+      herd-rr-nowatch) HERD_PRIMARY_SPIN_US=0 herd_server "$cfg" rr "$WORKERS" ;;
       herd-*) herd_server "$cfg" "${cfg#herd-}" "$WORKERS" ;;
       node-*) node_server "$cfg" "${cfg#node-}" "$WORKERS" ;;
     esac
@@ -56,6 +60,7 @@ for ((round = 1; round <= ROUNDS; round++)); do
   # Ratios within the round, in thousandths.
   PAIR_HERD+=("$(awk -v a="${THIS[herd-rr]}" -v b="${THIS[herd-shared]}" 'BEGIN { printf "%.0f", a * 1000 / b }')")
   PAIR_NORMAL+=("$(awk -v a="${THIS[herd-rr-normal]}" -v b="${THIS[herd-shared]}" 'BEGIN { printf "%.0f", a * 1000 / b }')")
+  PAIR_NOWATCH+=("$(awk -v a="${THIS[herd-rr-nowatch]}" -v b="${THIS[herd-shared]}" 'BEGIN { printf "%.0f", a * 1000 / b }')")
   PAIR_NODE+=("$(awk -v a="${THIS[node-rr]}" -v b="${THIS[node-none]}" 'BEGIN { printf "%.0f", a * 1000 / b }')")
   echo "# round $round ratios: herd-rr/shared $(ratio "${PAIR_HERD[-1]}" 1000) node-rr/none $(ratio "${PAIR_NODE[-1]}" 1000)" >&2
 done
@@ -72,6 +77,7 @@ done
 
 echo "connrate-overhead-of-medians: herd-rr/shared $(ratio "$med_herd_rr" "$med_herd_shared") node-rr/none $(ratio "$med_node_rr" "$med_node_none")"
 echo "connrate-sched-normal: herd-rr-normal/shared $(ratio "$(median "${PAIR_NORMAL[@]}")" 1000) primary-us-per-conn $us_herd_rr_normal"
+echo "connrate-watch-off: herd-rr-nowatch/shared $(ratio "$(median "${PAIR_NOWATCH[@]}")" 1000) primary-us-per-conn $us_herd_rr_nowatch"
 echo "connrate-overhead: herd-rr/shared $(ratio "$(median "${PAIR_HERD[@]}")" 1000) node-rr/none $(ratio "$(median "${PAIR_NODE[@]}")" 1000)"
 echo "primary-us-per-conn: herd $us_herd_rr node $us_node_rr"
 echo "connrate: herd $med_herd_rr node $med_node_rr ratio $(ratio "$med_herd_rr" "$med_node_rr")"

@@ -17,10 +17,20 @@
 //! (0 turns the watch off). A bump ends the watch, and the thread's next
 //! poll finds the frame without having slept.
 //!
+//! The watch is for conversations: it runs only when the thread answered
+//! a worker's request (a service's, such as a cache get, or the
+//! application's) since it last slept ([`Doorbells::conversing`]), since
+//! that worker is then likely to ask again at once. Other wake-ups (a new
+//! connection to hand off, a heartbeat) sleep at once: the watch would
+//! hold up the next of them for nothing, and take a CPU that the workers
+//! need.
+//!
 //! A watch that sees no bump costs its whole limit, so it backs off: after
-//! one that ends at its limit, the next 2, then 4, up to 1024 sleeps go
-//! without a watch; one that ends with a bump starts over. A quiet cluster
-//! watches once in a long while; a busy one rarely sleeps.
+//! one that ends at its limit, the next 2, then 4, up to 1024 chances go
+//! without a watch; one that ends with a bump starts over. And it gives
+//! way: it yields the CPU every few microseconds, and when a yield comes
+//! back late (another process had to run on this CPU: every CPU is busy),
+//! the watch ends as one that saw nothing.
 //!
 //! The page is a hint and nothing more. Frames still go through the
 //! socket, in order, and are read there. A worker that writes garbage into
@@ -31,7 +41,7 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::sys::SharedPage;
@@ -45,6 +55,9 @@ pub const MAX_SPIN: Duration = Duration::from_millis(1);
 pub const ENV_SPIN_US: &str = "HERD_PRIMARY_SPIN_US";
 /// How often a watch yields the CPU (`sched_yield`).
 const YIELD_EVERY: Duration = Duration::from_micros(5);
+/// A yield that takes longer gave the CPU to another process: the CPUs
+/// are busy, and the watch gives way.
+const CONTENDED: Duration = Duration::from_micros(20);
 /// Slots in the page: one cache line (8 words) each.
 const SLOTS: usize = crate::sys::SHARED_WORDS / 8;
 /// After this many watches in a row that saw nothing, the spinner skips
@@ -55,12 +68,24 @@ const MAX_FAILS: u32 = 10;
 pub(crate) struct Doorbells {
     page: SharedPage,
     fd: OwnedFd,
+    /// A worker's request was answered since the thread last slept.
+    conversing: AtomicBool,
 }
 
 impl Doorbells {
     pub(crate) fn new() -> io::Result<Doorbells> {
         let (page, fd) = SharedPage::create(c"herd-doorbells")?;
-        Ok(Doorbells { page, fd })
+        Ok(Doorbells {
+            page,
+            fd,
+            conversing: AtomicBool::new(false),
+        })
+    }
+
+    /// Notes that the primary is answering a worker's request: the next
+    /// sleep is worth a watch.
+    pub(crate) fn conversing(&self) {
+        self.conversing.store(true, Ordering::Relaxed);
     }
 
     /// The descriptor a worker inherits (`ENV_DOORBELL_FD`).
@@ -175,9 +200,10 @@ impl Spinner {
     }
 
     /// Called before the thread sleeps: watches the page for up to the
-    /// limit, unless the backoff says to skip this time.
+    /// limit, when a request was answered since the last sleep and the
+    /// backoff does not say to skip this time.
     pub(crate) fn before_park(&self) {
-        if !self.backoff.watch_now() {
+        if !self.bells.conversing.swap(false, Ordering::Relaxed) || !self.backoff.watch_now() {
             return;
         }
         let rang = self.watch();
@@ -186,7 +212,8 @@ impl Spinner {
 
     /// Whether a worker rang within the limit. Every [`YIELD_EVERY`] the
     /// watch yields the CPU, so that a process waiting for it (a worker,
-    /// on a machine whose CPUs are all busy) runs instead of the watch.
+    /// on a machine whose CPUs are all busy) runs instead of the watch;
+    /// a yield that took longer than [`CONTENDED`] ends it.
     fn watch(&self) -> bool {
         let before = self.bells.rung();
         let start = Instant::now();
@@ -206,7 +233,10 @@ impl Spinner {
             }
             if now - yielded >= YIELD_EVERY {
                 std::thread::yield_now();
-                yielded = now;
+                yielded = Instant::now();
+                if yielded - now >= CONTENDED {
+                    return false;
+                }
             }
         }
     }
@@ -282,18 +312,18 @@ mod tests {
                 }
             }
         });
+        // A watch may give way (this machine runs other tests): watch
+        // again until one sees a ring, long before the limit.
         let t = Instant::now();
-        assert!(spinner.watch(), "the ring was seen");
-        assert!(
-            t.elapsed() < Duration::from_secs(10),
-            "long before the limit"
-        );
+        while !spinner.watch() {
+            assert!(t.elapsed() < Duration::from_secs(10), "no ring seen");
+        }
         done.store(true, Ordering::Relaxed);
         ringer.join().unwrap();
     }
 
     #[test]
-    fn a_watch_with_no_ring_ends_at_its_limit() {
+    fn a_watch_with_no_ring_ends_by_its_limit() {
         let spinner = Spinner::new(
             Arc::new(Doorbells::new().unwrap()),
             Duration::from_millis(5),
@@ -301,8 +331,30 @@ mod tests {
         let t = Instant::now();
         assert!(!spinner.watch());
         let took = t.elapsed();
-        assert!(took >= Duration::from_millis(5), "{took:?}");
+        // At its limit, or sooner if it gave way to another process.
         assert!(took < Duration::from_secs(2), "{took:?}");
+    }
+
+    #[test]
+    fn only_a_sleep_after_a_request_is_watched() {
+        let spinner = Spinner::new(
+            Arc::new(Doorbells::new().unwrap()),
+            Duration::from_millis(1),
+        );
+        // Nothing asked: no watch, so no watch that saw nothing.
+        spinner.before_park();
+        assert_eq!(spinner.backoff.fails.load(Ordering::Relaxed), 0);
+        spinner.bells.conversing();
+        spinner.before_park();
+        assert_eq!(
+            spinner.backoff.fails.load(Ordering::Relaxed),
+            1,
+            "watched, and no worker rang"
+        );
+        assert!(
+            !spinner.bells.conversing.load(Ordering::Relaxed),
+            "the next sleep needs a request of its own"
+        );
     }
 
     #[test]

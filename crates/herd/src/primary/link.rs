@@ -152,6 +152,14 @@ async fn read(inner: Arc<Inner>, w: WorkerHandle, inbound: Inbound, exited: Arc<
     }
 }
 
+/// A worker asked something: the herd-primary thread may watch for its
+/// next request before it sleeps (`crate::channel::doorbell`).
+fn conversing(inner: &Inner) {
+    if let Some(bells) = &inner.doorbells {
+        bells.conversing();
+    }
+}
+
 async fn read_channel(inner: &Inner, w: &WorkerHandle, mut reader: Reader) {
     let (gate, service_gate, every) = {
         let settings = inner.settings.lock().unwrap();
@@ -183,10 +191,12 @@ async fn read_channel(inner: &Inner, w: &WorkerHandle, mut reader: Reader) {
                 Ok(())
             }
             Ok(Some(frame)) if frame.kind == Kind::Request && online => {
+                conversing(inner);
                 on_request(inner, w, &gate, every, frame).await
             }
             Ok(Some(frame)) if frame.kind == Kind::Reply && online => on_reply(w, frame),
             Ok(Some(frame)) if frame.kind == Kind::Service && online => {
+                conversing(inner);
                 let service_gate = &service_gate;
                 let admit = |len| async move {
                     match service_gate.try_admit(len) {
