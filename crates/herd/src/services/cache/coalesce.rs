@@ -14,15 +14,14 @@
 //! The first caller leads: it sends the request and hands its answer to
 //! those who joined. A leader that is cancelled before its answer comes
 //! leaves the others to send their own (none fails for it); so does one
-//! that its caller stops polling (a `select!` that moved on): past the
-//! leader's own deadline a joined get stops waiting for it and sends its
-//! own request.
+//! that its caller stops polling (a `select!` that moved on): past its
+//! own deadline (what a request of its own would have waited) a joined
+//! get stops waiting for the leader and sends its own request.
 
 use foldhash::HashMap;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::oneshot;
-use tokio::time::Instant;
 
 use super::backend::Got;
 use super::CacheError;
@@ -47,8 +46,6 @@ struct Flight {
     serial: u64,
     /// The link's takes when the request was about to be queued.
     takes: u64,
-    /// When the leader's request times out.
-    deadline: Instant,
     joined: Joined,
 }
 
@@ -82,8 +79,8 @@ pub(crate) struct Coalesce {
 /// A get's part: to send the request, or to wait for another's answer.
 pub(crate) enum Turn {
     Lead(Leader),
-    /// Wait for the answer until the deadline (the leader's).
-    Join(oneshot::Receiver<Shared>, Instant),
+    /// Wait for the leader's answer.
+    Join(oneshot::Receiver<Shared>),
 }
 
 /// The get that sends the request: [`finish`](Leader::finish) hands its
@@ -92,6 +89,8 @@ pub(crate) struct Leader {
     flights: Arc<Mutex<Flights>>,
     key: Arc<str>,
     serial: u64,
+    /// Not yet closed (by `finish`, or on drop).
+    open: bool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -101,18 +100,18 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl Coalesce {
     /// The part of a get of `key` in `cache`, `takes` being the link's
     /// [`takes`](crate::channel::Outbox::takes) now (before any request of
-    /// this get is queued); a leader's request times out at `deadline`.
-    pub fn turn(&self, cache: &str, key: &str, track: bool, takes: u64, deadline: Instant) -> Turn {
-        with_flight_key(cache, key, track, |fk| self.turn_at(fk, takes, deadline))
+    /// this get is queued).
+    pub fn turn(&self, cache: &str, key: &str, track: bool, takes: u64) -> Turn {
+        with_flight_key(cache, key, track, |fk| self.turn_at(fk, takes))
     }
 
-    fn turn_at(&self, fk: &str, takes: u64, deadline: Instant) -> Turn {
+    fn turn_at(&self, fk: &str, takes: u64) -> Turn {
         let mut flights = lock(&self.flights);
         if let Some(f) = flights.live.get_mut(fk) {
             if f.takes == takes {
                 let (tx, rx) = oneshot::channel();
                 f.joined.push(tx);
-                return Turn::Join(rx, f.deadline);
+                return Turn::Join(rx);
             }
         }
         // No request to join (or the one there is on its way: its leader
@@ -122,7 +121,6 @@ impl Coalesce {
         let flight = Flight {
             serial,
             takes,
-            deadline,
             joined: Joined::new(),
         };
         let fk: Arc<str> = fk.into();
@@ -135,20 +133,24 @@ impl Coalesce {
             flights: self.flights.clone(),
             key: fk,
             serial,
+            open: true,
         })
     }
 }
 
 impl Leader {
     /// Hands `answer` to every get that joined this one.
-    pub fn finish(self, answer: &Shared) {
+    pub fn finish(mut self, answer: &Shared) {
         for tx in self.close() {
             let _ = tx.send(answer.clone());
         }
     }
 
-    /// No more gets may join: the ones that did.
-    fn close(&self) -> Joined {
+    /// No more gets may join: the ones that did (none after the first call).
+    fn close(&mut self) -> Joined {
+        if !std::mem::replace(&mut self.open, false) {
+            return Joined::new();
+        }
         let mut flights = lock(&self.flights);
         let mine = flights
             .live
@@ -168,7 +170,7 @@ impl Leader {
 impl Drop for Leader {
     fn drop(&mut self) {
         // Unfinished (a cancelled get): the joined gets' receivers fail,
-        // and they send their own. After `finish` nothing is left.
+        // and they send their own. After `finish` it is closed already.
         drop(self.close());
     }
 }
@@ -177,10 +179,6 @@ impl Drop for Leader {
 mod tests {
     use super::*;
     use crate::services::cache::store::Value;
-
-    fn later() -> Instant {
-        Instant::now() + std::time::Duration::from_secs(5)
-    }
 
     fn hit(json: &str) -> Shared {
         Ok(Got::Hit(Value {
@@ -192,32 +190,29 @@ mod tests {
     #[tokio::test]
     async fn gets_join_only_while_the_request_is_unsent() {
         let c = Coalesce::default();
-        let Turn::Lead(leader) = c.turn("c", "k", false, 7, later()) else {
+        let Turn::Lead(leader) = c.turn("c", "k", false, 7) else {
             panic!("the first get leads")
         };
         // Same key, nothing taken since: joins.
-        let Turn::Join(joined, _) = c.turn("c", "k", false, 7, later()) else {
+        let Turn::Join(joined) = c.turn("c", "k", false, 7) else {
             panic!("joins")
         };
         // Another key, or another `track`: a flight of its own.
-        assert!(matches!(
-            c.turn("c", "other", false, 7, later()),
-            Turn::Lead(_)
-        ));
-        assert!(matches!(c.turn("c", "k", true, 7, later()), Turn::Lead(_)));
+        assert!(matches!(c.turn("c", "other", false, 7), Turn::Lead(_)));
+        assert!(matches!(c.turn("c", "k", true, 7), Turn::Lead(_)));
         leader.finish(&hit("1"));
         assert!(matches!(joined.await, Ok(Ok(Got::Hit(v))) if &*v.json == "1"));
         // Done: the next get leads again.
-        let Turn::Lead(leader) = c.turn("c", "k", false, 7, later()) else {
+        let Turn::Lead(leader) = c.turn("c", "k", false, 7) else {
             panic!("leads")
         };
         // The request left (takes moved): a later get sends its own, and
         // the flight is its from now on; the first leader's answer goes to
         // nobody else.
-        let Turn::Lead(second) = c.turn("c", "k", false, 8, later()) else {
+        let Turn::Lead(second) = c.turn("c", "k", false, 8) else {
             panic!("a request on its way is not joined")
         };
-        let Turn::Join(late, _) = c.turn("c", "k", false, 8, later()) else {
+        let Turn::Join(late) = c.turn("c", "k", false, 8) else {
             panic!("joins the second")
         };
         leader.finish(&hit("old"));
@@ -228,14 +223,14 @@ mod tests {
     #[tokio::test]
     async fn a_cancelled_leader_lets_the_joined_go_their_own_way() {
         let c = Coalesce::default();
-        let Turn::Lead(leader) = c.turn("c", "k", false, 0, later()) else {
+        let Turn::Lead(leader) = c.turn("c", "k", false, 0) else {
             panic!("leads")
         };
-        let Turn::Join(joined, _) = c.turn("c", "k", false, 0, later()) else {
+        let Turn::Join(joined) = c.turn("c", "k", false, 0) else {
             panic!("joins")
         };
         drop(leader);
         assert!(joined.await.is_err(), "the joined get hears at once");
-        assert!(matches!(c.turn("c", "k", false, 0, later()), Turn::Lead(_)));
+        assert!(matches!(c.turn("c", "k", false, 0), Turn::Lead(_)));
     }
 }

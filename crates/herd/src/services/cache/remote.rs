@@ -285,15 +285,15 @@ impl Backend for Remote {
                 let Some(takes) = self.link.takes() else {
                     return self.get_once(cache, key, load, wait, track).await;
                 };
-                let deadline = tokio::time::Instant::now() + wait + MARGIN;
-                match self.flights.turn(cache, key, track, takes, deadline) {
+                match self.flights.turn(cache, key, track, takes) {
                     Turn::Lead(leader) => {
                         let got = self.get_once(cache, key, load, wait, track).await;
                         leader.finish(&got);
                         return got;
                     }
-                    Turn::Join(answer, deadline) => {
-                        match tokio::time::timeout_at(deadline, answer).await {
+                    Turn::Join(answer) => {
+                        // As long as a request of its own would wait.
+                        match tokio::time::timeout(wait + MARGIN, answer).await {
                             Ok(Ok(got)) => return got,
                             // Its leader was cancelled: ask again.
                             Ok(Err(_)) => continue,
@@ -459,7 +459,7 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_get_joined_to_a_leader_nobody_polls_asks_alone_at_the_leaders_deadline() {
+    async fn a_get_joined_to_a_leader_nobody_polls_asks_alone_at_its_own_deadline() {
         let remote = Remote::over(Link::Other(Box::new(Stuck(AtomicUsize::new(0)))));
         let mut leader = remote.get("c", "k", false, Duration::ZERO, false);
         // Polled once (it leads, its request queued), then never again.
