@@ -80,6 +80,7 @@ pub mod systemd;
 pub mod worker;
 
 pub use addr::{AddrKind, ListenAddr, ListenOptions};
+pub use channel::doorbell::WatchStats;
 #[cfg(feature = "axum")]
 pub use cluster::{Cluster, Listening, Running, Serving, WarmUp};
 pub use error::{Error, Result};

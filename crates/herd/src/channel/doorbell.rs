@@ -41,7 +41,7 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::sys::SharedPage;
@@ -64,22 +64,71 @@ const SLOTS: usize = crate::sys::SHARED_WORDS / 8;
 /// 1024 sleeps between watches.
 const MAX_FAILS: u32 = 10;
 
+/// What the herd-primary thread's watches came to since its primary
+/// started ([`Primary::watch_stats`](crate::Primary::watch_stats)): shown
+/// in the monitor's `/status` (`watch`) and `/metrics`
+/// (`herd_primary_watches_total`, `herd_primary_watch_seconds_total`), so
+/// that the CPU the watch costs is in plain sight.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct WatchStats {
+    /// The longest one watch may last, in microseconds
+    /// (`HERD_PRIMARY_SPIN_US`).
+    pub limit_us: u64,
+    /// Watches that a worker's write ended: each spared that worker the
+    /// wake-up of a sleeping primary.
+    pub rang: u64,
+    /// Watches that reached their limit.
+    pub timed_out: u64,
+    /// Watches that gave the CPU back early, to another process.
+    pub gave_way: u64,
+    /// Seconds spent watching, all watches together.
+    pub seconds: f64,
+}
+
+/// How one watch ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Rang,
+    TimedOut,
+    GaveWay,
+}
+
 /// The primary's side: the page its workers ring.
 pub(crate) struct Doorbells {
     page: SharedPage,
     fd: OwnedFd,
     /// A worker's request was answered since the thread last slept.
     conversing: AtomicBool,
+    /// The watches so far, by [`Outcome`], and their nanoseconds.
+    outcomes: [AtomicU64; 3],
+    nanos: AtomicU64,
+    limit: Duration,
 }
 
 impl Doorbells {
-    pub(crate) fn new() -> io::Result<Doorbells> {
+    /// A new page, for watches of up to `limit`.
+    pub(crate) fn new(limit: Duration) -> io::Result<Doorbells> {
         let (page, fd) = SharedPage::create(c"herd-doorbells")?;
         Ok(Doorbells {
             page,
             fd,
             conversing: AtomicBool::new(false),
+            outcomes: Default::default(),
+            nanos: AtomicU64::new(0),
+            limit,
         })
+    }
+
+    /// The watches so far.
+    pub(crate) fn stats(&self) -> WatchStats {
+        let n = |o: Outcome| self.outcomes[o as usize].load(Ordering::Relaxed);
+        WatchStats {
+            limit_us: self.limit.as_micros() as u64,
+            rang: n(Outcome::Rang),
+            timed_out: n(Outcome::TimedOut),
+            gave_way: n(Outcome::GaveWay),
+            seconds: self.nanos.load(Ordering::Relaxed) as f64 / 1e9,
+        }
     }
 
     /// Notes that the primary is answering a worker's request: the next
@@ -186,15 +235,13 @@ impl Backoff {
 /// The herd-primary runtime's park hook: watches the doorbells.
 pub(crate) struct Spinner {
     bells: std::sync::Arc<Doorbells>,
-    limit: Duration,
     backoff: Backoff,
 }
 
 impl Spinner {
-    pub(crate) fn new(bells: std::sync::Arc<Doorbells>, limit: Duration) -> Spinner {
+    pub(crate) fn new(bells: std::sync::Arc<Doorbells>) -> Spinner {
         Spinner {
             bells,
-            limit,
             backoff: Backoff::default(),
         }
     }
@@ -206,15 +253,20 @@ impl Spinner {
         if !self.bells.conversing.swap(false, Ordering::Relaxed) || !self.backoff.watch_now() {
             return;
         }
-        let rang = self.watch();
-        self.backoff.watched(rang);
+        let start = Instant::now();
+        let outcome = self.watch();
+        let bells = &self.bells;
+        bells.outcomes[outcome as usize].fetch_add(1, Ordering::Relaxed);
+        let took = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        bells.nanos.fetch_add(took, Ordering::Relaxed);
+        self.backoff.watched(outcome == Outcome::Rang);
     }
 
-    /// Whether a worker rang within the limit. Every [`YIELD_EVERY`] the
-    /// watch yields the CPU, so that a process waiting for it (a worker,
-    /// on a machine whose CPUs are all busy) runs instead of the watch;
-    /// a yield that took longer than [`CONTENDED`] ends it.
-    fn watch(&self) -> bool {
+    /// Watches until a worker rings, or the limit. Every [`YIELD_EVERY`]
+    /// the watch yields the CPU, so that a process waiting for it (a
+    /// worker, on a machine whose CPUs are all busy) runs instead of the
+    /// watch; a yield that took longer than [`CONTENDED`] ends it.
+    fn watch(&self) -> Outcome {
         let before = self.bells.rung();
         let start = Instant::now();
         let mut yielded = start;
@@ -224,18 +276,18 @@ impl Spinner {
             for _ in 0..16 {
                 std::hint::spin_loop();
                 if self.bells.rung() != before {
-                    return true;
+                    return Outcome::Rang;
                 }
             }
             let now = Instant::now();
-            if now - start >= self.limit {
-                return false;
+            if now - start >= self.bells.limit {
+                return Outcome::TimedOut;
             }
             if now - yielded >= YIELD_EVERY {
                 std::thread::yield_now();
                 yielded = Instant::now();
                 if yielded - now >= CONTENDED {
-                    return false;
+                    return Outcome::GaveWay;
                 }
             }
         }
@@ -246,20 +298,26 @@ impl Spinner {
 /// a value that is not a number of microseconds up to [`MAX_SPIN`] is
 /// logged and the default used.
 pub(crate) fn spin_limit() -> Duration {
-    let Ok(text) = std::env::var(ENV_SPIN_US) else {
-        return DEFAULT_SPIN;
+    let text = std::env::var(ENV_SPIN_US).ok();
+    parse_spin(text.as_deref()).unwrap_or_else(|why| {
+        tracing::warn!("{why}");
+        DEFAULT_SPIN
+    })
+}
+
+/// The watch a value of `HERD_PRIMARY_SPIN_US` sets, or why it is refused.
+fn parse_spin(text: Option<&str>) -> Result<Duration, String> {
+    let Some(text) = text else {
+        return Ok(DEFAULT_SPIN);
     };
     match text.trim().parse::<u64>() {
-        Ok(us) if Duration::from_micros(us) <= MAX_SPIN => Duration::from_micros(us),
-        _ => {
-            tracing::warn!(
-                "{ENV_SPIN_US}={text:?} ignored: give microseconds from 0 (no watch) to {}; \
-                 using {}",
-                MAX_SPIN.as_micros(),
-                DEFAULT_SPIN.as_micros()
-            );
-            DEFAULT_SPIN
-        }
+        Ok(us) if Duration::from_micros(us) <= MAX_SPIN => Ok(Duration::from_micros(us)),
+        _ => Err(format!(
+            "{ENV_SPIN_US}={text:?} ignored: give microseconds from 0 (no watch) to {}; \
+             using {}",
+            MAX_SPIN.as_micros(),
+            DEFAULT_SPIN.as_micros()
+        )),
     }
 }
 
@@ -296,11 +354,11 @@ mod tests {
 
     #[test]
     fn a_ring_in_another_mapping_ends_the_watch() {
-        let bells = Arc::new(Doorbells::new().unwrap());
+        let bells = Arc::new(Doorbells::new(Duration::from_secs(30)).unwrap());
         // The worker's mapping of the same page, as it opens it.
         let fd = bells.fd.try_clone().unwrap();
         let bell = Doorbell::open(&fd, 67).unwrap();
-        let spinner = Spinner::new(bells.clone(), Duration::from_secs(30));
+        let spinner = Spinner::new(bells);
         let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
         // Rings until the watch saw it, however late the watch starts.
         let ringer = std::thread::spawn({
@@ -315,7 +373,7 @@ mod tests {
         // A watch may give way (this machine runs other tests): watch
         // again until one sees a ring, long before the limit.
         let t = Instant::now();
-        while !spinner.watch() {
+        while spinner.watch() != Outcome::Rang {
             assert!(t.elapsed() < Duration::from_secs(10), "no ring seen");
         }
         done.store(true, Ordering::Relaxed);
@@ -324,12 +382,9 @@ mod tests {
 
     #[test]
     fn a_watch_with_no_ring_ends_by_its_limit() {
-        let spinner = Spinner::new(
-            Arc::new(Doorbells::new().unwrap()),
-            Duration::from_millis(5),
-        );
+        let spinner = Spinner::new(Arc::new(Doorbells::new(Duration::from_millis(5)).unwrap()));
         let t = Instant::now();
-        assert!(!spinner.watch());
+        assert_ne!(spinner.watch(), Outcome::Rang);
         let took = t.elapsed();
         // At its limit, or sooner if it gave way to another process.
         assert!(took < Duration::from_secs(2), "{took:?}");
@@ -337,20 +392,23 @@ mod tests {
 
     #[test]
     fn only_a_sleep_after_a_request_is_watched() {
-        let spinner = Spinner::new(
-            Arc::new(Doorbells::new().unwrap()),
-            Duration::from_millis(1),
-        );
-        // Nothing asked: no watch, so no watch that saw nothing.
-        spinner.before_park();
-        assert_eq!(spinner.backoff.fails.load(Ordering::Relaxed), 0);
-        spinner.bells.conversing();
+        let spinner = Spinner::new(Arc::new(Doorbells::new(Duration::from_millis(1)).unwrap()));
+        // Nothing asked: no watch.
         spinner.before_park();
         assert_eq!(
-            spinner.backoff.fails.load(Ordering::Relaxed),
-            1,
-            "watched, and no worker rang"
+            spinner.bells.stats(),
+            WatchStats {
+                limit_us: 1000,
+                ..WatchStats::default()
+            }
         );
+        spinner.bells.conversing();
+        spinner.before_park();
+        let stats = spinner.bells.stats();
+        assert_eq!(stats.rang, 0, "no worker rang");
+        assert_eq!(stats.timed_out + stats.gave_way, 1, "watched: {stats:?}");
+        assert!(stats.seconds > 0.0 && stats.seconds < 2.0, "{stats:?}");
+        assert_eq!(spinner.backoff.fails.load(Ordering::Relaxed), 1);
         assert!(
             !spinner.bells.conversing.load(Ordering::Relaxed),
             "the next sleep needs a request of its own"
@@ -359,7 +417,7 @@ mod tests {
 
     #[test]
     fn the_page_cannot_be_shrunk_by_a_worker() {
-        let bells = Doorbells::new().unwrap();
+        let bells = Doorbells::new(DEFAULT_SPIN).unwrap();
         let fd = bells.fd.try_clone().unwrap();
         let e = nix::unistd::ftruncate(&fd, 0).unwrap_err();
         assert_eq!(e, nix::errno::Errno::EPERM, "sealed against shrinking");
@@ -377,6 +435,21 @@ mod tests {
             w.store(u64::MAX, Ordering::Relaxed);
         }
         let _ = bells.rung();
+    }
+
+    #[test]
+    fn the_limit_is_microseconds_up_to_a_millisecond() {
+        assert_eq!(parse_spin(None), Ok(DEFAULT_SPIN));
+        assert_eq!(parse_spin(Some("0")), Ok(Duration::ZERO));
+        assert_eq!(parse_spin(Some(" 20 ")), Ok(Duration::from_micros(20)));
+        assert_eq!(parse_spin(Some("1000")), Ok(MAX_SPIN));
+        for bad in ["1001", "-1", "20us", ""] {
+            let why = parse_spin(Some(bad)).unwrap_err();
+            assert!(
+                why.contains(ENV_SPIN_US) && why.contains("from 0 (no watch) to 1000"),
+                "{why}"
+            );
+        }
     }
 
     #[test]

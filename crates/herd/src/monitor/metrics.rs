@@ -171,6 +171,27 @@ impl Collector for Snapshot {
                 [(vec![], ConstGauge::new(last))],
             )?;
         }
+        if let Some(w) = &d.watch {
+            family(
+                &mut e,
+                "herd_primary_watches",
+                "The primary thread's watches for a worker's next request before it sleeps, by how they ended: rang (a worker wrote), timed_out, gave_way (another process needed the CPU)",
+                MetricType::Counter,
+                [
+                    ("rang", w.rang),
+                    ("timed_out", w.timed_out),
+                    ("gave_way", w.gave_way),
+                ]
+                .map(|(o, n)| (vec![("outcome", o.to_string())], ConstCounter::new(n))),
+            )?;
+            family(
+                &mut e,
+                "herd_primary_watch_seconds",
+                "CPU seconds the primary's thread spent watching for its workers' next requests",
+                MetricType::Counter,
+                [(vec![], ConstCounter::new(w.seconds))],
+            )?;
+        }
         family(
             &mut e,
             "process_resident_memory_bytes",

@@ -240,5 +240,5 @@ async fn document(ctx: &Ctx) -> Document {
         Ok((status, listens)) => Document::new(status, listens, policy),
         Err(_) => Document::new(ctx.sup.state(), Vec::new(), policy),
     };
-    doc.with_statuses(ctx.sup.primary())
+    doc.with_primary(ctx.sup.primary())
 }

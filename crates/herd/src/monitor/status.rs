@@ -38,6 +38,9 @@ pub(crate) struct Document {
     /// Each named cache's counters (this process's `CacheService`; empty
     /// without one), by name: what `/metrics` shows as `herd_cache_*`.
     pub caches: std::collections::BTreeMap<String, crate::CacheStats>,
+    /// The primary's watches for its workers' next requests
+    /// (`Primary::watch_stats`); `null` when the watch is off.
+    pub watch: Option<crate::WatchStats>,
 }
 
 /// One worker in the document: the core's view, and its slot's.
@@ -93,14 +96,17 @@ impl Document {
             caches: crate::services::cache::metrics_snapshot()
                 .into_iter()
                 .collect(),
+            watch: None,
         }
     }
 
-    /// The document with the status registry's names.
-    pub fn with_statuses(mut self, primary: &crate::Primary) -> Document {
+    /// The document with what `primary` alone knows: the status
+    /// registry's names and its watch's figures.
+    pub fn with_primary(mut self, primary: &crate::Primary) -> Document {
         if let Ok(reg) = primary.statuses() {
             self.statuses = reg.names();
         }
+        self.watch = primary.watch_stats();
         self
     }
 }
@@ -111,6 +117,6 @@ impl Document {
 pub fn status_json(sup: &crate::Supervisor) -> serde_json::Value {
     let policy = sup.primary().policy().to_string();
     let doc =
-        Document::new(sup.status(), sup.primary().listens(), policy).with_statuses(sup.primary());
+        Document::new(sup.status(), sup.primary().listens(), policy).with_primary(sup.primary());
     serde_json::to_value(doc).unwrap_or(serde_json::Value::Null)
 }

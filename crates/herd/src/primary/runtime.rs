@@ -51,7 +51,7 @@ pub(super) fn start_runtime() -> Result<(tokio::runtime::Handle, Option<Arc<Door
     let bells = if limit.is_zero() {
         None
     } else {
-        match Doorbells::new() {
+        match Doorbells::new(limit) {
             Ok(b) => Some(Arc::new(b)),
             Err(e) => {
                 tracing::debug!(error = %e, "no page of doorbells: the primary's thread sleeps at once");
@@ -59,7 +59,7 @@ pub(super) fn start_runtime() -> Result<(tokio::runtime::Handle, Option<Arc<Door
             }
         }
     };
-    let spinner = bells.clone().map(|b| Spinner::new(b, limit));
+    let spinner = bells.clone().map(Spinner::new);
     std::thread::Builder::new()
         .name("herd-primary".into())
         .spawn(move || {

@@ -202,6 +202,13 @@ impl Primary {
         self.inner.table.listens()
     }
 
+    /// What the primary's thread's watches for its workers' next requests
+    /// came to (docs/architecture.md, "Doorbells"); `None` when the watch
+    /// is off (`HERD_PRIMARY_SPIN_US=0`).
+    pub fn watch_stats(&self) -> Option<crate::WatchStats> {
+        self.inner.doorbells.as_ref().map(|b| b.stats())
+    }
+
     /// A snapshot of every live worker, by id: state, memory, CPU,
     /// connections, what it reports. Reads /proc (for foreign workers'
     /// connections, the TCP table too: on a busy machine that takes a

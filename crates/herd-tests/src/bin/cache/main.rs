@@ -4,7 +4,8 @@
 //! workers. The primary prints one JSON line per happening on stdout:
 //! `{"event":"msg","worker":N,"msg":...}` for what a worker reports,
 //! `{"event":"exit","worker":N,"signal":S,"code":C}`, and once every
-//! worker exited `{"event":"stats","stats":{NAME: {...}}}` then
+//! worker exited `{"event":"stats","stats":{NAME: {...}},"watch":W}`
+//! (`W`: `Primary::watch_stats`) then
 //! `{"event":"done"}`, after writing the persistent caches.
 //!
 //! Workers steer the primary with messages (scenarios.rs):
@@ -159,7 +160,7 @@ async fn primary() {
             _ => {}
         }
     }
-    out(json!({"event": "stats", "stats": stats(&service).await}));
+    out(json!({"event": "stats", "stats": stats(&service).await, "watch": primary.watch_stats()}));
     if standalone {
         standalone::report_store(&service);
     }

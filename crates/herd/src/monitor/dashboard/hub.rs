@@ -246,7 +246,7 @@ async fn read(sup: &Supervisor) -> Option<Document> {
         let policy = sup.primary().policy().to_string();
         // The registry's names (a lock, no question to any worker): the
         // values are read on a page's click, from /statuses/NAME.
-        Document::new(sup.status(), sup.primary().listens(), policy).with_statuses(sup.primary())
+        Document::new(sup.status(), sup.primary().listens(), policy).with_primary(sup.primary())
     })
     .await
     .ok()
