@@ -8,6 +8,7 @@
 
 pub(crate) mod clock;
 mod lease;
+mod lru;
 pub(crate) mod persist;
 mod table;
 #[cfg(test)]

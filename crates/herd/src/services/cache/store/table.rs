@@ -1,7 +1,9 @@
 //! One named cache's entries: values as JSON text, expiry, least recently
 //! used order, byte accounting, and which workers hold a local copy.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
+
+use super::lru::{Lru, Slot};
 
 use foldhash::HashMap;
 use std::sync::Arc;
@@ -17,7 +19,7 @@ pub(crate) struct Entry {
     /// When it expires, on the store's clock.
     pub expires: Option<u64>,
     /// Its place in the LRU order.
-    used: u64,
+    used: Slot,
     /// Workers that keep a local copy and are owed a notice when it changes.
     pub readers: Vec<u32>,
 }
@@ -29,9 +31,8 @@ pub(crate) fn cost(key: &str, value: &str) -> usize {
 #[derive(Default)]
 pub(crate) struct Table {
     entries: HashMap<String, Entry>,
-    lru: BTreeMap<u64, String>,
+    lru: Lru,
     expiry: BTreeSet<(u64, String)>,
-    tick: u64,
     pub bytes: usize,
 }
 
@@ -46,12 +47,7 @@ impl Table {
         if entry.expires.is_some_and(|t| t <= now) {
             return None;
         }
-        self.tick += 1;
-        let tick = self.tick;
-        if let Some(k) = self.lru.remove(&entry.used) {
-            self.lru.insert(tick, k);
-        }
-        entry.used = tick;
+        self.lru.bump(entry.used);
         Some(entry)
     }
 
@@ -65,9 +61,8 @@ impl Table {
     /// Writes `key`; returns the readers of the value it replaced.
     pub fn insert(&mut self, key: &str, value: Json, expires: Option<u64>) -> Vec<u32> {
         let readers = self.remove(key).map(|e| e.readers).unwrap_or_default();
-        self.tick += 1;
         self.bytes += cost(key, &value);
-        self.lru.insert(self.tick, key.to_string());
+        let used = self.lru.push(key.to_string());
         if let Some(t) = expires {
             self.expiry.insert((t, key.to_string()));
         }
@@ -76,7 +71,7 @@ impl Table {
             Entry {
                 value,
                 expires,
-                used: self.tick,
+                used,
                 readers: Vec::new(),
             },
         );
@@ -85,7 +80,7 @@ impl Table {
 
     pub fn remove(&mut self, key: &str) -> Option<Entry> {
         let entry = self.entries.remove(key)?;
-        self.lru.remove(&entry.used);
+        self.lru.remove(entry.used);
         if let Some(t) = entry.expires {
             self.expiry.remove(&(t, key.to_string()));
         }
@@ -95,7 +90,7 @@ impl Table {
 
     /// The least recently used key, other than `keep`.
     pub fn oldest(&self, keep: &str) -> Option<String> {
-        self.lru.values().find(|k| k.as_str() != keep).cloned()
+        self.lru.oldest_except(keep).map(str::to_string)
     }
 
     /// The earliest expiry.
