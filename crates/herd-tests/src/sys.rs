@@ -47,13 +47,17 @@ pub fn doorbell_fd() -> std::os::fd::OwnedFd {
         .expect("dup the doorbell descriptor")
 }
 
-/// Maps the page `fd` names and writes garbage into every byte of it, for
-/// ever: what a hostile worker may do to the page it shares.
-pub fn scribble_forever(fd: std::os::fd::OwnedFd) -> ! {
+/// Maps the page `fd` names and writes garbage into every byte of it but
+/// the 64 of slot `own` (this process's `Worker` bumps its counter there
+/// atomically), for ever: what a hostile worker may do to the page it
+/// shares.
+pub fn scribble_forever(fd: std::os::fd::OwnedFd, own: usize) -> ! {
     use nix::sys::mman::{mmap, MapFlags, ProtFlags};
     let len = std::num::NonZeroUsize::new(4096).unwrap();
     // SAFETY: a new shared mapping of the page at an address the kernel
-    // picks, aliasing no Rust object; only raw volatile writes touch it.
+    // picks, aliasing no Rust object; in this process only the volatile
+    // writes below touch it, outside slot `own`, which they leave to the
+    // `Worker`'s atomics (another mapping of the same page).
     let ptr = unsafe {
         mmap(
             None,
@@ -68,7 +72,7 @@ pub fn scribble_forever(fd: std::os::fd::OwnedFd) -> ! {
     .cast::<u8>();
     let mut x: u8 = 0x5a;
     loop {
-        for i in 0..4096 {
+        for i in (0..4096).filter(|i| i / 64 != own) {
             x = x.wrapping_mul(31).wrapping_add(7);
             // SAFETY: `i` is within the 4096-byte mapping, which is never
             // unmapped.

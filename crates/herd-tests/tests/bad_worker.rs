@@ -64,9 +64,14 @@ fn a_worker_attacking_the_page_of_doorbells_costs_nothing_but_its_own_hints() {
         v["event"] == "message" && v["worker"] == bad && v["message"].get("doorbell").is_some()
     });
     // The page cannot be shrunk (which would make every other mapping of
-    // it fault) nor sealed against the other workers' writes.
-    assert_eq!(report["message"]["doorbell"]["shrink"], "EPERM", "{report}");
-    assert_eq!(report["message"]["doorbell"]["seal"], "EPERM", "{report}");
+    // it fault), grown (memory the primary would hold for ever), nor
+    // sealed against the other workers' writes.
+    for attempt in ["shrink", "grow", "allocate", "seal"] {
+        assert_eq!(
+            report["message"]["doorbell"][attempt], "EPERM",
+            "{attempt}: {report}"
+        );
+    }
     // While it writes garbage into the whole page, the primary goes on:
     // messages both ways with it, and with the other worker, and HTTP.
     for n in 0..50 {

@@ -27,6 +27,7 @@ impl Run {
         cmd.env("CACHE_SCENARIO", scenario)
             .env("CACHE_WORKERS", workers.to_string())
             .env_remove("HERD_CHANNEL_FD")
+            .env_remove("HERD_PRIMARY_SPIN_US")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         if let Some(d) = dir {
@@ -370,18 +371,19 @@ fn concurrent_gets_of_one_key_share_requests_and_never_read_behind_a_set() {
 }
 
 #[test]
-fn the_primary_watches_for_a_busy_workers_next_get_within_its_limit() {
-    // hot_key: a worker's callers read one key through the primary, back
-    // to back; the primary watches for the next request before it sleeps.
+fn the_primary_watches_for_a_workers_next_get_within_its_limit() {
+    // hot_key: a worker's callers read one key through the primary; the
+    // primary watches for the next request before some of its sleeps
+    // (channel/doorbell.rs has the tests of what ends a watch).
     let run = Run::new("hot_key", 1, None);
     let stats = run.lines.iter().find(|v| v["event"] == "stats").unwrap();
     let w = &stats["watch"];
     let n = |k: &str| w[k].as_u64().unwrap_or_else(|| panic!("no {k}: {stats}"));
     assert_eq!(n("limit_us"), 50, "the default limit: {w}");
-    assert!(n("rang") > 0, "no watch ended with the worker's write: {w}");
-    // Each watch lasts its limit at most (and a little more: the clock is
-    // read every few looks, and this machine is shared).
     let watches = n("rang") + n("timed_out") + n("gave_way");
+    assert!(watches > 0, "no sleep after a request was watched: {w}");
+    // Each watch spins its limit at most (and a little more: this machine
+    // is shared, and a look at the page may be slow).
     let seconds = w["seconds"].as_f64().unwrap();
     assert!(
         seconds <= watches as f64 * 3.0 * 50e-6 + 0.05,

@@ -19,12 +19,13 @@
 //! The library modes use `herd::Worker`:
 //!
 //! - `doorbell`: attacks the page of doorbells (`HERD_DOORBELL_FD`)
-//!   before it connects: tries to shrink it to nothing and to seal it
+//!   before it connects: tries to shrink it to nothing, to grow it (by
+//!   `ftruncate`, and by `fallocate` keeping its size) and to seal it
 //!   against writes, then maps it and keeps writing garbage into every
-//!   word from a thread of its own. Once connected it sends what the
-//!   attempts met, `{"doorbell": {"shrink": ERR, "seal": ERR}}` (errno
-//!   names, or `"ok"`), then answers each message `{"ping": N}` with
-//!   `{"pong": N}`.
+//!   word but its own slot from a thread of its own. Once connected it
+//!   sends what the attempts met, `{"doorbell": {"shrink": ERR, "grow":
+//!   ERR, "allocate": ERR, "seal": ERR}}` (errno names, or `"ok"`), then
+//!   answers each message `{"ping": N}` with `{"pong": N}`.
 //! - `flood`: sends `{"f": 0}` .. `{"f": MISBEHAVE_N - 1}` as fast as
 //!   `send` lets it, printing `misbehave flood: N sent` on stderr every
 //!   100,000, then `{"flood_done": MISBEHAVE_N}`.
@@ -179,6 +180,13 @@ async fn doorbell() {
         Err(e) => format!("{e:?}"),
     };
     let shrink = outcome(nix::unistd::ftruncate(&fd, 0));
+    let grow = outcome(nix::unistd::ftruncate(&fd, 1 << 40));
+    let allocate = outcome(nix::fcntl::fallocate(
+        std::os::fd::AsRawFd::as_raw_fd(&fd),
+        nix::fcntl::FallocateFlags::FALLOC_FL_KEEP_SIZE,
+        4096,
+        1 << 30,
+    ));
     let seal = outcome(
         nix::fcntl::fcntl(
             std::os::fd::AsRawFd::as_raw_fd(&fd),
@@ -186,10 +194,11 @@ async fn doorbell() {
         )
         .map(drop),
     );
-    std::thread::spawn(move || herd_tests::sys::scribble_forever(fd));
+    let own = num("HERD_WORKER_ID").expect("HERD_WORKER_ID") as usize % 64;
+    std::thread::spawn(move || herd_tests::sys::scribble_forever(fd, own));
     let worker = herd::Worker::connect().await.expect("connect");
     worker
-        .send(&json!({"doorbell": {"shrink": shrink, "seal": seal}}))
+        .send(&json!({"doorbell": {"shrink": shrink, "grow": grow, "allocate": allocate, "seal": seal}}))
         .await
         .expect("send");
     while let Some(msg) = worker.recv().await {

@@ -108,7 +108,8 @@ impl Cluster {
         let mut cmd = Command::new(program);
         cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .env_remove("HERD_CHANNEL_FD");
+            .env_remove("HERD_CHANNEL_FD")
+            .env_remove("HERD_PRIMARY_SPIN_US");
         for k in &options.env_remove {
             cmd.env_remove(k);
         }

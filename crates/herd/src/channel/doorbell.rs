@@ -23,7 +23,10 @@
 //! that worker is then likely to ask again at once. Other wake-ups (a new
 //! connection to hand off, a heartbeat) sleep at once: the watch would
 //! hold up the next of them for nothing, and take a CPU that the workers
-//! need.
+//! need. Nor is there a watch when a worker rang after its channel was
+//! last read ([`ReadMark`]): its frame may be in the socket already, and
+//! epoll finds it at once, whereas the watch would wait for a ring that
+//! came before it began.
 //!
 //! A watch that sees no bump costs its whole limit, so it backs off: after
 //! one that ends at its limit, the next 2, then 4, up to 1024 chances go
@@ -40,8 +43,9 @@
 //! a bump by either ends a watch.
 
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, IntoRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::sys::SharedPage;
@@ -74,14 +78,15 @@ pub struct WatchStats {
     /// The longest one watch may last, in microseconds
     /// (`HERD_PRIMARY_SPIN_US`).
     pub limit_us: u64,
-    /// Watches that a worker's write ended: each spared that worker the
-    /// wake-up of a sleeping primary.
+    /// Watches that a worker's write (of any frame) ended: each spared
+    /// that worker the wake-up of a sleeping primary.
     pub rang: u64,
     /// Watches that reached their limit.
     pub timed_out: u64,
     /// Watches that gave the CPU back early, to another process.
     pub gave_way: u64,
-    /// Seconds spent watching, all watches together.
+    /// Seconds spent watching, all watches together (not counting the
+    /// time a watch had yielded the CPU).
     pub seconds: f64,
 }
 
@@ -99,6 +104,9 @@ pub(crate) struct Doorbells {
     fd: OwnedFd,
     /// A worker's request was answered since the thread last slept.
     conversing: AtomicBool,
+    /// Each slot's count when its worker's channel was last read
+    /// ([`ReadMark`]): a slot that has moved since may have a frame unread.
+    seen: [AtomicU64; SLOTS],
     /// The watches so far, by [`Outcome`], and their nanoseconds.
     outcomes: [AtomicU64; 3],
     nanos: AtomicU64,
@@ -113,6 +121,7 @@ impl Doorbells {
             page,
             fd,
             conversing: AtomicBool::new(false),
+            seen: std::array::from_fn(|_| AtomicU64::new(0)),
             outcomes: Default::default(),
             nanos: AtomicU64::new(0),
             limit,
@@ -139,7 +148,6 @@ impl Doorbells {
 
     /// The descriptor a worker inherits (`ENV_DOORBELL_FD`).
     pub(crate) fn fd(&self) -> BorrowedFd<'_> {
-        use std::os::fd::AsFd;
         self.fd.as_fd()
     }
 
@@ -149,6 +157,44 @@ impl Doorbells {
         (0..SLOTS).fold(0u64, |sum, s| {
             sum.wrapping_add(words[s * 8].load(Ordering::Relaxed))
         })
+    }
+
+    /// Whether a worker rang after its channel was last read: its frame
+    /// may be in the socket already, and epoll will say so at once.
+    fn unread(&self) -> bool {
+        let words = self.page.words();
+        (0..SLOTS)
+            .any(|s| words[s * 8].load(Ordering::Relaxed) != self.seen[s].load(Ordering::Relaxed))
+    }
+
+    /// What worker `id`'s channel reader uses to note its reads.
+    pub(crate) fn read_mark(self: &Arc<Doorbells>, id: u32) -> ReadMark {
+        ReadMark {
+            bells: self.clone(),
+            slot: slot_of(id),
+        }
+    }
+}
+
+/// The slot of worker `id`.
+fn slot_of(id: u32) -> usize {
+    id as usize % SLOTS
+}
+
+/// Held by the primary's reader of one worker's channel
+/// ([`Doorbells::read_mark`]): notes, just before each read of the
+/// socket, how far the worker had rung. Every write it rang for by then
+/// is in the socket for that read.
+pub(crate) struct ReadMark {
+    bells: Arc<Doorbells>,
+    slot: usize,
+}
+
+impl ReadMark {
+    /// Called just before reading the channel's socket.
+    pub(crate) fn reading(&self) {
+        let now = self.bells.page.words()[self.slot * 8].load(Ordering::Relaxed);
+        self.bells.seen[self.slot].store(now, Ordering::Relaxed);
     }
 }
 
@@ -169,7 +215,16 @@ impl Doorbell {
             .parse::<i32>()
             .map_err(|_| io::Error::other(format!("{text:?} is not a descriptor number")))
             .and_then(crate::sys::take_inherited_fd)
-            .and_then(|fd| Doorbell::open(&fd, id));
+            .and_then(|fd| match Doorbell::open(&fd, id) {
+                // Mapped: the descriptor is no longer needed.
+                Ok(bell) => Ok(bell),
+                // Not the primary's page (a stale variable): whatever
+                // file that number names is left open, as it was.
+                Err(e) => {
+                    let _ = fd.into_raw_fd();
+                    Err(e)
+                }
+            });
         match opened {
             Ok(bell) => Some(bell),
             Err(e) => {
@@ -181,8 +236,10 @@ impl Doorbell {
 
     pub(crate) fn open(fd: &OwnedFd, id: u32) -> io::Result<Doorbell> {
         let page = SharedPage::open(fd)?;
-        let slot = (id as usize % SLOTS) * 8;
-        Ok(Doorbell { page, slot })
+        Ok(Doorbell {
+            page,
+            slot: slot_of(id) * 8,
+        })
     }
 
     /// Tells a watching primary that this worker just wrote.
@@ -234,12 +291,12 @@ impl Backoff {
 
 /// The herd-primary runtime's park hook: watches the doorbells.
 pub(crate) struct Spinner {
-    bells: std::sync::Arc<Doorbells>,
+    bells: Arc<Doorbells>,
     backoff: Backoff,
 }
 
 impl Spinner {
-    pub(crate) fn new(bells: std::sync::Arc<Doorbells>) -> Spinner {
+    pub(crate) fn new(bells: Arc<Doorbells>) -> Spinner {
         Spinner {
             bells,
             backoff: Backoff::default(),
@@ -247,47 +304,51 @@ impl Spinner {
     }
 
     /// Called before the thread sleeps: watches the page for up to the
-    /// limit, when a request was answered since the last sleep and the
-    /// backoff does not say to skip this time.
+    /// limit, when a request was answered since the last sleep, every
+    /// worker's writes so far were read (otherwise the sleep ends at once:
+    /// epoll sees the frame), and the backoff does not say to skip.
     pub(crate) fn before_park(&self) {
-        if !self.bells.conversing.swap(false, Ordering::Relaxed) || !self.backoff.watch_now() {
+        let bells = &self.bells;
+        if !bells.conversing.swap(false, Ordering::Relaxed)
+            || bells.unread()
+            || !self.backoff.watch_now()
+        {
             return;
         }
-        let start = Instant::now();
-        let outcome = self.watch();
-        let bells = &self.bells;
+        let (outcome, spun) = self.watch();
         bells.outcomes[outcome as usize].fetch_add(1, Ordering::Relaxed);
-        let took = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        bells.nanos.fetch_add(took, Ordering::Relaxed);
+        let spun = u64::try_from(spun.as_nanos()).unwrap_or(u64::MAX);
+        bells.nanos.fetch_add(spun, Ordering::Relaxed);
         self.backoff.watched(outcome == Outcome::Rang);
     }
 
-    /// Watches until a worker rings, or the limit. Every [`YIELD_EVERY`]
-    /// the watch yields the CPU, so that a process waiting for it (a
-    /// worker, on a machine whose CPUs are all busy) runs instead of the
-    /// watch; a yield that took longer than [`CONTENDED`] ends it.
-    fn watch(&self) -> Outcome {
+    /// Watches until a worker rings, or the limit: how it ended, and the
+    /// time it spun (not counting the time the CPU was yielded). Every
+    /// [`YIELD_EVERY`] the watch yields the CPU, so that a process waiting
+    /// for it (a worker, on a machine whose CPUs are all busy) runs
+    /// instead of the watch; a yield that took longer than [`CONTENDED`]
+    /// ends it. The clock is read after each look at the page, so that no
+    /// look (which a worker can make slow) stretches the watch much.
+    fn watch(&self) -> (Outcome, Duration) {
         let before = self.bells.rung();
         let start = Instant::now();
-        let mut yielded = start;
+        let (mut yielded, mut away) = (start, Duration::ZERO);
         loop {
-            // The clock every 16 looks: a look is some 64 loads, the clock
-            // a vDSO call.
-            for _ in 0..16 {
-                std::hint::spin_loop();
-                if self.bells.rung() != before {
-                    return Outcome::Rang;
-                }
-            }
+            std::hint::spin_loop();
+            let rang = self.bells.rung() != before;
             let now = Instant::now();
+            if rang {
+                return (Outcome::Rang, now - start - away);
+            }
             if now - start >= self.bells.limit {
-                return Outcome::TimedOut;
+                return (Outcome::TimedOut, now - start - away);
             }
             if now - yielded >= YIELD_EVERY {
                 std::thread::yield_now();
                 yielded = Instant::now();
+                away += yielded - now;
                 if yielded - now >= CONTENDED {
-                    return Outcome::GaveWay;
+                    return (Outcome::GaveWay, yielded - start - away);
                 }
             }
         }
@@ -321,146 +382,5 @@ fn parse_spin(text: Option<&str>) -> Result<Duration, String> {
     }
 }
 
-impl AsRawFd for Doorbells {
-    fn as_raw_fd(&self) -> std::os::fd::RawFd {
-        self.fd.as_raw_fd()
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::sync::Arc;
-
-    #[test]
-    fn backoff_doubles_its_skips_and_a_ring_resets_it() {
-        let b = Backoff::default();
-        assert!(b.watch_now());
-        b.watched(false);
-        let skipped = |b: &Backoff| (0..).take_while(|_| !b.watch_now()).count();
-        assert_eq!(skipped(&b), 2);
-        b.watched(false);
-        assert_eq!(skipped(&b), 4);
-        for _ in 0..20 {
-            b.watched(false);
-            let _ = skipped(&b);
-        }
-        b.watched(false);
-        assert_eq!(skipped(&b), 1 << MAX_FAILS, "the skips stop growing");
-        b.watched(true);
-        assert!(b.watch_now(), "after a ring, the next sleep is watched");
-        assert!(b.watch_now());
-    }
-
-    #[test]
-    fn a_ring_in_another_mapping_ends_the_watch() {
-        let bells = Arc::new(Doorbells::new(Duration::from_secs(30)).unwrap());
-        // The worker's mapping of the same page, as it opens it.
-        let fd = bells.fd.try_clone().unwrap();
-        let bell = Doorbell::open(&fd, 67).unwrap();
-        let spinner = Spinner::new(bells);
-        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        // Rings until the watch saw it, however late the watch starts.
-        let ringer = std::thread::spawn({
-            let done = done.clone();
-            move || {
-                while !done.load(Ordering::Relaxed) {
-                    bell.ring();
-                    std::thread::yield_now();
-                }
-            }
-        });
-        // A watch may give way (this machine runs other tests): watch
-        // again until one sees a ring, long before the limit.
-        let t = Instant::now();
-        while spinner.watch() != Outcome::Rang {
-            assert!(t.elapsed() < Duration::from_secs(10), "no ring seen");
-        }
-        done.store(true, Ordering::Relaxed);
-        ringer.join().unwrap();
-    }
-
-    #[test]
-    fn a_watch_with_no_ring_ends_by_its_limit() {
-        let spinner = Spinner::new(Arc::new(Doorbells::new(Duration::from_millis(5)).unwrap()));
-        let t = Instant::now();
-        assert_ne!(spinner.watch(), Outcome::Rang);
-        let took = t.elapsed();
-        // At its limit, or sooner if it gave way to another process.
-        assert!(took < Duration::from_secs(2), "{took:?}");
-    }
-
-    #[test]
-    fn only_a_sleep_after_a_request_is_watched() {
-        let spinner = Spinner::new(Arc::new(Doorbells::new(Duration::from_millis(1)).unwrap()));
-        // Nothing asked: no watch.
-        spinner.before_park();
-        assert_eq!(
-            spinner.bells.stats(),
-            WatchStats {
-                limit_us: 1000,
-                ..WatchStats::default()
-            }
-        );
-        spinner.bells.conversing();
-        spinner.before_park();
-        let stats = spinner.bells.stats();
-        assert_eq!(stats.rang, 0, "no worker rang");
-        assert_eq!(stats.timed_out + stats.gave_way, 1, "watched: {stats:?}");
-        assert!(stats.seconds > 0.0 && stats.seconds < 2.0, "{stats:?}");
-        assert_eq!(spinner.backoff.fails.load(Ordering::Relaxed), 1);
-        assert!(
-            !spinner.bells.conversing.load(Ordering::Relaxed),
-            "the next sleep needs a request of its own"
-        );
-    }
-
-    #[test]
-    fn the_page_cannot_be_shrunk_by_a_worker() {
-        let bells = Doorbells::new(DEFAULT_SPIN).unwrap();
-        let fd = bells.fd.try_clone().unwrap();
-        let e = nix::unistd::ftruncate(&fd, 0).unwrap_err();
-        assert_eq!(e, nix::errno::Errno::EPERM, "sealed against shrinking");
-        // Nor can more seals be added (a write seal would fail the
-        // workers' mappings).
-        let e = nix::fcntl::fcntl(
-            fd.as_raw_fd(),
-            nix::fcntl::FcntlArg::F_ADD_SEALS(nix::fcntl::SealFlag::F_SEAL_WRITE),
-        )
-        .unwrap_err();
-        assert_eq!(e, nix::errno::Errno::EPERM);
-        // Garbage in every word changes only what the watch reads.
-        let bell = Doorbell::open(&fd, 1).unwrap();
-        for w in bell.page.words() {
-            w.store(u64::MAX, Ordering::Relaxed);
-        }
-        let _ = bells.rung();
-    }
-
-    #[test]
-    fn the_limit_is_microseconds_up_to_a_millisecond() {
-        assert_eq!(parse_spin(None), Ok(DEFAULT_SPIN));
-        assert_eq!(parse_spin(Some("0")), Ok(Duration::ZERO));
-        assert_eq!(parse_spin(Some(" 20 ")), Ok(Duration::from_micros(20)));
-        assert_eq!(parse_spin(Some("1000")), Ok(MAX_SPIN));
-        for bad in ["1001", "-1", "20us", ""] {
-            let why = parse_spin(Some(bad)).unwrap_err();
-            assert!(
-                why.contains(ENV_SPIN_US) && why.contains("from 0 (no watch) to 1000"),
-                "{why}"
-            );
-        }
-    }
-
-    #[test]
-    fn a_file_that_could_shrink_is_refused() {
-        let fd = nix::sys::memfd::memfd_create(
-            c"not-sealed",
-            nix::sys::memfd::MemFdCreateFlag::MFD_CLOEXEC,
-        )
-        .unwrap();
-        nix::unistd::ftruncate(&fd, 4096).unwrap();
-        let e = Doorbell::open(&fd, 1).unwrap_err();
-        assert!(e.to_string().contains("not sealed"), "{e}");
-    }
-}
+mod tests;

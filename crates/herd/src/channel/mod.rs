@@ -29,11 +29,11 @@ mod outbox;
 mod reader;
 pub mod wire;
 
-use std::io;
+use std::io::{self, IoSlice};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 
-use nix::sys::socket::MsgFlags;
+use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 
@@ -83,6 +83,75 @@ impl UnixStream {
         let w = crate::sys::async_fd_with_interest(dup, Interest::WRITABLE)?;
         w.writable().await?.retain_ready();
         Ok(())
+    }
+}
+
+impl UnixStream {
+    /// Writes `buf`, attaching each descriptor set to the byte at its offset.
+    pub(super) async fn write_all(
+        &self,
+        buf: &[u8],
+        fds: &mut [(usize, Vec<OwnedFd>)],
+    ) -> io::Result<()> {
+        let mut pos = 0;
+        let mut next_fd = 0;
+        while pos < buf.len() {
+            // Bytes up to the next descriptor boundary go without ancillary data.
+            let (end, attach) = match fds.get(next_fd) {
+                Some((off, _)) if *off == pos => {
+                    let end = fds.get(next_fd + 1).map_or(buf.len(), |(o, _)| *o);
+                    (end, Some(next_fd))
+                }
+                Some((off, _)) => (*off, None),
+                None => (buf.len(), None),
+            };
+            let n = match attach {
+                Some(i) => {
+                    let raw: Vec<RawFd> = fds[i].1.iter().map(|f| f.as_raw_fd()).collect();
+                    let n = self.send_with_fds(&buf[pos..end], &raw).await?;
+                    next_fd += 1;
+                    n
+                }
+                None => self.write_some(&buf[pos..end]).await?,
+            };
+            pos += n;
+            // The rest of a partially sent range goes as plain bytes.
+            while pos < end {
+                pos += self.write_some(&buf[pos..end]).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn write_some(&self, bytes: &[u8]) -> io::Result<usize> {
+        loop {
+            match self.try_write(bytes) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => return Ok(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.writable().await?,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn send_with_fds(&self, bytes: &[u8], fds: &[RawFd]) -> io::Result<usize> {
+        let iov = [IoSlice::new(bytes)];
+        let cmsg = [ControlMessage::ScmRights(fds)];
+        loop {
+            let res = sendmsg::<()>(
+                self.as_raw_fd(),
+                &iov,
+                &cmsg,
+                MsgFlags::MSG_NOSIGNAL | MsgFlags::MSG_DONTWAIT,
+                None,
+            )
+            .map_err(io::Error::from);
+            match res {
+                Ok(n) => return Ok(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.writable().await?,
+                Err(e) => return Err(e),
+            }
+        }
     }
 }
 

@@ -2,12 +2,10 @@
 //! flushed by one writer task per channel (see the module docs of
 //! `channel`).
 
-use std::io::{self, IoSlice};
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
 use serde::Serialize;
 use tokio::sync::Notify;
 
@@ -427,8 +425,10 @@ async fn writer(stream: Arc<UnixStream>, outbox: Arc<Outbox>) {
             outbox.wake_writer.notified().await;
             continue;
         }
-        let written = write_all(&stream, &buf, &mut fds).await;
-        outbox.ring();
+        let written = stream.write_all(&buf, &mut fds).await;
+        if written.is_ok() {
+            outbox.ring();
+        }
         if let Err(e) = written {
             tracing::debug!(error = %e, "channel write failed; closing the channel");
             let mut st = outbox.state.lock().unwrap();
@@ -445,71 +445,4 @@ async fn writer(stream: Arc<UnixStream>, outbox: Arc<Outbox>) {
         outbox.drained.notify_waiters();
     }
     let _ = nix::sys::socket::shutdown(stream.as_raw_fd(), nix::sys::socket::Shutdown::Write);
-}
-
-/// Writes `buf`, attaching each descriptor set to the byte at its offset.
-async fn write_all(
-    stream: &UnixStream,
-    buf: &[u8],
-    fds: &mut [(usize, Vec<OwnedFd>)],
-) -> io::Result<()> {
-    let mut pos = 0;
-    let mut next_fd = 0;
-    while pos < buf.len() {
-        // Bytes up to the next descriptor boundary go without ancillary data.
-        let (end, attach) = match fds.get(next_fd) {
-            Some((off, _)) if *off == pos => {
-                let end = fds.get(next_fd + 1).map_or(buf.len(), |(o, _)| *o);
-                (end, Some(next_fd))
-            }
-            Some((off, _)) => (*off, None),
-            None => (buf.len(), None),
-        };
-        let n = match attach {
-            Some(i) => {
-                let raw: Vec<RawFd> = fds[i].1.iter().map(|f| f.as_raw_fd()).collect();
-                let n = send_with_fds(stream, &buf[pos..end], &raw).await?;
-                next_fd += 1;
-                n
-            }
-            None => write_some(stream, &buf[pos..end]).await?,
-        };
-        pos += n;
-        // The rest of a partially sent range goes as plain bytes.
-        while pos < end {
-            pos += write_some(stream, &buf[pos..end]).await?;
-        }
-    }
-    Ok(())
-}
-
-async fn write_some(stream: &UnixStream, bytes: &[u8]) -> io::Result<usize> {
-    loop {
-        match stream.try_write(bytes) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => return Ok(n),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => stream.writable().await?,
-            Err(e) => return Err(e),
-        }
-    }
-}
-
-async fn send_with_fds(stream: &UnixStream, bytes: &[u8], fds: &[RawFd]) -> io::Result<usize> {
-    let iov = [IoSlice::new(bytes)];
-    let cmsg = [ControlMessage::ScmRights(fds)];
-    loop {
-        let res = sendmsg::<()>(
-            stream.as_raw_fd(),
-            &iov,
-            &cmsg,
-            MsgFlags::MSG_NOSIGNAL | MsgFlags::MSG_DONTWAIT,
-            None,
-        )
-        .map_err(io::Error::from);
-        match res {
-            Ok(n) => return Ok(n),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => stream.writable().await?,
-            Err(e) => return Err(e),
-        }
-    }
 }

@@ -76,6 +76,8 @@ pub struct Reader {
     limits: Limits,
     /// When the frame arriving now must be complete, once it has begun.
     deadline: Option<Instant>,
+    /// The primary's note of each read, for its doorbells' watch.
+    mark: Option<super::doorbell::ReadMark>,
 }
 
 impl Reader {
@@ -95,7 +97,15 @@ impl Reader {
             fds: VecDeque::new(),
             limits,
             deadline: None,
+            mark: None,
         }
+    }
+
+    /// Notes each read of the socket in `mark` (the primary's reader of a
+    /// worker with a doorbell).
+    pub(crate) fn marking(mut self, mark: super::doorbell::ReadMark) -> Reader {
+        self.mark = Some(mark);
+        self
     }
 
     /// The next frame; `Ok(None)` at a clean end of file between frames.
@@ -260,6 +270,9 @@ impl Reader {
             let (buf, end) = (&mut self.buf, self.end);
             let space = buf.len() - end;
             let mut drained = None;
+            if let Some(mark) = &self.mark {
+                mark.reading();
+            }
             let res = self.stream.try_read_io(|| {
                 let (n, fds) = recv_with_fds(fd, &mut buf[end..])?;
                 if 0 < n && n < space && fds.is_empty() {

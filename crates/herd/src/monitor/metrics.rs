@@ -187,7 +187,7 @@ impl Collector for Snapshot {
             family(
                 &mut e,
                 "herd_primary_watch_seconds",
-                "CPU seconds the primary's thread spent watching for its workers' next requests",
+                "Seconds the primary's thread spent watching for its workers' next requests (not counting the time it yielded the CPU)",
                 MetricType::Counter,
                 [(vec![], ConstCounter::new(w.seconds))],
             )?;

@@ -113,7 +113,7 @@ impl Primary {
                     foreign: Some((state, plan.ready, plan.inodes)),
                 }
             }
-            _ => self.herd_aware(settings)?,
+            _ => self.herd_aware(settings, id)?,
         };
         // What the primary's own manager gave it stays the primary's; then
         // the settings' and this fork's environment; then herd's own.
@@ -169,7 +169,7 @@ impl Primary {
 
     /// A herd-aware worker: the settings' program, with one end of a new
     /// channel.
-    fn herd_aware(&self, settings: &super::Settings) -> Result<Kind, Error> {
+    fn herd_aware(&self, settings: &super::Settings, id: u32) -> Result<Kind, Error> {
         // Resolved by `with_defaults`: the program set or this one's own.
         let exec = settings.exec.clone().ok_or(Error::NoExecutable)?;
         let args: Vec<OsString> = settings.args.clone().unwrap_or_default();
@@ -209,6 +209,7 @@ impl Primary {
             max_body: settings.max_frame(),
             frame_timeout: Some(settings.frame_timeout()),
         };
+        let reader = crate::channel::Reader::with_limits(stream.clone(), limits);
         Ok(Kind {
             program: exec,
             args,
@@ -216,8 +217,11 @@ impl Primary {
             keep,
             moves: Vec::new(),
             handed: vec![theirs],
-            link: Link::Channel(Outbox::start(stream.clone(), limits.max_body, None)),
-            inbound: Inbound::Channel(crate::channel::Reader::with_limits(stream, limits)),
+            link: Link::Channel(Outbox::start(stream, limits.max_body, None)),
+            inbound: Inbound::Channel(match &self.inner.doorbells {
+                Some(bells) => reader.marking(bells.read_mark(id)),
+                None => reader,
+            }),
             foreign: None,
         })
     }

@@ -2,11 +2,13 @@
 //! reached only through atomics: the channels' doorbells
 //! (`crate::channel::doorbell`).
 //!
-//! The page's creator maps it read-only and hands the descriptor to its
-//! children. The memfd is sealed so that it can never shrink: whatever a
-//! child does with its descriptor (`ftruncate` to zero, more seals), every
-//! mapping of the page stays backed and no access to it faults. What a
-//! child writes into the page is any bit pattern, and any is a valid `u64`.
+//! The page's creator hands the descriptor to its children. The memfd is
+//! sealed so that its size never changes: whatever a child does with its
+//! descriptor (`ftruncate` to zero or to a terabyte, `fallocate`, more
+//! seals), every mapping of the page stays backed, no access to it faults,
+//! and it never holds more than its page. (A child may punch the page out:
+//! it then reads as zeros again.) What a child writes into the page is any
+//! bit pattern, and any is a valid `u64`.
 
 use std::ffi::c_void;
 use std::io;
@@ -23,6 +25,8 @@ use nix::sys::stat::fstat;
 pub(crate) const PAGE: usize = 4096;
 /// The page as 64-bit words.
 pub(crate) const WORDS: usize = PAGE / 8;
+/// `memfd_create`'s MFD_NOEXEC_SEAL (linux/memfd.h), which nix lacks.
+const MFD_NOEXEC_SEAL: std::ffi::c_uint = 0x0008;
 
 /// One mapping of a shared page; unmapped on drop.
 pub(crate) struct SharedPage {
@@ -37,27 +41,34 @@ unsafe impl Send for SharedPage {}
 unsafe impl Sync for SharedPage {}
 
 impl SharedPage {
-    /// A new zeroed page in a memfd that can never shrink (sealed with
-    /// `F_SEAL_SHRINK`, then `F_SEAL_SEAL` so that no other seal is added),
-    /// mapped read-only here. Returns it with the descriptor to hand on.
+    /// A new zeroed page in a memfd whose size can never change (sealed
+    /// with `F_SEAL_SHRINK` and `F_SEAL_GROW`, then `F_SEAL_SEAL` so that
+    /// no other seal is added), mapped here. Returns it with the
+    /// descriptor to hand on.
     pub(crate) fn create(name: &std::ffi::CStr) -> io::Result<(SharedPage, OwnedFd)> {
         use nix::sys::memfd::{memfd_create, MemFdCreateFlag};
-        let fd = memfd_create(
-            name,
-            MemFdCreateFlag::MFD_CLOEXEC | MemFdCreateFlag::MFD_ALLOW_SEALING,
-        )?;
+        let flags = MemFdCreateFlag::MFD_CLOEXEC | MemFdCreateFlag::MFD_ALLOW_SEALING;
+        // MFD_NOEXEC_SEAL (Linux 6.3): the page can never be executed, as
+        // kernels that know the flag want to be told (and some require).
+        let noexec = MemFdCreateFlag::from_bits_retain(MFD_NOEXEC_SEAL);
+        let fd = match memfd_create(name, flags | noexec) {
+            Err(nix::errno::Errno::EINVAL) => memfd_create(name, flags)?,
+            other => other?,
+        };
         nix::unistd::ftruncate(&fd, PAGE as i64)?;
         fcntl(
             std::os::fd::AsRawFd::as_raw_fd(&fd),
-            FcntlArg::F_ADD_SEALS(SealFlag::F_SEAL_SHRINK | SealFlag::F_SEAL_SEAL),
+            FcntlArg::F_ADD_SEALS(
+                SealFlag::F_SEAL_SHRINK | SealFlag::F_SEAL_GROW | SealFlag::F_SEAL_SEAL,
+            ),
         )?;
-        let page = SharedPage::map(&fd, ProtFlags::PROT_READ)?;
+        let page = SharedPage::map(&fd)?;
         Ok((page, fd))
     }
 
-    /// Maps, read-write, the page that `fd` (from [`create`](Self::create),
-    /// in another process) names: refused unless it is a page at least and
-    /// sealed against shrinking, so that this mapping never faults either.
+    /// Maps the page that `fd` (from [`create`](Self::create), in another
+    /// process) names: refused unless it is a page at least and sealed
+    /// against shrinking, so that this mapping never faults either.
     pub(crate) fn open(fd: &OwnedFd) -> io::Result<SharedPage> {
         let seals = fcntl(std::os::fd::AsRawFd::as_raw_fd(fd), FcntlArg::F_GET_SEALS)?;
         if SealFlag::from_bits_truncate(seals) & SealFlag::F_SEAL_SHRINK != SealFlag::F_SEAL_SHRINK
@@ -73,10 +84,13 @@ impl SharedPage {
                 "the shared page is smaller than a page",
             ));
         }
-        SharedPage::map(fd, ProtFlags::PROT_READ | ProtFlags::PROT_WRITE)
+        SharedPage::map(fd)
     }
 
-    fn map(fd: &OwnedFd, prot: ProtFlags) -> io::Result<SharedPage> {
+    /// Maps the page read-write, in every process: the atomics of `words`
+    /// may then be used in any way, loads and stores alike.
+    fn map(fd: &OwnedFd) -> io::Result<SharedPage> {
+        let prot = ProtFlags::PROT_READ | ProtFlags::PROT_WRITE;
         let len = NonZeroUsize::new(PAGE).expect("a page is not empty");
         // SAFETY: a new mapping at an address the kernel picks, of a file
         // at least PAGE long that can never shrink (checked or sealed by
@@ -87,7 +101,7 @@ impl SharedPage {
     }
 
     /// The page as words. Other processes may write them at any time, so
-    /// they are atomics; on a read-only mapping only load them.
+    /// they are atomics.
     pub(crate) fn words(&self) -> &[AtomicU64; WORDS] {
         // SAFETY: the mapping is PAGE bytes, page-aligned (so aligned for
         // u64), valid until drop, which the borrow of self outlives;
