@@ -382,6 +382,11 @@ fn the_primary_watches_for_a_workers_next_get_within_its_limit() {
     assert_eq!(n("limit_us"), 50, "the default limit: {w}");
     let watches = n("rang") + n("timed_out") + n("gave_way");
     assert!(watches > 0, "no sleep after a request was watched: {w}");
+    let stderr = run.stderr.lock().unwrap();
+    assert!(
+        !stderr.contains("HERD_DOORBELL_FD ignored"),
+        "the worker went without its doorbell: {stderr}"
+    );
     // Each watch spins its limit at most (and a little more: this machine
     // is shared, and a look at the page may be slow).
     let seconds = w["seconds"].as_f64().unwrap();

@@ -120,6 +120,9 @@ pub const ENV_CHANNEL_FD: &str = "HERD_CHANNEL_FD";
 /// docs/architecture.md, "Doorbells"). Optional: a worker without it works
 /// the same, the primary only sleeps sooner.
 pub const ENV_DOORBELL_FD: &str = "HERD_DOORBELL_FD";
+/// The environment variable that carries the worker's slot (0 to 63) in
+/// the page of doorbells ([`ENV_DOORBELL_FD`]).
+pub const ENV_DOORBELL_SLOT: &str = "HERD_DOORBELL_SLOT";
 
 /// The environment variable that carries the heartbeat interval in
 /// milliseconds.

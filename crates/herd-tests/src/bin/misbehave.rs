@@ -194,7 +194,7 @@ async fn doorbell() {
         )
         .map(drop),
     );
-    let own = num("HERD_WORKER_ID").expect("HERD_WORKER_ID") as usize % 64;
+    let own = num("HERD_DOORBELL_SLOT").expect("HERD_DOORBELL_SLOT") as usize;
     std::thread::spawn(move || herd_tests::sys::scribble_forever(fd, own));
     let worker = herd::Worker::connect().await.expect("connect");
     worker

@@ -10,7 +10,8 @@
 //! then, the write costs no wake-up.
 //!
 //! So each herd-aware worker has a slot (a counter on a cache line of its
-//! own) in one page that the primary shares with its workers, and bumps it
+//! own, one of 64: a worker forked while 64 others hold one goes without)
+//! in one page that the primary shares with its workers, and bumps it
 //! after each write to its channel ([`Doorbell::ring`]). Before the
 //! herd-primary thread sleeps, it watches the page ([`Spinner`]) for up to
 //! its limit: [`DEFAULT_SPIN`], or `HERD_PRIMARY_SPIN_US` microseconds
@@ -18,15 +19,15 @@
 //! poll finds the frame without having slept.
 //!
 //! The watch is for conversations: it runs only when the thread answered
-//! a worker's request (a service's, such as a cache get, or the
-//! application's) since it last slept ([`Doorbells::conversing`]), since
+//! a worker's service request (such as a cache get, answered on the
+//! thread at once) since it last slept ([`Doorbells::conversing`]), since
 //! that worker is then likely to ask again at once. Other wake-ups (a new
 //! connection to hand off, a heartbeat) sleep at once: the watch would
 //! hold up the next of them for nothing, and take a CPU that the workers
 //! need. Nor is there a watch when a worker rang after its channel was
 //! last read ([`ReadMark`]): its frame may be in the socket already, and
-//! epoll finds it at once, whereas the watch would wait for a ring that
-//! came before it began.
+//! epoll finds it at once. The watch ends when any live worker's slot
+//! moves past what its reader last saw.
 //!
 //! A watch that sees no bump costs its whole limit, so it backs off: after
 //! one that ends at its limit, the next 2, then 4, up to 1024 chances go
@@ -38,9 +39,8 @@
 //! The page is a hint and nothing more. Frames still go through the
 //! socket, in order, and are read there. A worker that writes garbage into
 //! the page, never rings or rings without cease changes only how long the
-//! primary watches, never past the limit. The page cannot shrink under
-//! the primary ([`SharedPage`]). Worker ids share the 64 slots modulo 64;
-//! a bump by either ends a watch.
+//! primary watches, up to the limit (or whether it watches at all). The
+//! page's size cannot change under the primary ([`SharedPage`]).
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, IntoRawFd, OwnedFd};
@@ -107,6 +107,10 @@ pub(crate) struct Doorbells {
     /// Each slot's count when its worker's channel was last read
     /// ([`ReadMark`]): a slot that has moved since may have a frame unread.
     seen: [AtomicU64; SLOTS],
+    /// The slots held by live workers, one bit each ([`claim`](Self::claim)).
+    claimed: std::sync::Mutex<u64>,
+    /// The same bits, read by the watch without the lock.
+    live: AtomicU64,
     /// The watches so far, by [`Outcome`], and their nanoseconds.
     outcomes: [AtomicU64; 3],
     nanos: AtomicU64,
@@ -122,6 +126,8 @@ impl Doorbells {
             fd,
             conversing: AtomicBool::new(false),
             seen: std::array::from_fn(|_| AtomicU64::new(0)),
+            claimed: std::sync::Mutex::new(0),
+            live: AtomicU64::new(0),
             outcomes: Default::default(),
             nanos: AtomicU64::new(0),
             limit,
@@ -140,8 +146,8 @@ impl Doorbells {
         }
     }
 
-    /// Notes that the primary is answering a worker's request: the next
-    /// sleep is worth a watch.
+    /// Notes that the primary is answering a worker's service request (on
+    /// this thread, at once): the next sleep is worth a watch.
     pub(crate) fn conversing(&self) {
         self.conversing.store(true, Ordering::Relaxed);
     }
@@ -151,50 +157,73 @@ impl Doorbells {
         self.fd.as_fd()
     }
 
-    /// A number that changes whenever any worker rings.
-    fn rung(&self) -> u64 {
-        let words = self.page.words();
-        (0..SLOTS).fold(0u64, |sum, s| {
-            sum.wrapping_add(words[s * 8].load(Ordering::Relaxed))
-        })
-    }
-
-    /// Whether a worker rang after its channel was last read: its frame
-    /// may be in the socket already, and epoll will say so at once.
+    /// Whether a live worker rang after its channel was last read: its
+    /// frame may be in the socket already, and epoll will say so at once.
     fn unread(&self) -> bool {
         let words = self.page.words();
-        (0..SLOTS)
-            .any(|s| words[s * 8].load(Ordering::Relaxed) != self.seen[s].load(Ordering::Relaxed))
-    }
-
-    /// What worker `id`'s channel reader uses to note its reads.
-    pub(crate) fn read_mark(self: &Arc<Doorbells>, id: u32) -> ReadMark {
-        ReadMark {
-            bells: self.clone(),
-            slot: slot_of(id),
+        let mut live = self.live.load(Ordering::Relaxed);
+        while live != 0 {
+            let s = live.trailing_zeros() as usize;
+            live &= live - 1;
+            if words[s * 8].load(Ordering::Relaxed) != self.seen[s].load(Ordering::Relaxed) {
+                return true;
+            }
         }
+        false
     }
-}
 
-/// The slot of worker `id`.
-fn slot_of(id: u32) -> usize {
-    id as usize % SLOTS
+    /// A slot of its own for a new worker, and what its channel's reader
+    /// notes its reads with; `None` when all [`SLOTS`] are taken (that
+    /// worker goes without a doorbell). The slot is free again when the
+    /// mark drops.
+    pub(crate) fn claim(self: &Arc<Doorbells>) -> Option<ReadMark> {
+        let mut claimed = self.claimed.lock().unwrap_or_else(|p| p.into_inner());
+        let slot = (!*claimed).trailing_zeros() as usize;
+        if slot >= SLOTS {
+            return None;
+        }
+        *claimed |= 1 << slot;
+        let mark = ReadMark {
+            bells: self.clone(),
+            slot,
+        };
+        // What an earlier holder rang is read, or gone with it.
+        mark.reading();
+        self.live.store(*claimed, Ordering::Relaxed);
+        Some(mark)
+    }
 }
 
 /// Held by the primary's reader of one worker's channel
-/// ([`Doorbells::read_mark`]): notes, just before each read of the
-/// socket, how far the worker had rung. Every write it rang for by then
-/// is in the socket for that read.
+/// ([`Doorbells::claim`]): notes, just before each read of the socket,
+/// how far the worker had rung. Every write it rang for by then is in the
+/// socket for that read.
 pub(crate) struct ReadMark {
     bells: Arc<Doorbells>,
     slot: usize,
 }
 
 impl ReadMark {
+    /// The worker's slot (`ENV_DOORBELL_SLOT`).
+    pub(crate) fn slot(&self) -> usize {
+        self.slot
+    }
+
     /// Called just before reading the channel's socket.
     pub(crate) fn reading(&self) {
-        let now = self.bells.page.words()[self.slot * 8].load(Ordering::Relaxed);
+        // Acquire: pairs with the ring's Release, so that what the worker
+        // wrote before it rang is in the socket for the read that follows.
+        let now = self.bells.page.words()[self.slot * 8].load(Ordering::Acquire);
         self.bells.seen[self.slot].store(now, Ordering::Relaxed);
+    }
+}
+
+impl Drop for ReadMark {
+    fn drop(&mut self) {
+        // Nothing reads this channel any more: the slot goes back.
+        let mut claimed = self.bells.claimed.lock().unwrap_or_else(|p| p.into_inner());
+        *claimed &= !(1 << self.slot);
+        self.bells.live.store(*claimed, Ordering::Relaxed);
     }
 }
 
@@ -205,17 +234,33 @@ pub(crate) struct Doorbell {
 }
 
 impl Doorbell {
-    /// The doorbell `ENV_DOORBELL_FD` names, for worker `id`; `None` when
-    /// the primary gave none. One that cannot be mapped is logged and
-    /// done without: it only saves the primary wake-ups.
-    pub(crate) fn from_env(id: u32) -> Option<Doorbell> {
+    /// The doorbell `ENV_DOORBELL_FD` names, at the slot
+    /// `ENV_DOORBELL_SLOT` gives; `None` when the primary gave none. One
+    /// that cannot be mapped is logged and done without: it only saves
+    /// the primary wake-ups.
+    pub(crate) fn from_env() -> Option<Doorbell> {
         let var = crate::ENV_DOORBELL_FD;
         let text = std::env::var(var).ok()?;
-        let opened = text
-            .parse::<i32>()
-            .map_err(|_| io::Error::other(format!("{text:?} is not a descriptor number")))
-            .and_then(crate::sys::take_inherited_fd)
-            .and_then(|fd| match Doorbell::open(&fd, id) {
+        let slot = std::env::var(crate::ENV_DOORBELL_SLOT).unwrap_or_default();
+        let opened = slot
+            .parse::<usize>()
+            .ok()
+            .filter(|s| *s < SLOTS)
+            .ok_or_else(|| {
+                io::Error::other(format!(
+                    "{}={slot:?} is not a slot from 0 to {}",
+                    crate::ENV_DOORBELL_SLOT,
+                    SLOTS - 1
+                ))
+            })
+            .and_then(|slot| {
+                let raw = text.parse::<i32>().map_err(|_| {
+                    io::Error::other(format!("{text:?} is not a descriptor number"))
+                })?;
+                Ok((slot, raw))
+            })
+            .and_then(|(slot, raw)| Ok((slot, crate::sys::take_inherited_fd(raw)?)))
+            .and_then(|(slot, fd)| match Doorbell::open(&fd, slot) {
                 // Mapped: the descriptor is no longer needed.
                 Ok(bell) => Ok(bell),
                 // Not the primary's page (a stale variable): whatever
@@ -234,17 +279,19 @@ impl Doorbell {
         }
     }
 
-    pub(crate) fn open(fd: &OwnedFd, id: u32) -> io::Result<Doorbell> {
+    /// Maps the page `fd` names, to ring at `slot` (below [`SLOTS`]).
+    pub(crate) fn open(fd: &OwnedFd, slot: usize) -> io::Result<Doorbell> {
         let page = SharedPage::open(fd)?;
         Ok(Doorbell {
             page,
-            slot: slot_of(id) * 8,
+            slot: slot * 8,
         })
     }
 
     /// Tells a watching primary that this worker just wrote.
     pub(crate) fn ring(&self) {
-        self.page.words()[self.slot].fetch_add(1, Ordering::Relaxed);
+        // Release: pairs with the primary reader's Acquire (ReadMark).
+        self.page.words()[self.slot].fetch_add(1, Ordering::Release);
     }
 }
 
@@ -330,25 +377,24 @@ impl Spinner {
     /// ends it. The clock is read after each look at the page, so that no
     /// look (which a worker can make slow) stretches the watch much.
     fn watch(&self) -> (Outcome, Duration) {
-        let before = self.bells.rung();
         let start = Instant::now();
         let (mut yielded, mut away) = (start, Duration::ZERO);
         loop {
             std::hint::spin_loop();
-            let rang = self.bells.rung() != before;
+            let rang = self.bells.unread();
             let now = Instant::now();
             if rang {
-                return (Outcome::Rang, now - start - away);
+                return (Outcome::Rang, (now - start).saturating_sub(away));
             }
             if now - start >= self.bells.limit {
-                return (Outcome::TimedOut, now - start - away);
+                return (Outcome::TimedOut, (now - start).saturating_sub(away));
             }
             if now - yielded >= YIELD_EVERY {
                 std::thread::yield_now();
                 yielded = Instant::now();
                 away += yielded - now;
                 if yielded - now >= CONTENDED {
-                    return (Outcome::GaveWay, yielded - start - away);
+                    return (Outcome::GaveWay, (yielded - start).saturating_sub(away));
                 }
             }
         }

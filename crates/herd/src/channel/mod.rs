@@ -88,11 +88,7 @@ impl UnixStream {
 
 impl UnixStream {
     /// Writes `buf`, attaching each descriptor set to the byte at its offset.
-    pub(super) async fn write_all(
-        &self,
-        buf: &[u8],
-        fds: &mut [(usize, Vec<OwnedFd>)],
-    ) -> io::Result<()> {
+    async fn write_all(&self, buf: &[u8], fds: &mut [(usize, Vec<OwnedFd>)]) -> io::Result<()> {
         let mut pos = 0;
         let mut next_fd = 0;
         while pos < buf.len() {

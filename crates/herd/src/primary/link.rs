@@ -152,8 +152,10 @@ async fn read(inner: Arc<Inner>, w: WorkerHandle, inbound: Inbound, exited: Arc<
     }
 }
 
-/// A worker asked something: the herd-primary thread may watch for its
-/// next request before it sleeps (`crate::channel::doorbell`).
+/// A worker asked a service, answered on this thread at once: the
+/// herd-primary thread may watch for its next request before it sleeps
+/// (`crate::channel::doorbell`). The application's requests are answered
+/// on its own runtime, later: a watch would wait for nothing.
 fn conversing(inner: &Inner) {
     if let Some(bells) = &inner.doorbells {
         bells.conversing();
@@ -191,7 +193,6 @@ async fn read_channel(inner: &Inner, w: &WorkerHandle, mut reader: Reader) {
                 Ok(())
             }
             Ok(Some(frame)) if frame.kind == Kind::Request && online => {
-                conversing(inner);
                 on_request(inner, w, &gate, every, frame).await
             }
             Ok(Some(frame)) if frame.kind == Kind::Reply && online => on_reply(w, frame),

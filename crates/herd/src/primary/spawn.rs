@@ -113,7 +113,7 @@ impl Primary {
                     foreign: Some((state, plan.ready, plan.inodes)),
                 }
             }
-            _ => self.herd_aware(settings, id)?,
+            _ => self.herd_aware(settings)?,
         };
         // What the primary's own manager gave it stays the primary's; then
         // the settings' and this fork's environment; then herd's own.
@@ -124,6 +124,7 @@ impl Primary {
             "HERD_MONITOR_TOKEN",
             ENV_CHANNEL_FD,
             crate::ENV_DOORBELL_FD,
+            crate::ENV_DOORBELL_SLOT,
             ENV_HEARTBEAT_MS,
             ENV_MAX_FRAME,
             ENV_EXIT_TIMEOUT_MS,
@@ -169,7 +170,7 @@ impl Primary {
 
     /// A herd-aware worker: the settings' program, with one end of a new
     /// channel.
-    fn herd_aware(&self, settings: &super::Settings, id: u32) -> Result<Kind, Error> {
+    fn herd_aware(&self, settings: &super::Settings) -> Result<Kind, Error> {
         // Resolved by `with_defaults`: the program set or this one's own.
         let exec = settings.exec.clone().ok_or(Error::NoExecutable)?;
         let args: Vec<OsString> = settings.args.clone().unwrap_or_default();
@@ -197,12 +198,23 @@ impl Primary {
         ];
         let mut keep = vec![theirs.as_raw_fd()];
         // The page of doorbells is the primary's: the child gets a copy
-        // across exec, and this one stays open.
-        if let Some(bells) = &self.inner.doorbells {
+        // across exec, and this one stays open. Its slot is its own while
+        // the primary reads its channel.
+        let mark = self
+            .inner
+            .doorbells
+            .as_ref()
+            .and_then(|b| Some((b, b.claim()?)));
+        let mark = mark.map(|(bells, mark)| {
             let fd = bells.fd().as_raw_fd();
             env.push((crate::ENV_DOORBELL_FD.into(), fd.to_string().into()));
+            env.push((
+                crate::ENV_DOORBELL_SLOT.into(),
+                mark.slot().to_string().into(),
+            ));
             keep.push(fd);
-        }
+            mark
+        });
         let stream =
             crate::channel::unix_stream(ours).map_err(|e| Error::io("worker channel", e))?;
         let limits = crate::channel::Limits {
@@ -218,8 +230,8 @@ impl Primary {
             moves: Vec::new(),
             handed: vec![theirs],
             link: Link::Channel(Outbox::start(stream, limits.max_body, None)),
-            inbound: Inbound::Channel(match &self.inner.doorbells {
-                Some(bells) => reader.marking(bells.read_mark(id)),
+            inbound: Inbound::Channel(match mark {
+                Some(mark) => reader.marking(mark),
                 None => reader,
             }),
             foreign: None,

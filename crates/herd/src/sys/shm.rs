@@ -67,21 +67,23 @@ impl SharedPage {
     }
 
     /// Maps the page that `fd` (from [`create`](Self::create), in another
-    /// process) names: refused unless it is a page at least and sealed
-    /// against shrinking, so that this mapping never faults either.
+    /// process) names: refused unless it is one page, sealed as `create`
+    /// seals it, so that this mapping never faults either (and a stale
+    /// descriptor number that names some other file is not written).
     pub(crate) fn open(fd: &OwnedFd) -> io::Result<SharedPage> {
-        let seals = fcntl(std::os::fd::AsRawFd::as_raw_fd(fd), FcntlArg::F_GET_SEALS)?;
-        if SealFlag::from_bits_truncate(seals) & SealFlag::F_SEAL_SHRINK != SealFlag::F_SEAL_SHRINK
-        {
+        let raw = std::os::fd::AsRawFd::as_raw_fd(fd);
+        let seals = SealFlag::from_bits_truncate(fcntl(raw, FcntlArg::F_GET_SEALS)?);
+        let want = SealFlag::F_SEAL_SHRINK | SealFlag::F_SEAL_GROW | SealFlag::F_SEAL_SEAL;
+        if seals & want != want || seals.contains(SealFlag::F_SEAL_WRITE) {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
-                "the shared page is not sealed against shrinking",
+                "the shared page is not sealed as herd seals its page",
             ));
         }
-        if (fstat(std::os::fd::AsRawFd::as_raw_fd(fd))?.st_size as u64) < PAGE as u64 {
+        if fstat(raw)?.st_size as u64 != PAGE as u64 {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
-                "the shared page is smaller than a page",
+                "the shared page is not one page long",
             ));
         }
         SharedPage::map(fd)

@@ -196,7 +196,7 @@ impl Worker {
             .ok()
             .and_then(|v| v.parse::<usize>().ok())
             .map_or(DEFAULT_MAX_BODY, |n| n.clamp(MIN_BODY, MAX_BODY));
-        let bell = crate::channel::doorbell::Doorbell::from_env(id);
+        let bell = crate::channel::doorbell::Doorbell::from_env();
         let outbox = Outbox::start(stream.clone(), max_body, bell);
         let (msg_tx, msg_rx) = mpsc::unbounded_channel();
         let (ask_tx, ask_rx) = mpsc::unbounded_channel();

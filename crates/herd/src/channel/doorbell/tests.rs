@@ -26,7 +26,8 @@ fn a_ring_in_another_mapping_ends_the_watch() {
     let bells = Arc::new(Doorbells::new(Duration::from_secs(30)).unwrap());
     // The worker's mapping of the same page, as it opens it.
     let fd = bells.fd.try_clone().unwrap();
-    let bell = Doorbell::open(&fd, 67).unwrap();
+    let mark = bells.claim().unwrap();
+    let bell = Doorbell::open(&fd, mark.slot()).unwrap();
     let spinner = Spinner::new(bells);
     let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
     // Rings until the watch saw it, however late the watch starts.
@@ -113,20 +114,23 @@ fn the_page_cannot_be_resized_by_a_worker() {
     )
     .unwrap_err();
     assert_eq!(e, Errno::EPERM);
-    // Garbage in every word changes only what the watch reads.
-    let bell = Doorbell::open(&fd, 1).unwrap();
+    // Garbage in every word changes only what the watch reads: a live
+    // worker's slot looks rung, and no watch starts.
+    let bells = Arc::new(bells);
+    let _mark = bells.claim().unwrap();
+    let bell = Doorbell::open(&fd, 5).unwrap();
     for w in bell.page.words() {
         w.store(u64::MAX, Ordering::Relaxed);
     }
-    assert_eq!(bells.rung(), 0u64.wrapping_sub(SLOTS as u64));
+    assert!(bells.unread());
 }
 
 #[test]
 fn a_ring_not_yet_read_is_left_to_epoll() {
     let bells = Arc::new(Doorbells::new(Duration::from_millis(1)).unwrap());
     let fd = bells.fd.try_clone().unwrap();
-    let bell = Doorbell::open(&fd, 3).unwrap();
-    let mark = bells.read_mark(3);
+    let mark = bells.claim().unwrap();
+    let bell = Doorbell::open(&fd, mark.slot()).unwrap();
     let spinner = Spinner::new(bells.clone());
     let watches = |s: &Spinner| {
         let st = s.bells.stats();
@@ -168,4 +172,26 @@ fn a_file_that_could_shrink_is_refused() {
     nix::unistd::ftruncate(&fd, 4096).unwrap();
     let e = Doorbell::open(&fd, 1).unwrap_err();
     assert!(e.to_string().contains("not sealed"), "{e}");
+}
+
+#[test]
+fn each_live_worker_has_a_slot_of_its_own_and_gives_it_back() {
+    let bells = Arc::new(Doorbells::new(DEFAULT_SPIN).unwrap());
+    let marks: Vec<ReadMark> = (0..SLOTS).map(|_| bells.claim().unwrap()).collect();
+    let mut slots: Vec<usize> = marks.iter().map(ReadMark::slot).collect();
+    slots.sort_unstable();
+    assert_eq!(slots, (0..SLOTS).collect::<Vec<_>>());
+    assert!(bells.claim().is_none(), "a 65th worker goes without");
+    let fd = bells.fd.try_clone().unwrap();
+    // A worker rings, then its channel's reader ends (it died): its slot
+    // is given back, and what it rang is no reason to skip a watch.
+    let gone = marks[7].slot();
+    Doorbell::open(&fd, gone).unwrap().ring();
+    assert!(bells.unread());
+    drop(marks);
+    assert!(!bells.unread());
+    let next = bells.claim().unwrap();
+    assert!(!bells.unread(), "a reused slot starts read");
+    Doorbell::open(&fd, next.slot()).unwrap().ring();
+    assert!(bells.unread(), "and its new holder's rings count");
 }
