@@ -21,13 +21,19 @@ fn backoff_doubles_its_skips_and_a_ring_resets_it() {
     assert!(b.watch_now());
 }
 
-#[test]
-fn a_ring_in_another_mapping_ends_the_watch() {
-    let bells = Arc::new(Doorbells::new(Duration::from_secs(30)).unwrap());
-    // The worker's mapping of the same page, as it opens it.
+/// A worker as the primary forks it: a claimed slot, and the worker's own
+/// mapping of the page, as it opens it.
+fn a_worker(bells: &Arc<Doorbells>) -> (ReadMark, Doorbell) {
     let fd = bells.fd.try_clone().unwrap();
     let mark = bells.claim().unwrap();
     let bell = Doorbell::open(&fd, mark.slot()).unwrap();
+    (mark, bell)
+}
+
+#[test]
+fn a_ring_in_another_mapping_ends_the_watch() {
+    let bells = Arc::new(Doorbells::new(Duration::from_secs(30)).unwrap());
+    let (_mark, bell) = a_worker(&bells);
     let spinner = Spinner::new(bells);
     let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
     // Rings until the watch saw it, however late the watch starts.
@@ -128,9 +134,7 @@ fn the_page_cannot_be_resized_by_a_worker() {
 #[test]
 fn a_ring_not_yet_read_is_left_to_epoll() {
     let bells = Arc::new(Doorbells::new(Duration::from_millis(1)).unwrap());
-    let fd = bells.fd.try_clone().unwrap();
-    let mark = bells.claim().unwrap();
-    let bell = Doorbell::open(&fd, mark.slot()).unwrap();
+    let (mark, bell) = a_worker(&bells);
     let spinner = Spinner::new(bells.clone());
     let watches = |s: &Spinner| {
         let st = s.bells.stats();
