@@ -49,13 +49,25 @@ pub(crate) use reader::{Frame, Limits, Reader};
 /// finds it full registers for writability, for as long as it waits.
 pub struct UnixStream {
     fd: AsyncFd<std::os::unix::net::UnixStream>,
+    /// A worker's doorbell, rung after each write that sent bytes
+    /// (`doorbell`).
+    bell: Option<doorbell::Doorbell>,
 }
 
 impl UnixStream {
     pub fn from_std(s: std::os::unix::net::UnixStream) -> io::Result<UnixStream> {
         s.set_nonblocking(true)?;
         let fd = crate::sys::async_fd_with_interest(s, Interest::READABLE)?;
-        Ok(UnixStream { fd })
+        Ok(UnixStream { fd, bell: None })
+    }
+
+    /// Rings the doorbell, if this socket has one, once `sent` says bytes
+    /// went out.
+    fn rang<T>(&self, sent: io::Result<T>) -> io::Result<T> {
+        if let (Ok(_), Some(bell)) = (&sent, &self.bell) {
+            bell.ring();
+        }
+        sent
     }
 
     async fn readable(&self) -> io::Result<()> {
@@ -68,12 +80,14 @@ impl UnixStream {
     }
 
     fn try_write(&self, bytes: &[u8]) -> io::Result<usize> {
-        nix::sys::socket::send(
-            self.as_raw_fd(),
-            bytes,
-            MsgFlags::MSG_NOSIGNAL | MsgFlags::MSG_DONTWAIT,
+        self.rang(
+            nix::sys::socket::send(
+                self.as_raw_fd(),
+                bytes,
+                MsgFlags::MSG_NOSIGNAL | MsgFlags::MSG_DONTWAIT,
+            )
+            .map_err(io::Error::from),
         )
-        .map_err(io::Error::from)
     }
 
     /// Waits until the socket can take more bytes (through a registration
@@ -142,7 +156,7 @@ impl UnixStream {
                 None,
             )
             .map_err(io::Error::from);
-            match res {
+            match self.rang(res) {
                 Ok(n) => return Ok(n),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.writable().await?,
                 Err(e) => return Err(e),
@@ -159,9 +173,17 @@ impl AsRawFd for UnixStream {
 
 /// Wraps one end of a socketpair as a channel socket.
 pub(crate) fn unix_stream(fd: OwnedFd) -> io::Result<Arc<UnixStream>> {
-    Ok(Arc::new(UnixStream::from_std(
-        std::os::unix::net::UnixStream::from(fd),
-    )?))
+    ringing(fd, None)
+}
+
+/// As [`unix_stream`], ringing `bell` after each write (a worker's end).
+pub(crate) fn ringing(
+    fd: OwnedFd,
+    bell: Option<doorbell::Doorbell>,
+) -> io::Result<Arc<UnixStream>> {
+    let mut stream = UnixStream::from_std(std::os::unix::net::UnixStream::from(fd))?;
+    stream.bell = bell;
+    Ok(Arc::new(stream))
 }
 
 #[cfg(test)]
@@ -195,7 +217,7 @@ mod tests {
     async fn frames_keep_their_order_whoever_writes_them() {
         const N: u64 = 20_000;
         let (a, b) = pair();
-        let outbox = Outbox::start(a, wire::DEFAULT_MAX_BODY, None);
+        let outbox = Outbox::start(a, wire::DEFAULT_MAX_BODY);
         let sender = tokio::spawn(async move {
             for i in 0..N {
                 let pad = "x".repeat(pad_len(i));

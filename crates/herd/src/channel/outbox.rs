@@ -9,7 +9,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use serde::Serialize;
 use tokio::sync::Notify;
 
-use super::doorbell::Doorbell;
 use super::wire::{Control, Header, Kind, HEADER_LEN, MAX_FDS};
 use super::UnixStream;
 use crate::error::Error;
@@ -55,8 +54,6 @@ pub struct Outbox {
     /// The thread the writer task last ran on ([`this_thread`]), 0 before
     /// it first ran.
     writer_thread: AtomicUsize,
-    /// A worker's doorbell, rung after each write (see `doorbell`).
-    bell: Option<Doorbell>,
 }
 
 /// A number that tells this thread from the others alive (the address of
@@ -69,9 +66,8 @@ fn this_thread() -> usize {
 impl Outbox {
     /// Starts the writer task for `stream` and returns the outbox feeding
     /// it; a message whose body would exceed `max_body` (what the peer's
-    /// reader accepts) is refused with [`Error::TooLarge`]. `bell`, a
-    /// worker's doorbell, is rung after each write.
-    pub fn start(stream: Arc<UnixStream>, max_body: usize, bell: Option<Doorbell>) -> Arc<Outbox> {
+    /// reader accepts) is refused with [`Error::TooLarge`].
+    pub fn start(stream: Arc<UnixStream>, max_body: usize) -> Arc<Outbox> {
         let outbox = Arc::new(Outbox {
             state: Mutex::new(OutState::default()),
             stream: stream.clone(),
@@ -80,7 +76,6 @@ impl Outbox {
             drained: Notify::new(),
             writer_thread: AtomicUsize::new(0),
             takes: AtomicU64::new(0),
-            bell,
         });
         tokio::spawn(writer(stream, outbox.clone()));
         outbox
@@ -266,13 +261,10 @@ impl Outbox {
                 Ok(n) if n == st.buf.len() => {
                     st.buf.clear();
                     st.frames = 0;
-                    drop(st);
-                    self.ring();
                     return;
                 }
                 Ok(n) => {
                     st.buf.drain(..n);
-                    self.ring();
                 }
                 // WouldBlock, or an error that the writer meets again and
                 // handles (closing the channel).
@@ -302,13 +294,6 @@ impl Outbox {
             && self.writer_thread.load(Ordering::Relaxed) == this_thread()
             && tokio::runtime::Handle::try_current()
                 .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread)
-    }
-
-    /// Rings the doorbell, if this outbox has one: bytes were written.
-    fn ring(&self) {
-        if let Some(bell) = &self.bell {
-            bell.ring();
-        }
     }
 
     /// How many times queued bytes were taken to be written so far. A
@@ -425,11 +410,7 @@ async fn writer(stream: Arc<UnixStream>, outbox: Arc<Outbox>) {
             outbox.wake_writer.notified().await;
             continue;
         }
-        let written = stream.write_all(&buf, &mut fds).await;
-        if written.is_ok() {
-            outbox.ring();
-        }
-        if let Err(e) = written {
+        if let Err(e) = stream.write_all(&buf, &mut fds).await {
             tracing::debug!(error = %e, "channel write failed; closing the channel");
             let mut st = outbox.state.lock().unwrap();
             st.closed = true;

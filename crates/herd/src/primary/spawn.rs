@@ -229,7 +229,7 @@ impl Primary {
             keep,
             moves: Vec::new(),
             handed: vec![theirs],
-            link: Link::Channel(Outbox::start(stream, limits.max_body, None)),
+            link: Link::Channel(Outbox::start(stream, limits.max_body)),
             inbound: Inbound::Channel(match mark {
                 Some(mark) => reader.marking(mark),
                 None => reader,

@@ -150,11 +150,7 @@ async fn of_two_clones_answering_at_once_one_sends_and_the_other_is_told() {
     use std::io::Read;
     let (ours, mut theirs) = std::os::unix::net::UnixStream::pair().unwrap();
     ours.set_nonblocking(true).unwrap();
-    let outbox = Outbox::start(
-        crate::channel::unix_stream(ours.into()).unwrap(),
-        16 << 20,
-        None,
-    );
+    let outbox = Outbox::start(crate::channel::unix_stream(ours.into()).unwrap(), 16 << 20);
     // 9 MiB waiting to be written: a reply now waits for room, as on a
     // busy channel, between its check and its send.
     outbox.user(&"x".repeat(9 << 20)).await.unwrap();

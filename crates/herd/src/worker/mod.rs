@@ -189,15 +189,15 @@ impl Worker {
             nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
         )
         .map_err(|e| Error::io("channel descriptor", e))?;
+        let bell = crate::channel::doorbell::Doorbell::from_env();
         let stream =
-            crate::channel::unix_stream(fd).map_err(|e| Error::io("channel descriptor", e))?;
+            crate::channel::ringing(fd, bell).map_err(|e| Error::io("channel descriptor", e))?;
         // What the primary accepts, we send; and accept as much from it.
         let max_body = std::env::var(crate::ENV_MAX_FRAME)
             .ok()
             .and_then(|v| v.parse::<usize>().ok())
             .map_or(DEFAULT_MAX_BODY, |n| n.clamp(MIN_BODY, MAX_BODY));
-        let bell = crate::channel::doorbell::Doorbell::from_env();
-        let outbox = Outbox::start(stream.clone(), max_body, bell);
+        let outbox = Outbox::start(stream.clone(), max_body);
         let (msg_tx, msg_rx) = mpsc::unbounded_channel();
         let (ask_tx, ask_rx) = mpsc::unbounded_channel();
         let worker = Worker {
